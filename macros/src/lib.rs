@@ -1,0 +1,195 @@
+//! Procedural macros of `loads`: the `#[loads::suite]` attribute. Use it through the `loads`
+//! crate (`#[loads::suite]`), which documents it.
+
+use proc_macro::TokenStream;
+use proc_macro2::Span;
+use quote::{format_ident, quote};
+use syn::parse::Parser;
+use syn::punctuated::Punctuated;
+use syn::{Expr, ExprLit, FnArg, ImplItem, ItemImpl, Lit, Meta, Token, Type};
+
+/// Turns an `impl` block into a loads suite. See `loads::suite` for the documentation.
+#[proc_macro_attribute]
+pub fn suite(attr: TokenStream, item: TokenStream) -> TokenStream {
+    match expand(attr.into(), item.into()) {
+        Ok(ts) => ts.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+fn doc_of(attrs: &[syn::Attribute]) -> String {
+    let lines: Vec<String> = attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc"))
+        .filter_map(|a| match &a.meta {
+            Meta::NameValue(nv) => match &nv.value {
+                Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Some(s.value().trim().to_owned()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    lines.join("\n").trim().to_owned()
+}
+
+fn snake_case(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn expand(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> syn::Result<proc_macro2::TokenStream> {
+    let imp: ItemImpl = syn::parse2(item)?;
+    if imp.trait_.is_some() {
+        return Err(syn::Error::new_spanned(&imp, "#[loads::suite] goes on an inherent impl block, `impl MySuite { ... }`"));
+    }
+    if !imp.generics.params.is_empty() {
+        return Err(syn::Error::new_spanned(&imp.generics, "a suite cannot be generic"));
+    }
+    let ty = &imp.self_ty;
+    let type_name = match &**ty {
+        Type::Path(p) => p
+            .path
+            .segments
+            .last()
+            .map(|s| s.ident.to_string())
+            .ok_or_else(|| syn::Error::new_spanned(ty, "expected a type name"))?,
+        other => return Err(syn::Error::new_spanned(other, "#[loads::suite] needs a named type")),
+    };
+
+    let mut name = snake_case(&type_name);
+    let mut server: Option<syn::Path> = None;
+    let args = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr)?;
+    for meta in args {
+        match &meta {
+            Meta::NameValue(nv) if nv.path.is_ident("name") => match &nv.value {
+                Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => {
+                    let v = s.value();
+                    if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                        return Err(syn::Error::new_spanned(s, "a suite name uses letters, digits and _ only"));
+                    }
+                    name = v;
+                }
+                other => return Err(syn::Error::new_spanned(other, "expected name = \"suite_name\"")),
+            },
+            Meta::NameValue(nv) if nv.path.is_ident("server") => match &nv.value {
+                Expr::Path(p) => server = Some(p.path.clone()),
+                other => return Err(syn::Error::new_spanned(other, "expected server = path::to::fn (a fn() -> String)")),
+            },
+            other => {
+                return Err(syn::Error::new_spanned(
+                    other,
+                    "unknown option; #[loads::suite] takes name = \"...\" and server = path::to::fn",
+                ));
+            }
+        }
+    }
+
+    let mut tests = Vec::new();
+    let mut has_setup = false;
+    let mut has_teardown = false;
+    for it in &imp.items {
+        let ImplItem::Fn(f) = it else { continue };
+        if f.sig.asyncness.is_none() {
+            continue;
+        }
+        let takes_mut_self = matches!(f.sig.inputs.first(), Some(FnArg::Receiver(r)) if r.mutability.is_some() && r.reference.is_some());
+        if !takes_mut_self || f.sig.inputs.len() != 2 {
+            continue;
+        }
+        let ident = f.sig.ident.clone();
+        match ident.to_string().as_str() {
+            "setup" => has_setup = true,
+            "teardown" => has_teardown = true,
+            _ => tests.push((ident, doc_of(&f.attrs))),
+        }
+    }
+    if tests.is_empty() {
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "this suite has no tests: a test is `async fn name(&mut self, t: &mut TestCase) -> Outcome`",
+        ));
+    }
+
+    let suite_doc = doc_of(&imp.attrs);
+    let infos = tests.iter().map(|(ident, doc)| {
+        let n = ident.to_string();
+        quote! { ::loads::case::TestInfo { name: #n, doc: #doc } }
+    });
+    let arms = tests.iter().enumerate().map(|(i, (ident, _))| {
+        quote! { #i => ::std::boxed::Box::pin(<#ty>::#ident(self, t)), }
+    });
+    let setup = has_setup.then(|| {
+        quote! {
+            fn setup<'a>(&'a mut self, t: &'a mut ::loads::TestCase)
+                -> ::core::option::Option<::loads::case::BoxFuture<'a, ::loads::Outcome>> {
+                ::core::option::Option::Some(::std::boxed::Box::pin(<#ty>::setup(self, t)))
+            }
+        }
+    });
+    let teardown = has_teardown.then(|| {
+        quote! {
+            fn teardown<'a>(&'a mut self, t: &'a mut ::loads::TestCase)
+                -> ::core::option::Option<::loads::case::BoxFuture<'a, ::loads::Outcome>> {
+                ::core::option::Option::Some(::std::boxed::Box::pin(<#ty>::teardown(self, t)))
+            }
+        }
+    });
+    let server_expr = match &server {
+        Some(p) => quote! { ::core::option::Option::Some(#p as fn() -> ::std::string::String) },
+        None => quote! { ::core::option::Option::None },
+    };
+    let module = format_ident!("loads_{}", name);
+    let functional = tests.iter().map(|(ident, _)| {
+        let n = ident.to_string();
+        quote! {
+            #[test]
+            fn #ident() {
+                ::loads::functional::run_test::<super::#ty>(#n, #server_expr);
+            }
+        }
+    });
+
+    Ok(quote! {
+        #imp
+
+        impl ::loads::Suite for #ty {
+            const NAME: &'static str = #name;
+            const DOC: &'static str = #suite_doc;
+            const TESTS: &'static [::loads::case::TestInfo] = &[#(#infos),*];
+            fn new_user() -> Self {
+                <Self as ::core::default::Default>::default()
+            }
+            fn run_test<'a>(&'a mut self, index: usize, t: &'a mut ::loads::TestCase)
+                -> ::loads::case::BoxFuture<'a, ::loads::Outcome> {
+                match index {
+                    #(#arms)*
+                    _ => ::std::boxed::Box::pin(async move {
+                        ::core::result::Result::Err(::loads::TestError::error(
+                            ::std::format!("suite {} has no test number {}", #name, index)))
+                    }),
+                }
+            }
+            #setup
+            #teardown
+        }
+
+        ::loads::inventory::submit! { ::loads::case::SuiteEntry::of::<#ty>() }
+
+        #[cfg(test)]
+        mod #module {
+            #[allow(unused_imports)]
+            use super::*;
+            #(#functional)*
+        }
+    })
+}

@@ -1,0 +1,457 @@
+//! The `loads` command line and its config file. [`main`] is the whole CLI: the stock binary
+//! and every user's load-test binary call it, with their own suites registered.
+//!
+//! Arguments (and `--config FILE`, a TOML file whose keys are the long option names) become a
+//! [`RunArgs`]; the command line wins over the file. Exit codes: 0 when every hit succeeded, 1
+//! when any failure or error happened (or an output could not write its report), 2 for usage and
+//! configuration errors, 130 when the run was interrupted with Ctrl-C.
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::case::{all_tests, suites};
+use crate::demo::DemoServer;
+use crate::result::TestResult;
+use crate::runner::{Cycles, LocalRunner, RunArgs, RunError, Runner, parse_duration};
+
+/// Exit code: every hit succeeded.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: some hit failed or errored.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: bad usage or configuration.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: interrupted by Ctrl-C.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "loads",
+    version,
+    about = "Load-test HTTP and WebSocket services with tests written like unit tests",
+    after_help = "Start with `loads demo`: it runs the bundled suite against the embedded demo server.\n\
+                  Exit codes: 0 every hit succeeded, 1 failures or errors, 2 usage error, 130 interrupted."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a test with many virtual users
+    Run(RunOptions),
+    /// List the registered tests
+    List,
+    /// Start the demo server in-process and load-test it with the bundled suite
+    Demo(DemoOptions),
+    /// Serve the demo target (HTML, JSON, delays, status codes, echo, auth, WebSocket)
+    DemoServer(DemoServerOptions),
+}
+
+/// Options of `loads run`; the same keys (long names) may be set in the config file.
+#[derive(Args, Debug, Default, Clone)]
+struct RunOptions {
+    /// The test to run, SUITE::TEST (see `loads list`); may be set as `test` in the config file
+    test: Option<String>,
+    /// Virtual users, as cycles: 10 or 10:20:30 runs the plan once per value [default: 1]
+    #[arg(short = 'u', long, value_name = "N[:N...]")]
+    users: Option<Cycles>,
+    /// Hits per user, as cycles: 5 or 5:10 [default: 1]
+    #[arg(long, value_name = "N[:N...]", conflicts_with = "duration")]
+    hits: Option<Cycles>,
+    /// Run each cycle step for this long instead of a number of hits: 30, 30s, 1m30s, 500ms
+    #[arg(short = 'd', long, value_name = "DURATION", value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Base URL of the system under test, for `app` (relative URLs)
+    #[arg(short = 's', long, value_name = "URL")]
+    server_url: Option<String>,
+    /// TOML file with default values for these options (the command line wins)
+    #[arg(short = 'c', long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Output to use (repeatable): stdout, null [default: stdout]
+    #[arg(short = 'o', long = "output", value_name = "NAME")]
+    outputs: Vec<String>,
+    /// Do not use the stdout output
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Project name shown in reports
+    #[arg(long, value_name = "NAME")]
+    project_name: Option<String>,
+    /// Timeout of each request and WebSocket wait [default: 30s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    request_timeout: Option<Duration>,
+    /// Worker threads for the virtual users [default: one per available core]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(usize))]
+    threads: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+struct DemoOptions {
+    /// Virtual users of the HTTP part of the demo
+    #[arg(short = 'u', long, default_value = "50", value_name = "N[:N...]")]
+    users: Cycles,
+    /// Hits per user of the HTTP part
+    #[arg(long, default_value = "100", value_name = "N[:N...]", conflicts_with = "duration")]
+    hits: Cycles,
+    /// Run the HTTP part for this long instead
+    #[arg(short = 'd', long, value_name = "DURATION", value_parser = parse_duration)]
+    duration: Option<Duration>,
+}
+
+#[derive(Args, Debug)]
+struct DemoServerOptions {
+    /// Address to listen on (port 0 picks a free port)
+    #[arg(short = 'b', long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    bind: SocketAddr,
+    /// Worker threads
+    #[arg(long, default_value = "1", value_name = "N")]
+    threads: usize,
+}
+
+/// A duration in the config file: a number of seconds or a string such as "1m30s".
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+enum DurationValue {
+    Seconds(f64),
+    Text(String),
+}
+
+impl DurationValue {
+    fn get(&self, key: &str) -> anyhow::Result<Duration> {
+        let text = match self {
+            DurationValue::Seconds(s) => s.to_string(),
+            DurationValue::Text(t) => t.clone(),
+        };
+        parse_duration(&text).map_err(|e| anyhow::anyhow!("{key}: {e}"))
+    }
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The config file: the long option names of `loads run` as keys.
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct ConfigFile {
+    test: Option<String>,
+    users: Option<Cycles>,
+    hits: Option<Cycles>,
+    duration: Option<DurationValue>,
+    server_url: Option<String>,
+    output: Option<OneOrMany>,
+    quiet: Option<bool>,
+    project_name: Option<String>,
+    request_timeout: Option<DurationValue>,
+    threads: Option<usize>,
+}
+
+fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the config file {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "invalid config file {}: {}\n(keys are the long options of `loads run`: test, users, hits, \
+             duration, server-url, output, quiet, project-name, request-timeout, threads)",
+            path.display(),
+            e.to_string().trim_end()
+        )
+    })
+}
+
+/// Merges the command line over the config file into run arguments.
+fn run_args(opts: &RunOptions) -> anyhow::Result<(RunArgs, Option<usize>)> {
+    let file = match &opts.config {
+        Some(p) => read_config(p)?,
+        None => ConfigFile::default(),
+    };
+    let test = opts
+        .test
+        .clone()
+        .or(file.test)
+        .ok_or_else(|| anyhow::anyhow!("no test given: `loads run SUITE::TEST` (see `loads list`)"))?;
+    // --hits and --duration exclude each other: one given on the command line overrides both
+    // of the file's.
+    let (hits, duration) = if opts.hits.is_some() || opts.duration.is_some() {
+        (opts.hits.clone(), opts.duration)
+    } else {
+        let d = match &file.duration {
+            Some(d) => Some(d.get("duration")?),
+            None => None,
+        };
+        (file.hits, d)
+    };
+    let mut outputs = if !opts.outputs.is_empty() {
+        opts.outputs.clone()
+    } else {
+        match file.output {
+            Some(OneOrMany::One(o)) => vec![o],
+            Some(OneOrMany::Many(v)) => v,
+            None => vec!["stdout".into()],
+        }
+    };
+    if opts.quiet || file.quiet.unwrap_or(false) {
+        outputs.retain(|o| o != "stdout");
+    }
+    outputs.dedup();
+    let request_timeout = match (opts.request_timeout, &file.request_timeout) {
+        (Some(d), _) => d,
+        (None, Some(d)) => d.get("request-timeout")?,
+        (None, None) => Duration::from_secs_f64(crate::runner::DEFAULT_REQUEST_TIMEOUT),
+    };
+    let args = RunArgs {
+        test,
+        users: opts.users.clone().or(file.users).unwrap_or_default(),
+        hits,
+        duration: duration.map(|d| d.as_secs_f64()),
+        server_url: opts.server_url.clone().or(file.server_url),
+        outputs,
+        project_name: opts.project_name.clone().or(file.project_name),
+        request_timeout: request_timeout.as_secs_f64(),
+        run_id: String::new(),
+    };
+    Ok((args, opts.threads.or(file.threads)))
+}
+
+/// The exit code of a finished run.
+pub fn exit_code(result: &TestResult) -> u8 {
+    if result.interrupted() {
+        EXIT_INTERRUPTED
+    } else if !result.is_success() || !result.output_errors().is_empty() {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    }
+}
+
+fn report_output_errors(result: &TestResult) {
+    for e in result.output_errors() {
+        eprintln!("error: {e}");
+    }
+}
+
+fn cmd_run(opts: &RunOptions) -> Result<u8, CliError> {
+    let (args, threads) = run_args(opts).map_err(CliError::Usage)?;
+    let mut runner = LocalRunner::new(args)?.handle_ctrl_c(true).threads(threads);
+    let result = runner.execute()?;
+    report_output_errors(&result);
+    Ok(exit_code(&result))
+}
+
+fn cmd_list() -> u8 {
+    let tests = all_tests();
+    if tests.is_empty() {
+        println!("No tests are registered in this binary: mark an impl block with #[loads::suite].");
+        return EXIT_OK;
+    }
+    let width = tests.iter().map(|t| t.full_name().len()).max().unwrap_or(0);
+    for suite in suites() {
+        match suite.doc.lines().next().filter(|l| !l.is_empty()) {
+            Some(doc) => println!("{} — {doc}", suite.name),
+            None => println!("{}", suite.name),
+        }
+        for t in tests.iter().filter(|t| std::ptr::eq(t.suite, suite)) {
+            println!("  {:width$}  {}", t.full_name(), t.info().doc.lines().next().unwrap_or(""));
+        }
+    }
+    EXIT_OK
+}
+
+fn cmd_demo(opts: &DemoOptions) -> Result<u8, CliError> {
+    let server = DemoServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), 1)
+        .context("cannot start the demo server")
+        .map_err(CliError::Other)?;
+    println!("Demo server listening on {}\n", server.url());
+    let parts = [
+        RunArgs {
+            test: "example::get_root".into(),
+            users: opts.users.clone(),
+            hits: opts.duration.is_none().then(|| opts.hits.clone()),
+            duration: opts.duration.map(|d| d.as_secs_f64()),
+            server_url: Some(server.url()),
+            ..RunArgs::default()
+        },
+        RunArgs {
+            test: "example::websocket_echo".into(),
+            users: Cycles::one(10),
+            hits: Some(Cycles::one(10)),
+            server_url: Some(server.url()),
+            ..RunArgs::default()
+        },
+    ];
+    let mut code = EXIT_OK;
+    for (i, args) in parts.into_iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        let runner = LocalRunner::new(args).map_err(|e| match e {
+            RunError::UnknownTest(_) => CliError::Other(anyhow::anyhow!(
+                "the demo needs the bundled `example` suite, which this binary does not have; \
+                 run the stock `loads` binary (`cargo run --release -- demo`)"
+            )),
+            other => other.into(),
+        })?;
+        let result = runner.handle_ctrl_c(true).execute()?;
+        report_output_errors(&result);
+        code = code.max(exit_code(&result));
+        if result.interrupted() {
+            break;
+        }
+    }
+    Ok(code)
+}
+
+fn cmd_demo_server(opts: &DemoServerOptions) -> Result<u8, CliError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(opts.threads.max(1))
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+        .map_err(CliError::Other)?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(opts.bind)
+            .await
+            .with_context(|| format!("cannot listen on {}", opts.bind))
+            .map_err(CliError::Other)?;
+        let addr = listener.local_addr().map_err(|e| CliError::Other(e.into()))?;
+        println!("loads demo server listening on http://{addr} (Ctrl-C to stop)");
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        crate::demo::serve(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("demo server")
+        .map_err(CliError::Other)?;
+        Ok(EXIT_OK)
+    })
+}
+
+/// An error the CLI reports before exiting.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error("{0:#}")]
+    Usage(anyhow::Error),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("{0:#}")]
+    Other(anyhow::Error),
+}
+
+impl CliError {
+    fn code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => EXIT_USAGE,
+            CliError::Run(e) if e.is_usage() => EXIT_USAGE,
+            _ => EXIT_FAILED,
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOADS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs the `loads` command line with `args` (the program name first) and returns the exit code.
+pub fn run_cli<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+        }
+    };
+    init_logging();
+    let outcome = match &cli.command {
+        Command::Run(o) => cmd_run(o),
+        Command::List => Ok(cmd_list()),
+        Command::Demo(o) => cmd_demo(o),
+        Command::DemoServer(o) => cmd_demo_server(o),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.code()
+        }
+    }
+}
+
+/// The `loads` command line, with every suite linked into this binary. Call it from `main`:
+/// `fn main() -> std::process::ExitCode { loads::main() }`.
+pub fn main() -> ExitCode {
+    ExitCode::from(run_cli(std::env::args_os()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> RunOptions {
+        let mut v = vec!["loads", "run"];
+        v.extend_from_slice(args);
+        match Cli::try_parse_from(v).expect("parse").command {
+            Command::Run(o) => o,
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn command_line_wins_over_config_file() {
+        let dir = std::env::temp_dir().join(format!("loads-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "test = \"example::health\"\nusers = \"2:3\"\nhits = 4\nserver-url = \"http://127.0.0.1:1\"\n\
+             output = [\"stdout\", \"null\"]\nproject-name = \"p\"\nrequest-timeout = \"2s\"\n",
+        )
+        .expect("write");
+        let p = path.to_str().expect("utf8");
+        let (a, _) = run_args(&parse(&["--config", p])).expect("args");
+        assert_eq!(a.test, "example::health");
+        assert_eq!(a.users.values(), &[2, 3]);
+        assert_eq!(a.hits.as_ref().map(|h| h.values().to_vec()), Some(vec![4]));
+        assert_eq!(a.outputs, vec!["stdout", "null"]);
+        assert_eq!(a.request_timeout, 2.0);
+        let (b, _) = run_args(&parse(&["--config", p, "-u", "7", "-d", "3", "-q", "x::y"])).expect("args");
+        assert_eq!(b.test, "x::y");
+        assert_eq!(b.users.values(), &[7]);
+        assert_eq!(b.hits, None);
+        assert_eq!(b.duration, Some(3.0));
+        assert_eq!(b.outputs, vec!["null"]);
+        std::fs::write(&path, "userz = 3\n").expect("write");
+        let err = run_args(&parse(&["--config", p, "a::b"])).expect_err("unknown key");
+        assert!(err.to_string().contains("userz"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bad_values_name_the_option() {
+        let e = Cli::try_parse_from(["loads", "run", "a::b", "-u", "0"]).expect_err("zero users");
+        let text = e.to_string();
+        assert!(text.contains("--users") && text.contains("at least 1"), "{text}");
+        let e = Cli::try_parse_from(["loads", "run", "a::b", "--hits", "2", "-d", "1s"]).expect_err("both");
+        assert!(e.to_string().contains("cannot be used with"), "{e}");
+        let e = Cli::try_parse_from(["loads", "run", "a::b", "-d", "soon"]).expect_err("duration");
+        assert!(e.to_string().contains("--duration"), "{e}");
+    }
+}

@@ -1,0 +1,61 @@
+//! Running a suite's tests as ordinary functional tests under `cargo test`: one user, one hit,
+//! and a failure or error fails the cargo test. `#[loads::suite]` generates one `#[test]` per
+//! test that calls [`run_test`].
+
+use std::sync::Arc;
+
+use crate::case::{Suite, SuiteEntry, TestError, TestRef, run_hit, TestCase};
+use crate::result::{Recorder, Stats, UserRecorder};
+use crate::runner::RunArgs;
+
+/// Runs test `name` of suite `S` once, with one user, against `LOADS_SERVER_URL` or, when that
+/// is unset, the URL `server` returns. Panics with the failure or error, so the cargo test fails.
+pub fn run_test<S: Suite>(name: &str, server: Option<fn() -> String>) {
+    if let Err(e) = try_run_test::<S>(name, server) {
+        panic!("{}::{} {e}", S::NAME, name);
+    }
+}
+
+/// Like [`run_test`], but returns the outcome and the recorded statistics instead of panicking.
+pub fn try_run_test<S: Suite>(name: &str, server: Option<fn() -> String>) -> Result<Stats, TestError> {
+    static ENTRIES: std::sync::Mutex<Vec<&'static SuiteEntry>> = std::sync::Mutex::new(Vec::new());
+    let entry: &'static SuiteEntry = {
+        let mut entries = ENTRIES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match entries.iter().find(|e| e.name == S::NAME) {
+            Some(e) => e,
+            None => {
+                let e: &'static SuiteEntry = Box::leak(Box::new(SuiteEntry::of::<S>()));
+                entries.push(e);
+                e
+            }
+        }
+    };
+    let index = S::TESTS
+        .iter()
+        .position(|t| t.name == name)
+        .ok_or_else(|| TestError::error(format!("suite {} has no test {name}", S::NAME)))?;
+    let test = TestRef { suite: entry, index };
+    let server_url = std::env::var("LOADS_SERVER_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| server.map(|f| f()));
+    let args = Arc::new(RunArgs {
+        test: test.full_name(),
+        server_url,
+        ..RunArgs::default()
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(TestError::from)?;
+    let recorder = Arc::new(Recorder::new(1));
+    let user = UserRecorder::new(recorder.clone(), 0);
+    let outcome = runtime.block_on(async {
+        let mut case = TestCase::new(Arc::from(test.full_name()), args, user)?;
+        let mut state = (entry.new_user)();
+        run_hit(&mut *state, index, &mut case).await
+    });
+    let mut stats = Stats::default();
+    recorder.drain_into(&mut stats);
+    outcome.map(|()| stats)
+}

@@ -1,0 +1,65 @@
+//! # loads
+//!
+//! A load-testing framework and tool for HTTP and WebSocket services. Tests are written like
+//! unit tests — async methods of a suite, marked with [`macro@suite`] — and also run under
+//! `cargo test`. A runner executes them with many concurrent virtual users; every request,
+//! WebSocket message, outcome and custom counter flows as an event into a test result that keeps
+//! the statistics and feeds the outputs.
+//!
+//! ```no_run
+//! use loads::prelude::*;
+//!
+//! /// Per-virtual-user state: created once per user, kept across that user's hits.
+//! #[derive(Default)]
+//! struct Blog { visits: u32 }
+//!
+//! #[loads::suite]
+//! impl Blog {
+//!     /// Reads the home page.
+//!     async fn home(&mut self, t: &mut TestCase) -> Outcome {
+//!         let res = t.app.get("/").send().await?;
+//!         ensure_eq!(res.status(), 200);
+//!         self.visits += 1;
+//!         t.incr_counter("home-visits");
+//!         Ok(())
+//!     }
+//! }
+//!
+//! fn main() -> std::process::ExitCode { loads::main() }
+//! ```
+//!
+//! Modules, following the data flow: [`case`] (what a test sees), [`measure`] (instrumented
+//! HTTP and WebSocket clients), [`result`] (events, statistics, the test result), [`runner`]
+//! (load plan and execution), [`output`] (reports), [`cli`] (the command line), [`demo`] (the
+//! embedded target server), [`functional`] (running tests under `cargo test`).
+
+extern crate self as loads;
+
+pub mod case;
+pub mod cli;
+pub mod demo;
+pub mod functional;
+pub mod measure;
+pub mod output;
+pub mod result;
+pub mod runner;
+
+pub use case::{Outcome, Suite, TestCase, TestError};
+pub use cli::main;
+/// Marks an `impl` block as a suite: its `async fn(&mut self, t: &mut TestCase) -> Outcome`
+/// methods are tests, `setup` and `teardown` run around each hit. Options:
+/// `#[loads::suite(name = "blog", server = path::to::fn)]` — the suite's name (default: the
+/// type's name in snake case) and a `fn() -> String` giving the server URL for `cargo test`
+/// (`LOADS_SERVER_URL` overrides it).
+pub use loads_macros::suite;
+
+#[doc(hidden)]
+pub use inventory;
+
+/// What a test file needs: `use loads::prelude::*;`.
+pub mod prelude {
+    pub use crate::case::{Outcome, TestCase, TestError};
+    pub use crate::measure::{Message, StatusCode};
+    pub use crate::{ensure, ensure_eq, ensure_ne, fail};
+    pub use serde_json::json;
+}

@@ -1,0 +1,18 @@
+//! Instrumented clients: the HTTP [`Session`] and the [`WebSocket`] client. Every request and
+//! WebSocket message a test makes through them is recorded into the virtual user's shard of the
+//! run's [`Recorder`](crate::result::Recorder); the data leaves as the statistics of the run.
+//!
+//! What users share and what each owns: every virtual user owns one `reqwest` client (its own
+//! connection pool and cookie jar); the TLS configuration (root certificates, crypto provider)
+//! and the runtime are shared by all users.
+
+mod session;
+mod tls;
+mod ws;
+
+pub use session::{HttpError, Request, Response, Session, new_client};
+pub use tls::client_config;
+pub use ws::{Message, WebSocket, WsError};
+
+/// HTTP types used by the session API.
+pub use reqwest::{Method, StatusCode, header};

@@ -1,0 +1,274 @@
+//! Plain-text rendering of a test result: the end-of-run summary and the number formats that
+//! every text output shares.
+
+use std::fmt::Write as _;
+
+use crate::result::{ProblemKind, RequestStats, TestResult};
+
+/// A latency in microseconds, human-readable: `850 µs`, `1.23 ms`, `2.50 s`.
+pub fn format_micros(us: f64) -> String {
+    if us < 1000.0 {
+        format!("{us:.0} µs")
+    } else if us < 1_000_000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{:.2} s", us / 1_000_000.0)
+    }
+}
+
+/// A byte count, human-readable: `512 B`, `1.5 KiB`, `3.2 MiB`.
+pub fn format_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+fn rate(n: u64, secs: f64) -> f64 {
+    if secs > 0.0 { n as f64 / secs } else { 0.0 }
+}
+
+fn latency_line(r: &RequestStats) -> String {
+    if r.count == 0 {
+        return "no requests".into();
+    }
+    let l = &r.latency;
+    format!(
+        "mean {} · p50 {} · p90 {} · p95 {} · p99 {} · max {}",
+        format_micros(l.mean()),
+        format_micros(l.quantile(0.50) as f64),
+        format_micros(l.quantile(0.90) as f64),
+        format_micros(l.quantile(0.95) as f64),
+        format_micros(l.quantile(0.99) as f64),
+        format_micros(l.max() as f64),
+    )
+}
+
+fn statuses(r: &RequestStats) -> String {
+    r.statuses
+        .iter()
+        .map(|(s, n)| if *s == 0 { format!("none×{n}") } else { format!("{s}×{n}") })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Lays out rows under headers, columns padded to their widest cell (the first two left-aligned).
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: &mut dyn Iterator<Item = &str>, out: &mut String| {
+        let mut s = String::from("  ");
+        for (i, (cell, w)) in cells.zip(&widths).enumerate() {
+            let pad = w.saturating_sub(cell.chars().count());
+            if i < 2 {
+                s.push_str(cell);
+                s.push_str(&" ".repeat(pad));
+            } else {
+                s.push_str(&" ".repeat(pad));
+                s.push_str(cell);
+            }
+            s.push_str("  ");
+        }
+        out.push_str(s.trim_end());
+        out.push('\n');
+    };
+    line(&mut headers.iter().copied(), &mut out);
+    for row in rows {
+        line(&mut row.iter().map(String::as_str), &mut out);
+    }
+    out
+}
+
+/// Rows of the URL table shown at most.
+const MAX_URL_ROWS: usize = 20;
+/// From this many URLs on, the slowest are shown first.
+const SORT_SLOWEST_FROM: usize = 8;
+
+/// The end-of-run summary, as plain text without control codes.
+pub fn render_summary(result: &TestResult) -> String {
+    let meta = result.meta();
+    let stats = result.stats();
+    let totals = result.totals();
+    let secs = result.duration().as_secs_f64();
+    let mut o = String::new();
+    let _ = writeln!(o, "Summary of {} ({})", meta.test, meta.plan);
+    if result.interrupted() {
+        let _ = writeln!(o, "Interrupted:   the run was stopped before the end of its plan");
+    }
+    if let Some(p) = &meta.project_name {
+        let _ = writeln!(o, "Project:       {p}");
+    }
+    if let Some(u) = &meta.server_url {
+        let _ = writeln!(o, "Server URL:    {u}");
+    }
+    let _ = writeln!(o, "Run id:        {}", meta.run_id);
+    let _ = writeln!(o, "Started:       {}", result.started().format("%Y-%m-%d %H:%M:%S UTC"));
+    let _ = writeln!(o, "Duration:      {secs:.2} s");
+    let _ = writeln!(
+        o,
+        "Hits:          {} ({:.1} hits/s; test runs, each may make several requests)",
+        totals.hits,
+        rate(totals.hits, secs)
+    );
+    let _ = writeln!(o, "Successes:     {}", totals.successes);
+    let _ = writeln!(o, "Failures:      {}", totals.failures);
+    let _ = writeln!(o, "Errors:        {}", totals.errors);
+    let _ = writeln!(
+        o,
+        "Requests:      {} ({:.1} req/s)",
+        stats.requests.count,
+        rate(stats.requests.count, secs)
+    );
+    let _ = writeln!(o, "Request time:  {}", latency_line(&stats.requests));
+    let sk = &stats.sockets;
+    let _ = writeln!(
+        o,
+        "WebSockets:    {} opened · {} closed · {} messages received ({}) · {} sent ({})",
+        sk.opened,
+        sk.closed,
+        sk.messages_received,
+        format_bytes(sk.bytes_received),
+        sk.messages_sent,
+        format_bytes(sk.bytes_sent)
+    );
+
+    for (kind, title) in [(ProblemKind::Failure, "failures"), (ProblemKind::Error, "errors")] {
+        let mut problems: Vec<_> = stats.problems.iter().filter(|p| p.outcome == kind).collect();
+        if problems.is_empty() {
+            continue;
+        }
+        problems.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.message.cmp(&b.message)));
+        let shown = problems.len().min(3);
+        let _ = writeln!(
+            o,
+            "\nMost frequent {title} ({shown} of {} distinct):",
+            problems.len()
+        );
+        for p in problems.iter().take(3) {
+            let mut lines = p.message.lines();
+            let _ = writeln!(
+                o,
+                "  {}× in {} [{}]: {}",
+                p.count,
+                p.test,
+                p.kind,
+                lines.next().unwrap_or("")
+            );
+            for l in lines {
+                let _ = writeln!(o, "      {l}");
+            }
+            for l in p.traceback.lines().take(12) {
+                let _ = writeln!(o, "      {l}");
+            }
+        }
+    }
+    if stats.problems_dropped > 0 {
+        let _ = writeln!(
+            o,
+            "  ({} more failures/errors with other messages were counted but not kept)",
+            stats.problems_dropped
+        );
+    }
+
+    let mut urls: Vec<(&str, &str, &RequestStats)> = stats
+        .urls
+        .iter()
+        .flat_map(|(u, m)| m.iter().map(move |(method, r)| (method.as_str(), u.as_str(), r)))
+        .filter(|(_, _, r)| r.count > 0)
+        .collect();
+    if !urls.is_empty() {
+        let many = urls.len() >= SORT_SLOWEST_FROM;
+        if many {
+            urls.sort_by(|a, b| b.2.latency.quantile(0.95).cmp(&a.2.latency.quantile(0.95)));
+        }
+        let rows: Vec<Vec<String>> = urls
+            .iter()
+            .take(MAX_URL_ROWS)
+            .map(|(m, u, r)| {
+                let l = &r.latency;
+                vec![
+                    m.to_string(),
+                    u.to_string(),
+                    r.count.to_string(),
+                    format!("{:.1}", rate(r.count, secs)),
+                    statuses(r),
+                    format_micros(l.mean()),
+                    format_micros(l.quantile(0.5) as f64),
+                    format_micros(l.quantile(0.95) as f64),
+                    format_micros(l.quantile(0.99) as f64),
+                    format_micros(l.max() as f64),
+                    format!("{:.1}%", 100.0 * r.successes() as f64 / r.count as f64),
+                ]
+            })
+            .collect();
+        let _ = writeln!(
+            o,
+            "\nRequests by URL{}:",
+            if many { " (slowest first)" } else { "" }
+        );
+        o.push_str(&table(
+            &["METHOD", "URL", "COUNT", "REQ/S", "STATUS", "MEAN", "P50", "P95", "P99", "MAX", "OK"],
+            &rows,
+        ));
+        if urls.len() > MAX_URL_ROWS {
+            let _ = writeln!(o, "  … and {} more", urls.len() - MAX_URL_ROWS);
+        }
+    }
+
+    let counters: Vec<Vec<String>> = stats
+        .counters
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| vec![k.clone(), n.to_string()])
+        .collect();
+    if !counters.is_empty() {
+        let _ = writeln!(o, "\nCounters:");
+        o.push_str(&table(&["NAME", "VALUE"], &counters));
+    }
+    let verdict = if result.interrupted() {
+        "INTERRUPTED"
+    } else if result.is_success() {
+        "OK"
+    } else {
+        "FAILED"
+    };
+    let _ = writeln!(
+        o,
+        "\nResult:        {verdict} ({} successes, {} failures, {} errors)",
+        totals.successes, totals.failures, totals.errors
+    );
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_human() {
+        assert_eq!(format_micros(850.0), "850 µs");
+        assert_eq!(format_micros(1234.0), "1.23 ms");
+        assert_eq!(format_micros(2_500_000.0), "2.50 s");
+        assert_eq!(format_bytes(512), "512 B");
+        assert_eq!(format_bytes(1536), "1.5 KiB");
+        assert_eq!(format_bytes(3 * 1024 * 1024), "3.0 MiB");
+    }
+
+    #[test]
+    fn tables_align() {
+        let t = table(&["A", "B", "N"], &[vec!["x".into(), "long".into(), "1".into()]]);
+        assert_eq!(t, "  A  B     N\n  x  long  1\n");
+    }
+}

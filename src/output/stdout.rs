@@ -1,0 +1,114 @@
+//! The `stdout` output: a live progress bar on a terminal (plain progress lines otherwise) and
+//! the summary at the end of the run, on standard output.
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::{IsTerminal as _, Write as _};
+use std::time::{Duration, Instant};
+
+use super::format::render_summary;
+use crate::result::{Observer, OutputError, TestResult, unix_now};
+
+/// How often progress lines are printed when standard error is not a terminal.
+const PLAIN_EVERY: Duration = Duration::from_secs(5);
+
+/// The terminal output.
+pub struct StdoutOutput {
+    bar: Option<ProgressBar>,
+    tty: bool,
+    last_plain: Instant,
+}
+
+impl Default for StdoutOutput {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StdoutOutput {
+    /// A progress bar when standard error is a terminal, plain lines otherwise.
+    pub fn new() -> Self {
+        StdoutOutput {
+            bar: None,
+            tty: std::io::stderr().is_terminal(),
+            last_plain: Instant::now(),
+        }
+    }
+
+    fn live(result: &TestResult) -> String {
+        let stats = result.stats();
+        let t = result.totals();
+        // The last complete second gives the current rate.
+        let last = stats.timeline.get(&(unix_now() - 1));
+        let rps = last.map_or(0, |s| s.requests);
+        let hps = last.map_or(0, |s| s.hits);
+        format!(
+            "{} users · {hps} hits/s · {rps} req/s · {} failures · {} errors",
+            result.active_users(),
+            t.failures,
+            t.errors
+        )
+    }
+}
+
+impl Observer for StdoutOutput {
+    fn name(&self) -> &str {
+        "stdout"
+    }
+
+    fn on_start(&mut self, result: &TestResult) -> Result<(), OutputError> {
+        let meta = result.meta();
+        let target = meta.server_url.as_deref().map(|u| format!(" against {u}")).unwrap_or_default();
+        eprintln!("Running {} ({}){target}", meta.test, meta.plan);
+        if self.tty {
+            let (len, template) = match (meta.planned_hits, meta.planned_duration) {
+                (Some(h), _) => (h, "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} hits  {msg}"),
+                (None, Some(d)) => (
+                    (d * 1000.0) as u64,
+                    "{spinner} [{elapsed_precise}] {wide_bar} {percent}% of the duration  {msg}",
+                ),
+                (None, None) => (0, "{spinner} [{elapsed_precise}] {msg}"),
+            };
+            let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr_with_hz(5));
+            if let Ok(style) = ProgressStyle::with_template(template) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.enable_steady_tick(Duration::from_millis(200));
+            self.bar = Some(bar);
+        }
+        Ok(())
+    }
+
+    fn on_tick(&mut self, result: &TestResult) {
+        let meta = result.meta();
+        let position = match (meta.planned_hits, meta.planned_duration) {
+            (Some(_), _) => result.totals().hits,
+            (None, Some(d)) => (result.duration().as_secs_f64().min(d) * 1000.0) as u64,
+            _ => 0,
+        };
+        if let Some(bar) = &self.bar {
+            bar.set_position(position);
+            bar.set_message(Self::live(result));
+        } else if self.last_plain.elapsed() >= PLAIN_EVERY {
+            self.last_plain = Instant::now();
+            let done = match meta.planned_hits {
+                Some(h) => format!("{}/{h} hits", result.totals().hits),
+                None => format!("{} hits", result.totals().hits),
+            };
+            eprintln!("[{:>5.0}s] {done} · {}", result.duration().as_secs_f64(), Self::live(result));
+        }
+    }
+
+    fn on_finish(&mut self, result: &TestResult) -> Result<(), OutputError> {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        let text = render_summary(result);
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())
+            .and_then(|_| out.flush())
+            .map_err(|e| OutputError {
+                output: "stdout".into(),
+                message: e.to_string(),
+            })
+    }
+}

@@ -1,0 +1,383 @@
+//! The event model: every request, WebSocket message, test outcome and custom counter is an
+//! [`Event`]. Events are produced by virtual users (aggregated per worker into
+//! [`Event::Batch`]es) or by external programs, and consumed by an [`EventSink`](super::EventSink)
+//! such as the [`TestResult`](super::TestResult).
+//!
+//! The JSON form of an event is also the wire format: a `data_type` tag plus the fields of
+//! the seed system's published external-runner protocol (DESIGN.md, "Events"). Over the wire an
+//! event travels in an [`Envelope`] that adds `run_id`, `agent_id` and `hostname`.
+
+use chrono::{DateTime, Utc};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::ser::{SerializeTuple, Serializer};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use super::stats::Stats;
+
+/// `[hits, users, current_hit, current_user]`: the hits and users of the current cycle step, and
+/// which hit and which user an event belongs to (both 1-based). Serialised as a JSON array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LoadsStatus {
+    /// Hits per user in the current cycle step (0 in a duration run).
+    pub hits: u64,
+    /// Virtual users in the current cycle step.
+    pub users: u64,
+    /// The hit this event belongs to, counted from 1 for each user.
+    pub current_hit: u64,
+    /// The virtual user this event belongs to, counted from 1.
+    pub current_user: u64,
+}
+
+impl Serialize for LoadsStatus {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(4)?;
+        t.serialize_element(&self.hits)?;
+        t.serialize_element(&self.users)?;
+        t.serialize_element(&self.current_hit)?;
+        t.serialize_element(&self.current_user)?;
+        t.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for LoadsStatus {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LoadsStatus;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array [hits, users, current_hit, current_user]")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<LoadsStatus, A::Error> {
+                // The seed protocol sends numbers, but some runners send null for "unknown".
+                let mut next = |i: usize| -> Result<u64, A::Error> {
+                    let v: Option<Option<f64>> = seq.next_element()?;
+                    match v {
+                        None => Err(de::Error::invalid_length(i, &self)),
+                        Some(None) => Ok(0),
+                        Some(Some(n)) if n >= 0.0 && n.is_finite() => Ok(n as u64),
+                        Some(Some(n)) => Err(de::Error::custom(format!(
+                            "loads_status values must be non-negative, got {n}"
+                        ))),
+                    }
+                };
+                Ok(LoadsStatus {
+                    hits: next(0)?,
+                    users: next(1)?,
+                    current_hit: next(2)?,
+                    current_user: next(3)?,
+                })
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// `exc_info` of a failure or error: `[message, kind, traceback]`, as the seed protocol sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ExcInfo(pub String, pub String, pub String);
+
+impl ExcInfo {
+    /// The human-readable message.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+    /// The kind of failure or error (an assertion macro, `panic`, an error type name...).
+    pub fn kind(&self) -> &str {
+        &self.1
+    }
+    /// Where it happened: a source location, a panic backtrace or an error's source chain.
+    pub fn traceback(&self) -> &str {
+        &self.2
+    }
+}
+
+/// Direction of a WebSocket message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Received from the system under test (the seed protocol's only direction).
+    #[default]
+    Received,
+    /// Sent to the system under test.
+    Sent,
+}
+
+impl Direction {
+    fn is_received(&self) -> bool {
+        *self == Direction::Received
+    }
+}
+
+/// One event, as recorded by a virtual user or reported by an external runner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "data_type")]
+pub enum Event {
+    /// The run started.
+    #[serde(rename = "startTestRun")]
+    StartTestRun,
+    /// The run ended.
+    #[serde(rename = "stopTestRun")]
+    StopTestRun,
+    /// A hit of `test` started.
+    #[serde(rename = "startTest")]
+    StartTest {
+        /// Full test name, `suite::test`.
+        test: String,
+        /// Which hit of which user.
+        loads_status: LoadsStatus,
+    },
+    /// A hit of `test` ended (whatever its outcome).
+    #[serde(rename = "stopTest")]
+    StopTest {
+        /// Full test name.
+        test: String,
+        /// Which hit of which user.
+        loads_status: LoadsStatus,
+    },
+    /// A hit succeeded.
+    #[serde(rename = "addSuccess")]
+    AddSuccess {
+        /// Full test name.
+        test: String,
+        /// Which hit of which user.
+        loads_status: LoadsStatus,
+    },
+    /// A hit failed: an assertion did not hold.
+    #[serde(rename = "addFailure")]
+    AddFailure {
+        /// Full test name.
+        test: String,
+        /// `[message, kind, traceback]`.
+        exc_info: ExcInfo,
+        /// Which hit of which user.
+        loads_status: LoadsStatus,
+    },
+    /// A hit errored: anything other than an assertion (I/O, HTTP, timeout...).
+    #[serde(rename = "addError")]
+    AddError {
+        /// Full test name.
+        test: String,
+        /// `[message, kind, traceback]`.
+        exc_info: ExcInfo,
+        /// Which hit of which user.
+        loads_status: LoadsStatus,
+    },
+    /// One HTTP request and its response.
+    #[serde(rename = "add_hit")]
+    AddHit {
+        /// The request URL.
+        url: String,
+        /// The request method (`GET`, `POST`...).
+        method: String,
+        /// The response status; 0 when no response arrived (connection error, timeout).
+        status: u16,
+        /// When the request started (ISO 8601).
+        started: DateTime<Utc>,
+        /// Seconds from sending the request to the end of the response body.
+        elapsed: f64,
+        /// Which hit of which user.
+        loads_status: LoadsStatus,
+    },
+    /// A WebSocket was opened.
+    #[serde(rename = "socket_open")]
+    SocketOpen,
+    /// A WebSocket was closed.
+    #[serde(rename = "socket_close")]
+    SocketClose,
+    /// A WebSocket message of `size` bytes.
+    #[serde(rename = "socket_message")]
+    SocketMessage {
+        /// Payload size in bytes.
+        size: u64,
+        /// `received` (the default, as in the seed protocol) or `sent`.
+        #[serde(default, skip_serializing_if = "Direction::is_received")]
+        direction: Direction,
+    },
+    /// A custom counter was incremented by one.
+    #[serde(rename = "incr_counter")]
+    IncrCounter {
+        /// Full test name.
+        test: String,
+        /// Counter name.
+        name: String,
+        /// Which hit of which user.
+        loads_status: LoadsStatus,
+    },
+    /// A periodic, mergeable summary of many events (see [`Stats`]).
+    #[serde(rename = "batch")]
+    Batch(Box<Stats>),
+}
+
+impl Event {
+    /// The `data_type` tag of this event.
+    pub fn data_type(&self) -> &'static str {
+        match self {
+            Event::StartTestRun => "startTestRun",
+            Event::StopTestRun => "stopTestRun",
+            Event::StartTest { .. } => "startTest",
+            Event::StopTest { .. } => "stopTest",
+            Event::AddSuccess { .. } => "addSuccess",
+            Event::AddFailure { .. } => "addFailure",
+            Event::AddError { .. } => "addError",
+            Event::AddHit { .. } => "add_hit",
+            Event::SocketOpen => "socket_open",
+            Event::SocketClose => "socket_close",
+            Event::SocketMessage { .. } => "socket_message",
+            Event::IncrCounter { .. } => "incr_counter",
+            Event::Batch(_) => "batch",
+        }
+    }
+}
+
+/// An event as it travels between processes: the event plus where it comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The run this event belongs to.
+    #[serde(default)]
+    pub run_id: String,
+    /// The agent that produced it (empty for a local run).
+    #[serde(default)]
+    pub agent_id: String,
+    /// The host that produced it.
+    #[serde(default)]
+    pub hostname: String,
+    /// The event itself; its fields sit beside the three above.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn st() -> LoadsStatus {
+        LoadsStatus {
+            hits: 10,
+            users: 2,
+            current_hit: 3,
+            current_user: 1,
+        }
+    }
+
+    fn round_trip(ev: Event, expected: serde_json::Value) {
+        let v = serde_json::to_value(&ev).expect("serialise");
+        assert_eq!(v, expected);
+        let back: Event = serde_json::from_value(v).expect("deserialise");
+        assert_eq!(back, ev);
+    }
+
+    #[test]
+    fn field_names_follow_the_seed_protocol() {
+        round_trip(Event::StartTestRun, json!({"data_type": "startTestRun"}));
+        round_trip(Event::StopTestRun, json!({"data_type": "stopTestRun"}));
+        round_trip(
+            Event::StartTest {
+                test: "a::b".into(),
+                loads_status: st(),
+            },
+            json!({"data_type": "startTest", "test": "a::b", "loads_status": [10, 2, 3, 1]}),
+        );
+        round_trip(
+            Event::AddSuccess {
+                test: "a::b".into(),
+                loads_status: st(),
+            },
+            json!({"data_type": "addSuccess", "test": "a::b", "loads_status": [10, 2, 3, 1]}),
+        );
+        round_trip(
+            Event::AddFailure {
+                test: "a::b".into(),
+                exc_info: ExcInfo("boom".into(), "ensure".into(), "x.rs:1".into()),
+                loads_status: st(),
+            },
+            json!({"data_type": "addFailure", "test": "a::b",
+                   "exc_info": ["boom", "ensure", "x.rs:1"], "loads_status": [10, 2, 3, 1]}),
+        );
+        round_trip(
+            Event::AddError {
+                test: "a::b".into(),
+                exc_info: ExcInfo("io".into(), "std::io::Error".into(), String::new()),
+                loads_status: st(),
+            },
+            json!({"data_type": "addError", "test": "a::b",
+                   "exc_info": ["io", "std::io::Error", ""], "loads_status": [10, 2, 3, 1]}),
+        );
+        let started = DateTime::parse_from_rfc3339("2026-11-26T05:00:00.250Z")
+            .expect("date")
+            .with_timezone(&Utc);
+        round_trip(
+            Event::AddHit {
+                url: "http://127.0.0.1/".into(),
+                method: "GET".into(),
+                status: 200,
+                started,
+                elapsed: 0.25,
+                loads_status: st(),
+            },
+            json!({"data_type": "add_hit", "url": "http://127.0.0.1/", "method": "GET",
+                   "status": 200, "started": "2026-11-26T05:00:00.250Z", "elapsed": 0.25,
+                   "loads_status": [10, 2, 3, 1]}),
+        );
+        round_trip(Event::SocketOpen, json!({"data_type": "socket_open"}));
+        round_trip(Event::SocketClose, json!({"data_type": "socket_close"}));
+        round_trip(
+            Event::SocketMessage {
+                size: 12,
+                direction: Direction::Received,
+            },
+            json!({"data_type": "socket_message", "size": 12}),
+        );
+        round_trip(
+            Event::SocketMessage {
+                size: 5,
+                direction: Direction::Sent,
+            },
+            json!({"data_type": "socket_message", "size": 5, "direction": "sent"}),
+        );
+        round_trip(
+            Event::IncrCounter {
+                test: "a::b".into(),
+                name: "logins".into(),
+                loads_status: st(),
+            },
+            json!({"data_type": "incr_counter", "test": "a::b", "name": "logins",
+                   "loads_status": [10, 2, 3, 1]}),
+        );
+    }
+
+    #[test]
+    fn envelope_flattens_and_ignores_unknown_fields() {
+        let text = r#"{"data_type":"add_hit","run_id":"r1","agent_id":"a","hostname":"h",
+            "url":"/x","method":"GET","status":404,"started":"2026-01-01T00:00:00Z",
+            "elapsed":0.001,"loads_status":[1,1,1,1],"extra":"ignored"}"#;
+        let env: Envelope = serde_json::from_str(text).expect("parse");
+        assert_eq!(env.run_id, "r1");
+        assert!(matches!(env.event, Event::AddHit { status: 404, .. }));
+        let again: Envelope =
+            serde_json::from_str(&serde_json::to_string(&env).expect("ser")).expect("de");
+        assert_eq!(again, env);
+    }
+
+    #[test]
+    fn batch_round_trips_through_json() {
+        let mut stats = Stats::default();
+        stats.record_request("GET", "http://127.0.0.1/", 200, 1500, 1_700_000_000);
+        stats.record_request("GET", "http://127.0.0.1/", 500, 2500, 1_700_000_001);
+        stats.incr_counter("c");
+        let ev = Event::Batch(Box::new(stats));
+        let text = serde_json::to_string(&ev).expect("ser");
+        assert!(text.starts_with(r#"{"data_type":"batch""#), "{text}");
+        let back: Event = serde_json::from_str(&text).expect("de");
+        assert_eq!(back, ev);
+    }
+
+    #[test]
+    fn malformed_status_is_rejected() {
+        let bad = json!({"data_type": "addSuccess", "test": "t", "loads_status": [1, 2]});
+        assert!(serde_json::from_value::<Event>(bad).is_err());
+        let neg = json!({"data_type": "addSuccess", "test": "t", "loads_status": [1, 2, -1, 0]});
+        assert!(serde_json::from_value::<Event>(neg).is_err());
+    }
+}

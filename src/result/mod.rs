@@ -1,0 +1,17 @@
+//! Results: the event model, the mergeable statistics, per-worker recording and the
+//! [`TestResult`] collector that notifies its [`Observer`]s.
+//!
+//! Data flow: virtual users record into a [`Recorder`]; the runner's collector drains it into
+//! [`Event::Batch`] events and hands every event to an [`EventSink`] — the [`TestResult`] in a
+//! local run (which aggregates and notifies the outputs), a relay in a worker. Events from
+//! external programs enter the same way, one by one.
+
+pub mod event;
+pub mod recorder;
+pub mod stats;
+mod test_result;
+
+pub use event::{Direction, Envelope, Event, ExcInfo, LoadsStatus};
+pub use recorder::{Recorder, UserRecorder, unix_now};
+pub use stats::{Latency, Problem, ProblemKind, Quantiles, RequestStats, Second, SocketStats, Stats, TestCounts};
+pub use test_result::{EventSink, Observer, OutputError, RunMeta, TestResult};

@@ -1,0 +1,118 @@
+//! Per-worker recording: virtual users write into one of a few [`Stats`] shards, and a collector
+//! drains the shards periodically into a batch.
+//!
+//! A shard is a mutex that only the virtual users mapped to it (and the collector, a few times a
+//! second) ever take, so recording costs an uncontended lock, never a global one. Data enters
+//! through [`Recorder::record`] from the HTTP session, the WebSocket client and the test runner;
+//! it leaves through [`Recorder::drain_into`].
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::stats::Stats;
+
+/// A shard on its own cache line, so that neighbouring shards do not share one.
+#[repr(align(128))]
+struct Shard(Mutex<Stats>);
+
+/// The recording shards of one run.
+pub struct Recorder {
+    shards: Box<[Shard]>,
+}
+
+impl Recorder {
+    /// A recorder with `shards` shards (at least one).
+    pub fn new(shards: usize) -> Self {
+        let shards = (0..shards.max(1))
+            .map(|_| Shard(Mutex::new(Stats::default())))
+            .collect();
+        Recorder { shards }
+    }
+
+    /// A recorder sized for the machine: a few shards per available core.
+    pub fn for_this_machine() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::new(cores * 4)
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Runs `f` on shard `shard` (taken modulo the shard count).
+    pub fn record<R>(&self, shard: usize, f: impl FnOnce(&mut Stats) -> R) -> R {
+        let s = &self.shards[shard % self.shards.len()];
+        // A panic cannot happen while a shard is held (recording does not call user code), but
+        // if it ever did the counts are still consistent: keep using them.
+        let mut g = s.0.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut g)
+    }
+
+    /// Adds every shard's content to `target` and resets the shards.
+    pub fn drain_into(&self, target: &mut Stats) {
+        for s in self.shards.iter() {
+            let mut g = s.0.lock().unwrap_or_else(PoisonError::into_inner);
+            if !g.is_empty() {
+                target.merge(&g);
+                g.reset();
+            }
+        }
+    }
+}
+
+/// A virtual user's handle on the run's [`Recorder`]: the shard it writes to.
+#[derive(Clone)]
+pub struct UserRecorder {
+    recorder: Arc<Recorder>,
+    shard: usize,
+}
+
+impl UserRecorder {
+    /// The handle of the user with 0-based index `user` (users are spread over the shards).
+    pub fn new(recorder: Arc<Recorder>, user: usize) -> Self {
+        let shard = user % recorder.shards();
+        UserRecorder { recorder, shard }
+    }
+
+    /// Runs `f` on this user's shard.
+    pub fn record<R>(&self, f: impl FnOnce(&mut Stats) -> R) -> R {
+        self.recorder.record(self.shard, f)
+    }
+}
+
+/// The current unix time in whole seconds.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_drain_to_exact_totals() {
+        let rec = Arc::new(Recorder::new(4));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let rec = rec.clone();
+                std::thread::spawn(move || {
+                    for i in 0..10_000u64 {
+                        rec.record(t, |s| s.record_request("GET", "/", 200, i % 100, 0));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        let mut total = Stats::default();
+        rec.drain_into(&mut total);
+        assert_eq!(total.requests.count, 80_000);
+        let mut again = Stats::default();
+        rec.drain_into(&mut again);
+        assert!(again.is_empty());
+    }
+}

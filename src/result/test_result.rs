@@ -1,0 +1,308 @@
+//! The [`TestResult`]: receives every event of a run, keeps the aggregates and notifies its
+//! observers (the outputs). It is the seed system's `TestResult`, with unittest-like counts.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+
+use super::event::Event;
+use super::recorder::unix_now;
+use super::stats::{Stats, TestCounts};
+
+/// Where a runner sends events: the [`TestResult`] locally, a relay in a worker.
+pub trait EventSink: Send {
+    /// Takes one event (a single event or a batch).
+    fn ingest(&mut self, event: Event);
+    /// Called a few times a second by the collector, with or without new events.
+    fn tick(&mut self, active_users: u64) {
+        let _ = active_users;
+    }
+}
+
+/// An error of an output, reported at the end of the run.
+#[derive(Debug, thiserror::Error)]
+#[error("output {output}: {message}")]
+pub struct OutputError {
+    /// The output's name.
+    pub output: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// An observer of a [`TestResult`]: every output is one.
+pub trait Observer: Send {
+    /// The observer's name (as given to `--output`).
+    fn name(&self) -> &str;
+    /// The run started.
+    fn on_start(&mut self, result: &TestResult) -> Result<(), OutputError> {
+        let _ = result;
+        Ok(())
+    }
+    /// `result` took `event` (already counted in `result`).
+    fn on_event(&mut self, event: &Event, result: &TestResult) {
+        let _ = (event, result);
+    }
+    /// Periodic call, a few times a second, for live views.
+    fn on_tick(&mut self, result: &TestResult) {
+        let _ = result;
+    }
+    /// The run ended: write the final report.
+    fn on_finish(&mut self, result: &TestResult) -> Result<(), OutputError> {
+        let _ = result;
+        Ok(())
+    }
+}
+
+/// What a run is: shown by outputs and stored with the results.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunMeta {
+    /// The run's id.
+    pub run_id: String,
+    /// The full test name (`suite::test`).
+    pub test: String,
+    /// `--project-name`.
+    pub project_name: Option<String>,
+    /// `--server-url`.
+    pub server_url: Option<String>,
+    /// A human description of the load plan, e.g. `5 users × 4 hits`.
+    pub plan: String,
+    /// Hits the plan will make, when it is made of hits.
+    pub planned_hits: Option<u64>,
+    /// How long the plan runs, when it is made of durations (seconds, all cycle steps).
+    pub planned_duration: Option<f64>,
+    /// Number of agents (1 for a local run).
+    pub agents: u64,
+}
+
+/// The collector of a run: aggregates and observers.
+pub struct TestResult {
+    meta: RunMeta,
+    stats: Stats,
+    started: DateTime<Utc>,
+    started_at: Instant,
+    ended: Option<DateTime<Utc>>,
+    duration: Option<Duration>,
+    interrupted: bool,
+    active_users: u64,
+    observers: Vec<Box<dyn Observer>>,
+    output_errors: Vec<OutputError>,
+}
+
+impl TestResult {
+    /// A result for the run described by `meta`, with no observers yet.
+    pub fn new(meta: RunMeta) -> Self {
+        TestResult {
+            meta,
+            stats: Stats::default(),
+            started: Utc::now(),
+            started_at: Instant::now(),
+            ended: None,
+            duration: None,
+            interrupted: false,
+            active_users: 0,
+            observers: Vec::new(),
+            output_errors: Vec::new(),
+        }
+    }
+
+    /// Adds an observer; it is told of everything from then on.
+    pub fn add_observer(&mut self, observer: Box<dyn Observer>) {
+        self.observers.push(observer);
+    }
+
+    fn notify(&mut self, mut f: impl FnMut(&mut dyn Observer, &TestResult)) {
+        let mut observers = std::mem::take(&mut self.observers);
+        for o in observers.iter_mut() {
+            f(o.as_mut(), self);
+        }
+        self.observers = observers;
+    }
+
+    /// Marks the run as interrupted (Ctrl-C, stop): outputs say so.
+    pub fn set_interrupted(&mut self) {
+        self.interrupted = true;
+    }
+
+    /// The run's description.
+    pub fn meta(&self) -> &RunMeta {
+        &self.meta
+    }
+
+    /// The aggregates so far.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// When the run started.
+    pub fn started(&self) -> DateTime<Utc> {
+        self.started
+    }
+
+    /// When the run ended, once it has.
+    pub fn ended(&self) -> Option<DateTime<Utc>> {
+        self.ended
+    }
+
+    /// How long the run took (so far, while it runs).
+    pub fn duration(&self) -> Duration {
+        self.duration.unwrap_or_else(|| self.started_at.elapsed())
+    }
+
+    /// Whether the run was interrupted before the end of its plan.
+    pub fn interrupted(&self) -> bool {
+        self.interrupted
+    }
+
+    /// The latest active-users count.
+    pub fn active_users(&self) -> u64 {
+        self.active_users
+    }
+
+    /// Outcome counts of all tests together.
+    pub fn totals(&self) -> TestCounts {
+        self.stats.totals()
+    }
+
+    /// HTTP requests per second over the whole run so far.
+    pub fn requests_per_second(&self) -> f64 {
+        per_second(self.stats.requests.count, self.duration())
+    }
+
+    /// Hits per second over the whole run so far.
+    pub fn hits_per_second(&self) -> f64 {
+        per_second(self.totals().hits, self.duration())
+    }
+
+    /// True when every hit succeeded (and at least one ran).
+    pub fn is_success(&self) -> bool {
+        let t = self.totals();
+        t.failures == 0 && t.errors == 0 && self.stats.problems_dropped == 0
+    }
+
+    /// Errors the outputs reported.
+    pub fn output_errors(&self) -> &[OutputError] {
+        &self.output_errors
+    }
+
+    /// The run starts now: observers are told.
+    pub fn start(&mut self) {
+        self.started = Utc::now();
+        self.started_at = Instant::now();
+        let mut errors = Vec::new();
+        self.notify(|o, r| {
+            if let Err(e) = o.on_start(r) {
+                errors.push(e);
+            }
+        });
+        self.output_errors.extend(errors);
+    }
+
+    /// The run is over: observers write their final reports. Observers are dropped afterwards.
+    pub fn finish(&mut self) {
+        if self.duration.is_none() {
+            self.duration = Some(self.started_at.elapsed());
+            self.ended = Some(Utc::now());
+        }
+        self.stats.compact_timeline(unix_now() + super::stats::TIMELINE_KEEP_FULL + 1);
+        let mut errors = Vec::new();
+        self.notify(|o, r| {
+            if let Err(e) = o.on_finish(r) {
+                errors.push(e);
+            }
+        });
+        self.output_errors.extend(errors);
+        self.observers.clear();
+    }
+}
+
+impl EventSink for TestResult {
+    fn ingest(&mut self, event: Event) {
+        match &event {
+            Event::StartTestRun => {}
+            Event::StopTestRun => {
+                if self.duration.is_none() {
+                    self.duration = Some(self.started_at.elapsed());
+                    self.ended = Some(Utc::now());
+                }
+            }
+            other => {
+                let now = unix_now();
+                self.stats.apply(other, now);
+            }
+        }
+        self.notify(|o, r| o.on_event(&event, r));
+    }
+
+    fn tick(&mut self, active_users: u64) {
+        self.active_users = active_users;
+        self.stats.compact_timeline(unix_now());
+        self.notify(|o, r| o.on_tick(r));
+    }
+}
+
+fn per_second(n: u64, d: Duration) -> f64 {
+    let s = d.as_secs_f64();
+    if s > 0.0 { n as f64 / s } else { 0.0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::result::event::{ExcInfo, LoadsStatus};
+    use std::sync::{Arc, Mutex};
+
+    struct Spy(Arc<Mutex<Vec<String>>>);
+    impl Observer for Spy {
+        fn name(&self) -> &str {
+            "spy"
+        }
+        fn on_start(&mut self, _: &TestResult) -> Result<(), OutputError> {
+            self.0.lock().expect("lock").push("start".into());
+            Ok(())
+        }
+        fn on_event(&mut self, e: &Event, r: &TestResult) {
+            self.0
+                .lock()
+                .expect("lock")
+                .push(format!("{} {}", e.data_type(), r.totals().hits));
+        }
+        fn on_finish(&mut self, r: &TestResult) -> Result<(), OutputError> {
+            self.0
+                .lock()
+                .expect("lock")
+                .push(format!("finish {}", r.totals().failures));
+            Err(OutputError {
+                output: "spy".into(),
+                message: "disk full".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn observers_see_every_event_after_it_is_counted() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut r = TestResult::new(RunMeta::default());
+        r.add_observer(Box::new(Spy(log.clone())));
+        r.start();
+        let st = LoadsStatus::default();
+        r.ingest(Event::StartTestRun);
+        r.ingest(Event::StartTest {
+            test: "s::t".into(),
+            loads_status: st,
+        });
+        r.ingest(Event::AddFailure {
+            test: "s::t".into(),
+            exc_info: ExcInfo("no".into(), "ensure".into(), String::new()),
+            loads_status: st,
+        });
+        r.ingest(Event::StopTestRun);
+        r.finish();
+        assert_eq!(
+            *log.lock().expect("lock"),
+            vec!["start", "startTestRun 0", "startTest 0", "addFailure 1", "stopTestRun 1", "finish 1"]
+        );
+        assert!(!r.is_success());
+        assert_eq!(r.output_errors().len(), 1);
+        assert_eq!(r.stats().problems[0].message, "no");
+    }
+}

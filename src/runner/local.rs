@@ -1,0 +1,330 @@
+//! The local runner: executes the plan in this process with tokio tasks as virtual users.
+//!
+//! Virtual users record into the run's [`Recorder`]; a collector thread drains it five times a
+//! second into an `Event::Batch` for the [`EventSink`] (the [`TestResult`] in a normal run, a
+//! relay in slave mode) and ticks it so that live outputs refresh.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+use super::plan::{Plan, Stop};
+use super::{RunArgs, RunError, Runner};
+use crate::case::{TestCase, TestError, TestRef, find_test, run_hit};
+use crate::result::{
+    Event, EventSink, LoadsStatus, ProblemKind, Recorder, RunMeta, Stats, TestResult, UserRecorder,
+    unix_now,
+};
+
+/// How often the collector drains the recorder.
+const COLLECT_EVERY: Duration = Duration::from_millis(200);
+/// How long in-flight hits may finish after a duration step ends, before they are cancelled.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// Runs a test in this process.
+pub struct LocalRunner {
+    args: RunArgs,
+    test: TestRef,
+    plan: Plan,
+    handle_ctrl_c: bool,
+    threads: Option<usize>,
+}
+
+/// Shared state of a run, seen by every virtual user.
+struct Control {
+    /// No new hits start.
+    stopping: AtomicBool,
+    /// In-flight hits are abandoned.
+    cancel: CancellationToken,
+    /// Ctrl-C or an explicit stop happened.
+    interrupted: AtomicBool,
+    /// Virtual users currently running.
+    active_users: AtomicU64,
+}
+
+impl LocalRunner {
+    /// A runner for `args`; fails on an unknown test or a bad plan.
+    pub fn new(args: RunArgs) -> Result<Self, RunError> {
+        let test = find_test(&args.test)?;
+        let plan = args.plan()?;
+        let mut args = args;
+        args.test = test.full_name();
+        if args.run_id.is_empty() {
+            args.run_id = new_run_id();
+        }
+        Ok(LocalRunner {
+            args,
+            test,
+            plan,
+            handle_ctrl_c: false,
+            threads: None,
+        })
+    }
+
+    /// Stops the run cleanly on Ctrl-C (a second Ctrl-C exits at once). For the command line.
+    pub fn handle_ctrl_c(mut self, yes: bool) -> Self {
+        self.handle_ctrl_c = yes;
+        self
+    }
+
+    /// Uses `n` runtime worker threads instead of one per available core.
+    pub fn threads(mut self, n: Option<usize>) -> Self {
+        self.threads = n.filter(|n| *n > 0);
+        self
+    }
+
+    /// The run's arguments (with the full test name and a run id filled in).
+    pub fn args(&self) -> &RunArgs {
+        &self.args
+    }
+
+    /// The description of this run that outputs show.
+    pub fn meta(&self) -> RunMeta {
+        RunMeta {
+            run_id: self.args.run_id.clone(),
+            test: self.args.test.clone(),
+            project_name: self.args.project_name.clone(),
+            server_url: self.args.server_url.clone(),
+            plan: self.plan.describe(),
+            planned_hits: self.plan.total_hits(),
+            planned_duration: self.plan.total_duration().map(|d| d.as_secs_f64()),
+            agents: 1,
+        }
+    }
+
+    /// Runs the plan, sending every event to `sink`, and returns the sink and whether the run was
+    /// interrupted. This is the whole execution; `execute` wraps it with a [`TestResult`].
+    pub fn run_into<S: EventSink + 'static>(&self, sink: S) -> Result<(S, bool), RunError> {
+        let threads = self
+            .threads
+            .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("loads-vu")
+            .enable_all()
+            .build()?;
+        let recorder = Arc::new(Recorder::new(threads * 4));
+        let control = Arc::new(Control {
+            stopping: AtomicBool::new(false),
+            cancel: CancellationToken::new(),
+            interrupted: AtomicBool::new(false),
+            active_users: AtomicU64::new(0),
+        });
+
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let collector = {
+            let recorder = recorder.clone();
+            let control = control.clone();
+            thread::Builder::new()
+                .name("loads-collector".into())
+                .spawn(move || collect(sink, &recorder, &control, &done_rx))?
+        };
+
+        runtime.block_on(self.drive(&recorder, &control));
+        // Virtual users are done; nothing records any more.
+        let _ = done_tx.send(());
+        let sink = collector
+            .join()
+            .map_err(|_| RunError::System(std::io::Error::other("the collector thread panicked")))?;
+        runtime.shutdown_timeout(Duration::from_millis(100));
+        Ok((sink, control.interrupted.load(Ordering::SeqCst)))
+    }
+
+    async fn drive(&self, recorder: &Arc<Recorder>, control: &Arc<Control>) {
+        if self.handle_ctrl_c {
+            let control = control.clone();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    eprintln!("\nInterrupted: stopping the virtual users (press Ctrl-C again to quit at once)");
+                    control.interrupted.store(true, Ordering::SeqCst);
+                    control.stopping.store(true, Ordering::SeqCst);
+                    control.cancel.cancel();
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        std::process::exit(130);
+                    }
+                }
+            });
+        }
+        let args = Arc::new(self.args.clone());
+        let test_name: Arc<str> = Arc::from(self.args.test.as_str());
+        let mut first_user = 0usize;
+        for &users in self.plan.users.values() {
+            if control.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            let step_cancel = control.cancel.child_token();
+            let deadline = match &self.plan.stop {
+                Stop::Duration(d) => Some(Instant::now() + *d),
+                Stop::Hits(_) => None,
+            };
+            let mut tasks = tokio::task::JoinSet::new();
+            for u in 1..=users {
+                let vu = VirtualUser {
+                    test: self.test,
+                    name: test_name.clone(),
+                    args: args.clone(),
+                    recorder: UserRecorder::new(recorder.clone(), first_user + u as usize - 1),
+                    control: control.clone(),
+                    cancel: step_cancel.clone(),
+                    stop: self.plan.stop.clone(),
+                    deadline,
+                    users,
+                    user: u,
+                };
+                tasks.spawn(vu.run());
+            }
+            first_user += users as usize;
+            if let Some(deadline) = deadline {
+                let cancel = step_cancel.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep_until((deadline + GRACE).into()).await;
+                    cancel.cancel();
+                });
+            }
+            while tasks.join_next().await.is_some() {}
+            step_cancel.cancel();
+        }
+    }
+
+    fn build_result(&self) -> Result<TestResult, RunError> {
+        let mut result = TestResult::new(self.meta());
+        for name in &self.args.outputs {
+            result.add_observer(crate::output::create(name, &self.args)?);
+        }
+        Ok(result)
+    }
+}
+
+impl Runner for LocalRunner {
+    fn execute(&mut self) -> Result<TestResult, RunError> {
+        let result = self.build_result()?;
+        let (mut result, interrupted) = self.run_into(result)?;
+        if interrupted {
+            result.set_interrupted();
+        }
+        result.finish();
+        Ok(result)
+    }
+}
+
+/// A new run id: time-based and unique enough to tell runs apart.
+pub fn new_run_id() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{:x}-{:04x}", now.as_secs(), (now.subsec_nanos() >> 8) & 0xffff ^ std::process::id() & 0xffff)
+}
+
+/// The collector thread: drains the recorder into batches until the users are done.
+fn collect<S: EventSink>(mut sink: S, recorder: &Recorder, control: &Control, done: &mpsc::Receiver<()>) -> S {
+    sink.ingest(Event::StartTestRun);
+    let mut sampled_until = unix_now() - 1;
+    loop {
+        let finished = !matches!(done.recv_timeout(COLLECT_EVERY), Err(mpsc::RecvTimeoutError::Timeout));
+        let users = control.active_users.load(Ordering::Relaxed);
+        let mut batch = Stats::default();
+        recorder.drain_into(&mut batch);
+        // Sample the active users once for every second that has fully passed (and, at the end,
+        // for the last partial second).
+        let now = unix_now();
+        let upto = if finished { now } else { now - 1 };
+        while sampled_until < upto {
+            sampled_until += 1;
+            batch.sample_users(sampled_until, users);
+        }
+        if !batch.is_empty() {
+            sink.ingest(Event::Batch(Box::new(batch)));
+        }
+        sink.tick(users);
+        if finished {
+            break;
+        }
+    }
+    sink.ingest(Event::StopTestRun);
+    sink
+}
+
+/// One virtual user of one cycle step.
+struct VirtualUser {
+    test: TestRef,
+    name: Arc<str>,
+    args: Arc<RunArgs>,
+    recorder: UserRecorder,
+    control: Arc<Control>,
+    cancel: CancellationToken,
+    stop: Stop,
+    deadline: Option<Instant>,
+    users: u64,
+    user: u64,
+}
+
+impl VirtualUser {
+    async fn run(self) {
+        let mut case = match TestCase::new(self.name.clone(), self.args.clone(), self.recorder.clone()) {
+            Ok(c) => c,
+            Err(e) => {
+                let err = TestError::from(e);
+                let info = err.exc_info();
+                self.recorder.record(|s| {
+                    s.record_start(&self.name);
+                    s.record_problem(ProblemKind::Error, &self.name, info.message(), info.kind(), info.traceback(), unix_now())
+                });
+                return;
+            }
+        };
+        let mut state = (self.test.suite.new_user)();
+        self.control.active_users.fetch_add(1, Ordering::Relaxed);
+        match &self.stop {
+            Stop::Hits(hits) => {
+                'steps: for &h in hits.values() {
+                    for i in 1..=h {
+                        if self.control.stopping.load(Ordering::Relaxed) || !self.hit(&mut case, &mut *state, h, i).await {
+                            break 'steps;
+                        }
+                    }
+                }
+            }
+            Stop::Duration(_) => {
+                let deadline = self.deadline.unwrap_or_else(Instant::now);
+                let mut i = 0;
+                while Instant::now() < deadline && !self.control.stopping.load(Ordering::Relaxed) {
+                    i += 1;
+                    if !self.hit(&mut case, &mut *state, 0, i).await {
+                        break;
+                    }
+                }
+            }
+        }
+        self.control.active_users.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Runs one hit and records its outcome; false when the hit was cancelled.
+    async fn hit(&self, case: &mut TestCase, state: &mut dyn crate::case::UserState, hits: u64, i: u64) -> bool {
+        case.set_status(LoadsStatus {
+            hits,
+            users: self.users,
+            current_hit: i,
+            current_user: self.user,
+        });
+        let name = &*self.name;
+        self.recorder.record(|s| s.record_start(name));
+        let outcome = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => return false,
+            o = run_hit(state, self.test.index, case) => o,
+        };
+        let second = unix_now();
+        self.recorder.record(|s| match &outcome {
+            Ok(()) => s.record_success(name, second),
+            Err(TestError::Failure(e)) => {
+                s.record_problem(ProblemKind::Failure, name, e.message(), e.kind(), e.traceback(), second)
+            }
+            Err(TestError::Error(e)) => {
+                s.record_problem(ProblemKind::Error, name, e.message(), e.kind(), e.traceback(), second)
+            }
+        });
+        true
+    }
+}

@@ -1,0 +1,137 @@
+//! Runners: what executes a run. One trait, [`Runner`], with [`LocalRunner`] as its first
+//! implementation. A runner is built from one serialisable argument struct, [`RunArgs`] (the
+//! struct that will travel to agents), and started with [`Runner::execute`].
+//!
+//! Data flow of a local run: `RunArgs` → [`Plan`] → virtual-user tasks → per-worker
+//! [`Recorder`](crate::result::Recorder) shards → collector thread → `Event::Batch` →
+//! [`TestResult`](crate::result::TestResult) → outputs.
+
+mod local;
+pub mod plan;
+
+pub use local::LocalRunner;
+pub use plan::{Cycles, Plan, Stop, parse_duration};
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+use crate::case::UnknownTest;
+use crate::result::TestResult;
+
+/// Default request timeout, in seconds.
+pub const DEFAULT_REQUEST_TIMEOUT: f64 = 30.0;
+
+/// Everything a runner needs to execute a run. Serialisable: the same struct is sent to agents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunArgs {
+    /// The test to run, `suite::test`.
+    pub test: String,
+    /// Virtual users of each cycle step.
+    pub users: Cycles,
+    /// Hits of each cycle step (exclusive with `duration`).
+    pub hits: Option<Cycles>,
+    /// Duration of each cycle step in seconds (exclusive with `hits`).
+    pub duration: Option<f64>,
+    /// The server URL that `app` resolves against.
+    pub server_url: Option<String>,
+    /// Outputs by name.
+    pub outputs: Vec<String>,
+    /// Project name shown in reports.
+    pub project_name: Option<String>,
+    /// Timeout of each HTTP request and WebSocket wait, in seconds.
+    pub request_timeout: f64,
+    /// Identifier of the run.
+    pub run_id: String,
+}
+
+impl Default for RunArgs {
+    fn default() -> Self {
+        RunArgs {
+            test: String::new(),
+            users: Cycles::default(),
+            hits: None,
+            duration: None,
+            server_url: None,
+            outputs: vec!["stdout".into()],
+            project_name: None,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            run_id: String::new(),
+        }
+    }
+}
+
+impl RunArgs {
+    /// The request timeout as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        if self.request_timeout.is_finite() && self.request_timeout > 0.0 {
+            Duration::from_secs_f64(self.request_timeout)
+        } else {
+            Duration::from_secs_f64(DEFAULT_REQUEST_TIMEOUT)
+        }
+    }
+
+    /// The validated load plan: one user and one hit unless told otherwise.
+    pub fn plan(&self) -> Result<Plan, RunError> {
+        let stop = match (&self.hits, self.duration) {
+            (Some(_), Some(_)) => {
+                return Err(RunError::Usage(
+                    "--hits and --duration cannot be used together: a run is made of hits or lasts a duration"
+                        .into(),
+                ));
+            }
+            (Some(h), None) => Stop::Hits(h.clone()),
+            (None, Some(d)) if d.is_finite() && d > 0.0 => Stop::Duration(Duration::from_secs_f64(d)),
+            (None, Some(d)) => {
+                return Err(RunError::Usage(format!(
+                    "invalid --duration {d}: expected a positive duration such as 30s"
+                )));
+            }
+            (None, None) => Stop::Hits(Cycles::default()),
+        };
+        if let Some(u) = &self.server_url {
+            let parsed = reqwest::Url::parse(u).map_err(|e| {
+                RunError::Usage(format!(
+                    "invalid --server-url {u:?}: {e}; expected an absolute URL such as http://127.0.0.1:8080"
+                ))
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(RunError::Usage(format!(
+                    "invalid --server-url {u:?}: the scheme must be http or https"
+                )));
+            }
+        }
+        Ok(Plan {
+            users: self.users.clone(),
+            stop,
+        })
+    }
+}
+
+/// Why a run could not be executed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A bad option value or combination.
+    #[error("{0}")]
+    Usage(String),
+    /// The test name matches no registered test.
+    #[error(transparent)]
+    UnknownTest(#[from] UnknownTest),
+    /// The machine refused something the runner needs (threads, runtime).
+    #[error("cannot start the run: {0}")]
+    System(#[from] std::io::Error),
+}
+
+impl RunError {
+    /// Whether this is the user's mistake (exit code 2) rather than the system's.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, RunError::Usage(_) | RunError::UnknownTest(_))
+    }
+}
+
+/// Something that executes a run and returns its final test result.
+pub trait Runner {
+    /// Runs the plan to its end (or until interrupted) and returns the finished result: the
+    /// outputs have written their reports.
+    fn execute(&mut self) -> Result<TestResult, RunError>;
+}
