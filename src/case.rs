@@ -39,7 +39,11 @@ pub enum TestError {
 impl TestError {
     /// A failure with `message`; `location` is where the assertion is (`at file:line:column`).
     pub fn failure(message: impl Into<String>, kind: &str, location: &str) -> Self {
-        TestError::Failure(ExcInfo(message.into(), kind.to_owned(), location.to_owned()))
+        TestError::Failure(ExcInfo(
+            message.into(),
+            kind.to_owned(),
+            location.to_owned(),
+        ))
     }
 
     /// An error with `message`, for errors that are not Rust error values.
@@ -95,7 +99,13 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for TestError {
             source = s.source();
         }
         let full = std::any::type_name::<E>();
-        let kind = full.split('<').next().unwrap_or(full).rsplit("::").next().unwrap_or(full);
+        let kind = full
+            .split('<')
+            .next()
+            .unwrap_or(full)
+            .rsplit("::")
+            .next()
+            .unwrap_or(full);
         TestError::Error(ExcInfo(message, kind.to_owned(), traceback))
     }
 }
@@ -166,7 +176,12 @@ macro_rules! ensure_ne {
             (l, r) => {
                 if *l == *r {
                     return ::core::result::Result::Err($crate::TestError::failure(
-                        format!("{} != {} failed\n  both: {:?}", stringify!($left), stringify!($right), l),
+                        format!(
+                            "{} != {} failed\n  both: {:?}",
+                            stringify!($left),
+                            stringify!($right),
+                            l
+                        ),
                         "ensure_ne",
                         concat!("at ", file!(), ":", line!(), ":", column!()),
                     ));
@@ -201,12 +216,18 @@ pub struct TestCase {
 
 impl TestCase {
     /// The context of one virtual user running `test` with `config`, recording into `recorder`.
-    pub fn new(test: Arc<str>, config: Arc<RunArgs>, recorder: UserRecorder) -> Result<Self, HttpError> {
+    pub fn new(
+        test: Arc<str>,
+        config: Arc<RunArgs>,
+        recorder: UserRecorder,
+    ) -> Result<Self, HttpError> {
         let base = match config.server_url.as_deref() {
             None => None,
-            Some(u) => Some(Arc::new(reqwest::Url::parse(u).map_err(|e| HttpError::InvalidUrl {
-                url: u.to_owned(),
-                reason: e.to_string(),
+            Some(u) => Some(Arc::new(reqwest::Url::parse(u).map_err(|e| {
+                HttpError::InvalidUrl {
+                    url: u.to_owned(),
+                    reason: e.to_string(),
+                }
             })?)),
         };
         let client = crate::measure::new_client(config.request_timeout())?;
@@ -410,7 +431,11 @@ pub struct UnknownTest {
 impl fmt::Display for UnknownTest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.ambiguous {
-            write!(f, "test name {:?} is ambiguous; use the full SUITE::TEST name:", self.name)?;
+            write!(
+                f,
+                "test name {:?} is ambiguous; use the full SUITE::TEST name:",
+                self.name
+            )?;
         } else {
             write!(f, "no test named {:?}", self.name)?;
             if self.suggestions.is_empty() {
@@ -452,7 +477,8 @@ fn find_in(tests: &[TestRef], name: &str) -> Result<TestRef, UnknownTest> {
         .iter()
         .map(|t| {
             let full = t.full_name();
-            let score = strsim::jaro_winkler(name, &full).max(strsim::jaro_winkler(name, t.info().name));
+            let score =
+                strsim::jaro_winkler(name, &full).max(strsim::jaro_winkler(name, t.info().name));
             (score, full)
         })
         .filter(|(s, _)| *s > 0.6)
@@ -522,8 +548,14 @@ async fn guarded(fut: BoxFuture<'_, Outcome>) -> Outcome {
             } else {
                 "panic with a non-string payload".to_owned()
             };
-            let traceback = LAST_PANIC.with(|p| p.borrow_mut().take()).unwrap_or_default();
-            Err(TestError::Failure(ExcInfo(message, "panic".into(), traceback)))
+            let traceback = LAST_PANIC
+                .with(|p| p.borrow_mut().take())
+                .unwrap_or_default();
+            Err(TestError::Failure(ExcInfo(
+                message,
+                "panic".into(),
+                traceback,
+            )))
         }
     }
 }
@@ -589,7 +621,11 @@ mod tests {
         fn new_user() -> Self {
             Demo::default()
         }
-        fn run_test<'a>(&'a mut self, index: usize, _t: &'a mut TestCase) -> BoxFuture<'a, Outcome> {
+        fn run_test<'a>(
+            &'a mut self,
+            index: usize,
+            _t: &'a mut TestCase,
+        ) -> BoxFuture<'a, Outcome> {
             Box::pin(async move {
                 match index {
                     0 => Ok(()),
@@ -613,9 +649,13 @@ mod tests {
     }
 
     fn outcome_of(index: usize) -> (Outcome, Demo) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
         let rec = UserRecorder::new(Arc::new(crate::result::Recorder::new(1)), 0);
-        let mut t = TestCase::new("demo::x".into(), Arc::new(RunArgs::default()), rec).expect("case");
+        let mut t =
+            TestCase::new("demo::x".into(), Arc::new(RunArgs::default()), rec).expect("case");
         let mut user = Demo::default();
         let out = rt.block_on(run_hit(&mut user, index, &mut t));
         (out, user)
@@ -627,27 +667,47 @@ mod tests {
         assert_eq!(ok, Ok(()));
         assert_eq!((user.setups, user.teardowns), (1, 1));
 
-        let Err(TestError::Failure(e)) = outcome_of(1).0 else { panic!("ensure_eq must fail") };
+        let Err(TestError::Failure(e)) = outcome_of(1).0 else {
+            panic!("ensure_eq must fail")
+        };
         assert_eq!(e.kind(), "ensure_eq");
         assert!(e.message().contains("left: 500"), "{}", e.message());
-        assert!(e.traceback().starts_with("at src/case.rs:"), "{}", e.traceback());
+        assert!(
+            e.traceback().starts_with("at src/case.rs:"),
+            "{}",
+            e.traceback()
+        );
 
-        let Err(TestError::Failure(e)) = outcome_of(2).0 else { panic!("assert_eq! must fail") };
+        let Err(TestError::Failure(e)) = outcome_of(2).0 else {
+            panic!("assert_eq! must fail")
+        };
         assert_eq!(e.kind(), "panic");
         assert!(e.message().contains("arithmetic"), "{}", e.message());
-        assert!(e.traceback().contains("at src/case.rs:"), "{}", e.traceback());
+        assert!(
+            e.traceback().contains("at src/case.rs:"),
+            "{}",
+            e.traceback()
+        );
 
-        let Err(TestError::Error(e)) = outcome_of(3).0 else { panic!("io error must be an error") };
+        let Err(TestError::Error(e)) = outcome_of(3).0 else {
+            panic!("io error must be an error")
+        };
         assert_eq!(e.kind(), "Error");
         assert_eq!(e.message(), "refused");
 
-        let Err(TestError::Failure(e)) = outcome_of(4).0 else { panic!("ensure! must fail") };
+        let Err(TestError::Failure(e)) = outcome_of(4).0 else {
+            panic!("ensure! must fail")
+        };
         assert_eq!(e.message(), "only 1 items");
 
-        let Err(TestError::Failure(e)) = outcome_of(5).0 else { panic!("fail! must fail") };
+        let Err(TestError::Failure(e)) = outcome_of(5).0 else {
+            panic!("fail! must fail")
+        };
         assert_eq!(e.message(), "nope 7");
 
-        let Err(TestError::Failure(e)) = outcome_of(6).0 else { panic!("panic must fail") };
+        let Err(TestError::Failure(e)) = outcome_of(6).0 else {
+            panic!("panic must fail")
+        };
         assert_eq!(e.message(), "boxed panic");
     }
 
@@ -657,24 +717,50 @@ mod tests {
             name: "example",
             doc: "",
             tests: &[
-                TestInfo { name: "get_root", doc: "" },
-                TestInfo { name: "health", doc: "" },
+                TestInfo {
+                    name: "get_root",
+                    doc: "",
+                },
+                TestInfo {
+                    name: "health",
+                    doc: "",
+                },
             ],
             new_user: new_user_boxed::<Demo>,
         };
         static B: SuiteEntry = SuiteEntry {
             name: "other",
             doc: "",
-            tests: &[TestInfo { name: "health", doc: "" }],
+            tests: &[TestInfo {
+                name: "health",
+                doc: "",
+            }],
             new_user: new_user_boxed::<Demo>,
         };
         let tests = [
-            TestRef { suite: &A, index: 0 },
-            TestRef { suite: &A, index: 1 },
-            TestRef { suite: &B, index: 0 },
+            TestRef {
+                suite: &A,
+                index: 0,
+            },
+            TestRef {
+                suite: &A,
+                index: 1,
+            },
+            TestRef {
+                suite: &B,
+                index: 0,
+            },
         ];
-        assert_eq!(find_in(&tests, "example::health").expect("found").full_name(), "example::health");
-        assert_eq!(find_in(&tests, "get_root").expect("bare").full_name(), "example::get_root");
+        assert_eq!(
+            find_in(&tests, "example::health")
+                .expect("found")
+                .full_name(),
+            "example::health"
+        );
+        assert_eq!(
+            find_in(&tests, "get_root").expect("bare").full_name(),
+            "example::get_root"
+        );
         let amb = find_in(&tests, "health").expect_err("ambiguous");
         assert!(amb.ambiguous);
         let e = find_in(&tests, "example::get_rot").expect_err("unknown");

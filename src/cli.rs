@@ -96,10 +96,10 @@ struct DemoOptions {
     /// Virtual users of the HTTP part of the demo
     #[arg(short = 'u', long, default_value = "50", value_name = "N[:N...]")]
     users: Cycles,
-    /// Hits per user of the HTTP part
-    #[arg(long, default_value = "100", value_name = "N[:N...]", conflicts_with = "duration")]
-    hits: Cycles,
-    /// Run the HTTP part for this long instead
+    /// Hits per user of the HTTP part, instead of running it for a duration
+    #[arg(long, value_name = "N[:N...]", conflicts_with = "duration")]
+    hits: Option<Cycles>,
+    /// How long the HTTP part runs [default: 5s]
     #[arg(short = 'd', long, value_name = "DURATION", value_parser = parse_duration)]
     duration: Option<Duration>,
 }
@@ -107,7 +107,12 @@ struct DemoOptions {
 #[derive(Args, Debug)]
 struct DemoServerOptions {
     /// Address to listen on (port 0 picks a free port)
-    #[arg(short = 'b', long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    #[arg(
+        short = 'b',
+        long,
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR:PORT"
+    )]
     bind: SocketAddr,
     /// Worker threads
     #[arg(long, default_value = "1", value_name = "N")]
@@ -174,11 +179,9 @@ fn run_args(opts: &RunOptions) -> anyhow::Result<(RunArgs, Option<usize>)> {
         Some(p) => read_config(p)?,
         None => ConfigFile::default(),
     };
-    let test = opts
-        .test
-        .clone()
-        .or(file.test)
-        .ok_or_else(|| anyhow::anyhow!("no test given: `loads run SUITE::TEST` (see `loads list`)"))?;
+    let test = opts.test.clone().or(file.test).ok_or_else(|| {
+        anyhow::anyhow!("no test given: `loads run SUITE::TEST` (see `loads list`)")
+    })?;
     // --hits and --duration exclude each other: one given on the command line overrides both
     // of the file's.
     let (hits, duration) = if opts.hits.is_some() || opts.duration.is_some() {
@@ -250,7 +253,9 @@ fn cmd_run(opts: &RunOptions) -> Result<u8, CliError> {
 fn cmd_list() -> u8 {
     let tests = all_tests();
     if tests.is_empty() {
-        println!("No tests are registered in this binary: mark an impl block with #[loads::suite].");
+        println!(
+            "No tests are registered in this binary: mark an impl block with #[loads::suite]."
+        );
         return EXIT_OK;
     }
     let width = tests.iter().map(|t| t.full_name().len()).max().unwrap_or(0);
@@ -260,7 +265,11 @@ fn cmd_list() -> u8 {
             None => println!("{}", suite.name),
         }
         for t in tests.iter().filter(|t| std::ptr::eq(t.suite, suite)) {
-            println!("  {:width$}  {}", t.full_name(), t.info().doc.lines().next().unwrap_or(""));
+            println!(
+                "  {:width$}  {}",
+                t.full_name(),
+                t.info().doc.lines().next().unwrap_or("")
+            );
         }
     }
     EXIT_OK
@@ -275,8 +284,11 @@ fn cmd_demo(opts: &DemoOptions) -> Result<u8, CliError> {
         RunArgs {
             test: "example::get_root".into(),
             users: opts.users.clone(),
-            hits: opts.duration.is_none().then(|| opts.hits.clone()),
-            duration: opts.duration.map(|d| d.as_secs_f64()),
+            hits: opts.hits.clone(),
+            duration: match (&opts.hits, opts.duration) {
+                (Some(_), _) => None,
+                (None, d) => Some(d.unwrap_or(Duration::from_secs(5)).as_secs_f64()),
+            },
             server_url: Some(server.url()),
             ..RunArgs::default()
         },
@@ -322,7 +334,9 @@ fn cmd_demo_server(opts: &DemoServerOptions) -> Result<u8, CliError> {
             .await
             .with_context(|| format!("cannot listen on {}", opts.bind))
             .map_err(CliError::Other)?;
-        let addr = listener.local_addr().map_err(|e| CliError::Other(e.into()))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| CliError::Other(e.into()))?;
         println!("loads demo server listening on http://{addr} (Ctrl-C to stop)");
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
@@ -432,7 +446,8 @@ mod tests {
         assert_eq!(a.hits.as_ref().map(|h| h.values().to_vec()), Some(vec![4]));
         assert_eq!(a.outputs, vec!["stdout", "null"]);
         assert_eq!(a.request_timeout, 2.0);
-        let (b, _) = run_args(&parse(&["--config", p, "-u", "7", "-d", "3", "-q", "x::y"])).expect("args");
+        let (b, _) =
+            run_args(&parse(&["--config", p, "-u", "7", "-d", "3", "-q", "x::y"])).expect("args");
         assert_eq!(b.test, "x::y");
         assert_eq!(b.users.values(), &[7]);
         assert_eq!(b.hits, None);
@@ -448,8 +463,12 @@ mod tests {
     fn bad_values_name_the_option() {
         let e = Cli::try_parse_from(["loads", "run", "a::b", "-u", "0"]).expect_err("zero users");
         let text = e.to_string();
-        assert!(text.contains("--users") && text.contains("at least 1"), "{text}");
-        let e = Cli::try_parse_from(["loads", "run", "a::b", "--hits", "2", "-d", "1s"]).expect_err("both");
+        assert!(
+            text.contains("--users") && text.contains("at least 1"),
+            "{text}"
+        );
+        let e = Cli::try_parse_from(["loads", "run", "a::b", "--hits", "2", "-d", "1s"])
+            .expect_err("both");
         assert!(e.to_string().contains("cannot be used with"), "{e}");
         let e = Cli::try_parse_from(["loads", "run", "a::b", "-d", "soon"]).expect_err("duration");
         assert!(e.to_string().contains("--duration"), "{e}");

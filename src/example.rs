@@ -35,7 +35,12 @@ impl Example {
         let items: Vec<serde_json::Value> = t.app.get("/api/items").send().await?.json()?;
         ensure_eq!(items.len(), 20);
         for id in 1..=5 {
-            let res = t.app.get(&format!("/api/items/{id}")).name("/api/items/{id}").send().await?;
+            let res = t
+                .app
+                .get(&format!("/api/items/{id}"))
+                .name("/api/items/{id}")
+                .send()
+                .await?;
             ensure_eq!(res.status(), 200);
         }
         let res = t
@@ -52,6 +57,7 @@ impl Example {
         Ok(())
     }
 
+    #[loads(expected = "failure")]
     /// Always fails: expects 200 from /status/503 (shows how failures are reported)
     async fn failing(&mut self, t: &mut TestCase) -> Outcome {
         let res = t.app.get("/status/503").send().await?;
@@ -59,6 +65,7 @@ impl Example {
         Ok(())
     }
 
+    #[loads(expected = "error")]
     /// Always errors: parses the HTML root page as JSON (shows how errors are reported)
     async fn erroring(&mut self, t: &mut TestCase) -> Outcome {
         let res = t.app.get("/").send().await?;
@@ -81,9 +88,17 @@ impl Example {
     /// Set a cookie and see it sent back, then log in with basic auth
     async fn cookies_and_auth(&mut self, t: &mut TestCase) -> Outcome {
         let user = format!("u{}", t.status().current_user);
-        let res = t.app.get(&format!("/cookies/set?user={user}")).send().await?;
+        let res = t
+            .app
+            .get(&format!("/cookies/set?user={user}"))
+            .send()
+            .await?;
         let body: serde_json::Value = res.json()?;
-        ensure_eq!(body["cookies"]["user"], user.as_str(), "the cookie jar did not send the cookie back");
+        ensure_eq!(
+            body["cookies"]["user"],
+            user.as_str(),
+            "the cookie jar did not send the cookie back"
+        );
         let denied = t.app.get("/basic-auth/alice/secret").send().await?;
         ensure_eq!(denied.status(), 401);
         let res = t

@@ -4,23 +4,53 @@
 
 use std::sync::Arc;
 
-use crate::case::{Suite, SuiteEntry, TestError, TestRef, run_hit, TestCase};
+use crate::case::{Suite, SuiteEntry, TestCase, TestError, TestRef, run_hit};
 use crate::result::{Recorder, Stats, UserRecorder};
 use crate::runner::RunArgs;
 
+/// The outcome a functional test expects: `#[loads(expected = "failure")]` on a test that
+/// demonstrates failures makes its cargo test pass only when it fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// The test succeeds (the default).
+    Success,
+    /// The test fails (an assertion does not hold).
+    Failure,
+    /// The test errors.
+    Error,
+}
+
 /// Runs test `name` of suite `S` once, with one user, against `LOADS_SERVER_URL` or, when that
-/// is unset, the URL `server` returns. Panics with the failure or error, so the cargo test fails.
-pub fn run_test<S: Suite>(name: &str, server: Option<fn() -> String>) {
-    if let Err(e) = try_run_test::<S>(name, server) {
-        panic!("{}::{} {e}", S::NAME, name);
+/// is unset, the URL `server` returns. Panics, so that the cargo test fails, when the outcome is
+/// not the `expected` one.
+pub fn run_test<S: Suite>(name: &str, server: Option<fn() -> String>, expected: Expect) {
+    let outcome = try_run_test::<S>(name, server);
+    match (expected, outcome) {
+        (Expect::Success, Ok(_)) => {}
+        (Expect::Failure, Err(e)) if e.is_failure() => {}
+        (Expect::Error, Err(e)) if !e.is_failure() => {}
+        (Expect::Success, Err(e)) => panic!("{}::{name} {e}", S::NAME),
+        (expected, Err(e)) => panic!(
+            "{}::{name} was expected to end with {expected:?}, got {e}",
+            S::NAME
+        ),
+        (expected, Ok(_)) => panic!(
+            "{}::{name} was expected to end with {expected:?}, but it succeeded",
+            S::NAME
+        ),
     }
 }
 
 /// Like [`run_test`], but returns the outcome and the recorded statistics instead of panicking.
-pub fn try_run_test<S: Suite>(name: &str, server: Option<fn() -> String>) -> Result<Stats, TestError> {
+pub fn try_run_test<S: Suite>(
+    name: &str,
+    server: Option<fn() -> String>,
+) -> Result<Stats, TestError> {
     static ENTRIES: std::sync::Mutex<Vec<&'static SuiteEntry>> = std::sync::Mutex::new(Vec::new());
     let entry: &'static SuiteEntry = {
-        let mut entries = ENTRIES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut entries = ENTRIES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match entries.iter().find(|e| e.name == S::NAME) {
             Some(e) => e,
             None => {
@@ -34,7 +64,10 @@ pub fn try_run_test<S: Suite>(name: &str, server: Option<fn() -> String>) -> Res
         .iter()
         .position(|t| t.name == name)
         .ok_or_else(|| TestError::error(format!("suite {} has no test {name}", S::NAME)))?;
-    let test = TestRef { suite: entry, index };
+    let test = TestRef {
+        suite: entry,
+        index,
+    };
     let server_url = std::env::var("LOADS_SERVER_URL")
         .ok()
         .filter(|s| !s.is_empty())

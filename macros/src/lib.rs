@@ -23,13 +23,57 @@ fn doc_of(attrs: &[syn::Attribute]) -> String {
         .filter(|a| a.path().is_ident("doc"))
         .filter_map(|a| match &a.meta {
             Meta::NameValue(nv) => match &nv.value {
-                Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Some(s.value().trim().to_owned()),
+                Expr::Lit(ExprLit {
+                    lit: Lit::Str(s), ..
+                }) => Some(s.value().trim().to_owned()),
                 _ => None,
             },
             _ => None,
         })
         .collect();
     lines.join("\n").trim().to_owned()
+}
+
+/// Removes `#[loads(expected = "failure" | "error")]` from a test's attributes and returns it.
+fn take_expected(attrs: &mut Vec<syn::Attribute>) -> syn::Result<Option<String>> {
+    let mut expected = None;
+    let mut error = None;
+    attrs.retain(|a| {
+        if !a.path().is_ident("loads") {
+            return true;
+        }
+        let parsed = a.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated);
+        match parsed {
+            Ok(metas) => {
+                for m in metas {
+                    match &m {
+                        Meta::NameValue(nv) if nv.path.is_ident("expected") => match &nv.value {
+                            Expr::Lit(ExprLit { lit: Lit::Str(s), .. })
+                                if s.value() == "failure" || s.value() == "error" =>
+                            {
+                                expected = Some(s.value())
+                            }
+                            other => {
+                                error = Some(syn::Error::new_spanned(other, "expected = \"failure\" or \"error\""))
+                            }
+                        },
+                        other => {
+                            error = Some(syn::Error::new_spanned(
+                                other,
+                                "unknown option; a test takes #[loads(expected = \"failure\")] or \"error\"",
+                            ))
+                        }
+                    }
+                }
+            }
+            Err(e) => error = Some(e),
+        }
+        false
+    });
+    match error {
+        Some(e) => Err(e),
+        None => Ok(expected),
+    }
 }
 
 fn snake_case(name: &str) -> String {
@@ -47,13 +91,22 @@ fn snake_case(name: &str) -> String {
     out
 }
 
-fn expand(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> syn::Result<proc_macro2::TokenStream> {
-    let imp: ItemImpl = syn::parse2(item)?;
+fn expand(
+    attr: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+) -> syn::Result<proc_macro2::TokenStream> {
+    let mut imp: ItemImpl = syn::parse2(item)?;
     if imp.trait_.is_some() {
-        return Err(syn::Error::new_spanned(&imp, "#[loads::suite] goes on an inherent impl block, `impl MySuite { ... }`"));
+        return Err(syn::Error::new_spanned(
+            &imp,
+            "#[loads::suite] goes on an inherent impl block, `impl MySuite { ... }`",
+        ));
     }
     if !imp.generics.params.is_empty() {
-        return Err(syn::Error::new_spanned(&imp.generics, "a suite cannot be generic"));
+        return Err(syn::Error::new_spanned(
+            &imp.generics,
+            "a suite cannot be generic",
+        ));
     }
     let ty = &imp.self_ty;
     let type_name = match &**ty {
@@ -63,7 +116,12 @@ fn expand(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> syn
             .last()
             .map(|s| s.ident.to_string())
             .ok_or_else(|| syn::Error::new_spanned(ty, "expected a type name"))?,
-        other => return Err(syn::Error::new_spanned(other, "#[loads::suite] needs a named type")),
+        other => {
+            return Err(syn::Error::new_spanned(
+                other,
+                "#[loads::suite] needs a named type",
+            ));
+        }
     };
 
     let mut name = snake_case(&type_name);
@@ -72,18 +130,33 @@ fn expand(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> syn
     for meta in args {
         match &meta {
             Meta::NameValue(nv) if nv.path.is_ident("name") => match &nv.value {
-                Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Str(s), ..
+                }) => {
                     let v = s.value();
                     if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                        return Err(syn::Error::new_spanned(s, "a suite name uses letters, digits and _ only"));
+                        return Err(syn::Error::new_spanned(
+                            s,
+                            "a suite name uses letters, digits and _ only",
+                        ));
                     }
                     name = v;
                 }
-                other => return Err(syn::Error::new_spanned(other, "expected name = \"suite_name\"")),
+                other => {
+                    return Err(syn::Error::new_spanned(
+                        other,
+                        "expected name = \"suite_name\"",
+                    ));
+                }
             },
             Meta::NameValue(nv) if nv.path.is_ident("server") => match &nv.value {
                 Expr::Path(p) => server = Some(p.path.clone()),
-                other => return Err(syn::Error::new_spanned(other, "expected server = path::to::fn (a fn() -> String)")),
+                other => {
+                    return Err(syn::Error::new_spanned(
+                        other,
+                        "expected server = path::to::fn (a fn() -> String)",
+                    ));
+                }
             },
             other => {
                 return Err(syn::Error::new_spanned(
@@ -97,8 +170,9 @@ fn expand(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> syn
     let mut tests = Vec::new();
     let mut has_setup = false;
     let mut has_teardown = false;
-    for it in &imp.items {
+    for it in &mut imp.items {
         let ImplItem::Fn(f) = it else { continue };
+        let expected = take_expected(&mut f.attrs)?;
         if f.sig.asyncness.is_none() {
             continue;
         }
@@ -110,7 +184,7 @@ fn expand(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> syn
         match ident.to_string().as_str() {
             "setup" => has_setup = true,
             "teardown" => has_teardown = true,
-            _ => tests.push((ident, doc_of(&f.attrs))),
+            _ => tests.push((ident, doc_of(&f.attrs), expected)),
         }
     }
     if tests.is_empty() {
@@ -121,11 +195,11 @@ fn expand(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> syn
     }
 
     let suite_doc = doc_of(&imp.attrs);
-    let infos = tests.iter().map(|(ident, doc)| {
+    let infos = tests.iter().map(|(ident, doc, _)| {
         let n = ident.to_string();
         quote! { ::loads::case::TestInfo { name: #n, doc: #doc } }
     });
-    let arms = tests.iter().enumerate().map(|(i, (ident, _))| {
+    let arms = tests.iter().enumerate().map(|(i, (ident, _, _))| {
         quote! { #i => ::std::boxed::Box::pin(<#ty>::#ident(self, t)), }
     });
     let setup = has_setup.then(|| {
@@ -149,12 +223,17 @@ fn expand(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> syn
         None => quote! { ::core::option::Option::None },
     };
     let module = format_ident!("loads_{}", name);
-    let functional = tests.iter().map(|(ident, _)| {
+    let functional = tests.iter().map(|(ident, _, expected)| {
         let n = ident.to_string();
+        let expect = match expected.as_deref() {
+            Some("failure") => quote! { ::loads::functional::Expect::Failure },
+            Some("error") => quote! { ::loads::functional::Expect::Error },
+            _ => quote! { ::loads::functional::Expect::Success },
+        };
         quote! {
             #[test]
             fn #ident() {
-                ::loads::functional::run_test::<super::#ty>(#n, #server_expr);
+                ::loads::functional::run_test::<super::#ty>(#n, #server_expr, #expect);
             }
         }
     });

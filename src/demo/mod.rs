@@ -69,7 +69,11 @@ async fn get_item(Path(id): Path<u64>) -> Response {
     if (1..=20).contains(&id) {
         Json(item(id)).into_response()
     } else {
-        (StatusCode::NOT_FOUND, Json(json!({"error": format!("no item {id}")}))).into_response()
+        (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("no item {id}")})),
+        )
+            .into_response()
     }
 }
 
@@ -79,13 +83,21 @@ async fn create_item(body: Option<Json<Value>>) -> Response {
             v["id"] = json!(21);
             (StatusCode::CREATED, Json(v)).into_response()
         }
-        _ => (StatusCode::BAD_REQUEST, Json(json!({"error": "expected a JSON object"}))).into_response(),
+        _ => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "expected a JSON object"})),
+        )
+            .into_response(),
     }
 }
 
 async fn delay(Path(ms): Path<u64>) -> Response {
     if ms > MAX_DELAY_MS {
-        return (StatusCode::BAD_REQUEST, format!("delay must be at most {MAX_DELAY_MS} ms\n")).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("delay must be at most {MAX_DELAY_MS} ms\n"),
+        )
+            .into_response();
     }
     tokio::time::sleep(Duration::from_millis(ms)).await;
     Json(json!({"delayed_ms": ms})).into_response()
@@ -94,7 +106,11 @@ async fn delay(Path(ms): Path<u64>) -> Response {
 async fn status(Path(code): Path<u16>) -> Response {
     match StatusCode::from_u16(code) {
         Ok(s) if (200..=599).contains(&code) => (s, format!("status {code}\n")).into_response(),
-        _ => (StatusCode::BAD_REQUEST, "status must be between 200 and 599\n").into_response(),
+        _ => (
+            StatusCode::BAD_REQUEST,
+            "status must be between 200 and 599\n",
+        )
+            .into_response(),
     }
 }
 
@@ -110,12 +126,17 @@ async fn echo_body(headers: HeaderMap, body: axum::body::Bytes) -> Response {
     ([(header::CONTENT_TYPE, ct)], body).into_response()
 }
 
-async fn basic_auth(Path((user, password)): Path<(String, String)>, headers: HeaderMap) -> Response {
+async fn basic_auth(
+    Path((user, password)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
     let expected = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
     );
-    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     if given == Some(expected.as_str()) {
         Json(json!({"authenticated": true, "user": user})).into_response()
     } else {
@@ -149,11 +170,16 @@ async fn set_cookies(RawQuery(q): RawQuery) -> Response {
     let mut res = Redirect::to("/cookies").into_response();
     for pair in q.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let valid = |s: &str| s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-        if !k.is_empty() && valid(k) && valid(v) {
-            if let Ok(h) = HeaderValue::from_str(&format!("{k}={v}; Path=/")) {
-                res.headers_mut().append(header::SET_COOKIE, h);
-            }
+        let valid = |s: &str| {
+            s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        };
+        if !k.is_empty()
+            && valid(k)
+            && valid(v)
+            && let Ok(h) = HeaderValue::from_str(&format!("{k}={v}; Path=/"))
+        {
+            res.headers_mut().append(header::SET_COOKIE, h);
         }
     }
     res
@@ -161,7 +187,11 @@ async fn set_cookies(RawQuery(q): RawQuery) -> Response {
 
 async fn bytes(Path(n): Path<usize>) -> Response {
     if n > MAX_BYTES {
-        return (StatusCode::BAD_REQUEST, format!("at most {MAX_BYTES} bytes\n")).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("at most {MAX_BYTES} bytes\n"),
+        )
+            .into_response();
     }
     let body: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
     ([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response()
@@ -173,21 +203,25 @@ async fn ws(upgrade: WebSocketUpgrade) -> Response {
 
 async fn echo_socket(mut socket: WebSocket) {
     while let Some(Ok(msg)) = socket.recv().await {
-        match msg {
-            WsMessage::Text(_) | WsMessage::Binary(_) => {
-                if socket.send(msg).await.is_err() {
-                    break;
-                }
-            }
+        let echo = match msg {
+            WsMessage::Text(_) | WsMessage::Binary(_) => msg,
             WsMessage::Close(_) => break,
-            _ => {}
+            _ => continue,
+        };
+        if socket.send(echo).await.is_err() {
+            break;
         }
     }
 }
 
 /// Serves the demo routes on `listener` until `shutdown` completes.
-pub async fn serve(listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, router()).with_graceful_shutdown(shutdown).await
+pub async fn serve(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router())
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// A demo server running on its own thread and runtime.
@@ -208,15 +242,17 @@ impl DemoServer {
         let listener = runtime.block_on(TcpListener::bind(bind))?;
         let addr = listener.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new().name("loads-demo".into()).spawn(move || {
-            let shutdown = async {
-                let _ = rx.await;
-            };
-            if let Err(e) = runtime.block_on(serve(listener, shutdown)) {
-                eprintln!("demo server stopped: {e}");
-            }
-            runtime.shutdown_timeout(Duration::from_millis(200));
-        })?;
+        let thread = std::thread::Builder::new()
+            .name("loads-demo".into())
+            .spawn(move || {
+                let shutdown = async {
+                    let _ = rx.await;
+                };
+                if let Err(e) = runtime.block_on(serve(listener, shutdown)) {
+                    eprintln!("demo server stopped: {e}");
+                }
+                runtime.shutdown_timeout(Duration::from_millis(200));
+            })?;
         Ok(DemoServer {
             addr,
             stop: Some(tx),

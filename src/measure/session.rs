@@ -100,7 +100,9 @@ impl Session {
             Some(base) => base.join(url).map_err(invalid),
             None => match Url::parse(url) {
                 Ok(u) => Ok(u),
-                Err(url::ParseError::RelativeUrlWithoutBase) => Err(HttpError::NoServerUrl(url.to_owned())),
+                Err(url::ParseError::RelativeUrlWithoutBase) => {
+                    Err(HttpError::NoServerUrl(url.to_owned()))
+                }
                 Err(e) => Err(invalid(e)),
             },
         }
@@ -254,7 +256,10 @@ impl<'a> Request<'a> {
     }
 }
 
-async fn fetch(client: &reqwest::Client, request: reqwest::Request) -> Result<Response, reqwest::Error> {
+async fn fetch(
+    client: &reqwest::Client,
+    request: reqwest::Request,
+) -> Result<Response, reqwest::Error> {
     let res = client.execute(request).await?;
     let status = res.status();
     let headers = res.headers().clone();
@@ -341,10 +346,21 @@ mod tests {
         let client = new_client(Duration::from_secs(1)).expect("client");
         let s = Session::new(client, rec, None);
         assert!(matches!(s.resolve("/x"), Err(HttpError::NoServerUrl(_))));
-        assert!(matches!(s.resolve("http://[::1"), Err(HttpError::InvalidUrl { .. })));
-        let app = s.with_base(Some(Arc::new(Url::parse("http://127.0.0.1:8080/api/").expect("url"))));
-        assert_eq!(app.resolve("items").expect("ok").as_str(), "http://127.0.0.1:8080/api/items");
-        assert_eq!(app.resolve("/x").expect("ok").as_str(), "http://127.0.0.1:8080/x");
+        assert!(matches!(
+            s.resolve("http://[::1"),
+            Err(HttpError::InvalidUrl { .. })
+        ));
+        let app = s.with_base(Some(Arc::new(
+            Url::parse("http://127.0.0.1:8080/api/").expect("url"),
+        )));
+        assert_eq!(
+            app.resolve("items").expect("ok").as_str(),
+            "http://127.0.0.1:8080/api/items"
+        );
+        assert_eq!(
+            app.resolve("/x").expect("ok").as_str(),
+            "http://127.0.0.1:8080/x"
+        );
         let msg = HttpError::NoServerUrl("/x".into()).to_string();
         assert!(msg.contains("--server-url"), "{msg}");
     }

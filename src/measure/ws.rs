@@ -38,7 +38,9 @@ impl Message {
 #[derive(Debug, thiserror::Error)]
 pub enum WsError {
     /// A relative URL was given but the run has no server URL.
-    #[error("no server URL is set, so the WebSocket URL {0:?} cannot be resolved: pass --server-url URL")]
+    #[error(
+        "no server URL is set, so the WebSocket URL {0:?} cannot be resolved: pass --server-url URL"
+    )]
     NoServerUrl(String),
     /// The URL could not be parsed or is not ws://, wss://, http:// or https://.
     #[error("invalid WebSocket URL {url:?}: {reason}")]
@@ -72,13 +74,14 @@ pub enum WsError {
 }
 
 type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Callback = Box<dyn FnMut(&Message) + Send>;
 
 /// An open WebSocket whose traffic is recorded. Dropping it counts it as closed.
 pub struct WebSocket {
     stream: Stream,
     recorder: UserRecorder,
     timeout: Duration,
-    on_message: Option<Box<dyn FnMut(&Message) + Send>>,
+    on_message: Option<Callback>,
     open: bool,
 }
 
@@ -90,16 +93,25 @@ fn resolve(url: &str, base: Option<&Url>) -> Result<Url, WsError> {
     };
     let mut u = match (Url::parse(url), base) {
         (Ok(u), _) => u,
-        (Err(url::ParseError::RelativeUrlWithoutBase), Some(b)) => b.join(url).map_err(|e| invalid(e.to_string()))?,
-        (Err(url::ParseError::RelativeUrlWithoutBase), None) => return Err(WsError::NoServerUrl(url.to_owned())),
+        (Err(url::ParseError::RelativeUrlWithoutBase), Some(b)) => {
+            b.join(url).map_err(|e| invalid(e.to_string()))?
+        }
+        (Err(url::ParseError::RelativeUrlWithoutBase), None) => {
+            return Err(WsError::NoServerUrl(url.to_owned()));
+        }
         (Err(e), _) => return Err(invalid(e.to_string())),
     };
     let scheme = match u.scheme() {
         "ws" | "http" => "ws",
         "wss" | "https" => "wss",
-        other => return Err(invalid(format!("scheme {other:?} is not ws, wss, http or https"))),
+        other => {
+            return Err(invalid(format!(
+                "scheme {other:?} is not ws, wss, http or https"
+            )));
+        }
     };
-    u.set_scheme(scheme).map_err(|_| invalid("cannot change the scheme".into()))?;
+    u.set_scheme(scheme)
+        .map_err(|_| invalid("cannot change the scheme".into()))?;
     Ok(u)
 }
 
@@ -113,8 +125,10 @@ impl WebSocket {
         timeout: Duration,
     ) -> Result<WebSocket, WsError> {
         let u = resolve(url, base)?;
-        let connector = (u.scheme() == "wss").then(|| Connector::Rustls(super::tls::client_config()));
-        let connect = tokio_tungstenite::connect_async_tls_with_config(u.as_str(), None, true, connector);
+        let connector =
+            (u.scheme() == "wss").then(|| Connector::Rustls(super::tls::client_config()));
+        let connect =
+            tokio_tungstenite::connect_async_tls_with_config(u.as_str(), None, true, connector);
         let (stream, _) = match tokio::time::timeout(timeout, connect).await {
             Err(_) => return Err(WsError::Timeout(timeout)),
             Ok(Err(source)) => {
@@ -245,9 +259,18 @@ mod tests {
     #[test]
     fn urls_resolve_to_ws_schemes() {
         let base = Url::parse("http://127.0.0.1:9000/").expect("url");
-        assert_eq!(resolve("/ws", Some(&base)).expect("ok").as_str(), "ws://127.0.0.1:9000/ws");
-        assert_eq!(resolve("https://h/x", None).expect("ok").as_str(), "wss://h/x");
+        assert_eq!(
+            resolve("/ws", Some(&base)).expect("ok").as_str(),
+            "ws://127.0.0.1:9000/ws"
+        );
+        assert_eq!(
+            resolve("https://h/x", None).expect("ok").as_str(),
+            "wss://h/x"
+        );
         assert!(matches!(resolve("/ws", None), Err(WsError::NoServerUrl(_))));
-        assert!(matches!(resolve("ftp://h/", None), Err(WsError::InvalidUrl { .. })));
+        assert!(matches!(
+            resolve("ftp://h/", None),
+            Err(WsError::InvalidUrl { .. })
+        ));
     }
 }

@@ -54,7 +54,13 @@ fn latency_line(r: &RequestStats) -> String {
 fn statuses(r: &RequestStats) -> String {
     r.statuses
         .iter()
-        .map(|(s, n)| if *s == 0 { format!("none×{n}") } else { format!("{s}×{n}") })
+        .map(|(s, n)| {
+            if *s == 0 {
+                format!("none×{n}")
+            } else {
+                format!("{s}×{n}")
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -105,7 +111,10 @@ pub fn render_summary(result: &TestResult) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "Summary of {} ({})", meta.test, meta.plan);
     if result.interrupted() {
-        let _ = writeln!(o, "Interrupted:   the run was stopped before the end of its plan");
+        let _ = writeln!(
+            o,
+            "Interrupted:   the run was stopped before the end of its plan"
+        );
     }
     if let Some(p) = &meta.project_name {
         let _ = writeln!(o, "Project:       {p}");
@@ -114,7 +123,11 @@ pub fn render_summary(result: &TestResult) -> String {
         let _ = writeln!(o, "Server URL:    {u}");
     }
     let _ = writeln!(o, "Run id:        {}", meta.run_id);
-    let _ = writeln!(o, "Started:       {}", result.started().format("%Y-%m-%d %H:%M:%S UTC"));
+    let _ = writeln!(
+        o,
+        "Started:       {}",
+        result.started().format("%Y-%m-%d %H:%M:%S UTC")
+    );
     let _ = writeln!(o, "Duration:      {secs:.2} s");
     let _ = writeln!(
         o,
@@ -144,12 +157,23 @@ pub fn render_summary(result: &TestResult) -> String {
         format_bytes(sk.bytes_sent)
     );
 
-    for (kind, title) in [(ProblemKind::Failure, "failures"), (ProblemKind::Error, "errors")] {
-        let mut problems: Vec<_> = stats.problems.iter().filter(|p| p.outcome == kind).collect();
+    for (kind, title) in [
+        (ProblemKind::Failure, "failures"),
+        (ProblemKind::Error, "errors"),
+    ] {
+        let mut problems: Vec<_> = stats
+            .problems
+            .iter()
+            .filter(|p| p.outcome == kind)
+            .collect();
         if problems.is_empty() {
             continue;
         }
-        problems.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.message.cmp(&b.message)));
+        problems.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then_with(|| a.message.cmp(&b.message))
+        });
         let shown = problems.len().min(3);
         let _ = writeln!(
             o,
@@ -185,13 +209,16 @@ pub fn render_summary(result: &TestResult) -> String {
     let mut urls: Vec<(&str, &str, &RequestStats)> = stats
         .urls
         .iter()
-        .flat_map(|(u, m)| m.iter().map(move |(method, r)| (method.as_str(), u.as_str(), r)))
+        .flat_map(|(u, m)| {
+            m.iter()
+                .map(move |(method, r)| (method.as_str(), u.as_str(), r))
+        })
         .filter(|(_, _, r)| r.count > 0)
         .collect();
     if !urls.is_empty() {
         let many = urls.len() >= SORT_SLOWEST_FROM;
         if many {
-            urls.sort_by(|a, b| b.2.latency.quantile(0.95).cmp(&a.2.latency.quantile(0.95)));
+            urls.sort_by_key(|u| std::cmp::Reverse(u.2.latency.quantile(0.95)));
         }
         let rows: Vec<Vec<String>> = urls
             .iter()
@@ -219,7 +246,10 @@ pub fn render_summary(result: &TestResult) -> String {
             if many { " (slowest first)" } else { "" }
         );
         o.push_str(&table(
-            &["METHOD", "URL", "COUNT", "REQ/S", "STATUS", "MEAN", "P50", "P95", "P99", "MAX", "OK"],
+            &[
+                "METHOD", "URL", "COUNT", "REQ/S", "STATUS", "MEAN", "P50", "P95", "P99", "MAX",
+                "OK",
+            ],
             &rows,
         ));
         if urls.len() > MAX_URL_ROWS {
@@ -268,7 +298,10 @@ mod tests {
 
     #[test]
     fn tables_align() {
-        let t = table(&["A", "B", "N"], &[vec!["x".into(), "long".into(), "1".into()]]);
+        let t = table(
+            &["A", "B", "N"],
+            &[vec!["x".into(), "long".into(), "1".into()]],
+        );
         assert_eq!(t, "  A  B     N\n  x  long  1\n");
     }
 }

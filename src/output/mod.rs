@@ -13,8 +13,14 @@ use crate::runner::{RunArgs, RunError};
 
 /// The outputs this build knows, with a line of help each.
 pub const OUTPUTS: &[(&str, &str)] = &[
-    ("stdout", "live progress on the terminal and a summary at the end (the default)"),
-    ("null", "nothing: for runs whose results are read another way"),
+    (
+        "stdout",
+        "live progress on the terminal and a summary at the end (the default)",
+    ),
+    (
+        "null",
+        "nothing: for runs whose results are read another way",
+    ),
 ];
 
 /// Builds the output called `name` for a run with `args`.
@@ -25,7 +31,11 @@ pub fn create(name: &str, args: &RunArgs) -> Result<Box<dyn Observer>, RunError>
         "null" => Ok(Box::new(NullOutput)),
         other => Err(RunError::Usage(format!(
             "unknown output {other:?}; available outputs: {}",
-            OUTPUTS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            OUTPUTS
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }

@@ -57,18 +57,26 @@ impl Observer for StdoutOutput {
 
     fn on_start(&mut self, result: &TestResult) -> Result<(), OutputError> {
         let meta = result.meta();
-        let target = meta.server_url.as_deref().map(|u| format!(" against {u}")).unwrap_or_default();
+        let target = meta
+            .server_url
+            .as_deref()
+            .map(|u| format!(" against {u}"))
+            .unwrap_or_default();
         eprintln!("Running {} ({}){target}", meta.test, meta.plan);
         if self.tty {
             let (len, template) = match (meta.planned_hits, meta.planned_duration) {
-                (Some(h), _) => (h, "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} hits  {msg}"),
+                (Some(h), _) => (
+                    h,
+                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} hits  {msg}",
+                ),
                 (None, Some(d)) => (
                     (d * 1000.0) as u64,
                     "{spinner} [{elapsed_precise}] {wide_bar} {percent}% of the duration  {msg}",
                 ),
                 (None, None) => (0, "{spinner} [{elapsed_precise}] {msg}"),
             };
-            let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr_with_hz(5));
+            let bar =
+                ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr_with_hz(5));
             if let Ok(style) = ProgressStyle::with_template(template) {
                 bar.set_style(style.progress_chars("=> "));
             }
@@ -94,7 +102,11 @@ impl Observer for StdoutOutput {
                 Some(h) => format!("{}/{h} hits", result.totals().hits),
                 None => format!("{} hits", result.totals().hits),
             };
-            eprintln!("[{:>5.0}s] {done} · {}", result.duration().as_secs_f64(), Self::live(result));
+            eprintln!(
+                "[{:>5.0}s] {done} · {}",
+                result.duration().as_secs_f64(),
+                Self::live(result)
+            );
         }
     }
 

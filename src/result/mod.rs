@@ -13,5 +13,7 @@ mod test_result;
 
 pub use event::{Direction, Envelope, Event, ExcInfo, LoadsStatus};
 pub use recorder::{Recorder, UserRecorder, unix_now};
-pub use stats::{Latency, Problem, ProblemKind, Quantiles, RequestStats, Second, SocketStats, Stats, TestCounts};
+pub use stats::{
+    Latency, Problem, ProblemKind, Quantiles, RequestStats, Second, SocketStats, Stats, TestCounts,
+};
 pub use test_result::{EventSink, Observer, OutputError, RunMeta, TestResult};

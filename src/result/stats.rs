@@ -10,7 +10,9 @@
 
 use base64::Engine as _;
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::{Deserializer as HdrDeserializer, Serializer as _, V2DeflateSerializer};
+use hdrhistogram::serialization::{
+    Deserializer as HdrDeserializer, Serializer as _, V2DeflateSerializer,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -131,6 +133,39 @@ impl<'de> Deserialize<'de> for Latency {
     }
 }
 
+/// Serde for maps with integer keys, written as JSON object keys (strings). Needed because a
+/// batch travels inside an internally tagged enum, where serde cannot read integer keys back.
+mod int_keys {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    pub fn serialize<K: Display, V: Serialize, S: Serializer>(
+        m: &BTreeMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_map(m.iter().map(|(k, v)| (k.to_string(), v)))
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: FromStr + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        let raw = BTreeMap::<String, V>::deserialize(d)?;
+        raw.into_iter()
+            .map(|(k, v)| {
+                k.parse::<K>()
+                    .map(|k| (k, v))
+                    .map_err(|_| D::Error::custom(format!("expected an integer key, got {k:?}")))
+            })
+            .collect()
+    }
+}
+
 /// Summary figures of a latency distribution, in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct Quantiles {
@@ -184,6 +219,7 @@ pub struct RequestStats {
     /// Number of requests.
     pub count: u64,
     /// Responses by status code (0: no response).
+    #[serde(with = "int_keys")]
     pub statuses: BTreeMap<u16, u64>,
     /// Request times.
     pub latency: Latency,
@@ -365,7 +401,8 @@ impl Second {
     }
 
     fn latency_mut(&mut self) -> &mut Latency {
-        self.latency.get_or_insert_with(|| Latency::new(TIMELINE_SIGFIG))
+        self.latency
+            .get_or_insert_with(|| Latency::new(TIMELINE_SIGFIG))
     }
 }
 
@@ -410,14 +447,21 @@ pub struct Stats {
     #[serde(default)]
     pub problems_dropped: u64,
     /// Per-second history, keyed by unix time in seconds.
-    #[serde(default)]
+    #[serde(default, with = "int_keys")]
     pub timeline: BTreeMap<i64, Second>,
 }
 
 impl Stats {
     /// Counts one HTTP request: `micros` from sending it to the end of the response,
     /// started during unix second `second`.
-    pub fn record_request(&mut self, method: &str, url: &str, status: u16, micros: u64, second: i64) {
+    pub fn record_request(
+        &mut self,
+        method: &str,
+        url: &str,
+        status: u16,
+        micros: u64,
+        second: i64,
+    ) {
         self.requests.record(status, micros);
         self.url_entry(method, url).record(status, micros);
         let s = self.timeline.entry(second).or_default();
@@ -625,7 +669,14 @@ impl Stats {
         }
         self.sockets.add(&other.sockets);
         for p in &other.problems {
-            self.add_problem(p.outcome, &p.test, &p.message, &p.kind, &p.traceback, p.count);
+            self.add_problem(
+                p.outcome,
+                &p.test,
+                &p.message,
+                &p.kind,
+                &p.traceback,
+                p.count,
+            );
         }
         self.problems_dropped += other.problems_dropped;
         for (t, s) in &other.timeline {
@@ -635,9 +686,14 @@ impl Stats {
 
     /// Clears every count but keeps the keys and histogram allocations for reuse.
     pub fn reset(&mut self) {
-        self.tests.values_mut().for_each(|t| *t = TestCounts::default());
+        self.tests
+            .values_mut()
+            .for_each(|t| *t = TestCounts::default());
         self.requests.reset();
-        self.urls.values_mut().flat_map(|m| m.values_mut()).for_each(RequestStats::reset);
+        self.urls
+            .values_mut()
+            .flat_map(|m| m.values_mut())
+            .for_each(RequestStats::reset);
         self.counters.values_mut().for_each(|n| *n = 0);
         self.sockets = SocketStats::default();
         self.problems.clear();
@@ -684,18 +740,29 @@ mod tests {
         let mut x: u64 = 12345;
         for i in 0..30_000u64 {
             // A deterministic spread of latencies from 50 µs to ~2 s.
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let micros = 50 + (x >> 33) % 2_000_000;
             let status = if i % 10 == 0 { 500 } else { 200 };
             whole.record_request("GET", "/a", status, micros, 100 + (i / 10_000) as i64);
-            parts[(i % 3) as usize].record_request("GET", "/a", status, micros, 100 + (i / 10_000) as i64);
+            parts[(i % 3) as usize].record_request(
+                "GET",
+                "/a",
+                status,
+                micros,
+                100 + (i / 10_000) as i64,
+            );
         }
         let mut merged = Stats::default();
         for p in &parts {
             merged.merge(p);
         }
         for q in [0.5, 0.9, 0.95, 0.99, 0.999, 1.0] {
-            assert_eq!(merged.requests.latency.quantile(q), whole.requests.latency.quantile(q));
+            assert_eq!(
+                merged.requests.latency.quantile(q),
+                whole.requests.latency.quantile(q)
+            );
             assert_eq!(
                 merged.urls["/a"]["GET"].latency.quantile(q),
                 whole.urls["/a"]["GET"].latency.quantile(q)
@@ -724,7 +791,13 @@ mod tests {
         // One million hits on a handful of URLs: the structure's size is set by the keys.
         let mut s = Stats::default();
         for i in 0..1_000_000u64 {
-            s.record_request("GET", ["/a", "/b", "/c"][(i % 3) as usize], 200, i % 5000, 0);
+            s.record_request(
+                "GET",
+                ["/a", "/b", "/c"][(i % 3) as usize],
+                200,
+                i % 5000,
+                0,
+            );
             s.record_success("t::x", 0);
         }
         assert_eq!(s.urls.len(), 3);

@@ -83,6 +83,7 @@ pub struct TestResult {
     ended: Option<DateTime<Utc>>,
     duration: Option<Duration>,
     interrupted: bool,
+    running: bool,
     active_users: u64,
     observers: Vec<Box<dyn Observer>>,
     output_errors: Vec<OutputError>,
@@ -99,6 +100,7 @@ impl TestResult {
             ended: None,
             duration: None,
             interrupted: false,
+            running: false,
             active_users: 0,
             observers: Vec::new(),
             output_errors: Vec::new(),
@@ -184,8 +186,12 @@ impl TestResult {
         &self.output_errors
     }
 
-    /// The run starts now: observers are told.
+    /// The run starts now: observers are told (once; `startTestRun` calls this too).
     pub fn start(&mut self) {
+        if self.running {
+            return;
+        }
+        self.running = true;
         self.started = Utc::now();
         self.started_at = Instant::now();
         let mut errors = Vec::new();
@@ -203,7 +209,8 @@ impl TestResult {
             self.duration = Some(self.started_at.elapsed());
             self.ended = Some(Utc::now());
         }
-        self.stats.compact_timeline(unix_now() + super::stats::TIMELINE_KEEP_FULL + 1);
+        self.stats
+            .compact_timeline(unix_now() + super::stats::TIMELINE_KEEP_FULL + 1);
         let mut errors = Vec::new();
         self.notify(|o, r| {
             if let Err(e) = o.on_finish(r) {
@@ -218,7 +225,7 @@ impl TestResult {
 impl EventSink for TestResult {
     fn ingest(&mut self, event: Event) {
         match &event {
-            Event::StartTestRun => {}
+            Event::StartTestRun => self.start(),
             Event::StopTestRun => {
                 if self.duration.is_none() {
                     self.duration = Some(self.started_at.elapsed());
@@ -299,7 +306,14 @@ mod tests {
         r.finish();
         assert_eq!(
             *log.lock().expect("lock"),
-            vec!["start", "startTestRun 0", "startTest 0", "addFailure 1", "stopTestRun 1", "finish 1"]
+            vec![
+                "start",
+                "startTestRun 0",
+                "startTest 0",
+                "addFailure 1",
+                "stopTestRun 1",
+                "finish 1"
+            ]
         );
         assert!(!r.is_success());
         assert_eq!(r.output_errors().len(), 1);

@@ -125,9 +125,9 @@ impl LocalRunner {
         runtime.block_on(self.drive(&recorder, &control));
         // Virtual users are done; nothing records any more.
         let _ = done_tx.send(());
-        let sink = collector
-            .join()
-            .map_err(|_| RunError::System(std::io::Error::other("the collector thread panicked")))?;
+        let sink = collector.join().map_err(|_| {
+            RunError::System(std::io::Error::other("the collector thread panicked"))
+        })?;
         runtime.shutdown_timeout(Duration::from_millis(100));
         Ok((sink, control.interrupted.load(Ordering::SeqCst)))
     }
@@ -137,7 +137,9 @@ impl LocalRunner {
             let control = control.clone();
             tokio::spawn(async move {
                 if tokio::signal::ctrl_c().await.is_ok() {
-                    eprintln!("\nInterrupted: stopping the virtual users (press Ctrl-C again to quit at once)");
+                    eprintln!(
+                        "\nInterrupted: stopping the virtual users (press Ctrl-C again to quit at once)"
+                    );
                     control.interrupted.store(true, Ordering::SeqCst);
                     control.stopping.store(true, Ordering::SeqCst);
                     control.cancel.cancel();
@@ -214,15 +216,27 @@ pub fn new_run_id() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    format!("{:x}-{:04x}", now.as_secs(), (now.subsec_nanos() >> 8) & 0xffff ^ std::process::id() & 0xffff)
+    format!(
+        "{:x}-{:04x}",
+        now.as_secs(),
+        (now.subsec_nanos() >> 8) & 0xffff ^ std::process::id() & 0xffff
+    )
 }
 
 /// The collector thread: drains the recorder into batches until the users are done.
-fn collect<S: EventSink>(mut sink: S, recorder: &Recorder, control: &Control, done: &mpsc::Receiver<()>) -> S {
+fn collect<S: EventSink>(
+    mut sink: S,
+    recorder: &Recorder,
+    control: &Control,
+    done: &mpsc::Receiver<()>,
+) -> S {
     sink.ingest(Event::StartTestRun);
     let mut sampled_until = unix_now() - 1;
     loop {
-        let finished = !matches!(done.recv_timeout(COLLECT_EVERY), Err(mpsc::RecvTimeoutError::Timeout));
+        let finished = !matches!(
+            done.recv_timeout(COLLECT_EVERY),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        );
         let users = control.active_users.load(Ordering::Relaxed);
         let mut batch = Stats::default();
         recorder.drain_into(&mut batch);
@@ -262,25 +276,35 @@ struct VirtualUser {
 
 impl VirtualUser {
     async fn run(self) {
-        let mut case = match TestCase::new(self.name.clone(), self.args.clone(), self.recorder.clone()) {
-            Ok(c) => c,
-            Err(e) => {
-                let err = TestError::from(e);
-                let info = err.exc_info();
-                self.recorder.record(|s| {
-                    s.record_start(&self.name);
-                    s.record_problem(ProblemKind::Error, &self.name, info.message(), info.kind(), info.traceback(), unix_now())
-                });
-                return;
-            }
-        };
+        let mut case =
+            match TestCase::new(self.name.clone(), self.args.clone(), self.recorder.clone()) {
+                Ok(c) => c,
+                Err(e) => {
+                    let err = TestError::from(e);
+                    let info = err.exc_info();
+                    self.recorder.record(|s| {
+                        s.record_start(&self.name);
+                        s.record_problem(
+                            ProblemKind::Error,
+                            &self.name,
+                            info.message(),
+                            info.kind(),
+                            info.traceback(),
+                            unix_now(),
+                        )
+                    });
+                    return;
+                }
+            };
         let mut state = (self.test.suite.new_user)();
         self.control.active_users.fetch_add(1, Ordering::Relaxed);
         match &self.stop {
             Stop::Hits(hits) => {
                 'steps: for &h in hits.values() {
                     for i in 1..=h {
-                        if self.control.stopping.load(Ordering::Relaxed) || !self.hit(&mut case, &mut *state, h, i).await {
+                        if self.control.stopping.load(Ordering::Relaxed)
+                            || !self.hit(&mut case, &mut *state, h, i).await
+                        {
                             break 'steps;
                         }
                     }
@@ -301,7 +325,13 @@ impl VirtualUser {
     }
 
     /// Runs one hit and records its outcome; false when the hit was cancelled.
-    async fn hit(&self, case: &mut TestCase, state: &mut dyn crate::case::UserState, hits: u64, i: u64) -> bool {
+    async fn hit(
+        &self,
+        case: &mut TestCase,
+        state: &mut dyn crate::case::UserState,
+        hits: u64,
+        i: u64,
+    ) -> bool {
         case.set_status(LoadsStatus {
             hits,
             users: self.users,
@@ -318,12 +348,22 @@ impl VirtualUser {
         let second = unix_now();
         self.recorder.record(|s| match &outcome {
             Ok(()) => s.record_success(name, second),
-            Err(TestError::Failure(e)) => {
-                s.record_problem(ProblemKind::Failure, name, e.message(), e.kind(), e.traceback(), second)
-            }
-            Err(TestError::Error(e)) => {
-                s.record_problem(ProblemKind::Error, name, e.message(), e.kind(), e.traceback(), second)
-            }
+            Err(TestError::Failure(e)) => s.record_problem(
+                ProblemKind::Failure,
+                name,
+                e.message(),
+                e.kind(),
+                e.traceback(),
+                second,
+            ),
+            Err(TestError::Error(e)) => s.record_problem(
+                ProblemKind::Error,
+                name,
+                e.message(),
+                e.kind(),
+                e.traceback(),
+                second,
+            ),
         });
         true
     }

@@ -81,7 +81,9 @@ impl RunArgs {
                 ));
             }
             (Some(h), None) => Stop::Hits(h.clone()),
-            (None, Some(d)) if d.is_finite() && d > 0.0 => Stop::Duration(Duration::from_secs_f64(d)),
+            (None, Some(d)) if d.is_finite() && d > 0.0 => {
+                Stop::Duration(Duration::from_secs_f64(d))
+            }
             (None, Some(d)) => {
                 return Err(RunError::Usage(format!(
                     "invalid --duration {d}: expected a positive duration such as 30s"

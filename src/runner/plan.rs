@@ -46,7 +46,9 @@ impl Cycles {
             return Err("expected at least one value, e.g. 10 or 10:20:30".into());
         }
         if values.contains(&0) {
-            return Err("each value must be a whole number of at least 1, e.g. 10 or 10:20:30".into());
+            return Err(
+                "each value must be a whole number of at least 1, e.g. 10 or 10:20:30".into(),
+            );
         }
         Ok(Cycles(values))
     }
@@ -95,12 +97,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let d = if let Ok(secs) = s.parse::<f64>() {
         if !(secs.is_finite() && secs >= 0.0) {
-            return Err(format!("{s:?} is not a valid duration; expected e.g. 30, 30s, 1m30s or 500ms"));
+            return Err(format!(
+                "{s:?} is not a valid duration; expected e.g. 30, 30s, 1m30s or 500ms"
+            ));
         }
         Duration::from_secs_f64(secs)
     } else {
-        humantime::parse_duration(s)
-            .map_err(|_| format!("{s:?} is not a valid duration; expected e.g. 30, 30s, 1m30s or 500ms"))?
+        humantime::parse_duration(s).map_err(|_| {
+            format!("{s:?} is not a valid duration; expected e.g. 30, 30s, 1m30s or 500ms")
+        })?
     };
     if d.is_zero() {
         return Err("a duration must be longer than zero, e.g. 30s".into());
@@ -162,10 +167,17 @@ impl Plan {
                     _ => format!("hits {h}"),
                 };
                 let total = self.total_hits().unwrap_or(0);
-                format!("{users} × {hits} = {total} hit{}", if total == 1 { "" } else { "s" })
+                format!(
+                    "{users} × {hits} = {total} hit{}",
+                    if total == 1 { "" } else { "s" }
+                )
             }
             Stop::Duration(d) => {
-                let each = if self.users.values().len() > 1 { " each" } else { "" };
+                let each = if self.users.values().len() > 1 {
+                    " each"
+                } else {
+                    ""
+                };
                 format!("{users} for {}{each}", humantime::format_duration(*d))
             }
         }
@@ -190,7 +202,10 @@ mod tests {
         assert_eq!(plan("10:20:30", "1").total_hits(), Some(60));
         assert_eq!(plan("3", "2:5").total_hits(), Some(21));
         assert_eq!(plan("1", "1").describe(), "1 user × 1 hit = 1 hit");
-        assert_eq!(plan("1:2", "1:2").describe(), "users 1:2 × hits 1:2 = 9 hits");
+        assert_eq!(
+            plan("1:2", "1:2").describe(),
+            "users 1:2 × hits 1:2 = 9 hits"
+        );
         let d = Plan {
             users: "2:4".parse().expect("users"),
             stop: Stop::Duration(Duration::from_secs(3)),
@@ -202,10 +217,22 @@ mod tests {
 
     #[test]
     fn bad_cycles_are_explained() {
-        assert!("0".parse::<Cycles>().expect_err("zero").contains("at least 1"));
-        assert!("10:x".parse::<Cycles>().expect_err("x").contains("\"x\" is not a whole number"));
+        assert!(
+            "0".parse::<Cycles>()
+                .expect_err("zero")
+                .contains("at least 1")
+        );
+        assert!(
+            "10:x"
+                .parse::<Cycles>()
+                .expect_err("x")
+                .contains("\"x\" is not a whole number")
+        );
         assert!("".parse::<Cycles>().is_err());
-        assert_eq!("10:20:30".parse::<Cycles>().expect("ok").values(), &[10, 20, 30]);
+        assert_eq!(
+            "10:20:30".parse::<Cycles>().expect("ok").values(),
+            &[10, 20, 30]
+        );
     }
 
     #[test]
@@ -226,9 +253,18 @@ mod tests {
     #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("2").expect("2"), Duration::from_secs(2));
-        assert_eq!(parse_duration("1.5").expect("1.5"), Duration::from_millis(1500));
-        assert_eq!(parse_duration("1m30s").expect("1m30s"), Duration::from_secs(90));
-        assert_eq!(parse_duration("500ms").expect("ms"), Duration::from_millis(500));
+        assert_eq!(
+            parse_duration("1.5").expect("1.5"),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            parse_duration("1m30s").expect("1m30s"),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            parse_duration("500ms").expect("ms"),
+            Duration::from_millis(500)
+        );
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("0").is_err());
         assert!(parse_duration("-1").is_err());

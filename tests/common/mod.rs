@@ -1,0 +1,108 @@
+//! Helpers for the integration tests: run the real `loads` binary, start the real demo server
+//! in its own process on a free loopback port, read figures from the summary.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `loads` binary under test.
+pub fn loads() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_loads"));
+    c.env_remove("LOADS_SERVER_URL").env("NO_COLOR", "1");
+    c
+}
+
+/// Runs `loads ARGS` to its end, with a time limit.
+pub fn run(args: &[&str]) -> Output {
+    run_with_limit(args, Duration::from_secs(120))
+}
+
+/// Runs `loads ARGS`, killing it (by its PID) if it outlives `limit`.
+pub fn run_with_limit(args: &[&str], limit: Duration) -> Output {
+    let child = loads()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start loads");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("loads output"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("loads {args:?} did not finish within {limit:?}");
+        }
+    }
+}
+
+/// Standard output as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Standard error as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The number after `label` at the start of a summary line, e.g. `Hits:`.
+pub fn figure(text: &str, label: &str) -> u64 {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(label))
+        .unwrap_or_else(|| panic!("no {label:?} line in:\n{text}"));
+    line[label.len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number on {line:?}"))
+}
+
+/// A demo server in its own process, stopped (by its PID) when dropped.
+pub struct DemoServer {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl DemoServer {
+    /// Starts `loads demo-server` on a free loopback port and waits until it listens.
+    pub fn start() -> DemoServer {
+        let mut child = loads()
+            .args(["demo-server", "--bind", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start demo server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        let started = Instant::now();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read banner");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "demo server too slow to start"
+        );
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://127.0.0.1:"))
+            .unwrap_or_else(|| panic!("no URL in banner {line:?}"))
+            .to_owned();
+        DemoServer { child, url }
+    }
+}
+
+impl Drop for DemoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
