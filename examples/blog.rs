@@ -30,7 +30,12 @@ struct Blog {
 impl Blog {
     /// Runs before each hit: logs in with basic auth.
     async fn setup(&mut self, t: &mut TestCase) -> Outcome {
-        let res = t.app.get("/basic-auth/writer/s3cret").basic_auth("writer", Some("s3cret")).send().await?;
+        let res = t
+            .app
+            .get("/basic-auth/writer/s3cret")
+            .basic_auth("writer", Some("s3cret"))
+            .send()
+            .await?;
         ensure_eq!(res.status(), 200, "login refused");
         self.logged_in = true;
         Ok(())
@@ -48,9 +53,19 @@ impl Blog {
         let items: Vec<serde_json::Value> = t.app.get("/api/items").send().await?.json()?;
         ensure!(!items.is_empty(), "the list is empty");
         let id = 1 + (t.status().current_hit % 20);
-        let item = t.app.get(&format!("/api/items/{id}")).name("/api/items/{id}").send().await?;
+        let item = t
+            .app
+            .get(&format!("/api/items/{id}"))
+            .name("/api/items/{id}")
+            .send()
+            .await?;
         ensure_eq!(item.status(), 200);
-        let res = t.app.post("/api/items").json(&json!({"comment": "nice", "user": t.status().current_user})).send().await?;
+        let res = t
+            .app
+            .post("/api/items")
+            .json(&json!({"comment": "nice", "user": t.status().current_user}))
+            .send()
+            .await?;
         ensure_eq!(res.status(), StatusCode::CREATED);
         self.posted += 1;
         t.incr_counter("comments-posted");

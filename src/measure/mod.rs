@@ -3,13 +3,15 @@
 //! run's [`Recorder`](crate::result::Recorder); the data leaves as the statistics of the run.
 //!
 //! What users share and what each owns: every virtual user owns one `reqwest` client (its own
-//! connection pool and cookie jar); the TLS configuration (root certificates, crypto provider)
-//! and the runtime are shared by all users.
+//! connection pool and cookie jar); the TLS configuration (root certificates, crypto provider),
+//! the DNS cache and the runtime are shared by all users.
 
+mod dns;
 mod session;
 mod tls;
 mod ws;
 
+pub use dns::SharedResolver;
 pub use session::{HttpError, Request, Response, Session, new_client};
 pub use tls::client_config;
 pub use ws::{Message, WebSocket, WsError};

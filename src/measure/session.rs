@@ -48,11 +48,12 @@ pub enum HttpError {
 }
 
 /// Builds the HTTP client of one virtual user: its own connection pool and cookie jar, the
-/// shared TLS configuration, `timeout` per request.
+/// shared TLS configuration and DNS cache, `timeout` per request.
 pub fn new_client(timeout: Duration) -> Result<reqwest::Client, HttpError> {
     reqwest::Client::builder()
         .tls_backend_preconfigured((*super::tls::client_config()).clone())
         .cookie_store(true)
+        .dns_resolver(super::dns::SharedResolver::shared())
         .timeout(timeout)
         .user_agent(concat!("loads/", env!("CARGO_PKG_VERSION")))
         .build()
