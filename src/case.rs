@@ -223,14 +223,14 @@ impl TestCase {
     ) -> Result<Self, HttpError> {
         let base = match config.server_url.as_deref() {
             None => None,
-            Some(u) => Some(Arc::new(reqwest::Url::parse(u).map_err(|e| {
+            Some(u) => Some(Arc::new(url::Url::parse(u).map_err(|e| {
                 HttpError::InvalidUrl {
                     url: u.to_owned(),
                     reason: e.to_string(),
                 }
             })?)),
         };
-        let client = crate::measure::new_client(config.request_timeout())?;
+        let client = crate::measure::new_client(config.request_timeout());
         let session = Session::new(client, recorder, None);
         let app = session.with_base(base);
         Ok(TestCase {
@@ -262,7 +262,7 @@ impl TestCase {
     }
 
     /// `--server-url`, if set.
-    pub fn server_url(&self) -> Option<&reqwest::Url> {
+    pub fn server_url(&self) -> Option<&url::Url> {
         self.app.base_url()
     }
 

@@ -2,19 +2,19 @@
 //! WebSocket message a test makes through them is recorded into the virtual user's shard of the
 //! run's [`Recorder`](crate::result::Recorder); the data leaves as the statistics of the run.
 //!
-//! What users share and what each owns: every virtual user owns one `reqwest` client (its own
-//! connection pool and cookie jar); the TLS configuration (root certificates, crypto provider),
-//! the DNS cache and the runtime are shared by all users.
+//! What users share and what each owns: every virtual user owns one [`client::Client`] (its own
+//! keep-alive connections and cookie jar); the TLS configuration (root certificates, crypto
+//! provider), the DNS cache and the runtime are shared by all users.
 
+pub mod client;
 mod dns;
 mod session;
 mod tls;
 mod ws;
 
-pub use dns::SharedResolver;
 pub use session::{HttpError, Request, Response, Session, new_client};
 pub use tls::client_config;
 pub use ws::{Message, WebSocket, WsError};
 
 /// HTTP types used by the session API.
-pub use reqwest::{Method, StatusCode, header};
+pub use http::{Method, StatusCode, header};

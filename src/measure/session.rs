@@ -1,14 +1,17 @@
-//! The instrumented HTTP session: a thin layer over one `reqwest` client per virtual user that
+//! The instrumented HTTP session: the test-facing API over the virtual user's [`Client`], which
 //! records a hit (URL, method, status, start, elapsed) for every request.
 
+use base64::Engine as _;
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use reqwest::{Method, StatusCode, Url};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use url::Url;
 
+use super::client::{Client, ClientError, Outgoing, RawResponse};
 use crate::result::{UserRecorder, unix_now};
 
 /// An error of the HTTP session. In a test, `?` turns it into an *error* outcome.
@@ -37,41 +40,34 @@ pub enum HttpError {
         url: String,
         /// What went wrong.
         #[source]
-        source: reqwest::Error,
+        source: ClientError,
     },
-    /// A request could not be built (bad header, body...).
+    /// A request could not be built (bad header name or value, unserialisable body...).
     #[error("invalid request: {0}")]
-    Build(#[source] reqwest::Error),
+    Build(String),
     /// The response body is not the JSON that was asked for.
     #[error("response body is not the expected JSON: {0}")]
     Json(#[source] serde_json::Error),
 }
 
-/// Builds the HTTP client of one virtual user: its own connection pool and cookie jar, the
-/// shared TLS configuration and DNS cache, `timeout` per request.
-pub fn new_client(timeout: Duration) -> Result<reqwest::Client, HttpError> {
-    reqwest::Client::builder()
-        .tls_backend_preconfigured((*super::tls::client_config()).clone())
-        .cookie_store(true)
-        .dns_resolver(super::dns::SharedResolver::shared())
-        .timeout(timeout)
-        .user_agent(concat!("loads/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(HttpError::Build)
+/// Builds the HTTP client of one virtual user: its own connections and cookie jar, the shared
+/// TLS configuration and DNS cache, `timeout` per request.
+pub fn new_client(timeout: Duration) -> Arc<Client> {
+    Arc::new(Client::new(timeout))
 }
 
 /// An HTTP client that records every request. `t.session` takes absolute URLs; `t.app` resolves
 /// relative ones against `--server-url`. Both share the virtual user's connections and cookies.
 #[derive(Clone)]
 pub struct Session {
-    client: reqwest::Client,
+    client: Arc<Client>,
     recorder: UserRecorder,
     base: Option<Arc<Url>>,
 }
 
 impl Session {
     /// A session on `client` that records into `recorder`; relative URLs resolve against `base`.
-    pub fn new(client: reqwest::Client, recorder: UserRecorder, base: Option<Arc<Url>>) -> Self {
+    pub fn new(client: Arc<Client>, recorder: UserRecorder, base: Option<Arc<Url>>) -> Self {
         Session {
             client,
             recorder,
@@ -111,10 +107,19 @@ impl Session {
 
     /// Starts a request with any method.
     pub fn request(&self, method: Method, url: &str) -> Request<'_> {
+        let (url, error) = match self.resolve(url) {
+            Ok(u) => (Some(u), None),
+            Err(e) => (None, Some(e)),
+        };
         Request {
             session: self,
-            builder: self.resolve(url).map(|u| self.client.request(method, u)),
+            method,
+            url,
+            headers: HeaderMap::new(),
+            body: None,
+            timeout: None,
             name: None,
+            error,
         }
     }
 
@@ -157,65 +162,119 @@ impl Session {
 #[must_use = "a request does nothing until it is sent"]
 pub struct Request<'a> {
     session: &'a Session,
-    builder: Result<reqwest::RequestBuilder, HttpError>,
+    method: Method,
+    url: Option<Url>,
+    headers: HeaderMap,
+    body: Option<Bytes>,
+    timeout: Option<Duration>,
     name: Option<String>,
+    error: Option<HttpError>,
 }
 
 impl<'a> Request<'a> {
-    fn map(mut self, f: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder) -> Self {
-        self.builder = self.builder.map(f);
+    fn fail(mut self, message: String) -> Self {
+        if self.error.is_none() {
+            self.error = Some(HttpError::Build(message));
+        }
+        self
+    }
+
+    fn content_type(mut self, value: &'static str) -> Self {
+        if !self.headers.contains_key(header::CONTENT_TYPE) {
+            self.headers
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+        }
         self
     }
 
     /// Adds a header.
-    pub fn header<K, V>(self, key: K, value: V) -> Self
+    pub fn header<K, V>(mut self, key: K, value: V) -> Self
     where
         HeaderName: TryFrom<K>,
-        <HeaderName as TryFrom<K>>::Error: Into<http::Error>,
+        <HeaderName as TryFrom<K>>::Error: std::fmt::Display,
         HeaderValue: TryFrom<V>,
-        <HeaderValue as TryFrom<V>>::Error: Into<http::Error>,
+        <HeaderValue as TryFrom<V>>::Error: std::fmt::Display,
     {
-        self.map(|b| b.header(key, value))
+        match (HeaderName::try_from(key), HeaderValue::try_from(value)) {
+            (Ok(k), Ok(v)) => {
+                self.headers.append(k, v);
+                self
+            }
+            (Err(e), _) => self.fail(format!("bad header name: {e}")),
+            (_, Err(e)) => self.fail(format!("bad header value: {e}")),
+        }
     }
 
     /// Adds headers.
-    pub fn headers(self, headers: HeaderMap) -> Self {
-        self.map(|b| b.headers(headers))
+    pub fn headers(mut self, headers: HeaderMap) -> Self {
+        for (k, v) in headers.iter() {
+            self.headers.append(k.clone(), v.clone());
+        }
+        self
     }
 
     /// Appends query parameters (anything serde can serialise as `key=value` pairs).
-    pub fn query<T: Serialize + ?Sized>(self, query: &T) -> Self {
-        self.map(|b| b.query(query))
+    pub fn query<T: Serialize + ?Sized>(mut self, query: &T) -> Self {
+        match serde_urlencoded::to_string(query) {
+            Ok(q) if q.is_empty() => self,
+            Ok(q) => {
+                if let Some(u) = self.url.as_mut() {
+                    let joined = match u.query() {
+                        Some(old) if !old.is_empty() => format!("{old}&{q}"),
+                        _ => q,
+                    };
+                    u.set_query(Some(&joined));
+                }
+                self
+            }
+            Err(e) => self.fail(format!("cannot encode the query: {e}")),
+        }
     }
 
     /// Sends `json` as a JSON body.
-    pub fn json<T: Serialize + ?Sized>(self, json: &T) -> Self {
-        self.map(|b| b.json(json))
+    pub fn json<T: Serialize + ?Sized>(mut self, json: &T) -> Self {
+        match serde_json::to_vec(json) {
+            Ok(v) => {
+                self.body = Some(Bytes::from(v));
+                self.content_type("application/json")
+            }
+            Err(e) => self.fail(format!("cannot encode the JSON body: {e}")),
+        }
     }
 
     /// Sends `form` as a URL-encoded form body.
-    pub fn form<T: Serialize + ?Sized>(self, form: &T) -> Self {
-        self.map(|b| b.form(form))
+    pub fn form<T: Serialize + ?Sized>(mut self, form: &T) -> Self {
+        match serde_urlencoded::to_string(form) {
+            Ok(v) => {
+                self.body = Some(Bytes::from(v));
+                self.content_type("application/x-www-form-urlencoded")
+            }
+            Err(e) => self.fail(format!("cannot encode the form: {e}")),
+        }
     }
 
     /// Sets the body.
-    pub fn body(self, body: impl Into<reqwest::Body>) -> Self {
-        self.map(|b| b.body(body))
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = Some(body.into());
+        self
     }
 
     /// Uses HTTP basic authentication.
     pub fn basic_auth(self, user: &str, password: Option<&str>) -> Self {
-        self.map(|b| b.basic_auth(user, password))
+        let token = base64::engine::general_purpose::STANDARD
+            .encode(format!("{user}:{}", password.unwrap_or("")));
+        self.header(header::AUTHORIZATION, format!("Basic {token}"))
     }
 
     /// Uses a bearer token.
     pub fn bearer_auth(self, token: &str) -> Self {
-        self.map(|b| b.bearer_auth(token))
+        self.header(header::AUTHORIZATION, format!("Bearer {token}"))
     }
 
     /// Overrides the run's request timeout for this request.
-    pub fn timeout(self, timeout: Duration) -> Self {
-        self.map(|b| b.timeout(timeout))
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
     }
 
     /// Groups this request in the statistics under `name` instead of its URL (useful for URLs
@@ -226,17 +285,28 @@ impl<'a> Request<'a> {
     }
 
     /// Sends the request, reads the whole response body, and records the hit. The recorded time
-    /// runs from sending the request to the last byte of the body.
+    /// runs from sending the request to the last byte of the body (redirects included).
     pub async fn send(self) -> Result<Response, HttpError> {
-        let request = self.builder?.build().map_err(HttpError::Build)?;
-        let method = request.method().clone();
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let Some(url) = self.url else {
+            return Err(HttpError::Build("no URL".into()));
+        };
+        let method = self.method;
         let key = match self.name {
             Some(n) => n,
-            None => stats_key(request.url()).to_owned(),
+            None => stats_key(&url).to_owned(),
+        };
+        let out = Outgoing {
+            method: method.clone(),
+            url,
+            headers: self.headers,
+            body: self.body,
         };
         let second = unix_now();
         let start = Instant::now();
-        let result = fetch(&self.session.client, request).await;
+        let result = self.session.client.send(out, self.timeout).await;
         let elapsed = start.elapsed();
         let status = result.as_ref().map_or(0, |r| r.status.as_u16());
         let micros = elapsed.as_micros().min(u64::MAX as u128) as u64;
@@ -244,10 +314,7 @@ impl<'a> Request<'a> {
             .recorder
             .record(|s| s.record_request(method.as_str(), &key, status, micros, second));
         match result {
-            Ok(mut r) => {
-                r.elapsed = elapsed;
-                Ok(r)
-            }
+            Ok(raw) => Ok(Response { raw, elapsed }),
             Err(source) => Err(HttpError::Request {
                 method,
                 url: key,
@@ -255,24 +322,6 @@ impl<'a> Request<'a> {
             }),
         }
     }
-}
-
-async fn fetch(
-    client: &reqwest::Client,
-    request: reqwest::Request,
-) -> Result<Response, reqwest::Error> {
-    let res = client.execute(request).await?;
-    let status = res.status();
-    let headers = res.headers().clone();
-    let url = res.url().clone();
-    let body = res.bytes().await?;
-    Ok(Response {
-        status,
-        headers,
-        url,
-        body,
-        elapsed: Duration::ZERO,
-    })
 }
 
 /// The URL under which a request is counted: without query string or fragment, so that memory
@@ -285,42 +334,39 @@ fn stats_key(url: &Url) -> &str {
 /// A response, with its body already read.
 #[derive(Debug, Clone)]
 pub struct Response {
-    status: StatusCode,
-    headers: HeaderMap,
-    url: Url,
-    body: Bytes,
+    raw: RawResponse,
     elapsed: Duration,
 }
 
 impl Response {
     /// The status code (compare it with a number: `res.status() == 200`).
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.raw.status
     }
 
     /// The response headers.
     pub fn headers(&self) -> &HeaderMap {
-        &self.headers
+        self.raw.headers()
     }
 
     /// The final URL, after redirects.
     pub fn url(&self) -> &Url {
-        &self.url
+        &self.raw.url
     }
 
     /// The body as bytes.
     pub fn bytes(&self) -> &Bytes {
-        &self.body
+        &self.raw.body
     }
 
     /// The body as text (invalid UTF-8 is replaced).
     pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
+        String::from_utf8_lossy(&self.raw.body).into_owned()
     }
 
     /// The body parsed as JSON.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, HttpError> {
-        serde_json::from_slice(&self.body).map_err(HttpError::Json)
+        serde_json::from_slice(&self.raw.body).map_err(HttpError::Json)
     }
 
     /// How long the request took, as recorded.
@@ -344,7 +390,7 @@ mod tests {
     #[test]
     fn relative_urls_need_a_base() {
         let rec = UserRecorder::new(Arc::new(crate::result::Recorder::new(1)), 0);
-        let client = new_client(Duration::from_secs(1)).expect("client");
+        let client = new_client(Duration::from_secs(1));
         let s = Session::new(client, rec, None);
         assert!(matches!(s.resolve("/x"), Err(HttpError::NoServerUrl(_))));
         assert!(matches!(

@@ -2,11 +2,11 @@
 //! message sent and received.
 
 use futures_util::{SinkExt, StreamExt};
-use reqwest::Url;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{self, protocol::CloseFrame};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use url::Url;
 
 use crate::result::{Direction, UserRecorder, unix_now};
 

@@ -92,7 +92,7 @@ impl RunArgs {
             (None, None) => Stop::Hits(Cycles::default()),
         };
         if let Some(u) = &self.server_url {
-            let parsed = reqwest::Url::parse(u).map_err(|e| {
+            let parsed = url::Url::parse(u).map_err(|e| {
                 RunError::Usage(format!(
                     "invalid --server-url {u:?}: {e}; expected an absolute URL such as http://127.0.0.1:8080"
                 ))
