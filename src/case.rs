@@ -273,11 +273,13 @@ impl TestCase {
 
     /// Opens a recorded WebSocket: `ws://`/`wss://` URLs, or a path relative to `--server-url`.
     pub async fn ws(&self, url: &str) -> Result<WebSocket, WsError> {
+        let client = self.session.client();
         WebSocket::connect(
             url,
             self.app.base_url(),
             self.session.recorder().clone(),
             self.config.request_timeout(),
+            |u| client.cookie_header(u),
         )
         .await
     }
@@ -537,17 +539,22 @@ impl Future for InHit<'_> {
     }
 }
 
+/// The message of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}
+
 async fn guarded(fut: BoxFuture<'_, Outcome>) -> Outcome {
     match AssertUnwindSafe(InHit(fut)).catch_unwind().await {
         Ok(outcome) => outcome,
         Err(payload) => {
-            let message = if let Some(s) = payload.downcast_ref::<&str>() {
-                (*s).to_owned()
-            } else if let Some(s) = payload.downcast_ref::<String>() {
-                s.clone()
-            } else {
-                "panic with a non-string payload".to_owned()
-            };
+            let message = panic_message(payload.as_ref());
             let traceback = LAST_PANIC
                 .with(|p| p.borrow_mut().take())
                 .unwrap_or_default();
@@ -709,6 +716,33 @@ mod tests {
             panic!("panic must fail")
         };
         assert_eq!(e.message(), "boxed panic");
+    }
+
+    #[test]
+    fn websocket_handshake_carries_the_users_cookies() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
+        let rec = UserRecorder::new(Arc::new(crate::result::Recorder::new(1)), 0);
+        let args = RunArgs {
+            server_url: Some(crate::demo::test_server_url()),
+            ..RunArgs::default()
+        };
+        let t = TestCase::new("demo::x".into(), Arc::new(args), rec).expect("case");
+        rt.block_on(async {
+            let res = t
+                .app
+                .get("/cookies/set?session=abc")
+                .send()
+                .await
+                .expect("set");
+            assert_eq!(res.status(), 200);
+            let mut ws = t.ws("/ws/cookies").await.expect("ws");
+            let first = ws.recv_text().await.expect("cookies");
+            assert_eq!(first, r#"{"session":"abc"}"#);
+            ws.close().await.expect("close");
+        });
     }
 
     #[test]

@@ -86,9 +86,9 @@ struct RunOptions {
     /// Timeout of each request and WebSocket wait [default: 30s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     request_timeout: Option<Duration>,
-    /// Worker threads for the virtual users [default: one per available core]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(usize))]
-    threads: Option<usize>,
+    /// Worker threads for the virtual users, 1 to 1024 [default: one per available core]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
 }
 
 #[derive(Args, Debug)]
@@ -106,7 +106,7 @@ struct DemoOptions {
 
 #[derive(Args, Debug)]
 struct DemoServerOptions {
-    /// Address to listen on (port 0 picks a free port)
+    /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free port)
     #[arg(
         short = 'b',
         long,
@@ -114,14 +114,17 @@ struct DemoServerOptions {
         value_name = "ADDR:PORT"
     )]
     bind: SocketAddr,
-    /// Worker threads
-    #[arg(long, default_value = "1", value_name = "N")]
-    threads: usize,
+    /// Worker threads, 1 to 1024
+    #[arg(long, default_value = "1", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: u16,
 }
 
 /// A duration in the config file: a number of seconds or a string such as "1m30s".
 #[derive(Deserialize, Debug)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a duration: a number of seconds or a string such as \"30s\" or \"1m30s\""
+)]
 enum DurationValue {
     Seconds(f64),
     Text(String),
@@ -138,7 +141,10 @@ impl DurationValue {
 }
 
 #[derive(Deserialize, Debug)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "an output name such as \"stdout\", or a list of them"
+)]
 enum OneOrMany {
     One(String),
     Many(Vec<String>),
@@ -174,7 +180,7 @@ fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
 }
 
 /// Merges the command line over the config file into run arguments.
-fn run_args(opts: &RunOptions) -> anyhow::Result<(RunArgs, Option<usize>)> {
+fn run_args(opts: &RunOptions) -> anyhow::Result<RunArgs> {
     let file = match &opts.config {
         Some(p) => read_config(p)?,
         None => ConfigFile::default(),
@@ -205,7 +211,8 @@ fn run_args(opts: &RunOptions) -> anyhow::Result<(RunArgs, Option<usize>)> {
     if opts.quiet || file.quiet.unwrap_or(false) {
         outputs.retain(|o| o != "stdout");
     }
-    outputs.dedup();
+    let mut seen = std::collections::HashSet::new();
+    outputs.retain(|o| seen.insert(o.clone()));
     let request_timeout = match (opts.request_timeout, &file.request_timeout) {
         (Some(d), _) => d,
         (None, Some(d)) => d.get("request-timeout")?,
@@ -221,8 +228,9 @@ fn run_args(opts: &RunOptions) -> anyhow::Result<(RunArgs, Option<usize>)> {
         project_name: opts.project_name.clone().or(file.project_name),
         request_timeout: request_timeout.as_secs_f64(),
         run_id: String::new(),
+        threads: opts.threads.map(usize::from).or(file.threads),
     };
-    Ok((args, opts.threads.or(file.threads)))
+    Ok(args)
 }
 
 /// The exit code of a finished run.
@@ -243,8 +251,8 @@ fn report_output_errors(result: &TestResult) {
 }
 
 fn cmd_run(opts: &RunOptions) -> Result<u8, CliError> {
-    let (args, threads) = run_args(opts).map_err(CliError::Usage)?;
-    let mut runner = LocalRunner::new(args)?.handle_ctrl_c(true).threads(threads);
+    let args = run_args(opts).map_err(CliError::Usage)?;
+    let mut runner = LocalRunner::new(args)?.handle_ctrl_c(true);
     let result = runner.execute()?;
     report_output_errors(&result);
     Ok(exit_code(&result))
@@ -324,7 +332,7 @@ fn cmd_demo(opts: &DemoOptions) -> Result<u8, CliError> {
 
 fn cmd_demo_server(opts: &DemoServerOptions) -> Result<u8, CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(opts.threads.max(1))
+        .worker_threads(usize::from(opts.threads))
         .enable_all()
         .build()
         .context("cannot start the runtime")
@@ -440,13 +448,13 @@ mod tests {
         )
         .expect("write");
         let p = path.to_str().expect("utf8");
-        let (a, _) = run_args(&parse(&["--config", p])).expect("args");
+        let a = run_args(&parse(&["--config", p])).expect("args");
         assert_eq!(a.test, "example::health");
         assert_eq!(a.users.values(), &[2, 3]);
         assert_eq!(a.hits.as_ref().map(|h| h.values().to_vec()), Some(vec![4]));
         assert_eq!(a.outputs, vec!["stdout", "null"]);
         assert_eq!(a.request_timeout, 2.0);
-        let (b, _) =
+        let b =
             run_args(&parse(&["--config", p, "-u", "7", "-d", "3", "-q", "x::y"])).expect("args");
         assert_eq!(b.test, "x::y");
         assert_eq!(b.users.values(), &[7]);

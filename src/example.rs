@@ -30,6 +30,13 @@ impl Example {
         Ok(())
     }
 
+    /// GET /delay/1000: a response that takes one second (for tests with many waiting users)
+    async fn slow_1s(&mut self, t: &mut TestCase) -> Outcome {
+        let res = t.app.get("/delay/1000").send().await?;
+        ensure_eq!(res.status(), 200);
+        Ok(())
+    }
+
     /// A heavier hit: list items, read five, create one, download 64 KiB
     async fn volume(&mut self, t: &mut TestCase) -> Outcome {
         let items: Vec<serde_json::Value> = t.app.get("/api/items").send().await?.json()?;

@@ -85,6 +85,12 @@ pub fn try_run_test<S: Suite>(
     let user = UserRecorder::new(recorder.clone(), 0);
     let outcome = runtime.block_on(async {
         let mut case = TestCase::new(Arc::from(test.full_name()), args, user)?;
+        case.set_status(crate::result::LoadsStatus {
+            hits: 1,
+            users: 1,
+            current_hit: 1,
+            current_user: 1,
+        });
         let mut state = (entry.new_user)();
         run_hit(&mut *state, index, &mut case).await
     });

@@ -215,6 +215,50 @@ fn bad_option_values_exit_2_and_name_the_option() {
 }
 
 #[test]
+fn config_file_type_errors_say_what_is_expected() {
+    let dir = std::env::temp_dir().join(format!("loads-it-badconfig-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    for (text, needle) in [
+        ("users = -3\n", "a whole number of at least 1"),
+        ("users = true\n", "a whole number of at least 1"),
+        ("duration = true\n", "a duration"),
+        ("output = 3\n", "an output name"),
+        ("hits = 2\nduration = 3\n", "config keys hits and duration"),
+    ] {
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, format!("test = \"example::get_root\"\n{text}")).expect("write");
+        let out = run(&["run", "--config", path.to_str().expect("utf8")]);
+        assert_eq!(out.status.code(), Some(2), "{text}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{text}: {}", stderr(&out));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn repeated_outputs_report_once() {
+    let server = DemoServer::start();
+    let out = run(&[
+        "run",
+        "example::get_root",
+        "-o",
+        "stdout",
+        "-o",
+        "null",
+        "-o",
+        "stdout",
+        "-s",
+        &server.url,
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        stdout(&out).matches("Summary of").count(),
+        1,
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
 fn app_without_server_url_is_a_clear_error() {
     let out = run(&["run", "example::health"]);
     let text = stdout(&out);

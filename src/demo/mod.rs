@@ -16,6 +16,7 @@
 //! | `GET /cookies` | the cookies the client sent, as JSON |
 //! | `GET /bytes/{n}` | `n` bytes (at most 10 MiB) |
 //! | `GET /ws` | a WebSocket that echoes every message |
+//! | `GET /ws/cookies` | a WebSocket that first sends the cookies of its handshake (as JSON), then echoes |
 //!
 //! Requests enter through the axum router built by [`router`]; nothing is stored.
 
@@ -55,6 +56,7 @@ pub fn router() -> Router {
         .route("/cookies/set", get(set_cookies))
         .route("/bytes/{n}", get(bytes))
         .route("/ws", get(ws))
+        .route("/ws/cookies", get(ws_cookies))
 }
 
 fn item(id: u64) -> Value {
@@ -199,6 +201,15 @@ async fn bytes(Path(n): Path<usize>) -> Response {
 
 async fn ws(upgrade: WebSocketUpgrade) -> Response {
     upgrade.on_upgrade(echo_socket)
+}
+
+async fn ws_cookies(headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+    let cookies = serde_json::to_string(&request_cookies(&headers)).unwrap_or_default();
+    upgrade.on_upgrade(move |mut socket| async move {
+        if socket.send(WsMessage::Text(cookies.into())).await.is_ok() {
+            echo_socket(socket).await;
+        }
+    })
 }
 
 async fn echo_socket(mut socket: WebSocket) {

@@ -12,7 +12,7 @@ use cookie_store::CookieStore;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use std::io;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -304,15 +304,9 @@ pub struct Client {
     timeout: Duration,
 }
 
-/// The shared TLS configuration, restricted to HTTP/1.1 by ALPN.
+/// The TLS connector on the shared configuration.
 fn tls_connector() -> tokio_rustls::TlsConnector {
-    static C: OnceLock<tokio_rustls::TlsConnector> = OnceLock::new();
-    C.get_or_init(|| {
-        let mut config = (*super::tls::client_config()).clone();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        tokio_rustls::TlsConnector::from(Arc::new(config))
-    })
-    .clone()
+    tokio_rustls::TlsConnector::from(super::tls::client_config())
 }
 
 impl Client {
@@ -323,6 +317,18 @@ impl Client {
             cookies: Mutex::new(CookieStore::default()),
             timeout,
         }
+    }
+
+    /// The `Cookie` header value this user's jar holds for `url`, if any.
+    pub fn cookie_header(&self, url: &Url) -> Option<String> {
+        let jar = self.cookies.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut it = jar.get_request_values(url).peekable();
+        it.peek()?;
+        Some(
+            it.map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
     }
 
     /// The default per-request timeout.

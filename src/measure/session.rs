@@ -20,7 +20,8 @@ pub enum HttpError {
     /// `app` was used but the run has no server URL.
     #[error(
         "no server URL is set, so `app` cannot resolve {0:?}: pass --server-url URL (or set \
-         server-url in the config file), or use `session` with an absolute URL"
+         server-url in the config file; under cargo test, set LOADS_SERVER_URL or \
+         #[loads::suite(server = ...)]), or use `session` with an absolute URL"
     )]
     NoServerUrl(String),
     /// The URL could not be parsed.
@@ -54,6 +55,22 @@ pub enum HttpError {
 /// TLS configuration and DNS cache, `timeout` per request.
 pub fn new_client(timeout: Duration) -> Arc<Client> {
     Arc::new(Client::new(timeout))
+}
+
+/// Resolves `path` against the server URL `base` the way load-test users expect: an absolute URL
+/// stays as it is, and any other path goes below the base's path, so with a base of
+/// `http://h/api`, both `/items` and `items` mean `http://h/api/items`.
+pub(crate) fn join_base(base: &Url, path: &str) -> Result<Url, url::ParseError> {
+    match Url::parse(path) {
+        Ok(absolute) => Ok(absolute),
+        Err(url::ParseError::RelativeUrlWithoutBase) if !path.starts_with("//") => {
+            let prefix = base.path().trim_end_matches('/');
+            let rest = path.strip_prefix('/').unwrap_or(path);
+            base.join(&format!("{prefix}/{rest}"))
+        }
+        Err(url::ParseError::RelativeUrlWithoutBase) => base.join(path),
+        Err(e) => Err(e),
+    }
 }
 
 /// An HTTP client that records every request. `t.session` takes absolute URLs; `t.app` resolves
@@ -94,7 +111,7 @@ impl Session {
             reason: e.to_string(),
         };
         match &self.base {
-            Some(base) => base.join(url).map_err(invalid),
+            Some(base) => join_base(base, url).map_err(invalid),
             None => match Url::parse(url) {
                 Ok(u) => Ok(u),
                 Err(url::ParseError::RelativeUrlWithoutBase) => {
@@ -155,6 +172,10 @@ impl Session {
 
     pub(crate) fn recorder(&self) -> &UserRecorder {
         &self.recorder
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
     }
 }
 
@@ -405,8 +426,24 @@ mod tests {
             "http://127.0.0.1:8080/api/items"
         );
         assert_eq!(
-            app.resolve("/x").expect("ok").as_str(),
-            "http://127.0.0.1:8080/x"
+            app.resolve("/x?q=1").expect("ok").as_str(),
+            "http://127.0.0.1:8080/api/x?q=1"
+        );
+        assert_eq!(
+            app.resolve("http://other:1/y").expect("ok").as_str(),
+            "http://other:1/y"
+        );
+        let root = s.with_base(Some(Arc::new(Url::parse("http://h:1").expect("url"))));
+        assert_eq!(root.resolve("/").expect("ok").as_str(), "http://h:1/");
+        assert_eq!(root.resolve("a/b").expect("ok").as_str(), "http://h:1/a/b");
+        let api = s.with_base(Some(Arc::new(Url::parse("http://h:1/api").expect("url"))));
+        assert_eq!(
+            api.resolve("/items").expect("ok").as_str(),
+            "http://h:1/api/items"
+        );
+        assert_eq!(
+            api.resolve("items").expect("ok").as_str(),
+            "http://h:1/api/items"
         );
         let msg = HttpError::NoServerUrl("/x".into()).to_string();
         assert!(msg.contains("--server-url"), "{msg}");

@@ -2,8 +2,8 @@
 
 use std::sync::{Arc, OnceLock};
 
-/// The shared rustls client configuration: webpki root certificates, the ring provider,
-/// ALPN for HTTP/2 and HTTP/1.1.
+/// The shared rustls client configuration: webpki root certificates, the ring provider, ALPN
+/// for HTTP/1.1 (the HTTP client and the WebSocket handshake both speak HTTP/1.1).
 pub fn client_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     CONFIG
@@ -19,7 +19,7 @@ pub fn client_config() -> Arc<rustls::ClientConfig> {
                 .expect("ring supports the default TLS versions")
                 .with_root_certificates(roots)
                 .with_no_client_auth();
-            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
             Arc::new(config)
         })
         .clone()

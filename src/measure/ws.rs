@@ -4,6 +4,7 @@
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::{self, protocol::CloseFrame};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use url::Url;
@@ -94,7 +95,7 @@ fn resolve(url: &str, base: Option<&Url>) -> Result<Url, WsError> {
     let mut u = match (Url::parse(url), base) {
         (Ok(u), _) => u,
         (Err(url::ParseError::RelativeUrlWithoutBase), Some(b)) => {
-            b.join(url).map_err(|e| invalid(e.to_string()))?
+            super::session::join_base(b, url).map_err(|e| invalid(e.to_string()))?
         }
         (Err(url::ParseError::RelativeUrlWithoutBase), None) => {
             return Err(WsError::NoServerUrl(url.to_owned()));
@@ -117,18 +118,37 @@ fn resolve(url: &str, base: Option<&Url>) -> Result<Url, WsError> {
 
 impl WebSocket {
     /// Opens a WebSocket to `url` (absolute, or relative to `base`), recording into `recorder`;
-    /// `timeout` bounds the handshake and each [`recv`](Self::recv).
+    /// `timeout` bounds the handshake and each [`recv`](Self::recv). `cookies` gives the
+    /// `Cookie` header for the handshake (the user's HTTP cookie jar).
     pub async fn connect(
         url: &str,
         base: Option<&Url>,
         recorder: UserRecorder,
         timeout: Duration,
+        cookies: impl FnOnce(&Url) -> Option<String>,
     ) -> Result<WebSocket, WsError> {
         let u = resolve(url, base)?;
+        let mut request = u
+            .as_str()
+            .into_client_request()
+            .map_err(|source| WsError::Connect {
+                url: u.to_string(),
+                source,
+            })?;
+        let http_url = {
+            let mut h = u.clone();
+            let _ = h.set_scheme(if u.scheme() == "wss" { "https" } else { "http" });
+            h
+        };
+        if let Some(c) = cookies(&http_url)
+            && let Ok(v) = http::HeaderValue::from_str(&c)
+        {
+            request.headers_mut().insert(http::header::COOKIE, v);
+        }
         let connector =
             (u.scheme() == "wss").then(|| Connector::Rustls(super::tls::client_config()));
         let connect =
-            tokio_tungstenite::connect_async_tls_with_config(u.as_str(), None, true, connector);
+            tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector);
         let (stream, _) = match tokio::time::timeout(timeout, connect).await {
             Err(_) => return Err(WsError::Timeout(timeout)),
             Ok(Err(source)) => {

@@ -31,6 +31,20 @@ pub fn format_bytes(n: u64) -> String {
     format!("{v:.1} {}", UNITS[unit])
 }
 
+/// Text from tests or the network, without control characters (but for newlines and tabs), so
+/// that it cannot move the cursor or colour the terminal.
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 fn rate(n: u64, secs: f64) -> f64 {
     if secs > 0.0 { n as f64 / secs } else { 0.0 }
 }
@@ -181,19 +195,20 @@ pub fn render_summary(result: &TestResult) -> String {
             problems.len()
         );
         for p in problems.iter().take(3) {
-            let mut lines = p.message.lines();
+            let message = clean(&p.message);
+            let mut lines = message.lines();
             let _ = writeln!(
                 o,
                 "  {}× in {} [{}]: {}",
                 p.count,
-                p.test,
-                p.kind,
+                clean(&p.test),
+                clean(&p.kind),
                 lines.next().unwrap_or("")
             );
             for l in lines {
                 let _ = writeln!(o, "      {l}");
             }
-            for l in p.traceback.lines().take(12) {
+            for l in clean(&p.traceback).lines().take(12) {
                 let _ = writeln!(o, "      {l}");
             }
         }
@@ -294,6 +309,11 @@ mod tests {
         assert_eq!(format_bytes(512), "512 B");
         assert_eq!(format_bytes(1536), "1.5 KiB");
         assert_eq!(format_bytes(3 * 1024 * 1024), "3.0 MiB");
+    }
+
+    #[test]
+    fn control_characters_are_replaced() {
+        assert_eq!(clean("a\x1b[31mb\r\nc\td"), "a\u{fffd}[31mb\u{fffd}\nc\td");
     }
 
     #[test]

@@ -18,21 +18,20 @@ struct Shard(Mutex<Stats>);
 /// The recording shards of one run.
 pub struct Recorder {
     shards: Box<[Shard]>,
+    /// Emptied stats swapped into the shards on each drain, so that the merge happens outside
+    /// the shard's lock and allocations are reused. Only the collector takes this lock.
+    spares: Mutex<Vec<Stats>>,
 }
 
 impl Recorder {
     /// A recorder with `shards` shards (at least one).
     pub fn new(shards: usize) -> Self {
-        let shards = (0..shards.max(1))
+        let n = shards.max(1);
+        let shards = (0..n)
             .map(|_| Shard(Mutex::new(Stats::default())))
             .collect();
-        Recorder { shards }
-    }
-
-    /// A recorder sized for the machine: a few shards per available core.
-    pub fn for_this_machine() -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self::new(cores * 4)
+        let spares = Mutex::new((0..n).map(|_| Stats::default()).collect());
+        Recorder { shards, spares }
     }
 
     /// Number of shards.
@@ -49,19 +48,26 @@ impl Recorder {
         f(&mut g)
     }
 
-    /// Adds every shard's content to `target` and resets the shards.
+    /// Adds every shard's content to `target` and resets the shards. Each shard is locked only
+    /// for the time of a swap with an empty spare.
     pub fn drain_into(&self, target: &mut Stats) {
-        for s in self.shards.iter() {
-            let mut g = s.0.lock().unwrap_or_else(PoisonError::into_inner);
-            if !g.is_empty() {
-                target.merge(&g);
-                g.reset();
+        let mut spares = self.spares.lock().unwrap_or_else(PoisonError::into_inner);
+        for (s, spare) in self.shards.iter().zip(spares.iter_mut()) {
+            {
+                let mut g = s.0.lock().unwrap_or_else(PoisonError::into_inner);
+                if g.is_empty() {
+                    continue;
+                }
+                std::mem::swap(&mut *g, spare);
             }
+            target.merge(spare);
+            spare.reset();
         }
     }
 }
 
-/// A virtual user's handle on the run's [`Recorder`]: the shard it writes to.
+/// A virtual user's handle on the run's [`Recorder`]: the shard it writes to (the shard of the
+/// worker thread it runs on).
 #[derive(Clone)]
 pub struct UserRecorder {
     recorder: Arc<Recorder>,
@@ -69,9 +75,9 @@ pub struct UserRecorder {
 }
 
 impl UserRecorder {
-    /// The handle of the user with 0-based index `user` (users are spread over the shards).
-    pub fn new(recorder: Arc<Recorder>, user: usize) -> Self {
-        let shard = user % recorder.shards();
+    /// A handle that writes to shard `shard` (taken modulo the shard count).
+    pub fn new(recorder: Arc<Recorder>, shard: usize) -> Self {
+        let shard = shard % recorder.shards();
         UserRecorder { recorder, shard }
     }
 

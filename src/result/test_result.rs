@@ -175,7 +175,7 @@ impl TestResult {
         per_second(self.totals().hits, self.duration())
     }
 
-    /// True when every hit succeeded (and at least one ran).
+    /// True when no hit failed or errored.
     pub fn is_success(&self) -> bool {
         let t = self.totals();
         t.failures == 0 && t.errors == 0 && self.stats.problems_dropped == 0

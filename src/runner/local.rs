@@ -1,8 +1,12 @@
 //! The local runner: executes the plan in this process with tokio tasks as virtual users.
 //!
-//! Virtual users record into the run's [`Recorder`]; a collector thread drains it five times a
-//! second into an `Event::Batch` for the [`EventSink`] (the [`TestResult`] in a normal run, a
-//! relay in slave mode) and ticks it so that live outputs refresh.
+//! Thread per core: each worker thread runs its own single-threaded tokio runtime, and the
+//! virtual users are spread over the workers round-robin; a user stays on its worker and
+//! records into that worker's shard of the run's [`Recorder`], so recording never contends. A
+//! driver runtime on the calling thread starts the cycle steps, keeps time and handles Ctrl-C. A
+//! collector thread drains the recorder five times a second into an `Event::Batch` for the
+//! [`EventSink`] (the [`TestResult`] in a normal run, a relay in slave mode) and ticks it so
+//! that live outputs refresh.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
@@ -29,7 +33,6 @@ pub struct LocalRunner {
     test: TestRef,
     plan: Plan,
     handle_ctrl_c: bool,
-    threads: Option<usize>,
 }
 
 /// Shared state of a run, seen by every virtual user.
@@ -44,9 +47,55 @@ struct Control {
     active_users: AtomicU64,
 }
 
+/// A worker thread with its single-threaded runtime.
+struct Worker {
+    handle: tokio::runtime::Handle,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Worker {
+    fn start(index: usize) -> std::io::Result<Worker> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = thread::Builder::new()
+            .name(format!("loads-vu-{index}"))
+            .spawn(move || {
+                runtime.block_on(async {
+                    let _ = rx.await;
+                });
+                runtime.shutdown_timeout(Duration::from_millis(100));
+            })?;
+        Ok(Worker {
+            handle,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 impl LocalRunner {
     /// A runner for `args`; fails on an unknown test or a bad plan.
     pub fn new(args: RunArgs) -> Result<Self, RunError> {
+        if args.test.trim().is_empty() {
+            return Err(RunError::Usage(
+                "no test given: `loads run SUITE::TEST` (`loads list` shows the tests)".into(),
+            ));
+        }
         let test = find_test(&args.test)?;
         let plan = args.plan()?;
         let mut args = args;
@@ -59,19 +108,12 @@ impl LocalRunner {
             test,
             plan,
             handle_ctrl_c: false,
-            threads: None,
         })
     }
 
     /// Stops the run cleanly on Ctrl-C (a second Ctrl-C exits at once). For the command line.
     pub fn handle_ctrl_c(mut self, yes: bool) -> Self {
         self.handle_ctrl_c = yes;
-        self
-    }
-
-    /// Uses `n` runtime worker threads instead of one per available core.
-    pub fn threads(mut self, n: Option<usize>) -> Self {
-        self.threads = n.filter(|n| *n > 0);
         self
     }
 
@@ -97,15 +139,14 @@ impl LocalRunner {
     /// Runs the plan, sending every event to `sink`, and returns the sink and whether the run was
     /// interrupted. This is the whole execution; `execute` wraps it with a [`TestResult`].
     pub fn run_into<S: EventSink + 'static>(&self, sink: S) -> Result<(S, bool), RunError> {
-        let threads = self
-            .threads
-            .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .thread_name("loads-vu")
+        let threads = self.args.worker_threads();
+        let workers = (0..threads)
+            .map(Worker::start)
+            .collect::<Result<Vec<_>, _>>()?;
+        let driver = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let recorder = Arc::new(Recorder::new(threads * 4));
+        let recorder = Arc::new(Recorder::new(threads));
         let control = Arc::new(Control {
             stopping: AtomicBool::new(false),
             cancel: CancellationToken::new(),
@@ -122,17 +163,17 @@ impl LocalRunner {
                 .spawn(move || collect(sink, &recorder, &control, &done_rx))?
         };
 
-        runtime.block_on(self.drive(&recorder, &control));
+        driver.block_on(self.drive(&workers, &recorder, &control));
+        drop(workers);
         // Virtual users are done; nothing records any more.
         let _ = done_tx.send(());
         let sink = collector.join().map_err(|_| {
             RunError::System(std::io::Error::other("the collector thread panicked"))
         })?;
-        runtime.shutdown_timeout(Duration::from_millis(100));
         Ok((sink, control.interrupted.load(Ordering::SeqCst)))
     }
 
-    async fn drive(&self, recorder: &Arc<Recorder>, control: &Arc<Control>) {
+    async fn drive(&self, workers: &[Worker], recorder: &Arc<Recorder>, control: &Arc<Control>) {
         if self.handle_ctrl_c {
             let control = control.clone();
             tokio::spawn(async move {
@@ -151,23 +192,24 @@ impl LocalRunner {
         }
         let args = Arc::new(self.args.clone());
         let test_name: Arc<str> = Arc::from(self.args.test.as_str());
-        let mut first_user = 0usize;
         for &users in self.plan.users.values() {
             if control.stopping.load(Ordering::SeqCst) {
                 break;
             }
             let step_cancel = control.cancel.child_token();
             let deadline = match &self.plan.stop {
-                Stop::Duration(d) => Some(Instant::now() + *d),
+                // `Plan::check` bounds durations, so this cannot overflow in practice.
+                Stop::Duration(d) => Instant::now().checked_add(*d),
                 Stop::Hits(_) => None,
             };
-            let mut tasks = tokio::task::JoinSet::new();
+            let mut tasks = Vec::with_capacity(users as usize);
             for u in 1..=users {
+                let w = (u as usize - 1) % workers.len();
                 let vu = VirtualUser {
                     test: self.test,
                     name: test_name.clone(),
                     args: args.clone(),
-                    recorder: UserRecorder::new(recorder.clone(), first_user + u as usize - 1),
+                    recorder: UserRecorder::new(recorder.clone(), w),
                     control: control.clone(),
                     cancel: step_cancel.clone(),
                     stop: self.plan.stop.clone(),
@@ -175,17 +217,31 @@ impl LocalRunner {
                     users,
                     user: u,
                 };
-                tasks.spawn(vu.run());
+                tasks.push(workers[w].handle.spawn(vu.run()));
             }
-            first_user += users as usize;
-            if let Some(deadline) = deadline {
+            if let Some(deadline) = deadline.and_then(|d| d.checked_add(GRACE)) {
                 let cancel = step_cancel.clone();
                 tokio::spawn(async move {
-                    tokio::time::sleep_until((deadline + GRACE).into()).await;
+                    tokio::time::sleep_until(deadline.into()).await;
                     cancel.cancel();
                 });
             }
-            while tasks.join_next().await.is_some() {}
+            for t in tasks {
+                if let Err(e) = t.await {
+                    // A virtual user's task died outside the guarded test code: count it.
+                    let message = format!("virtual user task failed: {e}");
+                    recorder.record(0, |s| {
+                        s.record_problem(
+                            ProblemKind::Error,
+                            &test_name,
+                            &message,
+                            "runner",
+                            "",
+                            unix_now(),
+                        )
+                    });
+                }
+            }
             step_cancel.cancel();
         }
     }
@@ -296,7 +352,27 @@ impl VirtualUser {
                     return;
                 }
             };
-        let mut state = (self.test.suite.new_user)();
+        let mut state = match std::panic::catch_unwind(self.test.suite.new_user) {
+            Ok(s) => s,
+            Err(payload) => {
+                let message = format!(
+                    "creating the suite's per-user state panicked: {}",
+                    crate::case::panic_message(payload.as_ref())
+                );
+                self.recorder.record(|s| {
+                    s.record_start(&self.name);
+                    s.record_problem(
+                        ProblemKind::Error,
+                        &self.name,
+                        &message,
+                        "panic",
+                        "",
+                        unix_now(),
+                    )
+                });
+                return;
+            }
+        };
         self.control.active_users.fetch_add(1, Ordering::Relaxed);
         match &self.stop {
             Stop::Hits(hits) => {

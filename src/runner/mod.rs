@@ -10,7 +10,7 @@ mod local;
 pub mod plan;
 
 pub use local::LocalRunner;
-pub use plan::{Cycles, Plan, Stop, parse_duration};
+pub use plan::{Cycles, MAX_DURATION, MAX_USERS, Plan, Stop, duration_from_secs, parse_duration};
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -43,7 +43,12 @@ pub struct RunArgs {
     pub request_timeout: f64,
     /// Identifier of the run.
     pub run_id: String,
+    /// Worker threads for the virtual users (default: one per available core).
+    pub threads: Option<usize>,
 }
+
+/// Most worker threads a run may ask for.
+pub const MAX_THREADS: usize = 1024;
 
 impl Default for RunArgs {
     fn default() -> Self {
@@ -57,18 +62,24 @@ impl Default for RunArgs {
             project_name: None,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             run_id: String::new(),
+            threads: None,
         }
     }
 }
 
 impl RunArgs {
-    /// The request timeout as a duration.
+    /// The request timeout as a duration (the default when the value is not a valid one; the
+    /// plan check reports it).
     pub fn request_timeout(&self) -> Duration {
-        if self.request_timeout.is_finite() && self.request_timeout > 0.0 {
-            Duration::from_secs_f64(self.request_timeout)
-        } else {
-            Duration::from_secs_f64(DEFAULT_REQUEST_TIMEOUT)
-        }
+        duration_from_secs(self.request_timeout)
+            .unwrap_or(Duration::from_secs(DEFAULT_REQUEST_TIMEOUT as u64))
+    }
+
+    /// The worker threads to use.
+    pub fn worker_threads(&self) -> usize {
+        self.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .clamp(1, MAX_THREADS)
     }
 
     /// The validated load plan: one user and one hit unless told otherwise.
@@ -76,21 +87,26 @@ impl RunArgs {
         let stop = match (&self.hits, self.duration) {
             (Some(_), Some(_)) => {
                 return Err(RunError::Usage(
-                    "--hits and --duration cannot be used together: a run is made of hits or lasts a duration"
+                    "--hits and --duration (or the config keys hits and duration) cannot be used together: a run is made of hits or lasts a duration"
                         .into(),
                 ));
             }
             (Some(h), None) => Stop::Hits(h.clone()),
-            (None, Some(d)) if d.is_finite() && d > 0.0 => {
-                Stop::Duration(Duration::from_secs_f64(d))
-            }
-            (None, Some(d)) => {
-                return Err(RunError::Usage(format!(
-                    "invalid --duration {d}: expected a positive duration such as 30s"
-                )));
-            }
+            (None, Some(d)) => Stop::Duration(
+                duration_from_secs(d)
+                    .map_err(|e| RunError::Usage(format!("invalid --duration: {e}")))?,
+            ),
             (None, None) => Stop::Hits(Cycles::default()),
         };
+        duration_from_secs(self.request_timeout)
+            .map_err(|e| RunError::Usage(format!("invalid --request-timeout: {e}")))?;
+        if let Some(t) = self.threads
+            && !(1..=MAX_THREADS).contains(&t)
+        {
+            return Err(RunError::Usage(format!(
+                "invalid --threads {t}: expected 1 to {MAX_THREADS}"
+            )));
+        }
         if let Some(u) = &self.server_url {
             let parsed = url::Url::parse(u).map_err(|e| {
                 RunError::Usage(format!(
@@ -99,14 +115,16 @@ impl RunArgs {
             })?;
             if !matches!(parsed.scheme(), "http" | "https") {
                 return Err(RunError::Usage(format!(
-                    "invalid --server-url {u:?}: the scheme must be http or https"
+                    "invalid --server-url {u:?}: the scheme must be http or https, e.g. http://127.0.0.1:8080"
                 )));
             }
         }
-        Ok(Plan {
+        let plan = Plan {
             users: self.users.clone(),
             stop,
-        })
+        };
+        plan.check().map_err(RunError::Usage)?;
+        Ok(plan)
     }
 }
 

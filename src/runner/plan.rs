@@ -15,7 +15,10 @@ use std::time::Duration;
 pub struct Cycles(Vec<u64>);
 
 #[derive(Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a whole number of at least 1, cycles such as \"10:20:30\", or a list such as [10, 20, 30]"
+)]
 enum CyclesRepr {
     Number(u64),
     Text(String),
@@ -76,8 +79,11 @@ impl FromStr for Cycles {
         let values = s
             .split(':')
             .map(|p| {
-                p.trim().parse::<u64>().map_err(|_| {
-                    format!("{p:?} is not a whole number; expected values like 10 or 10:20:30")
+                p.trim().parse::<u64>().map_err(|e| match e.kind() {
+                    std::num::IntErrorKind::PosOverflow => format!("{p} is too large"),
+                    _ => {
+                        format!("{p:?} is not a whole number; expected values like 10 or 10:20:30")
+                    }
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -92,26 +98,44 @@ impl fmt::Display for Cycles {
     }
 }
 
-/// Parses a duration: `30` (seconds), `30s`, `1m30s`, `500ms`, `2h`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let d = if let Ok(secs) = s.parse::<f64>() {
-        if !(secs.is_finite() && secs >= 0.0) {
-            return Err(format!(
-                "{s:?} is not a valid duration; expected e.g. 30, 30s, 1m30s or 500ms"
-            ));
-        }
-        Duration::from_secs_f64(secs)
-    } else {
-        humantime::parse_duration(s).map_err(|_| {
-            format!("{s:?} is not a valid duration; expected e.g. 30, 30s, 1m30s or 500ms")
-        })?
-    };
+/// The longest duration accepted anywhere (a run step, a timeout): 366 days.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+const DURATION_FORMS: &str = "expected e.g. 30, 30s, 1m30s or 500ms";
+
+/// Checks a duration given in seconds: positive, finite, at most [`MAX_DURATION`].
+pub fn duration_from_secs(secs: f64) -> Result<Duration, String> {
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("{secs} is not a valid duration; {DURATION_FORMS}"));
+    }
+    if secs > MAX_DURATION.as_secs_f64() {
+        return Err(format!(
+            "{secs} s is too long: at most {}",
+            humantime::format_duration(MAX_DURATION)
+        ));
+    }
+    let d = Duration::from_secs_f64(secs);
     if d.is_zero() {
         return Err("a duration must be longer than zero, e.g. 30s".into());
     }
     Ok(d)
 }
+
+/// Parses a duration: `30` (seconds), `30s`, `1m30s`, `500ms`, `2h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        return duration_from_secs(secs);
+    }
+    let d = humantime::parse_duration(s).map_err(|e| match e {
+        humantime::DurationError::NumberOverflow => format!("{s:?} is too long"),
+        _ => format!("{s:?} is not a valid duration; {DURATION_FORMS}"),
+    })?;
+    duration_from_secs(d.as_secs_f64())
+}
+
+/// Most virtual users in one cycle step of one process.
+pub const MAX_USERS: u64 = 1_000_000;
 
 /// When the virtual users of a cycle step stop.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,12 +156,16 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Total hits of the plan (on one agent), when it is made of hits.
+    /// Total hits of the plan (on one agent), when it is made of hits; `None` for a duration
+    /// plan or when the total does not fit in 64 bits (see [`Plan::check`]).
     pub fn total_hits(&self) -> Option<u64> {
         match &self.stop {
             Stop::Hits(h) => {
-                let per_user: u64 = h.values().iter().sum();
-                Some(self.users.values().iter().map(|u| u * per_user).sum())
+                let per_user = h.values().iter().try_fold(0u64, |a, b| a.checked_add(*b))?;
+                self.users
+                    .values()
+                    .iter()
+                    .try_fold(0u64, |a, u| a.checked_add(u.checked_mul(per_user)?))
             }
             Stop::Duration(_) => None,
         }
@@ -146,8 +174,26 @@ impl Plan {
     /// Total duration of the plan (every cycle step runs for the duration).
     pub fn total_duration(&self) -> Option<Duration> {
         match &self.stop {
-            Stop::Duration(d) => Some(*d * self.users.values().len() as u32),
+            Stop::Duration(d) => d.checked_mul(self.users.values().len() as u32),
             Stop::Hits(_) => None,
+        }
+    }
+
+    /// Checks the plan's size: at most [`MAX_USERS`] users per step and totals that fit.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(u) = self.users.values().iter().find(|u| **u > MAX_USERS) {
+            return Err(format!(
+                "--users {u} is too many: at most {MAX_USERS} virtual users per cycle step (spread a larger load over agents)"
+            ));
+        }
+        match &self.stop {
+            Stop::Hits(_) if self.total_hits().is_none() => {
+                Err("the plan is too large: users × hits does not fit in 64 bits".into())
+            }
+            Stop::Duration(_) if self.total_duration().is_none_or(|d| d > MAX_DURATION * 10) => {
+                Err("the plan is too long: the cycle steps add up to more than ten years".into())
+            }
+            _ => Ok(()),
         }
     }
 
@@ -216,6 +262,22 @@ mod tests {
     }
 
     #[test]
+    fn oversized_plans_are_refused() {
+        assert!(
+            "99999999999999999999"
+                .parse::<Cycles>()
+                .expect_err("big")
+                .contains("too large")
+        );
+        let p = plan("18446744073709551615", "2");
+        assert_eq!(p.total_hits(), None);
+        assert!(p.check().expect_err("too many").contains("--users"));
+        let p = plan("1000", "18446744073709551615");
+        assert!(p.check().expect_err("overflow").contains("too large"));
+        assert!(plan("10:20", "5").check().is_ok());
+    }
+
+    #[test]
     fn bad_cycles_are_explained() {
         assert!(
             "0".parse::<Cycles>()
@@ -268,5 +330,16 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("0").is_err());
         assert!(parse_duration("-1").is_err());
+        assert!(
+            parse_duration("1e30")
+                .expect_err("huge")
+                .contains("too long")
+        );
+        assert!(
+            parse_duration("1000y")
+                .expect_err("huge")
+                .contains("too long")
+        );
+        assert!(duration_from_secs(f64::NAN).is_err());
     }
 }
