@@ -9,6 +9,8 @@ use loads::prelude::*;
 pub struct Example {
     /// Items this user created in the volume test.
     created: u64,
+    /// The WebSocket this user keeps open across hits in `websocket_hold`.
+    held: Option<loads::measure::WebSocket>,
 }
 
 /// The bundled examples, written for the embedded demo server (`loads demo-server`)
@@ -89,6 +91,19 @@ impl Example {
             ensure_eq!(ws.recv_text().await?, text);
         }
         ws.close().await?;
+        Ok(())
+    }
+
+    /// Keep one WebSocket per user open across hits: echo one small message, then wait a second
+    async fn websocket_hold(&mut self, t: &mut TestCase) -> Outcome {
+        if self.held.is_none() {
+            self.held = Some(t.ws("/ws").await?);
+        }
+        if let Some(ws) = self.held.as_mut() {
+            ws.send("ping").await?;
+            ensure_eq!(ws.recv_text().await?, "ping");
+        }
+        t.sleep(std::time::Duration::from_secs(1)).await;
         Ok(())
     }
 

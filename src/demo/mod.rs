@@ -199,13 +199,18 @@ async fn bytes(Path(n): Path<usize>) -> Response {
     ([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response()
 }
 
+/// Small socket buffers: the demo server holds thousands of sockets in benchmarks.
+fn small(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+    upgrade.read_buffer_size(4096).write_buffer_size(0)
+}
+
 async fn ws(upgrade: WebSocketUpgrade) -> Response {
-    upgrade.on_upgrade(echo_socket)
+    small(upgrade).on_upgrade(echo_socket)
 }
 
 async fn ws_cookies(headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
     let cookies = serde_json::to_string(&request_cookies(&headers)).unwrap_or_default();
-    upgrade.on_upgrade(move |mut socket| async move {
+    small(upgrade).on_upgrade(move |mut socket| async move {
         if socket.send(WsMessage::Text(cookies.into())).await.is_ok() {
             echo_socket(socket).await;
         }

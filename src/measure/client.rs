@@ -163,6 +163,7 @@ struct Head {
     content_length: Option<usize>,
     chunked: bool,
     keep_alive: bool,
+    sets_cookies: bool,
 }
 
 /// A parsed response head: its length in the buffer and what it says about the body.
@@ -172,6 +173,7 @@ struct HeadInfo {
     content_length: Option<usize>,
     chunked: bool,
     keep_alive: bool,
+    sets_cookies: bool,
 }
 
 fn parse_head(buf: &[u8]) -> Result<Option<HeadInfo>, ClientError> {
@@ -197,7 +199,12 @@ fn parse_head(buf: &[u8]) -> Result<Option<HeadInfo>, ClientError> {
     let mut content_length = None;
     let mut chunked = false;
     let mut keep_alive = res.version == Some(1);
+    let mut sets_cookies = false;
     for h in res.headers.iter() {
+        if h.name.eq_ignore_ascii_case("set-cookie") {
+            sets_cookies = true;
+            continue;
+        }
         if h.name.eq_ignore_ascii_case("content-length") {
             let v = std::str::from_utf8(h.value)
                 .ok()
@@ -227,6 +234,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<HeadInfo>, ClientError> {
         content_length,
         chunked,
         keep_alive,
+        sets_cookies,
     }))
 }
 
@@ -352,11 +360,7 @@ impl Client {
     async fn send_inner(&self, mut req: Outgoing) -> Result<RawResponse, ClientError> {
         for _ in 0..=MAX_REDIRECTS {
             let (head, body) = self.exchange(&req).await?;
-            if head
-                .raw
-                .windows(11)
-                .any(|w| w.eq_ignore_ascii_case(b"set-cookie:"))
-            {
+            if head.sets_cookies {
                 let mut jar = self.cookies.lock().unwrap_or_else(PoisonError::into_inner);
                 for c in set_cookies(&head.raw) {
                     let _ = jar.parse(&c, &req.url);
@@ -642,6 +646,7 @@ async fn read_response(
             content_length: parsed.content_length,
             chunked: parsed.chunked,
             keep_alive: parsed.keep_alive,
+            sets_cookies: parsed.sets_cookies,
         };
         let no_body =
             head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;

@@ -147,8 +147,18 @@ impl WebSocket {
         }
         let connector =
             (u.scheme() == "wss").then(|| Connector::Rustls(super::tls::client_config()));
-        let connect =
-            tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector);
+        // Small buffers (tungstenite's default is 128 KiB each way): thousands of sockets are
+        // held open by one process, and messages in load tests are small. Buffers grow for
+        // larger messages.
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0);
+        let connect = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            Some(config),
+            true,
+            connector,
+        );
         let (stream, _) = match tokio::time::timeout(timeout, connect).await {
             Err(_) => return Err(WsError::Timeout(timeout)),
             Ok(Err(source)) => {

@@ -1,0 +1,279 @@
+#!/usr/bin/env bash
+# Benchmarks of loads against reference tools, side by side on this machine.
+#
+#   bench/run.sh [throughput|overhead|memory|websockets|steady|startup|all]   (default: all)
+#
+# Every comparison runs the reference tool and loads alternately, ROUNDS times (default 5),
+# and prints medians and the ratio loads / reference. Results are appended to bench/RESULTS.md
+# with the date, the machine, the versions and the commands. The target (nginx with one worker,
+# keep-alive, a 13-byte body; or the loads demo server when nginx cannot be had) is pinned to
+# core 0 and the tool under test to core 1, so this needs 2+ cores. Only loopback is used.
+#
+# Environment: ROUNDS (5), SECONDS_PER_RUN (10), USERS (50), SKIP_OHA=1 (no oha, which takes a
+# few minutes to build the first time), RESULTS (bench/RESULTS.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+ROUNDS=${ROUNDS:-5}
+SECS=${SECONDS_PER_RUN:-10}
+USERS=${USERS:-50}
+RESULTS=${RESULTS:-$ROOT/bench/RESULTS.md}
+WORK=$(mktemp -d /tmp/loads-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+say() { printf '%s\n' "$*" >&2; }
+median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+if [ "$(nproc)" -lt 2 ]; then say "bench/run.sh needs 2 cores (one for the target, one for the tool)"; exit 2; fi
+
+install_tools() {
+  local need=()
+  command -v wrk >/dev/null || need+=(wrk)
+  command -v nginx >/dev/null || need+=(nginx-light)
+  command -v taskset >/dev/null || need+=(util-linux)
+  [ -x /usr/bin/time ] || need+=(time)
+  if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+      say "installing ${need[*]} with apt-get"
+      apt-get update -qq >/dev/null && apt-get install -y -qq "${need[@]}" >/dev/null || say "apt-get failed"
+    else
+      say "missing ${need[*]}: install them (apt-get install ${need[*]})"
+    fi
+  fi
+  if [ "${SKIP_OHA:-0}" != 1 ] && ! command -v oha >/dev/null && [ ! -x "$HOME/.cargo/bin/oha" ]; then
+    say "building oha with cargo install (once)"
+    cargo install --locked oha >/dev/null 2>&1 || cargo install oha >/dev/null 2>&1 || say "oha could not be built; it is skipped"
+  fi
+  OHA=$(command -v oha || { [ -x "$HOME/.cargo/bin/oha" ] && echo "$HOME/.cargo/bin/oha"; } || true)
+  [ "${SKIP_OHA:-0}" = 1 ] && OHA=""
+  return 0
+}
+
+build_loads() {
+  say "building loads (release)"
+  cargo build --release --quiet
+  LOADS=$ROOT/target/release/loads
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Starts the target on core 0; sets TARGET_URL and TARGET_KIND.
+start_target() {
+  local port
+  port=$(free_port)
+  if command -v nginx >/dev/null; then
+    mkdir -p "$WORK/nginx/tmp"
+    sed "s/PORT/$port/" "$ROOT/bench/nginx.conf" > "$WORK/nginx/nginx.conf"
+    taskset -c 0 nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx/" >"$WORK/nginx.log" 2>&1 &
+    PIDS+=($!)
+    TARGET_KIND="nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), 1 worker on core 0, 13-byte body"
+  else
+    taskset -c 0 "$LOADS" demo-server --bind "127.0.0.1:$port" --threads 1 >"$WORK/demo.log" 2>&1 &
+    PIDS+=($!)
+    TARGET_KIND="loads demo-server (nginx missing), 1 thread on core 0"
+  fi
+  TARGET_URL="http://127.0.0.1:$port"
+  for _ in $(seq 50); do curl -s -o /dev/null "$TARGET_URL/" 2>/dev/null && break; sleep 0.1; done
+  say "target: $TARGET_KIND at $TARGET_URL"
+}
+
+start_demo_server() {
+  local port
+  port=$(free_port)
+  taskset -c 0 "$LOADS" demo-server --bind "127.0.0.1:$port" --threads 1 >"$WORK/demo-$port.log" 2>&1 &
+  PIDS+=($!)
+  DEMO_URL="http://127.0.0.1:$port"
+  for _ in $(seq 50); do curl -s -o /dev/null "$DEMO_URL/health" 2>/dev/null && break; sleep 0.1; done
+}
+
+# measure NAME CMD...: runs CMD on core 1 under /usr/bin/time; prints "rps cpu_share maxrss_kb".
+measure() {
+  local name=$1; shift
+  local out="$WORK/$name.out" tm="$WORK/$name.time"
+  /usr/bin/time -f "%e %U %S %M" -o "$tm" taskset -c 1 "$@" >"$out" 2>&1 || true
+  local rps
+  case "$name" in
+    wrk*) rps=$(awk '/Requests\/sec:/ {print $2}' "$out") ;;
+    oha*) rps=$(awk '/Requests\/sec:/ {print $2}' "$out") ;;
+    *) rps=$(sed -n 's/^Requests: *[0-9]* (\([0-9.]*\) req\/s).*/\1/p' "$out") ;;
+  esac
+  read -r e u s m < <(tail -n 1 "$tm")
+  local share
+  share=$(awk -v e="$e" -v u="$u" -v s="$s" 'BEGIN { printf "%.4f", (u + s) / e }')
+  echo "${rps:-0} $share $m"
+}
+
+efficiency() { awk -v r="$1" -v c="$2" 'BEGIN { if (c > 0) printf "%.0f", r / c; else print 0 }'; }
+
+machine() {
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "- machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+  echo "- loads $("$LOADS" --version | awk '{print $2}') ($(git rev-parse --short HEAD 2>/dev/null || echo '?')), $(rustc --version)"
+  echo "- wrk: $(wrk --version 2>&1 | head -n 1 | awk '{print $1, $2}'); oha: ${OHA:+$("$OHA" --version 2>&1 | head -n 1)}${OHA:-not run}"
+  echo "- target: $TARGET_KIND"
+}
+
+report() { tee -a "$RESULTS"; }
+
+bench_throughput() {
+  say "== throughput: $USERS connections/users, ${SECS}s, tool on core 1 ($ROUNDS rounds)"
+  local w_r=() w_c=() o_r=() o_c=() l_r=() l_c=()
+  for i in $(seq "$ROUNDS"); do
+    read -r r c _ < <(measure "wrk$i" wrk -t1 -c"$USERS" -d"${SECS}s" "$TARGET_URL/")
+    w_r+=("$r"); w_c+=("$c")
+    if [ -n "$OHA" ]; then
+      read -r r c _ < <(measure "oha$i" "$OHA" --no-tui -c "$USERS" -z "${SECS}s" "$TARGET_URL/")
+      o_r+=("$r"); o_c+=("$c")
+    fi
+    read -r r c _ < <(measure "loads$i" "$LOADS" run example::get_root -u "$USERS" -d "$SECS" -s "$TARGET_URL")
+    l_r+=("$r"); l_c+=("$c")
+    say "round $i: wrk ${w_r[-1]} req/s (cpu ${w_c[-1]})${OHA:+, oha ${o_r[-1]:-} req/s (cpu ${o_c[-1]:-})}, loads ${l_r[-1]} req/s (cpu ${l_c[-1]})"
+  done
+  local wr wc lr lc or oc we le oe
+  wr=$(printf '%s\n' "${w_r[@]}" | median); wc=$(printf '%s\n' "${w_c[@]}" | median)
+  lr=$(printf '%s\n' "${l_r[@]}" | median); lc=$(printf '%s\n' "${l_c[@]}" | median)
+  we=$(for i in "${!w_r[@]}"; do efficiency "${w_r[$i]}" "${w_c[$i]}"; echo; done | median)
+  le=$(for i in "${!l_r[@]}"; do efficiency "${l_r[$i]}" "${l_c[$i]}"; echo; done | median)
+  {
+    echo
+    echo "### Throughput ($(date -u '+%Y-%m-%d'))"
+    echo
+    machine
+    echo "- commands (each pinned with \`taskset -c 1\`, timed with \`/usr/bin/time\`; $ROUNDS rounds, alternating, medians):"
+    echo "  \`wrk -t1 -c$USERS -d${SECS}s URL/\`${OHA:+, \`oha --no-tui -c $USERS -z ${SECS}s URL/\`}, \`loads run example::get_root -u $USERS -d $SECS -s URL\` (stdout output: per-URL HDR histograms, live progress)"
+    echo
+    echo "| tool | req/s (median) | CPU share | req per CPU-second (median) |"
+    echo "|---|---:|---:|---:|"
+    echo "| wrk | $wr | $wc | $we |"
+    if [ -n "$OHA" ]; then
+      or=$(printf '%s\n' "${o_r[@]}" | median); oc=$(printf '%s\n' "${o_c[@]}" | median)
+      oe=$(for i in "${!o_r[@]}"; do efficiency "${o_r[$i]}" "${o_c[$i]}"; echo; done | median)
+      echo "| oha | $or | $oc | $oe |"
+    fi
+    echo "| loads | $lr | $lc | $le |"
+    echo
+    echo "Ratios loads / wrk: efficiency **$(ratio "$le" "$we")**, raw req/s **$(ratio "$lr" "$wr")**."
+    if [ -n "$OHA" ]; then echo "Ratios loads / oha: efficiency **$(ratio "$le" "$oe")**, raw req/s **$(ratio "$lr" "$or")**."; fi
+  } | report
+}
+
+bench_overhead() {
+  say "== recording overhead: outputs off (-o null) vs on (stdout) ($ROUNDS rounds)"
+  local off=() on=()
+  for i in $(seq "$ROUNDS"); do
+    read -r r c _ < <(measure "off$i" "$LOADS" run example::get_root -u "$USERS" -d "$SECS" -s "$TARGET_URL" -o null)
+    off+=("$(efficiency "$r" "$c")")
+    read -r r c _ < <(measure "on$i" "$LOADS" run example::get_root -u "$USERS" -d "$SECS" -s "$TARGET_URL" -o stdout)
+    on+=("$(efficiency "$r" "$c")")
+    say "round $i: off ${off[-1]} req/CPU-s, on ${on[-1]} req/CPU-s"
+  done
+  local a b
+  a=$(printf '%s\n' "${off[@]}" | median); b=$(printf '%s\n' "${on[@]}" | median)
+  {
+    echo
+    echo "### Recording overhead ($(date -u '+%Y-%m-%d'))"
+    echo
+    machine
+    echo "- \`loads run example::get_root -u $USERS -d $SECS -s URL -o null\` vs \`-o stdout\` (the html and file outputs do not exist yet)"
+    echo
+    echo "Median req per CPU-second: outputs off $a, stdout on $b; on / off = **$(ratio "$b" "$a")** (drop $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.1f", 100 * (a - b) / a }') %)."
+  } | report
+}
+
+bench_memory() {
+  say "== memory per virtual user: 50 vs 10000 users on /delay/1000 for 20 s"
+  start_demo_server
+  local small big
+  read -r _ _ small < <(measure mem50 "$LOADS" run example::slow_1s -u 50 -d 20 -s "$DEMO_URL")
+  read -r _ _ big < <(measure mem10k "$LOADS" run example::slow_1s -u 10000 -d 20 -s "$DEMO_URL")
+  local errors
+  errors=$(awk '/^Errors:/ {print $2}' "$WORK/mem10k.out")
+  {
+    echo
+    echo "### Memory per virtual user ($(date -u '+%Y-%m-%d'))"
+    echo
+    machine
+    echo "- \`loads run example::slow_1s -u N -d 20 -s DEMO\` (each user: its own connection and cookie jar, GET /delay/1000), demo server in its own process on core 0"
+    echo
+    echo "Max RSS: 50 users $small KiB, 10 000 users $big KiB, errors at 10 000: ${errors:-?}; per extra user **$(awk -v a="$small" -v b="$big" 'BEGIN { printf "%.1f", (b - a) / 9950 }') KiB** (target ≤ 16)."
+  } | report
+}
+
+bench_websockets() {
+  say "== 10000 WebSockets held open"
+  start_demo_server
+  read -r _ _ m < <(measure ws10k "$LOADS" run example::websocket_hold -u 10000 -d 20 -s "$DEMO_URL")
+  {
+    echo
+    echo "### 10 000 WebSockets ($(date -u '+%Y-%m-%d'))"
+    echo
+    machine
+    echo "- \`loads run example::websocket_hold -u 10000 -d 20 -s DEMO\` on one core"
+    echo
+    echo '```'
+    grep -E '^(Hits|Successes|Failures|Errors|WebSockets):' "$WORK/ws10k.out"
+    echo '```'
+    echo "Max RSS $m KiB."
+  } | report
+}
+
+bench_steady() {
+  say "== constant memory over time: RSS after 10 s and after 60 s at full speed"
+  local a b
+  read -r _ _ a < <(measure steady10 "$LOADS" run example::get_root -u "$USERS" -d 10 -s "$TARGET_URL")
+  read -r _ _ b < <(measure steady60 "$LOADS" run example::get_root -u "$USERS" -d 60 -s "$TARGET_URL")
+  local n10 n60
+  n10=$(awk '/^Requests:/ {print $2}' "$WORK/steady10.out"); n60=$(awk '/^Requests:/ {print $2}' "$WORK/steady60.out")
+  {
+    echo
+    echo "### Constant memory over time ($(date -u '+%Y-%m-%d'))"
+    echo
+    machine
+    echo "- \`loads run example::get_root -u $USERS -d 10|60 -s URL\`"
+    echo
+    echo "Max RSS: 10 s ($n10 requests) $a KiB; 60 s ($n60 requests) $b KiB; 60 s / 10 s = **$(ratio "$b" "$a")** (target 1.00 ± 0.10)."
+  } | report
+}
+
+bench_startup() {
+  say "== start-up: one hit against the demo server"
+  start_demo_server
+  local t=()
+  for i in $(seq 10); do
+    local s e
+    s=$(date +%s%N); "$LOADS" run example::get_root -s "$DEMO_URL" -q; e=$(date +%s%N)
+    t+=("$(( (e - s) / 1000000 ))")
+  done
+  {
+    echo
+    echo "### Start-up ($(date -u '+%Y-%m-%d'))"
+    echo
+    machine
+    echo "- \`loads run example::get_root -s DEMO -q\` (1 user, 1 hit), 10 runs"
+    echo
+    echo "Median wall time **$(printf '%s\n' "${t[@]}" | median) ms** (target < 100 ms)."
+  } | report
+}
+
+what=${1:-all}
+install_tools
+build_loads
+start_target
+[ -f "$RESULTS" ] || printf '# Benchmark results\n\nAppended by `bench/run.sh`; newest last.\n' > "$RESULTS"
+case "$what" in
+  throughput) bench_throughput ;;
+  overhead) bench_overhead ;;
+  memory) bench_memory ;;
+  websockets) bench_websockets ;;
+  steady) bench_steady ;;
+  startup) bench_startup ;;
+  all) bench_throughput; bench_overhead; bench_memory; bench_websockets; bench_steady; bench_startup ;;
+  *) say "usage: bench/run.sh [throughput|overhead|memory|websockets|steady|startup|all]"; exit 2 ;;
+esac
