@@ -116,7 +116,8 @@ machine() {
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "- machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
   echo "- loads $("$LOADS" --version | awk '{print $2}') ($(git rev-parse --short HEAD 2>/dev/null || echo '?')), $(rustc --version)"
-  echo "- wrk: $(wrk --version 2>&1 | head -n 1 | awk '{print $1, $2}'); oha: ${OHA:+$("$OHA" --version 2>&1 | head -n 1)}${OHA:-not run}"
+  if [ -n "$OHA" ]; then oha_v=$("$OHA" --version 2>&1 | head -n 1); else oha_v="not run"; fi
+  echo "- wrk: $(wrk --version 2>&1 | head -n 1 | awk '{print $1, $2}'); oha: $oha_v"
   echo "- target: $TARGET_KIND"
 }
 

@@ -12,7 +12,7 @@ use cookie_store::CookieStore;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use std::io;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -177,10 +177,16 @@ struct HeadInfo {
 }
 
 fn parse_head(buf: &[u8]) -> Result<Option<HeadInfo>, ClientError> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
+    // Uninitialised header slots: httparse fills only what it finds (no 2 KiB memset per
+    // response). Heads with more headers are parsed again with a larger heap array.
+    let mut headers = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; 48];
     let mut many;
-    let mut res = httparse::Response::new(&mut headers);
-    let parsed = match res.parse(buf) {
+    let mut res = httparse::Response::new(&mut []);
+    let parsed = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut res,
+        buf,
+        &mut headers,
+    ) {
         Err(httparse::Error::TooManyHeaders) => {
             many = vec![httparse::EMPTY_HEADER; 1024];
             res = httparse::Response::new(&mut many);
@@ -279,7 +285,7 @@ pub struct RawResponse {
     /// The status.
     pub status: StatusCode,
     /// The final URL (after redirects).
-    pub url: Url,
+    pub url: Arc<Url>,
     /// The body.
     pub body: Bytes,
     head: Bytes,
@@ -298,7 +304,7 @@ pub struct Outgoing {
     /// The method.
     pub method: Method,
     /// The URL.
-    pub url: Url,
+    pub url: Arc<Url>,
     /// Headers set by the test.
     pub headers: HeaderMap,
     /// The body, if any.
@@ -395,7 +401,7 @@ impl Client {
                 req.headers.remove(header::AUTHORIZATION);
                 req.headers.remove(header::COOKIE);
             }
-            req.url = next;
+            req.url = Arc::new(next);
         }
         Err(ClientError::TooManyRedirects)
     }
@@ -429,20 +435,14 @@ impl Client {
         let port = url
             .port_or_known_default()
             .unwrap_or(if tls { 443 } else { 80 });
-        let cookie = {
-            let jar = self.cookies.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut it = jar.get_request_values(url).peekable();
-            if it.peek().is_none() {
-                None
-            } else {
-                Some(
-                    it.map(|(k, v)| format!("{k}={v}"))
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                )
-            }
+        let cookie = self.cookie_header(url);
+        // Connecting is rare next to reusing: its future is boxed so that the common path's
+        // future stays small.
+        let (mut conn, mut reused) = match self.take_idle(tls, host, port) {
+            Some(c) => (c, true),
+            None => (Box::pin(connect(tls, host, port)).await?, false),
         };
-        if let Some(mut conn) = self.take_idle(tls, host, port) {
+        loop {
             match self.round_trip(&mut conn, req, cookie.as_deref()).await {
                 Ok((head, body)) => {
                     if head.keep_alive {
@@ -450,16 +450,13 @@ impl Client {
                     }
                     return Ok((head, body));
                 }
-                Err(e) if e.stale_connection() => {}
+                Err(e) if reused && e.stale_connection() => {
+                    conn = Box::pin(connect(tls, host, port)).await?;
+                    reused = false;
+                }
                 Err(e) => return Err(e),
             }
         }
-        let mut conn = connect(tls, host, port).await?;
-        let (head, body) = self.round_trip(&mut conn, req, cookie.as_deref()).await?;
-        if head.keep_alive {
-            self.put_idle(conn);
-        }
-        Ok((head, body))
     }
 
     async fn round_trip(
@@ -541,6 +538,21 @@ async fn connect(tls: bool, host: &str, port: u16) -> Result<Connection, ClientE
     })
 }
 
+/// Appends `n` in decimal (without going through `fmt`).
+fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
 fn write_request(out: &mut Vec<u8>, req: &Outgoing, cookie: Option<&str>) {
     let url = &req.url;
     out.clear();
@@ -557,7 +569,7 @@ fn write_request(out: &mut Vec<u8>, req: &Outgoing, cookie: Option<&str>) {
         out.extend_from_slice(url.host_str().unwrap_or("").as_bytes());
         if let Some(p) = url.port() {
             out.push(b':');
-            out.extend_from_slice(p.to_string().as_bytes());
+            push_decimal(out, p as usize);
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -587,7 +599,7 @@ fn write_request(out: &mut Vec<u8>, req: &Outgoing, cookie: Option<&str>) {
     match &req.body {
         Some(b) if !framed => {
             out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(b.len().to_string().as_bytes());
+            push_decimal(out, b.len());
             out.extend_from_slice(b"\r\n");
         }
         None if !framed && matches!(req.method, Method::POST | Method::PUT | Method::PATCH) => {
@@ -653,7 +665,7 @@ async fn read_response(
         let body = if no_body {
             Bytes::new()
         } else if head.chunked {
-            read_chunked(conn).await?
+            Box::pin(read_chunked(conn)).await?
         } else if let Some(len) = head.content_length {
             if len > MAX_BODY {
                 return Err(ClientError::Protocol(format!(
@@ -771,7 +783,7 @@ mod tests {
     fn get(url: &str) -> Outgoing {
         Outgoing {
             method: Method::GET,
-            url: Url::parse(url).expect("url"),
+            url: Arc::new(Url::parse(url).expect("url")),
             headers: HeaderMap::new(),
             body: None,
         }
@@ -864,7 +876,7 @@ mod tests {
         );
         let req = Outgoing {
             method: Method::POST,
-            url: Url::parse("http://h:8080/p?q=1").expect("url"),
+            url: Arc::new(Url::parse("http://h:8080/p?q=1").expect("url")),
             headers,
             body: Some(Bytes::from_static(b"{}")),
         };

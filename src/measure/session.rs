@@ -7,12 +7,12 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use url::Url;
 
 use super::client::{Client, ClientError, Outgoing, RawResponse};
-use crate::result::{UserRecorder, unix_now};
+use crate::result::{UserRecorder, unix_second_at};
 
 /// An error of the HTTP session. In a test, `?` turns it into an *error* outcome.
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +80,20 @@ pub struct Session {
     client: Arc<Client>,
     recorder: UserRecorder,
     base: Option<Arc<Url>>,
+    /// The last few URLs this session resolved, so that a test that requests the same paths
+    /// hit after hit parses each once.
+    cache: Arc<Mutex<Vec<Resolved>>>,
 }
+
+/// A resolved URL: what was asked, the URL, and the key it is counted under.
+struct Resolved {
+    asked: Box<str>,
+    url: Arc<Url>,
+    key: Arc<str>,
+}
+
+/// URLs remembered per session.
+const URL_CACHE: usize = 16;
 
 impl Session {
     /// A session on `client` that records into `recorder`; relative URLs resolve against `base`.
@@ -89,6 +102,7 @@ impl Session {
             client,
             recorder,
             base,
+            cache: Arc::default(),
         }
     }
 
@@ -96,6 +110,7 @@ impl Session {
     pub fn with_base(&self, base: Option<Arc<Url>>) -> Session {
         Session {
             base,
+            cache: Arc::default(),
             ..self.clone()
         }
     }
@@ -103,6 +118,24 @@ impl Session {
     /// The URL relative URLs resolve against (the server URL for `app`).
     pub fn base_url(&self) -> Option<&Url> {
         self.base.as_deref()
+    }
+
+    fn resolve_cached(&self, url: &str) -> Result<(Arc<Url>, Arc<str>), HttpError> {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(r) = cache.iter().find(|r| &*r.asked == url) {
+            return Ok((r.url.clone(), r.key.clone()));
+        }
+        let resolved = Arc::new(self.resolve(url)?);
+        let key: Arc<str> = Arc::from(stats_key(&resolved));
+        if cache.len() >= URL_CACHE {
+            cache.remove(0);
+        }
+        cache.push(Resolved {
+            asked: url.into(),
+            url: resolved.clone(),
+            key: key.clone(),
+        });
+        Ok((resolved, key))
     }
 
     fn resolve(&self, url: &str) -> Result<Url, HttpError> {
@@ -124,14 +157,14 @@ impl Session {
 
     /// Starts a request with any method.
     pub fn request(&self, method: Method, url: &str) -> Request<'_> {
-        let (url, error) = match self.resolve(url) {
-            Ok(u) => (Some(u), None),
+        let (resolved, error) = match self.resolve_cached(url) {
+            Ok((u, k)) => (Some((u, k)), None),
             Err(e) => (None, Some(e)),
         };
         Request {
             session: self,
             method,
-            url,
+            url: resolved,
             headers: HeaderMap::new(),
             body: None,
             timeout: None,
@@ -184,7 +217,7 @@ impl Session {
 pub struct Request<'a> {
     session: &'a Session,
     method: Method,
-    url: Option<Url>,
+    url: Option<(Arc<Url>, Arc<str>)>,
     headers: HeaderMap,
     body: Option<Bytes>,
     timeout: Option<Duration>,
@@ -239,7 +272,8 @@ impl<'a> Request<'a> {
         match serde_urlencoded::to_string(query) {
             Ok(q) if q.is_empty() => self,
             Ok(q) => {
-                if let Some(u) = self.url.as_mut() {
+                if let Some((u, _)) = self.url.as_mut() {
+                    let u = Arc::make_mut(u);
                     let joined = match u.query() {
                         Some(old) if !old.is_empty() => format!("{old}&{q}"),
                         _ => q,
@@ -311,13 +345,13 @@ impl<'a> Request<'a> {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let Some(url) = self.url else {
+        let Some((url, key)) = self.url else {
             return Err(HttpError::Build("no URL".into()));
         };
         let method = self.method;
         let key = match self.name {
-            Some(n) => n,
-            None => stats_key(&url).to_owned(),
+            Some(n) => Arc::from(n),
+            None => key,
         };
         let out = Outgoing {
             method: method.clone(),
@@ -325,8 +359,8 @@ impl<'a> Request<'a> {
             headers: self.headers,
             body: self.body,
         };
-        let second = unix_now();
         let start = Instant::now();
+        let second = unix_second_at(start);
         let result = self.session.client.send(out, self.timeout).await;
         let elapsed = start.elapsed();
         let status = result.as_ref().map_or(0, |r| r.status.as_u16());
@@ -338,7 +372,7 @@ impl<'a> Request<'a> {
             Ok(raw) => Ok(Response { raw, elapsed }),
             Err(source) => Err(HttpError::Request {
                 method,
-                url: key,
+                url: key.to_string(),
                 source,
             }),
         }

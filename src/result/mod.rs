@@ -12,7 +12,7 @@ pub mod stats;
 mod test_result;
 
 pub use event::{Direction, Envelope, Event, ExcInfo, LoadsStatus};
-pub use recorder::{Recorder, UserRecorder, unix_now};
+pub use recorder::{Recorder, UserRecorder, unix_now, unix_second_at};
 pub use stats::{
     Latency, Problem, ProblemKind, Quantiles, RequestStats, Second, SocketStats, Stats, TestCounts,
 };

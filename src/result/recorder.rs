@@ -6,8 +6,9 @@
 //! through [`Recorder::record`] from the HTTP session, the WebSocket client and the test runner;
 //! it leaves through [`Recorder::drain_into`].
 
+use std::sync::OnceLock;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::stats::Stats;
 
@@ -94,9 +95,35 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// The unix second in which the monotonic instant `at` falls (from one wall-clock reading per
+/// process, so that recording a request reads the clock once).
+pub fn unix_second_at(at: Instant) -> i64 {
+    static BASE: OnceLock<(Instant, Duration)> = OnceLock::new();
+    let (base, wall) = BASE.get_or_init(|| {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        (Instant::now(), wall)
+    });
+    let t = match at.checked_duration_since(*base) {
+        Some(d) => *wall + d,
+        None => wall.saturating_sub(base.duration_since(at)),
+    };
+    t.as_secs() as i64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instant_seconds_follow_the_wall_clock() {
+        let a = unix_now();
+        let b = unix_second_at(Instant::now());
+        assert!((b - a).abs() <= 1, "{a} vs {b}");
+        let later = unix_second_at(Instant::now() + Duration::from_secs(5));
+        assert!((later - b - 5).abs() <= 1);
+    }
 
     #[test]
     fn shards_drain_to_exact_totals() {

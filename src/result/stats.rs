@@ -188,7 +188,7 @@ pub struct Quantiles {
 /// Outcome counts of one test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct TestCounts {
-    /// Hits started (`startTest`).
+    /// Hits started (`startTest`; a local run counts them when they end or are abandoned).
     pub started: u64,
     /// Hits finished (`stopTest`): the test runs.
     pub hits: u64,
@@ -495,6 +495,18 @@ impl Stats {
     /// Counts the start of a hit.
     pub fn record_start(&mut self, test: &str) {
         self.test_entry(test).started += 1;
+    }
+
+    /// Counts the start and the successful end of a hit, finished during unix second `second`
+    /// (one lookup for both: the hot path of a local run).
+    pub fn record_hit_success(&mut self, test: &str, second: i64) {
+        let t = self.test_entry(test);
+        t.started += 1;
+        t.hits += 1;
+        t.successes += 1;
+        let s = self.timeline.entry(second).or_default();
+        s.hits += 1;
+        s.successes += 1;
     }
 
     /// Counts the end of a successful hit, finished during unix second `second`.

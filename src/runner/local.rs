@@ -211,7 +211,6 @@ impl LocalRunner {
                     args: args.clone(),
                     recorder: UserRecorder::new(recorder.clone(), w),
                     control: control.clone(),
-                    cancel: step_cancel.clone(),
                     stop: self.plan.stop.clone(),
                     deadline,
                     users,
@@ -226,10 +225,38 @@ impl LocalRunner {
                     cancel.cancel();
                 });
             }
-            for t in tasks {
-                if let Err(e) = t.await {
+            // Wait for the users, or abort them all when the step is cancelled (Ctrl-C, or the
+            // grace period after the duration): abandoned hits are not recorded.
+            let mut tasks: Vec<Option<tokio::task::JoinHandle<()>>> =
+                tasks.into_iter().map(Some).collect();
+            let mut outcomes = Vec::new();
+            {
+                let all = async {
+                    for slot in tasks.iter_mut() {
+                        if let Some(t) = slot.as_mut() {
+                            let r = t.await;
+                            *slot = None;
+                            outcomes.push(r);
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = all => {}
+                    _ = step_cancel.cancelled() => {}
+                }
+            }
+            for t in tasks.iter().flatten() {
+                t.abort();
+            }
+            for t in tasks.into_iter().flatten() {
+                outcomes.push(t.await);
+            }
+            for r in outcomes {
+                if let Err(e) = r
+                    && e.is_panic()
+                {
                     // A virtual user's task died outside the guarded test code: count it.
-                    let message = format!("virtual user task failed: {e}");
+                    let message = format!("virtual user task panicked: {e}");
                     recorder.record(0, |s| {
                         s.record_problem(
                             ProblemKind::Error,
@@ -323,7 +350,6 @@ struct VirtualUser {
     args: Arc<RunArgs>,
     recorder: UserRecorder,
     control: Arc<Control>,
-    cancel: CancellationToken,
     stop: Stop,
     deadline: Option<Instant>,
     users: u64,
@@ -373,16 +399,23 @@ impl VirtualUser {
                 return;
             }
         };
+        /// Counts the user as active while it lives, even when its task is aborted.
+        struct Active<'a>(&'a AtomicU64);
+        impl Drop for Active<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
         self.control.active_users.fetch_add(1, Ordering::Relaxed);
+        let _active = Active(&self.control.active_users);
         match &self.stop {
             Stop::Hits(hits) => {
                 'steps: for &h in hits.values() {
                     for i in 1..=h {
-                        if self.control.stopping.load(Ordering::Relaxed)
-                            || !self.hit(&mut case, &mut *state, h, i).await
-                        {
+                        if self.control.stopping.load(Ordering::Relaxed) {
                             break 'steps;
                         }
+                        self.hit(&mut case, &mut *state, h, i).await;
                     }
                 }
             }
@@ -391,56 +424,42 @@ impl VirtualUser {
                 let mut i = 0;
                 while Instant::now() < deadline && !self.control.stopping.load(Ordering::Relaxed) {
                     i += 1;
-                    if !self.hit(&mut case, &mut *state, 0, i).await {
-                        break;
-                    }
+                    self.hit(&mut case, &mut *state, 0, i).await;
                 }
             }
         }
-        self.control.active_users.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Runs one hit and records its outcome; false when the hit was cancelled.
+    /// Runs one hit and records its outcome. Cancellation aborts the whole user task (the
+    /// driver aborts it), so an abandoned hit is simply never recorded.
     async fn hit(
         &self,
         case: &mut TestCase,
         state: &mut dyn crate::case::UserState,
         hits: u64,
         i: u64,
-    ) -> bool {
+    ) {
         case.set_status(LoadsStatus {
             hits,
             users: self.users,
             current_hit: i,
             current_user: self.user,
         });
+        let outcome = run_hit(state, self.test.index, case).await;
         let name = &*self.name;
-        self.recorder.record(|s| s.record_start(name));
-        let outcome = tokio::select! {
-            biased;
-            _ = self.cancel.cancelled() => return false,
-            o = run_hit(state, self.test.index, case) => o,
-        };
         let second = unix_now();
         self.recorder.record(|s| match &outcome {
-            Ok(()) => s.record_success(name, second),
-            Err(TestError::Failure(e)) => s.record_problem(
-                ProblemKind::Failure,
-                name,
-                e.message(),
-                e.kind(),
-                e.traceback(),
-                second,
-            ),
-            Err(TestError::Error(e)) => s.record_problem(
-                ProblemKind::Error,
-                name,
-                e.message(),
-                e.kind(),
-                e.traceback(),
-                second,
-            ),
+            Ok(()) => s.record_hit_success(name, second),
+            Err(e) => {
+                s.record_start(name);
+                let kind = if e.is_failure() {
+                    ProblemKind::Failure
+                } else {
+                    ProblemKind::Error
+                };
+                let e = e.exc_info();
+                s.record_problem(kind, name, e.message(), e.kind(), e.traceback(), second)
+            }
         });
-        true
     }
 }
