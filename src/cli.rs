@@ -382,8 +382,10 @@ impl CliError {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LOADS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    use std::io::IsTerminal as _;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }

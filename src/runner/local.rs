@@ -290,6 +290,17 @@ impl Runner for LocalRunner {
             result.set_interrupted();
         }
         result.finish();
+        let totals = result.totals();
+        tracing::info!(
+            test = %self.args.test,
+            hits = totals.hits,
+            failures = totals.failures,
+            errors = totals.errors,
+            requests = result.stats().requests.count,
+            duration_s = result.duration().as_secs_f64(),
+            rps = result.requests_per_second(),
+            "run finished"
+        );
         Ok(result)
     }
 }
