@@ -18,7 +18,9 @@ use std::time::Duration;
 use crate::case::{all_tests, suites};
 use crate::demo::DemoServer;
 use crate::result::TestResult;
-use crate::runner::{Cycles, LocalRunner, RunArgs, RunError, Runner, parse_duration};
+use crate::runner::{
+    Cycles, DistributedRunner, LocalRunner, RunArgs, RunError, Runner, parse_duration,
+};
 
 /// Exit code: every hit succeeded.
 pub const EXIT_OK: u8 = 0;
@@ -52,6 +54,80 @@ enum Command {
     Demo(DemoOptions),
     /// Serve the demo target (HTML, JSON, delays, status codes, echo, auth, WebSocket)
     DemoServer(DemoServerOptions),
+    /// Start a broker: it hands runs to agents, stores results and publishes them
+    Broker(BrokerArgs),
+    /// Start an agent: it runs the jobs a broker gives it in worker processes
+    Agent(AgentArgs),
+    /// Show the broker's pid, endpoints, agents and active runs
+    Ping(BrokerAddr),
+    /// List the broker's active and past runs
+    Runs(BrokerAddr),
+    /// Render a stored run again with the outputs
+    Report(ReportArgs),
+    /// Run one job of an agent (started by the agent)
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+#[derive(Args, Debug)]
+struct BrokerAddr {
+    /// The broker's front socket
+    #[arg(long, default_value = crate::transport::DEFAULT_FRONTEND, value_name = "ENDPOINT")]
+    broker: String,
+}
+
+#[derive(Args, Debug)]
+struct ReportArgs {
+    /// The run (see `loads runs`)
+    run_id: String,
+    /// The broker's front socket
+    #[arg(long, default_value = crate::transport::DEFAULT_FRONTEND, value_name = "ENDPOINT")]
+    broker: String,
+    /// Output to use (repeatable) [default: stdout]
+    #[arg(short = 'o', long = "output", value_name = "NAME")]
+    outputs: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct BrokerArgs {
+    /// Front socket, for callers
+    #[arg(long, default_value = crate::transport::DEFAULT_FRONTEND, value_name = "ENDPOINT")]
+    frontend: String,
+    /// Back socket, for agents
+    #[arg(long, default_value = crate::transport::DEFAULT_BACKEND, value_name = "ENDPOINT")]
+    backend: String,
+    /// Receiver, for the workers' results
+    #[arg(long, default_value = crate::transport::DEFAULT_RECEIVER, value_name = "ENDPOINT")]
+    receiver: String,
+    /// Publisher, for callers
+    #[arg(long, default_value = crate::transport::DEFAULT_PUBLISHER, value_name = "ENDPOINT")]
+    publisher: String,
+    /// The SQLite file [default: $XDG_DATA_HOME/loads/broker.sqlite or ~/.local/share/loads/broker.sqlite]
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
+    /// Drop agents silent for this long
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    agent_timeout: Duration,
+}
+
+#[derive(Args, Debug)]
+struct AgentArgs {
+    /// The broker's back socket
+    #[arg(long, default_value = crate::transport::DEFAULT_BACKEND, value_name = "ENDPOINT")]
+    broker: String,
+    /// Where test binaries are cached [default: ~/.cache/loads/binaries]
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Where each run gets its test directory [default: a loads-agent directory under the temp dir]
+    #[arg(long, value_name = "DIR")]
+    test_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct WorkerArgs {
+    /// The job file written by the agent
+    #[arg(long, value_name = "FILE")]
+    job: PathBuf,
 }
 
 /// Options of `loads run`; the same keys (long names) may be set in the config file.
@@ -86,6 +162,12 @@ struct RunOptions {
     /// Timeout of each request and WebSocket wait [default: 30s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     request_timeout: Option<Duration>,
+    /// Run on this many agents of a cluster instead of in this process
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    agents: Option<u64>,
+    /// The broker's front socket, with --agents
+    #[arg(long, value_name = "ENDPOINT")]
+    broker: Option<String>,
     /// Worker threads for the virtual users, 1 to 1024 [default: one per available core]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
@@ -164,6 +246,8 @@ struct ConfigFile {
     project_name: Option<String>,
     request_timeout: Option<DurationValue>,
     threads: Option<usize>,
+    agents: Option<u64>,
+    broker: Option<String>,
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -252,8 +336,21 @@ fn report_output_errors(result: &TestResult) {
 
 fn cmd_run(opts: &RunOptions) -> Result<u8, CliError> {
     let args = run_args(opts).map_err(CliError::Usage)?;
-    let mut runner = LocalRunner::new(args)?.handle_ctrl_c(true);
-    let result = runner.execute()?;
+    let file = match &opts.config {
+        Some(p) => read_config(p).map_err(CliError::Usage)?,
+        None => ConfigFile::default(),
+    };
+    let result = match opts.agents.or(file.agents) {
+        Some(n) => {
+            let broker = opts
+                .broker
+                .clone()
+                .or(file.broker)
+                .unwrap_or_else(|| crate::transport::DEFAULT_FRONTEND.to_owned());
+            DistributedRunner::new(args, n, &broker)?.execute()?
+        }
+        None => LocalRunner::new(args)?.handle_ctrl_c(true).execute()?,
+    };
     report_output_errors(&result);
     Ok(exit_code(&result))
 }
@@ -358,6 +455,165 @@ fn cmd_demo_server(opts: &DemoServerOptions) -> Result<u8, CliError> {
     })
 }
 
+fn never_stop() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false))
+}
+
+fn cmd_broker(o: &BrokerArgs) -> Result<u8, CliError> {
+    let opts = crate::transport::broker::BrokerOptions {
+        frontend: o.frontend.clone(),
+        backend: o.backend.clone(),
+        receiver: o.receiver.clone(),
+        publisher: o.publisher.clone(),
+        db: o.db.clone().unwrap_or_else(crate::db::default_path),
+        agent_timeout: o.agent_timeout,
+    };
+    let db = opts.db.clone();
+    crate::transport::broker::run_broker(opts, never_stop(), |info| {
+        println!(
+            "loads broker {} listening: front {}, back {}, receiver {}, publisher {}; database {}",
+            info.pid,
+            info.frontend,
+            info.backend,
+            info.receiver,
+            info.publisher,
+            db.display()
+        );
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+    })
+    .map_err(|e| CliError::Other(e.into()))?;
+    Ok(EXIT_OK)
+}
+
+fn cmd_agent(o: &AgentArgs) -> Result<u8, CliError> {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let opts = crate::transport::agent::AgentOptions {
+        broker: o.broker.clone(),
+        cache_dir: o
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| home.join(".cache/loads/binaries")),
+        work_dir: o.test_dir.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("loads-agent-{}", std::process::id()))
+        }),
+        heartbeat: Duration::from_secs(1),
+    };
+    let broker = opts.broker.clone();
+    crate::transport::agent::run_agent(opts, never_stop(), |id| {
+        println!("loads agent {id} registered with {broker}");
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+    })
+    .map_err(|e| CliError::Other(e.into()))?;
+    Ok(EXIT_OK)
+}
+
+fn cmd_ping(o: &BrokerAddr) -> Result<u8, CliError> {
+    let info = crate::runner::distributed::ping(&o.broker).map_err(|e| CliError::Run(e.into()))?;
+    println!("Broker pid:   {}", info.pid);
+    println!(
+        "Endpoints:    front {}  back {}  receiver {}  publisher {}",
+        info.frontend, info.backend, info.receiver, info.publisher
+    );
+    println!("Agents:       {}", info.agents.len());
+    for a in &info.agents {
+        println!(
+            "  {}  host {}  pid {}  {}  last heartbeat {:.1}s ago",
+            a.id,
+            a.host,
+            a.pid,
+            a.busy
+                .as_deref()
+                .map(|r| format!("busy ({r})"))
+                .unwrap_or_else(|| "idle".into()),
+            a.last_heartbeat
+        );
+    }
+    println!(
+        "Active runs:  {}",
+        if info.active_runs.is_empty() {
+            "none".to_owned()
+        } else {
+            info.active_runs.join(", ")
+        }
+    );
+    Ok(EXIT_OK)
+}
+
+fn broker_call(
+    endpoint: &str,
+    req: &crate::transport::CallerRequest,
+) -> Result<serde_json::Value, CliError> {
+    let client = crate::transport::client::BrokerClient::connect(endpoint, Duration::from_secs(10))
+        .map_err(|e| CliError::Run(e.into()))?;
+    client.call(req, None).map_err(|e| CliError::Run(e.into()))
+}
+
+fn cmd_runs(o: &BrokerAddr) -> Result<u8, CliError> {
+    let v = broker_call(&o.broker, &crate::transport::CallerRequest::Runs)?;
+    let rows: Vec<crate::transport::RunRow> =
+        serde_json::from_value(v["runs"].clone()).unwrap_or_default();
+    if rows.is_empty() {
+        println!("No runs yet.");
+        return Ok(EXIT_OK);
+    }
+    println!(
+        "{:<16} {:<28} {:<26} {:>9} {:>10} {:>7}  STATUS",
+        "RUN", "TEST", "STARTED", "DURATION", "HITS", "AGENTS"
+    );
+    for r in rows {
+        let lost = if r.lost_agents.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} lost)", r.lost_agents.len())
+        };
+        println!(
+            "{:<16} {:<28} {:<26} {:>8.1}s {:>10} {:>7}  {}{lost}",
+            r.run_id,
+            r.test,
+            r.started.split('.').next().unwrap_or(&r.started),
+            r.duration.unwrap_or(0.0),
+            r.hits,
+            r.agents,
+            r.status
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+fn cmd_report(o: &ReportArgs) -> Result<u8, CliError> {
+    let v = broker_call(
+        &o.broker,
+        &crate::transport::CallerRequest::GetRun {
+            run_id: o.run_id.clone(),
+        },
+    )?;
+    let run: crate::transport::StoredRun = serde_json::from_value(v["run"].clone())
+        .map_err(|e| CliError::Other(anyhow::anyhow!("bad stored run: {e}")))?;
+    let outputs = if o.outputs.is_empty() {
+        vec!["stdout".to_owned()]
+    } else {
+        o.outputs.clone()
+    };
+    let result = crate::runner::distributed::replay(run, &outputs)?;
+    report_output_errors(&result);
+    Ok(exit_code(&result))
+}
+
+fn cmd_worker(o: &WorkerArgs) -> Result<u8, CliError> {
+    let text = std::fs::read(&o.job)
+        .with_context(|| format!("cannot read the job {}", o.job.display()))
+        .map_err(CliError::Other)?;
+    let job: crate::transport::Job = serde_json::from_slice(&text)
+        .with_context(|| format!("invalid job {}", o.job.display()))
+        .map_err(CliError::Other)?;
+    crate::runner::distributed::run_worker(&job)?;
+    Ok(EXIT_OK)
+}
+
 /// An error the CLI reports before exiting.
 #[derive(Debug, thiserror::Error)]
 enum CliError {
@@ -409,6 +665,12 @@ where
         Command::List => Ok(cmd_list()),
         Command::Demo(o) => cmd_demo(o),
         Command::DemoServer(o) => cmd_demo_server(o),
+        Command::Broker(o) => cmd_broker(o),
+        Command::Agent(o) => cmd_agent(o),
+        Command::Ping(o) => cmd_ping(o),
+        Command::Runs(o) => cmd_runs(o),
+        Command::Report(o) => cmd_report(o),
+        Command::Worker(o) => cmd_worker(o),
     };
     match outcome {
         Ok(code) => code,

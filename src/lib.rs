@@ -45,12 +45,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod case;
 pub mod cli;
+pub mod db;
 pub mod demo;
 pub mod functional;
 pub mod measure;
 pub mod output;
 pub mod result;
 pub mod runner;
+pub mod transport;
 
 pub use case::{Outcome, Suite, TestCase, TestError};
 pub use cli::main;

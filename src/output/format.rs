@@ -282,6 +282,12 @@ pub fn render_summary(result: &TestResult) -> String {
         let _ = writeln!(o, "\nCounters:");
         o.push_str(&table(&["NAME", "VALUE"], &counters));
     }
+    if !result.run_problems().is_empty() {
+        let _ = writeln!(o, "\nProblems of the run:");
+        for p in result.run_problems() {
+            let _ = writeln!(o, "  {}", clean(p));
+        }
+    }
     let verdict = if result.interrupted() {
         "INTERRUPTED"
     } else if result.is_success() {

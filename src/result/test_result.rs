@@ -87,6 +87,7 @@ pub struct TestResult {
     active_users: u64,
     observers: Vec<Box<dyn Observer>>,
     output_errors: Vec<OutputError>,
+    problems: Vec<String>,
 }
 
 impl TestResult {
@@ -104,6 +105,7 @@ impl TestResult {
             active_users: 0,
             observers: Vec::new(),
             output_errors: Vec::new(),
+            problems: Vec::new(),
         }
     }
 
@@ -175,10 +177,33 @@ impl TestResult {
         per_second(self.totals().hits, self.duration())
     }
 
-    /// True when no hit failed or errored.
+    /// True when no hit failed or errored and the run itself had no problem.
     pub fn is_success(&self) -> bool {
         let t = self.totals();
-        t.failures == 0 && t.errors == 0 && self.stats.problems_dropped == 0
+        t.failures == 0
+            && t.errors == 0
+            && self.stats.problems_dropped == 0
+            && self.problems.is_empty()
+    }
+
+    /// Notes a problem of the run itself, outside any hit (a lost agent, a worker that could
+    /// not start): outputs show it, and the run does not count as a success.
+    pub fn add_run_problem(&mut self, problem: impl Into<String>) {
+        self.problems.push(problem.into());
+    }
+
+    /// Problems of the run itself (see [`add_run_problem`](Self::add_run_problem)).
+    pub fn run_problems(&self) -> &[String] {
+        &self.problems
+    }
+
+    /// Sets when the run started and how long it took (for a run rebuilt from storage).
+    pub fn set_timing(&mut self, started: DateTime<Utc>, duration: Duration) {
+        self.started = started;
+        self.duration = Some(duration);
+        self.ended = chrono::Duration::from_std(duration)
+            .ok()
+            .map(|d| started + d);
     }
 
     /// Errors the outputs reported.
@@ -192,8 +217,10 @@ impl TestResult {
             return;
         }
         self.running = true;
-        self.started = Utc::now();
-        self.started_at = Instant::now();
+        if self.duration.is_none() {
+            self.started = Utc::now();
+            self.started_at = Instant::now();
+        }
         let mut errors = Vec::new();
         self.notify(|o, r| {
             if let Err(e) = o.on_start(r) {

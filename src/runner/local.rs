@@ -33,6 +33,7 @@ pub struct LocalRunner {
     test: TestRef,
     plan: Plan,
     handle_ctrl_c: bool,
+    collect_every: Duration,
 }
 
 /// Shared state of a run, seen by every virtual user.
@@ -108,6 +109,7 @@ impl LocalRunner {
             test,
             plan,
             handle_ctrl_c: false,
+            collect_every: COLLECT_EVERY,
         })
     }
 
@@ -115,6 +117,18 @@ impl LocalRunner {
     pub fn handle_ctrl_c(mut self, yes: bool) -> Self {
         self.handle_ctrl_c = yes;
         self
+    }
+
+    /// How often the collector drains the recorder into a batch (a worker sends one batch per
+    /// second to its relay; a local run refreshes five times a second).
+    pub fn collect_every(mut self, every: Duration) -> Self {
+        self.collect_every = every;
+        self
+    }
+
+    /// The validated plan.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
     }
 
     /// The run's arguments (with the full test name and a run id filled in).
@@ -160,7 +174,10 @@ impl LocalRunner {
             let control = control.clone();
             thread::Builder::new()
                 .name("loads-collector".into())
-                .spawn(move || collect(sink, &recorder, &control, &done_rx))?
+                .spawn({
+                    let every = self.collect_every;
+                    move || collect(sink, &recorder, &control, &done_rx, every)
+                })?
         };
 
         driver.block_on(self.drive(&workers, &recorder, &control));
@@ -323,12 +340,13 @@ fn collect<S: EventSink>(
     recorder: &Recorder,
     control: &Control,
     done: &mpsc::Receiver<()>,
+    every: Duration,
 ) -> S {
     sink.ingest(Event::StartTestRun);
     let mut sampled_until = unix_now() - 1;
     loop {
         let finished = !matches!(
-            done.recv_timeout(COLLECT_EVERY),
+            done.recv_timeout(every),
             Err(mpsc::RecvTimeoutError::Timeout)
         );
         let users = control.active_users.load(Ordering::Relaxed);

@@ -6,10 +6,12 @@
 //! [`Recorder`](crate::result::Recorder) shards → collector thread → `Event::Batch` →
 //! [`TestResult`](crate::result::TestResult) → outputs.
 
+pub mod distributed;
 mod local;
 pub mod plan;
 
-pub use local::LocalRunner;
+pub use distributed::DistributedRunner;
+pub use local::{LocalRunner, new_run_id};
 pub use plan::{Cycles, MAX_DURATION, MAX_USERS, Plan, Stop, duration_from_secs, parse_duration};
 
 use serde::{Deserialize, Serialize};
@@ -140,6 +142,9 @@ pub enum RunError {
     /// The machine refused something the runner needs (threads, runtime).
     #[error("cannot start the run: {0}")]
     System(#[from] std::io::Error),
+    /// The cluster failed: no broker, a refused request, a transport error.
+    #[error("{0}")]
+    Cluster(String),
 }
 
 impl RunError {

@@ -1,0 +1,197 @@
+//! The broker's storage: one SQLite file (WAL) with every run's metadata and every event its
+//! workers sent. Written by the broker's loop (events in one transaction per loop turn), read
+//! back for `loads runs`, `loads report` and re-attaching, also after a broker restart.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+
+use crate::result::{Envelope, RunMeta};
+use crate::transport::{RunRow, StoredRun, TransportError};
+
+/// The broker's database.
+pub struct Db {
+    conn: Connection,
+}
+
+/// The default database path: `$XDG_DATA_HOME/loads/broker.sqlite`, else
+/// `~/.local/share/loads/broker.sqlite`.
+pub fn default_path() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("loads").join("broker.sqlite")
+}
+
+impl Db {
+    /// Opens (creating it and its directory on first use) the database at `path`. Runs left
+    /// `running` by a broker that died are marked `interrupted`.
+    pub fn open(path: &Path) -> Result<Db, TransportError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| TransportError::Io {
+                what: format!("cannot create {}", dir.display()),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS runs (
+                run_id TEXT PRIMARY KEY,
+                test TEXT NOT NULL,
+                meta TEXT NOT NULL,
+                agents INTEGER NOT NULL,
+                started TEXT NOT NULL,
+                duration REAL,
+                hits INTEGER NOT NULL DEFAULT 0,
+                status TEXT NOT NULL,
+                lost TEXT NOT NULL DEFAULT '[]'
+            );
+            CREATE TABLE IF NOT EXISTS events (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                run_id TEXT NOT NULL,
+                data TEXT NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS events_run ON events(run_id, id);
+            UPDATE runs SET status = 'interrupted' WHERE status = 'running';",
+        )?;
+        Ok(Db { conn })
+    }
+
+    /// Records a new run.
+    pub fn insert_run(&self, row: &RunRow, meta: &RunMeta) -> Result<(), TransportError> {
+        let meta =
+            serde_json::to_string(meta).map_err(|e| TransportError::Message(e.to_string()))?;
+        self.conn.execute(
+            "INSERT INTO runs (run_id, test, meta, agents, started, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![row.run_id, row.test, meta, row.agents as i64, row.started, row.status],
+        )?;
+        Ok(())
+    }
+
+    /// Stores events (`(run_id, envelope JSON)`) in one transaction.
+    pub fn add_events(&mut self, events: &[(String, String)]) -> Result<(), TransportError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt =
+                tx.prepare_cached("INSERT INTO events (run_id, data) VALUES (?1, ?2)")?;
+            for (run, data) in events {
+                stmt.execute(params![run, data])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Updates a run's hit count, and its end when it has ended.
+    pub fn update_run(&self, row: &RunRow) -> Result<(), TransportError> {
+        let lost = serde_json::to_string(&row.lost_agents).unwrap_or_else(|_| "[]".into());
+        self.conn.execute(
+            "UPDATE runs SET hits = ?2, status = ?3, duration = ?4, lost = ?5 WHERE run_id = ?1",
+            params![row.run_id, row.hits as i64, row.status, row.duration, lost],
+        )?;
+        Ok(())
+    }
+
+    fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RunRow, String)> {
+        let lost: String = r.get(7)?;
+        Ok((
+            RunRow {
+                run_id: r.get(0)?,
+                test: r.get(1)?,
+                agents: r.get::<_, i64>(2)? as u64,
+                started: r.get(3)?,
+                duration: r.get(4)?,
+                hits: r.get::<_, i64>(5)? as u64,
+                status: r.get(6)?,
+                lost_agents: serde_json::from_str(&lost).unwrap_or_default(),
+            },
+            r.get(8)?,
+        ))
+    }
+
+    /// Every run, newest first.
+    pub fn runs(&self) -> Result<Vec<RunRow>, TransportError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT run_id, test, agents, started, duration, hits, status, lost, meta FROM runs ORDER BY started DESC",
+        )?;
+        let rows = stmt.query_map([], Self::row_of)?;
+        Ok(rows.filter_map(Result::ok).map(|(r, _)| r).collect())
+    }
+
+    /// A run with all its events.
+    pub fn get_run(&self, run_id: &str) -> Result<Option<StoredRun>, TransportError> {
+        let found = self
+            .conn
+            .query_row(
+                "SELECT run_id, test, agents, started, duration, hits, status, lost, meta FROM runs WHERE run_id = ?1",
+                params![run_id],
+                Self::row_of,
+            )
+            .optional()?;
+        let Some((row, meta)) = found else {
+            return Ok(None);
+        };
+        let meta: RunMeta =
+            serde_json::from_str(&meta).map_err(|e| TransportError::Message(e.to_string()))?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT data FROM events WHERE run_id = ?1 ORDER BY id")?;
+        let events = stmt
+            .query_map(params![run_id], |r| r.get::<_, String>(0))?
+            .filter_map(Result::ok)
+            .filter_map(|d| serde_json::from_str::<Envelope>(&d).ok())
+            .collect();
+        Ok(Some(StoredRun { row, meta, events }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::result::Event;
+
+    #[test]
+    fn runs_and_events_survive_reopening() {
+        let dir = std::env::temp_dir().join(format!("loads-db-{}", std::process::id()));
+        let path = dir.join("b.sqlite");
+        let row = RunRow {
+            run_id: "r1".into(),
+            test: "s::t".into(),
+            started: "2026-11-26T00:00:00Z".into(),
+            duration: None,
+            hits: 0,
+            status: "running".into(),
+            agents: 2,
+            lost_agents: vec![],
+        };
+        {
+            let mut db = Db::open(&path).expect("open");
+            db.insert_run(&row, &RunMeta::default()).expect("insert");
+            let ev = Envelope {
+                run_id: "r1".into(),
+                agent_id: "a".into(),
+                hostname: "h".into(),
+                event: Event::SocketOpen,
+            };
+            db.add_events(&[("r1".into(), serde_json::to_string(&ev).expect("json"))])
+                .expect("add");
+        }
+        let db = Db::open(&path).expect("reopen");
+        let runs = db.runs().expect("runs");
+        assert_eq!(runs.len(), 1);
+        assert_eq!(
+            runs[0].status, "interrupted",
+            "a run left running by a dead broker"
+        );
+        let stored = db.get_run("r1").expect("get").expect("some");
+        assert_eq!(stored.events.len(), 1);
+        assert!(db.get_run("nope").expect("get").is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,269 @@
+//! The agent: a long-lived process on a load-generating machine. It registers with the broker's
+//! back socket, heartbeats, and runs each job it is given in a worker subprocess — the test
+//! binary of the job (fetched from the broker by SHA-256, verified and cached) started as
+//! `BINARY worker --job FILE`, whose relay sends the events to the broker's receiver.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::{
+    FromAgent, Job, ToAgent, TransportError, from_frame, hostname, platform, sha256_hex, to_frame,
+    z,
+};
+
+/// How an agent is set up.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// The broker's back socket.
+    pub broker: String,
+    /// Where test binaries are cached, by SHA-256.
+    pub cache_dir: PathBuf,
+    /// Where each run gets its test directory.
+    pub work_dir: PathBuf,
+    /// How often to heartbeat.
+    pub heartbeat: Duration,
+}
+
+struct Worker {
+    child: Child,
+    stderr: PathBuf,
+}
+
+/// The last `n` bytes of a file, as text.
+fn tail(path: &Path, n: usize) -> String {
+    let mut s = String::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        let _ = f.read_to_string(&mut s);
+    }
+    let start = s.len().saturating_sub(n);
+    let start = (start..s.len())
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(s.len());
+    s[start..].trim().to_owned()
+}
+
+/// Runs an agent until `stop` is set. `on_ready` gets the agent's id once registered.
+pub fn run_agent(
+    opts: AgentOptions,
+    stop: Arc<AtomicBool>,
+    on_ready: impl FnOnce(&str),
+) -> Result<(), TransportError> {
+    let io = |what: String| move |source| TransportError::Io { what, source };
+    std::fs::create_dir_all(&opts.cache_dir)
+        .map_err(io(format!("cannot create {}", opts.cache_dir.display())))?;
+    std::fs::create_dir_all(&opts.work_dir)
+        .map_err(io(format!("cannot create {}", opts.work_dir.display())))?;
+    let host = hostname();
+    let id = format!("{host}-{}-{:04x}", std::process::id(), rand_u16());
+    let ctx = zmq::Context::new();
+    let socket = z("agent socket", ctx.socket(zmq::DEALER))?;
+    z("agent identity", socket.set_identity(id.as_bytes()))?;
+    z("agent linger", socket.set_linger(1000))?;
+    z(
+        &format!("connecting to {}", opts.broker),
+        socket.connect(&opts.broker),
+    )?;
+    let send = |m: &FromAgent| -> Result<(), TransportError> {
+        z("sending to the broker", socket.send(to_frame(m)?, 0))
+    };
+    send(&FromAgent::Register {
+        host: host.clone(),
+        pid: std::process::id(),
+    })?;
+    let mut ready = Some(on_ready);
+    let mut workers: BTreeMap<String, Worker> = BTreeMap::new();
+    let mut waiting: BTreeMap<String, Vec<Job>> = BTreeMap::new();
+    let mut last_beat = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        let mut items = [socket.as_poll_item(zmq::POLLIN)];
+        z("poll", zmq::poll(&mut items, 200))?;
+        if items[0].is_readable() {
+            while let Ok(frames) = socket.recv_multipart(zmq::DONTWAIT) {
+                let Some(msg) = frames.first().and_then(|f| from_frame::<ToAgent>(f).ok()) else {
+                    continue;
+                };
+                match msg {
+                    ToAgent::Welcome => {
+                        if let Some(f) = ready.take() {
+                            f(&id);
+                        }
+                    }
+                    ToAgent::Run(job) => {
+                        if job.platform != platform() {
+                            send(&FromAgent::WorkerExited {
+                                run_id: job.run_id.clone(),
+                                code: None,
+                                error: Some(format!(
+                                    "the test binary is built for {}, this agent runs on {}",
+                                    job.platform,
+                                    platform()
+                                )),
+                            })?;
+                            continue;
+                        }
+                        let cached = binary_path(&opts.cache_dir, &job.binary_sha256);
+                        match cached {
+                            Some(p) if p.is_file() => start(&opts, &job, &p, &mut workers, &send)?,
+                            Some(_) => {
+                                let sha = job.binary_sha256.clone();
+                                let first = !waiting.contains_key(&sha);
+                                waiting.entry(sha.clone()).or_default().push(*job);
+                                if first {
+                                    send(&FromAgent::NeedBinary { sha256: sha })?;
+                                }
+                            }
+                            None => send(&FromAgent::WorkerExited {
+                                run_id: job.run_id.clone(),
+                                code: None,
+                                error: Some("invalid binary hash".into()),
+                            })?,
+                        }
+                    }
+                    ToAgent::Binary { sha256 } => {
+                        let jobs = waiting.remove(&sha256).unwrap_or_default();
+                        let bytes = frames.get(1).map(Vec::as_slice).unwrap_or_default();
+                        let stored = store_binary(&opts.cache_dir, &sha256, bytes);
+                        for job in jobs {
+                            match &stored {
+                                Ok(p) => start(&opts, &job, p, &mut workers, &send)?,
+                                Err(e) => send(&FromAgent::WorkerExited {
+                                    run_id: job.run_id.clone(),
+                                    code: None,
+                                    error: Some(e.clone()),
+                                })?,
+                            }
+                        }
+                    }
+                    ToAgent::Stop { run_id } => {
+                        if let Some(w) = workers.get_mut(&run_id) {
+                            let _ = w.child.kill();
+                        }
+                    }
+                }
+            }
+        }
+        let finished: Vec<String> = workers
+            .iter_mut()
+            .filter_map(|(run, w)| matches!(w.child.try_wait(), Ok(Some(_))).then(|| run.clone()))
+            .collect();
+        for run in finished {
+            if let Some(mut w) = workers.remove(&run) {
+                let code = w.child.wait().ok().and_then(|s| s.code());
+                let error = (code != Some(0)).then(|| {
+                    let t = tail(&w.stderr, 2000);
+                    if t.is_empty() {
+                        format!("the worker exited with {code:?}")
+                    } else {
+                        t
+                    }
+                });
+                send(&FromAgent::WorkerExited {
+                    run_id: run,
+                    code,
+                    error,
+                })?;
+            }
+        }
+        if last_beat.elapsed() >= opts.heartbeat {
+            last_beat = Instant::now();
+            send(&FromAgent::Heartbeat {
+                busy: workers.keys().next().cloned(),
+            })?;
+        }
+    }
+    for w in workers.values_mut() {
+        let _ = w.child.kill();
+    }
+    Ok(())
+}
+
+fn rand_u16() -> u16 {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    (n ^ (n >> 16)) as u16
+}
+
+/// The cache path of a binary; `None` when `sha` is not a SHA-256 in hex.
+fn binary_path(cache: &Path, sha: &str) -> Option<PathBuf> {
+    (sha.len() == 64 && sha.bytes().all(|c| c.is_ascii_hexdigit())).then(|| cache.join(sha))
+}
+
+/// Verifies and caches a binary received from the broker.
+fn store_binary(cache: &Path, sha: &str, bytes: &[u8]) -> Result<PathBuf, String> {
+    let path = binary_path(cache, sha).ok_or("invalid binary hash")?;
+    if sha256_hex(bytes) != sha {
+        return Err(format!(
+            "the test binary received does not match its SHA-256 {sha}"
+        ));
+    }
+    let tmp = path.with_extension("part");
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)))
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(|e| format!("cannot cache the test binary: {e}"))?;
+    Ok(path)
+}
+
+fn start(
+    opts: &AgentOptions,
+    job: &Job,
+    binary: &Path,
+    workers: &mut BTreeMap<String, Worker>,
+    send: &impl Fn(&FromAgent) -> Result<(), TransportError>,
+) -> Result<(), TransportError> {
+    let fail = |e: String| {
+        send(&FromAgent::WorkerExited {
+            run_id: job.run_id.clone(),
+            code: None,
+            error: Some(e),
+        })
+    };
+    // The run id names a directory: keep it to safe characters.
+    if job.run_id.is_empty()
+        || !job
+            .run_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return fail(format!("invalid run id {:?}", job.run_id));
+    }
+    let dir = opts.work_dir.join(&job.run_id);
+    let job_file = dir.join("job.json");
+    let stderr = dir.join("worker.stderr");
+    let prepared = std::fs::create_dir_all(&dir)
+        .and_then(|_| std::fs::write(&job_file, to_frame(job).unwrap_or_default()))
+        .and_then(|_| std::fs::File::create(&stderr));
+    let err_file = match prepared {
+        Ok(f) => f,
+        Err(e) => {
+            return fail(format!(
+                "cannot prepare the test directory {}: {e}",
+                dir.display()
+            ));
+        }
+    };
+    let child = Command::new(binary)
+        .arg("worker")
+        .arg("--job")
+        .arg(&job_file)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err_file)
+        .spawn();
+    match child {
+        Ok(child) => {
+            workers.insert(job.run_id.clone(), Worker { child, stderr });
+            Ok(())
+        }
+        Err(e) => fail(format!("cannot start the worker {}: {e}", binary.display())),
+    }
+}

@@ -1,0 +1,531 @@
+//! The broker: takes runs from callers, hands them to idle agents, stores every event its
+//! workers send in the database and republishes them to the callers.
+//!
+//! One thread owns every socket and loops on `zmq::poll`: caller requests come in on the front
+//! ROUTER, agents' registrations, heartbeats and worker reports on the back ROUTER, workers'
+//! events on the receiver PULL; events and run ends go out on the publisher PUB (topic: the run
+//! id) and to the database (one transaction per loop turn).
+
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::{
+    AgentStatus, CallerRequest, FromAgent, HEARTBEAT_TOPIC, Job, PingInfo, Publication, RunRow,
+    ToAgent, TransportError, from_frame, to_frame, z,
+};
+use crate::db::Db;
+use crate::result::{Envelope, Event, RunMeta, Stats};
+
+/// How a broker is set up.
+#[derive(Debug, Clone)]
+pub struct BrokerOptions {
+    /// Front socket (callers).
+    pub frontend: String,
+    /// Back socket (agents).
+    pub backend: String,
+    /// Receiver (workers' events).
+    pub receiver: String,
+    /// Publisher.
+    pub publisher: String,
+    /// The SQLite file.
+    pub db: PathBuf,
+    /// Agents silent for this long are dropped (and their runs lose them).
+    pub agent_timeout: Duration,
+}
+
+struct Agent {
+    host: String,
+    pid: u32,
+    last_seen: Instant,
+    busy: Option<String>,
+}
+
+/// How long the broker waits for a worker's last events after its agent reported it gone.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+struct ActiveRun {
+    row: RunRow,
+    agents: Vec<String>,
+    /// Agents whose worker sent `stopTestRun` (all its events came before it) or that were lost.
+    done: HashSet<String>,
+    /// Agents whose worker exited, and when the agent said so.
+    exited: BTreeMap<String, Instant>,
+    errors: Vec<String>,
+    started: Instant,
+    stats: Stats,
+}
+
+struct Broker {
+    opts: BrokerOptions,
+    bound: BTreeMap<&'static str, String>,
+    db: Db,
+    binaries: PathBuf,
+    agents: BTreeMap<String, Agent>,
+    runs: BTreeMap<String, ActiveRun>,
+    pending: Vec<(String, String)>,
+    rejected: u64,
+}
+
+fn ok(mut v: Value) -> Value {
+    v["ok"] = json!(true);
+    v
+}
+
+fn refuse(code: &str, error: String) -> Value {
+    json!({"ok": false, "code": code, "error": error})
+}
+
+/// Binds `endpoint`, and returns the endpoint actually bound (port 0 or `*` resolved).
+fn bind(socket: &zmq::Socket, endpoint: &str) -> Result<String, TransportError> {
+    z(&format!("binding {endpoint}"), socket.bind(endpoint))?;
+    Ok(socket
+        .get_last_endpoint()
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| endpoint.to_owned()))
+}
+
+/// Runs a broker until `stop` is set. `on_ready` gets the bound endpoints once listening.
+pub fn run_broker(
+    opts: BrokerOptions,
+    stop: Arc<AtomicBool>,
+    on_ready: impl FnOnce(&PingInfo),
+) -> Result<(), TransportError> {
+    let ctx = zmq::Context::new();
+    let front = z("front socket", ctx.socket(zmq::ROUTER))?;
+    let back = z("back socket", ctx.socket(zmq::ROUTER))?;
+    let receiver = z("receiver socket", ctx.socket(zmq::PULL))?;
+    let publisher = z("publisher socket", ctx.socket(zmq::PUB))?;
+    for s in [&front, &back, &receiver, &publisher] {
+        z("linger", s.set_linger(1000))?;
+    }
+    // Refuse absurd messages by size instead of allocating them.
+    z(
+        "max message size",
+        receiver.set_maxmsgsize(64 * 1024 * 1024),
+    )?;
+    z("max message size", back.set_maxmsgsize(1024 * 1024))?;
+    let mut bound = BTreeMap::new();
+    bound.insert("frontend", bind(&front, &opts.frontend)?);
+    bound.insert("backend", bind(&back, &opts.backend)?);
+    bound.insert("receiver", bind(&receiver, &opts.receiver)?);
+    bound.insert("publisher", bind(&publisher, &opts.publisher)?);
+    let db = Db::open(&opts.db)?;
+    let binaries = opts
+        .db
+        .parent()
+        .map(|p| p.join("binaries"))
+        .unwrap_or_else(|| PathBuf::from("binaries"));
+    std::fs::create_dir_all(&binaries).map_err(|source| TransportError::Io {
+        what: format!("cannot create {}", binaries.display()),
+        source,
+    })?;
+    let mut b = Broker {
+        opts,
+        bound,
+        db,
+        binaries,
+        agents: BTreeMap::new(),
+        runs: BTreeMap::new(),
+        pending: Vec::new(),
+        rejected: 0,
+    };
+    on_ready(&b.ping());
+    let mut last_beat = Instant::now() - Duration::from_secs(1);
+    let mut last_save = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        let mut items = [
+            front.as_poll_item(zmq::POLLIN),
+            back.as_poll_item(zmq::POLLIN),
+            receiver.as_poll_item(zmq::POLLIN),
+        ];
+        z("poll", zmq::poll(&mut items, 100))?;
+        let (f, a, r) = (
+            items[0].is_readable(),
+            items[1].is_readable(),
+            items[2].is_readable(),
+        );
+        if r {
+            // Drain what is there, bounded so that callers and agents are served too.
+            for _ in 0..10_000 {
+                match receiver.recv_bytes(zmq::DONTWAIT) {
+                    Ok(frame) => b.on_event(&frame, &publisher),
+                    Err(_) => break,
+                }
+            }
+        }
+        if a {
+            while let Ok(frames) = back.recv_multipart(zmq::DONTWAIT) {
+                b.on_agent(frames, &back);
+            }
+        }
+        if f {
+            while let Ok(frames) = front.recv_multipart(zmq::DONTWAIT) {
+                b.on_caller(frames, &front, &back);
+            }
+        }
+        b.check_agents(&publisher);
+        if let Err(e) = b.db.add_events(&b.pending) {
+            eprintln!("broker: cannot store events: {e}");
+        }
+        b.pending.clear();
+        if last_beat.elapsed() >= Duration::from_millis(500) {
+            last_beat = Instant::now();
+            let beat = to_frame(&Publication::Heartbeat {
+                pid: std::process::id(),
+            })?;
+            let _ = publisher.send_multipart([HEARTBEAT_TOPIC.as_bytes(), &beat], 0);
+        }
+        if last_save.elapsed() >= Duration::from_secs(1) {
+            last_save = Instant::now();
+            for run in b.runs.values_mut() {
+                run.row.hits = run.stats.totals().hits;
+                let _ = b.db.update_run(&run.row);
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Broker {
+    fn ping(&self) -> PingInfo {
+        PingInfo {
+            pid: std::process::id(),
+            frontend: self.bound["frontend"].clone(),
+            backend: self.bound["backend"].clone(),
+            receiver: self.bound["receiver"].clone(),
+            publisher: self.bound["publisher"].clone(),
+            agents: self
+                .agents
+                .iter()
+                .map(|(id, a)| AgentStatus {
+                    id: id.clone(),
+                    host: a.host.clone(),
+                    pid: a.pid,
+                    busy: a.busy.clone(),
+                    last_heartbeat: a.last_seen.elapsed().as_secs_f64(),
+                })
+                .collect(),
+            active_runs: self.runs.keys().cloned().collect(),
+        }
+    }
+
+    fn binary_path(&self, sha: &str) -> Option<PathBuf> {
+        // Only plain hex names: a hash from the network never becomes a path elsewhere.
+        (sha.len() == 64 && sha.bytes().all(|c| c.is_ascii_hexdigit()))
+            .then(|| self.binaries.join(sha))
+    }
+
+    fn on_caller(&mut self, frames: Vec<Vec<u8>>, front: &zmq::Socket, back: &zmq::Socket) {
+        // REQ envelope: identity, empty delimiter, request, [binary].
+        if frames.len() < 3 {
+            self.rejected += 1;
+            return;
+        }
+        let reply = match from_frame::<CallerRequest>(&frames[2]) {
+            Err(e) => refuse("bad_request", format!("bad request: {e}")),
+            Ok(req) => self.handle(req, frames.get(3).map(Vec::as_slice), back),
+        };
+        let body = serde_json::to_vec(&reply).unwrap_or_default();
+        let _ = front.send_multipart([frames[0].as_slice(), b"", &body], 0);
+    }
+
+    fn handle(&mut self, req: CallerRequest, extra: Option<&[u8]>, back: &zmq::Socket) -> Value {
+        match req {
+            CallerRequest::Ping => ok(serde_json::to_value(self.ping()).unwrap_or_default()),
+            CallerRequest::HasBinary { sha256 } => {
+                let present = self.binary_path(&sha256).is_some_and(|p| p.is_file());
+                ok(json!({ "present": present }))
+            }
+            CallerRequest::PutBinary { sha256 } => {
+                let (Some(path), Some(bytes)) = (self.binary_path(&sha256), extra) else {
+                    return refuse(
+                        "bad_request",
+                        "put_binary needs a SHA-256 and the bytes".into(),
+                    );
+                };
+                if super::sha256_hex(bytes) != sha256 {
+                    return refuse(
+                        "hash_mismatch",
+                        "the binary does not match its SHA-256".into(),
+                    );
+                }
+                let tmp = path.with_extension("part");
+                match std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, &path)) {
+                    Ok(()) => ok(json!({})),
+                    Err(e) => refuse("io", format!("cannot store the binary: {e}")),
+                }
+            }
+            CallerRequest::Runs => match self.db.runs() {
+                Ok(mut rows) => {
+                    for r in rows.iter_mut() {
+                        if let Some(active) = self.runs.get(&r.run_id) {
+                            r.hits = active.stats.totals().hits;
+                            r.duration = Some(active.started.elapsed().as_secs_f64());
+                        }
+                    }
+                    ok(json!({ "runs": rows }))
+                }
+                Err(e) => refuse("db", e.to_string()),
+            },
+            CallerRequest::GetRun { run_id } => match self.db.get_run(&run_id) {
+                Ok(Some(run)) => ok(json!({ "run": run })),
+                Ok(None) => refuse(
+                    "unknown_run",
+                    format!("no run {run_id:?} (`loads runs` lists them)"),
+                ),
+                Err(e) => refuse("db", e.to_string()),
+            },
+            CallerRequest::Run {
+                args,
+                agents,
+                binary_sha256,
+                platform,
+                meta,
+            } => self.start_run(*args, agents, binary_sha256, platform, *meta, back),
+        }
+    }
+
+    fn start_run(
+        &mut self,
+        mut args: crate::runner::RunArgs,
+        wanted: u64,
+        binary_sha256: String,
+        platform: String,
+        meta: RunMeta,
+        back: &zmq::Socket,
+    ) -> Value {
+        if !self
+            .binary_path(&binary_sha256)
+            .is_some_and(|p| p.is_file())
+        {
+            return refuse(
+                "unknown_binary",
+                "the broker does not have this test binary; send it first".into(),
+            );
+        }
+        let idle: Vec<String> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| a.busy.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        if wanted == 0 || (idle.len() as u64) < wanted {
+            return refuse(
+                "not_enough_agents",
+                format!("{wanted} agents requested, {} available", idle.len()),
+            );
+        }
+        if args.run_id.is_empty() || self.runs.contains_key(&args.run_id) {
+            args.run_id = crate::runner::new_run_id();
+        }
+        let run_id = args.run_id.clone();
+        let chosen: Vec<String> = idle.into_iter().take(wanted as usize).collect();
+        let row = RunRow {
+            run_id: run_id.clone(),
+            test: args.test.clone(),
+            started: chrono::Utc::now().to_rfc3339(),
+            duration: None,
+            hits: 0,
+            status: "running".into(),
+            agents: wanted,
+            lost_agents: Vec::new(),
+        };
+        let meta = RunMeta {
+            run_id: run_id.clone(),
+            ..meta
+        };
+        if let Err(e) = self.db.insert_run(&row, &meta) {
+            return refuse("db", e.to_string());
+        }
+        for id in &chosen {
+            let job = ToAgent::Run(Box::new(Job {
+                run_id: run_id.clone(),
+                agent_id: id.clone(),
+                args: args.clone(),
+                binary_sha256: binary_sha256.clone(),
+                platform: platform.clone(),
+                receiver: self.bound["receiver"].clone(),
+            }));
+            if let Ok(frame) = to_frame(&job) {
+                let _ = back.send_multipart([id.as_bytes(), &frame], 0);
+            }
+            if let Some(a) = self.agents.get_mut(id) {
+                a.busy = Some(run_id.clone());
+            }
+        }
+        self.runs.insert(
+            run_id.clone(),
+            ActiveRun {
+                row,
+                agents: chosen.clone(),
+                done: HashSet::new(),
+                exited: BTreeMap::new(),
+                errors: Vec::new(),
+                started: Instant::now(),
+                stats: Stats::default(),
+            },
+        );
+        ok(json!({ "run_id": run_id, "agents": chosen }))
+    }
+
+    fn on_agent(&mut self, frames: Vec<Vec<u8>>, back: &zmq::Socket) {
+        if frames.len() < 2 {
+            self.rejected += 1;
+            return;
+        }
+        let id = String::from_utf8_lossy(&frames[0]).into_owned();
+        let msg = match from_frame::<FromAgent>(&frames[1]) {
+            Ok(m) => m,
+            Err(_) => {
+                self.rejected += 1;
+                return;
+            }
+        };
+        match msg {
+            FromAgent::Register { host, pid } => {
+                self.agents.insert(
+                    id.clone(),
+                    Agent {
+                        host,
+                        pid,
+                        last_seen: Instant::now(),
+                        busy: None,
+                    },
+                );
+                if let Ok(f) = to_frame(&ToAgent::Welcome) {
+                    let _ = back.send_multipart([id.as_bytes(), &f], 0);
+                }
+            }
+            FromAgent::Heartbeat { busy } => match self.agents.get_mut(&id) {
+                Some(a) => a.last_seen = Instant::now(),
+                None => {
+                    // A broker restart forgot this agent: ask it to register again.
+                    let _ = busy;
+                    if let Ok(f) = to_frame(&ToAgent::Welcome) {
+                        let _ = back.send_multipart([id.as_bytes(), &f], 0);
+                    }
+                }
+            },
+            FromAgent::NeedBinary { sha256 } => {
+                let bytes = self
+                    .binary_path(&sha256)
+                    .and_then(|p| std::fs::read(p).ok());
+                if let (Some(bytes), Ok(f)) = (bytes, to_frame(&ToAgent::Binary { sha256 })) {
+                    let _ = back.send_multipart([id.as_bytes(), &f, &bytes], 0);
+                }
+            }
+            FromAgent::WorkerExited {
+                run_id,
+                code,
+                error,
+            } => {
+                if let Some(a) = self.agents.get_mut(&id) {
+                    a.last_seen = Instant::now();
+                    if a.busy.as_deref() == Some(run_id.as_str()) {
+                        a.busy = None;
+                    }
+                }
+                if let Some(run) = self.runs.get_mut(&run_id) {
+                    if let Some(e) = error.filter(|_| code != Some(0)) {
+                        run.errors.push(format!("agent {id}: {e}"));
+                    } else if code != Some(0) && !run.done.contains(&id) {
+                        run.errors
+                            .push(format!("agent {id}: the worker exited with {code:?}"));
+                    }
+                    run.exited.insert(id, Instant::now());
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, frame: &[u8], publisher: &zmq::Socket) {
+        let Ok(env) = from_frame::<Envelope>(frame) else {
+            self.rejected += 1;
+            return;
+        };
+        let Some(run) = self.runs.get_mut(&env.run_id) else {
+            self.rejected += 1;
+            return;
+        };
+        match &env.event {
+            Event::StopTestRun => {
+                run.done.insert(env.agent_id.clone());
+            }
+            Event::StartTestRun => {}
+            other => run.stats.apply(other, crate::result::unix_now()),
+        }
+        let text = String::from_utf8_lossy(frame).into_owned();
+        self.pending.push((env.run_id.clone(), text));
+        if let Ok(p) = to_frame(&Publication::Event(env.clone())) {
+            let _ = publisher.send_multipart([env.run_id.as_bytes(), &p], 0);
+        }
+    }
+
+    /// Drops silent agents and ends the runs whose agents are all done or lost.
+    fn check_agents(&mut self, publisher: &zmq::Socket) {
+        let timeout = self.opts.agent_timeout;
+        let silent: Vec<String> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| a.last_seen.elapsed() > timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in silent {
+            if let Some(a) = self.agents.remove(&id)
+                && let Some(run) = a.busy.and_then(|r| self.runs.get_mut(&r))
+                && !run.done.contains(&id)
+            {
+                run.row.lost_agents.push(id.clone());
+                run.done.insert(id);
+            }
+        }
+        let ended: Vec<String> = self
+            .runs
+            .iter()
+            .filter(|(_, r)| {
+                r.agents.iter().all(|a| {
+                    r.done.contains(a) || r.exited.get(a).is_some_and(|t| t.elapsed() > EXIT_GRACE)
+                })
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ended {
+            if let Some(mut run) = self.runs.remove(&id) {
+                // Its agents are free again (a worker still exiting does not hold its agent).
+                for a in &run.agents {
+                    if let Some(agent) = self.agents.get_mut(a)
+                        && agent.busy.as_deref() == Some(id.as_str())
+                    {
+                        agent.busy = None;
+                    }
+                }
+                // The last events of a worker may still be in flight when its agent reports the
+                // exit; they are taken by the next turns and stored, but the caller has its end.
+                run.row.hits = run.stats.totals().hits;
+                run.row.duration = Some(run.started.elapsed().as_secs_f64());
+                run.row.status = if run.errors.is_empty() {
+                    "finished"
+                } else {
+                    "failed"
+                }
+                .into();
+                let _ = self.db.add_events(&self.pending);
+                self.pending.clear();
+                let _ = self.db.update_run(&run.row);
+                let end = Publication::End {
+                    status: run.row.status.clone(),
+                    lost_agents: run.row.lost_agents.clone(),
+                    errors: run.errors.clone(),
+                };
+                if let Ok(p) = to_frame(&end) {
+                    let _ = publisher.send_multipart([id.as_bytes(), &p], 0);
+                }
+            }
+        }
+    }
+}

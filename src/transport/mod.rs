@@ -1,0 +1,366 @@
+//! The cluster's transport: ZeroMQ sockets (libzmq through the `zmq` crate), JSON messages, and
+//! the processes built on them: the [`broker`], the [`agent`], the worker's [`relay`] and the
+//! caller's side of a distributed run (in [`crate::runner::DistributedRunner`]).
+//!
+//! Sockets (all default to loopback):
+//!
+//! | socket | kind | who talks to it |
+//! |---|---|---|
+//! | front, `tcp://127.0.0.1:7780` | ROUTER | callers (REQ): ping, run, runs, get a run |
+//! | back, `tcp://127.0.0.1:7781` | ROUTER | agents (DEALER): register, heartbeat, jobs, binaries |
+//! | receiver, `tcp://127.0.0.1:7782` | PULL | workers (PUSH): the events of a run, as [`Envelope`]s |
+//! | publisher, `tcp://127.0.0.1:7783` | PUB | callers (SUB): a run's events and end, the broker's heartbeat |
+//!
+//! libzmq sockets are not thread-safe: each is owned by one thread (the broker's and the
+//! agent's loops, the worker's collector thread, the caller's loop) and never shared.
+
+pub mod agent;
+pub mod broker;
+pub mod client;
+pub mod relay;
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+
+use crate::result::{Envelope, RunMeta};
+use crate::runner::RunArgs;
+
+/// Default endpoint of the broker's front socket (callers).
+pub const DEFAULT_FRONTEND: &str = "tcp://127.0.0.1:7780";
+/// Default endpoint of the broker's back socket (agents).
+pub const DEFAULT_BACKEND: &str = "tcp://127.0.0.1:7781";
+/// Default endpoint of the broker's receiver (workers' results).
+pub const DEFAULT_RECEIVER: &str = "tcp://127.0.0.1:7782";
+/// Default endpoint of the broker's publisher.
+pub const DEFAULT_PUBLISHER: &str = "tcp://127.0.0.1:7783";
+/// Topic of the broker's heartbeat on the publisher.
+pub const HEARTBEAT_TOPIC: &str = "heartbeat";
+
+/// Errors of the cluster transport.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// A ZeroMQ call failed.
+    #[error("ZeroMQ error on {what}: {source}")]
+    Zmq {
+        /// What was being done.
+        what: String,
+        /// The error.
+        #[source]
+        source: zmq::Error,
+    },
+    /// A message could not be encoded or decoded.
+    #[error("bad message: {0}")]
+    Message(String),
+    /// The broker did not answer in time.
+    #[error("the broker at {0} did not answer; is `loads broker` running there?")]
+    NoBroker(String),
+    /// The broker answered with an error.
+    #[error("{0}")]
+    Refused(String),
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// A file could not be read or written.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Wraps a zmq result with what was being done.
+pub(crate) fn z<T>(what: &str, r: Result<T, zmq::Error>) -> Result<T, TransportError> {
+    r.map_err(|source| TransportError::Zmq {
+        what: what.to_owned(),
+        source,
+    })
+}
+
+/// A request from a caller to the broker's front socket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum CallerRequest {
+    /// Broker pid, endpoints, agents, active runs.
+    Ping,
+    /// Whether the broker holds the test binary with this SHA-256.
+    HasBinary {
+        /// SHA-256, hex.
+        sha256: String,
+    },
+    /// Stores a test binary (its bytes follow in a second frame).
+    PutBinary {
+        /// SHA-256, hex.
+        sha256: String,
+    },
+    /// Starts a run on `agents` agents with the binary `binary_sha256`.
+    Run {
+        /// The run's arguments (the same on every agent).
+        args: Box<RunArgs>,
+        /// Number of agents.
+        agents: u64,
+        /// The test binary.
+        binary_sha256: String,
+        /// `ARCH-OS` of the binary.
+        platform: String,
+        /// What the caller's outputs show.
+        meta: Box<RunMeta>,
+    },
+    /// Active and past runs.
+    Runs,
+    /// Everything stored about a run.
+    GetRun {
+        /// The run.
+        run_id: String,
+    },
+}
+
+/// An agent as the broker sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentStatus {
+    /// The agent's id.
+    pub id: String,
+    /// Its host name.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+    /// The run it is busy with.
+    pub busy: Option<String>,
+    /// Seconds since its last heartbeat.
+    pub last_heartbeat: f64,
+}
+
+/// One row of `loads runs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRow {
+    /// The run.
+    pub run_id: String,
+    /// Its test.
+    pub test: String,
+    /// When it started (ISO 8601).
+    pub started: String,
+    /// How long it ran, when it ended.
+    pub duration: Option<f64>,
+    /// Hits so far.
+    pub hits: u64,
+    /// `running`, `finished`, `failed`.
+    pub status: String,
+    /// Agents the run had.
+    pub agents: u64,
+    /// Agents lost during the run.
+    pub lost_agents: Vec<String>,
+}
+
+/// What a broker answers to `ping`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PingInfo {
+    /// The broker's process id.
+    pub pid: u32,
+    /// Front socket.
+    pub frontend: String,
+    /// Back socket.
+    pub backend: String,
+    /// Receiver socket.
+    pub receiver: String,
+    /// Publisher socket.
+    pub publisher: String,
+    /// Registered agents.
+    pub agents: Vec<AgentStatus>,
+    /// Active runs.
+    pub active_runs: Vec<String>,
+}
+
+/// Everything stored about a run, for `loads report` and re-attaching.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredRun {
+    /// The run's row.
+    pub row: RunRow,
+    /// What outputs show.
+    pub meta: RunMeta,
+    /// Every stored event, in arrival order.
+    pub events: Vec<Envelope>,
+}
+
+/// A message from the broker to an agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum ToAgent {
+    /// Registration accepted.
+    Welcome,
+    /// Run this job.
+    Run(Box<Job>),
+    /// The binary asked for (bytes in a second frame).
+    Binary {
+        /// SHA-256, hex.
+        sha256: String,
+    },
+    /// Stop the worker of this run.
+    Stop {
+        /// The run.
+        run_id: String,
+    },
+}
+
+/// A message from an agent to the broker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum FromAgent {
+    /// A new agent.
+    Register {
+        /// Its host name.
+        host: String,
+        /// Its process id.
+        pid: u32,
+    },
+    /// Still alive.
+    Heartbeat {
+        /// The run it is busy with.
+        busy: Option<String>,
+    },
+    /// Send me this binary.
+    NeedBinary {
+        /// SHA-256, hex.
+        sha256: String,
+    },
+    /// The worker of a run ended.
+    WorkerExited {
+        /// The run.
+        run_id: String,
+        /// Its exit code, if it exited.
+        code: Option<i32>,
+        /// What went wrong, when it did (stderr tail, hash mismatch...).
+        error: Option<String>,
+    },
+}
+
+/// What a worker needs to run its share of a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    /// The run.
+    pub run_id: String,
+    /// The agent's id.
+    pub agent_id: String,
+    /// The run's arguments.
+    pub args: RunArgs,
+    /// The test binary.
+    pub binary_sha256: String,
+    /// `ARCH-OS` of the binary.
+    pub platform: String,
+    /// Where the worker sends its events.
+    pub receiver: String,
+}
+
+/// What the broker publishes about a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Publication {
+    /// An event of a worker.
+    Event(Envelope),
+    /// The run ended.
+    End {
+        /// `finished` or `failed`.
+        status: String,
+        /// Agents lost during the run.
+        lost_agents: Vec<String>,
+        /// Why workers failed, if they did.
+        errors: Vec<String>,
+    },
+    /// The broker is alive.
+    Heartbeat {
+        /// The broker's pid.
+        pid: u32,
+    },
+}
+
+/// `ARCH-OS` of this process.
+pub fn platform() -> String {
+    format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS)
+}
+
+/// The SHA-256 of `bytes`, hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = sha2::Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// This host's name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Replaces a wildcard host (`*`, `0.0.0.0`) in `endpoint` with the host of `reached`, the
+/// endpoint through which the broker was reached.
+pub fn reachable(endpoint: &str, reached: &str) -> String {
+    let host_of = |e: &str| {
+        e.trim_start_matches("tcp://")
+            .rsplit_once(':')
+            .map(|(h, _)| h.to_owned())
+            .unwrap_or_default()
+    };
+    let h = host_of(endpoint);
+    if h == "*" || h == "0.0.0.0" {
+        endpoint.replacen(&h, &host_of(reached), 1)
+    } else {
+        endpoint.to_owned()
+    }
+}
+
+/// Whether every endpoint is on loopback (`tcp://127.x`, `tcp://localhost`, `tcp://[::1]`, ipc).
+pub fn is_loopback(endpoint: &str) -> bool {
+    let rest = endpoint.trim_start_matches("tcp://");
+    rest.starts_with("127.")
+        || rest.starts_with("localhost:")
+        || rest.starts_with("[::1]:")
+        || endpoint.starts_with("ipc://")
+}
+
+/// Serialises `value` as one JSON frame.
+pub(crate) fn to_frame<T: Serialize>(value: &T) -> Result<Vec<u8>, TransportError> {
+    serde_json::to_vec(value).map_err(|e| TransportError::Message(e.to_string()))
+}
+
+/// Parses one JSON frame.
+pub(crate) fn from_frame<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<T, TransportError> {
+    serde_json::from_slice(frame).map_err(|e| TransportError::Message(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let m = CallerRequest::HasBinary {
+            sha256: "ab".into(),
+        };
+        let text = String::from_utf8(to_frame(&m).expect("ser")).expect("utf8");
+        assert_eq!(text, r#"{"command":"has_binary","sha256":"ab"}"#);
+        let back: CallerRequest = from_frame(text.as_bytes()).expect("de");
+        assert!(matches!(back, CallerRequest::HasBinary { .. }));
+        assert!(from_frame::<CallerRequest>(b"{\"command\":\"nope\"}").is_err());
+    }
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(
+            reachable("tcp://0.0.0.0:7782", "tcp://10.1.2.3:7781"),
+            "tcp://10.1.2.3:7782"
+        );
+        assert_eq!(
+            reachable("tcp://127.0.0.1:7782", "tcp://x:1"),
+            "tcp://127.0.0.1:7782"
+        );
+        assert!(is_loopback("tcp://127.0.0.1:1") && !is_loopback("tcp://0.0.0.0:1"));
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

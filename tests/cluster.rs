@@ -1,0 +1,339 @@
+//! Integration tests of the distributed mode: a real broker, real agents and the real caller,
+//! each its own process, over ZeroMQ on loopback, with a real SQLite file.
+
+mod common;
+
+use common::{DemoServer, figure, loads, run_with_limit, stderr, stdout};
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// A process we started, stopped by its PID (and its process group) when dropped.
+struct Proc {
+    child: Child,
+    line: String,
+}
+
+impl Proc {
+    fn start(args: &[&str]) -> Proc {
+        let mut child = loads()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .spawn()
+            .expect("start loads");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("banner");
+        Proc { child, line }
+    }
+
+    fn kill_group(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill_group();
+    }
+}
+
+struct Cluster {
+    dir: PathBuf,
+    broker: Proc,
+    front: String,
+    back: String,
+    agents: Vec<Proc>,
+}
+
+fn endpoint(line: &str, name: &str) -> String {
+    let at = line
+        .find(&format!("{name} tcp://"))
+        .unwrap_or_else(|| panic!("no {name} in {line:?}"));
+    line[at + name.len() + 1..]
+        .split([',', ';', ' '])
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+impl Cluster {
+    fn start(name: &str, agents: usize) -> Cluster {
+        let dir = std::env::temp_dir().join(format!("loads-cluster-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let broker = Self::broker(&dir, ["tcp://127.0.0.1:*"; 4]);
+        let front = endpoint(&broker.line, "front");
+        let back = endpoint(&broker.line, "back");
+        let mut c = Cluster {
+            dir,
+            broker,
+            front,
+            back,
+            agents: Vec::new(),
+        };
+        for _ in 0..agents {
+            c.add_agent();
+        }
+        c
+    }
+
+    fn broker(dir: &std::path::Path, eps: [&str; 4]) -> Proc {
+        let db = dir.join("broker.sqlite");
+        Proc::start(&[
+            "broker",
+            "--frontend",
+            eps[0],
+            "--backend",
+            eps[1],
+            "--receiver",
+            eps[2],
+            "--publisher",
+            eps[3],
+            "--db",
+            db.to_str().expect("utf8"),
+            "--agent-timeout",
+            "2s",
+        ])
+    }
+
+    fn add_agent(&mut self) {
+        let i = self.agents.len();
+        let cache = self.dir.join(format!("cache{i}"));
+        let work = self.dir.join(format!("work{i}"));
+        let agent = Proc::start(&[
+            "agent",
+            "--broker",
+            &self.back,
+            "--cache-dir",
+            cache.to_str().expect("utf8"),
+            "--test-dir",
+            work.to_str().expect("utf8"),
+        ]);
+        assert!(agent.line.contains("registered"), "{}", agent.line);
+        self.agents.push(agent);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.agents.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn run_id_of(text: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix("Run id:"))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|| panic!("no run id in {text}"))
+}
+
+#[test]
+fn three_agents_make_exact_totals_and_the_run_is_stored() {
+    let server = DemoServer::start();
+    let cluster = Cluster::start("exact", 3);
+    let out = run_with_limit(
+        &[
+            "run",
+            "example::get_root",
+            "--agents",
+            "3",
+            "-u",
+            "4",
+            "--hits",
+            "5",
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+        ],
+        Duration::from_secs(120),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
+    assert_eq!(figure(&text, "Hits:"), 60, "{text}");
+    assert_eq!(figure(&text, "Successes:"), 60, "{text}");
+    assert_eq!(figure(&text, "Requests:"), 60, "{text}");
+    assert!(text.contains("on each of 3 agents"), "{text}");
+    let run_id = run_id_of(&text);
+
+    let runs = run_with_limit(
+        &["runs", "--broker", &cluster.front],
+        Duration::from_secs(30),
+    );
+    let listing = stdout(&runs);
+    let row = listing
+        .lines()
+        .find(|l| l.starts_with(&run_id))
+        .unwrap_or_else(|| panic!("{listing}"));
+    assert!(
+        row.contains("example::get_root") && row.contains(" 60 ") && row.contains("finished"),
+        "{row}"
+    );
+
+    let report = run_with_limit(
+        &["report", &run_id, "--broker", &cluster.front],
+        Duration::from_secs(30),
+    );
+    let rtext = stdout(&report);
+    assert_eq!(
+        report.status.code(),
+        Some(0),
+        "{rtext}\n{}",
+        stderr(&report)
+    );
+    assert_eq!(figure(&rtext, "Hits:"), 60, "{rtext}");
+    assert_eq!(figure(&rtext, "Successes:"), 60, "{rtext}");
+
+    let ping = run_with_limit(
+        &["ping", "--broker", &cluster.front],
+        Duration::from_secs(30),
+    );
+    let ptext = stdout(&ping);
+    assert!(ptext.contains("Agents:       3"), "{ptext}");
+    assert_eq!(ptext.matches(" idle ").count(), 3, "{ptext}");
+    assert!(ptext.contains("Active runs:  none"), "{ptext}");
+}
+
+#[test]
+fn not_enough_agents_exits_2_with_the_counts() {
+    let cluster = Cluster::start("few", 2);
+    let out = run_with_limit(
+        &[
+            "run",
+            "example::get_root",
+            "--agents",
+            "3",
+            "--broker",
+            &cluster.front,
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("3 agents requested, 2 available"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn no_broker_is_a_clear_error_not_a_hang() {
+    let started = Instant::now();
+    let out = run_with_limit(
+        &[
+            "run",
+            "example::get_root",
+            "--agents",
+            "1",
+            "--broker",
+            "tcp://127.0.0.1:9",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("did not answer"), "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn a_killed_agent_is_named_and_the_others_results_stay() {
+    let server = DemoServer::start();
+    let mut cluster = Cluster::start("kill", 2);
+    let mut caller = loads()
+        .args([
+            "run",
+            "example::get_root",
+            "--agents",
+            "2",
+            "-u",
+            "2",
+            "-d",
+            "6",
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("caller");
+    std::thread::sleep(Duration::from_secs(3));
+    cluster.agents[0].kill_group();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while caller.try_wait().expect("wait").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the caller did not end after an agent was killed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = caller.wait_with_output().expect("output");
+    let text = stdout(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a lost agent fails the run\n{text}"
+    );
+    assert!(text.contains("was lost during the run"), "{text}");
+    let hits = figure(&text, "Hits:");
+    assert!(hits > 100, "the surviving agent's hits are there: {text}");
+    assert_eq!(figure(&text, "Errors:"), 0, "{text}");
+}
+
+#[test]
+fn runs_survive_a_broker_restart() {
+    let server = DemoServer::start();
+    let mut cluster = Cluster::start("restart", 1);
+    let out = run_with_limit(
+        &[
+            "run",
+            "example::get_root",
+            "--agents",
+            "1",
+            "-u",
+            "2",
+            "--hits",
+            "3",
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let run_id = run_id_of(&stdout(&out));
+    let eps = [
+        cluster.front.clone(),
+        cluster.back.clone(),
+        endpoint(&cluster.broker.line, "receiver"),
+        endpoint(&cluster.broker.line, "publisher"),
+    ];
+    cluster.broker.kill_group();
+    cluster.broker = Cluster::broker(&cluster.dir, [&eps[0], &eps[1], &eps[2], &eps[3]]);
+    let runs = run_with_limit(
+        &["runs", "--broker", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert!(stdout(&runs).contains(&run_id), "{}", stdout(&runs));
+    let report = run_with_limit(
+        &["report", &run_id, "--broker", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert_eq!(figure(&stdout(&report), "Hits:"), 6, "{}", stdout(&report));
+}
