@@ -64,6 +64,12 @@ enum Command {
     Runs(BrokerAddr),
     /// Render a stored run again with the outputs
     Report(ReportArgs),
+    /// Follow a run of the cluster again (the active one, or RUN_ID)
+    Attach(AttachArgs),
+    /// Stop a run of the cluster (its workers flush what they have)
+    Stop(StopArgs),
+    /// Stop every active run of the cluster
+    Purge(BrokerAddr),
     /// Run one job of an agent (started by the agent)
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -86,6 +92,27 @@ struct ReportArgs {
     /// Output to use (repeatable) [default: stdout]
     #[arg(short = 'o', long = "output", value_name = "NAME")]
     outputs: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct AttachArgs {
+    /// The run [default: the active run; asks when there are several]
+    run_id: Option<String>,
+    /// The broker's front socket
+    #[arg(long, default_value = crate::transport::DEFAULT_FRONTEND, value_name = "ENDPOINT")]
+    broker: String,
+    /// Output to use (repeatable) [default: stdout]
+    #[arg(short = 'o', long = "output", value_name = "NAME")]
+    outputs: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct StopArgs {
+    /// The run
+    run_id: String,
+    /// The broker's front socket
+    #[arg(long, default_value = crate::transport::DEFAULT_FRONTEND, value_name = "ENDPOINT")]
+    broker: String,
 }
 
 #[derive(Args, Debug)]
@@ -165,9 +192,12 @@ struct RunOptions {
     /// Run on this many agents of a cluster instead of in this process
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     agents: Option<u64>,
-    /// The broker's front socket, with --agents
+    /// The broker's front socket, with --agents [default: tcp://127.0.0.1:7780]
     #[arg(long, value_name = "ENDPOINT")]
     broker: Option<String>,
+    /// With --agents: start the run and return at once, printing its id
+    #[arg(long, requires = "agents")]
+    detach: bool,
     /// Worker threads for the virtual users, 1 to 1024 [default: one per available core]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
@@ -347,7 +377,18 @@ fn cmd_run(opts: &RunOptions) -> Result<u8, CliError> {
                 .clone()
                 .or(file.broker)
                 .unwrap_or_else(|| crate::transport::DEFAULT_FRONTEND.to_owned());
-            DistributedRunner::new(args, n, &broker)?.execute()?
+            let mut runner = DistributedRunner::new(args, n, &broker)?;
+            if opts.detach {
+                let id = runner.detach()?;
+                println!(
+                    "Started run {id}; `loads attach {id}` follows it, `loads stop {id}` stops it"
+                );
+                return Ok(EXIT_OK);
+            }
+            match runner.run()? {
+                Some(r) => r,
+                None => return Ok(EXIT_OK),
+            }
         }
         None => LocalRunner::new(args)?.handle_ctrl_c(true).execute()?,
     };
@@ -603,6 +644,52 @@ fn cmd_report(o: &ReportArgs) -> Result<u8, CliError> {
     Ok(exit_code(&result))
 }
 
+fn cmd_attach(o: &AttachArgs) -> Result<u8, CliError> {
+    let outputs = if o.outputs.is_empty() {
+        vec!["stdout".to_owned()]
+    } else {
+        o.outputs.clone()
+    };
+    match crate::runner::distributed::attach(&o.broker, o.run_id.as_deref(), &outputs)? {
+        Some(result) => {
+            report_output_errors(&result);
+            Ok(exit_code(&result))
+        }
+        None => Ok(EXIT_OK),
+    }
+}
+
+fn cmd_stop(broker: &str, run_id: Option<&str>) -> Result<u8, CliError> {
+    let req = match run_id {
+        Some(r) => crate::transport::CallerRequest::Stop {
+            run_id: r.to_owned(),
+        },
+        None => crate::transport::CallerRequest::Purge,
+    };
+    let client = crate::transport::client::BrokerClient::connect(broker, Duration::from_secs(10))
+        .map_err(|e| CliError::Run(e.into()))?;
+    match client
+        .request(&req, None)
+        .map_err(|e| CliError::Run(e.into()))?
+    {
+        Ok(v) => {
+            let stopped: Vec<String> =
+                serde_json::from_value(v["stopped"].clone()).unwrap_or_default();
+            if stopped.is_empty() {
+                println!("No active run to stop.");
+            }
+            for r in stopped {
+                println!("Stopping run {r}: its workers flush what they have, then end");
+            }
+            Ok(EXIT_OK)
+        }
+        Err(r) => {
+            eprintln!("error: {}", r.message);
+            Ok(EXIT_USAGE)
+        }
+    }
+}
+
 fn cmd_worker(o: &WorkerArgs) -> Result<u8, CliError> {
     let text = std::fs::read(&o.job)
         .with_context(|| format!("cannot read the job {}", o.job.display()))
@@ -670,6 +757,9 @@ where
         Command::Ping(o) => cmd_ping(o),
         Command::Runs(o) => cmd_runs(o),
         Command::Report(o) => cmd_report(o),
+        Command::Attach(o) => cmd_attach(o),
+        Command::Stop(o) => cmd_stop(&o.broker, Some(&o.run_id)),
+        Command::Purge(o) => cmd_stop(&o.broker, None),
         Command::Worker(o) => cmd_worker(o),
     };
     match outcome {

@@ -337,3 +337,113 @@ fn runs_survive_a_broker_restart() {
     );
     assert_eq!(figure(&stdout(&report), "Hits:"), 6, "{}", stdout(&report));
 }
+
+#[test]
+fn detach_then_attach_follows_the_run_to_its_end_and_stop_ends_it() {
+    let server = DemoServer::start();
+    let cluster = Cluster::start("attach", 2);
+    let out = run_with_limit(
+        &[
+            "run",
+            "example::get_root",
+            "--agents",
+            "2",
+            "-u",
+            "2",
+            "-d",
+            "4",
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+            "--detach",
+        ],
+        Duration::from_secs(120),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    let run_id = text
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_else(|| panic!("no run id in {text}"))
+        .trim_end_matches(';')
+        .to_owned();
+    // Attach without naming the run: the only active one is picked.
+    let att = run_with_limit(
+        &["attach", "--broker", &cluster.front],
+        Duration::from_secs(120),
+    );
+    let atext = stdout(&att);
+    assert_eq!(att.status.code(), Some(0), "{atext}{}", stderr(&att));
+    assert!(
+        atext.contains(&format!("Run id:        {run_id}")),
+        "{atext}"
+    );
+    let hits = figure(&atext, "Hits:");
+    let report = run_with_limit(
+        &["report", &run_id, "--broker", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        figure(&stdout(&report), "Hits:"),
+        hits,
+        "attach saw every hit the broker stored"
+    );
+
+    // A second run, stopped half way: it ends as stopped, with the hits made until then.
+    let out = run_with_limit(
+        &[
+            "run",
+            "example::get_root",
+            "--agents",
+            "2",
+            "-u",
+            "2",
+            "-d",
+            "60",
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+            "--detach",
+        ],
+        Duration::from_secs(120),
+    );
+    let run2 = stdout(&out)
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_default()
+        .trim_end_matches(';')
+        .to_owned();
+    std::thread::sleep(Duration::from_secs(2));
+    let stop = run_with_limit(
+        &["purge", "--broker", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert!(stdout(&stop).contains(&run2), "{}", stdout(&stop));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let runs = stdout(&run_with_limit(
+            &["runs", "--broker", &cluster.front],
+            Duration::from_secs(30),
+        ));
+        let row = runs
+            .lines()
+            .find(|l| l.starts_with(&run2))
+            .unwrap_or_default()
+            .to_owned();
+        if row.contains("stopped") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stopped run never ended: {runs}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let report = run_with_limit(
+        &["report", &run2, "--broker", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert!(figure(&stdout(&report), "Hits:") > 0, "{}", stdout(&report));
+}

@@ -197,6 +197,14 @@ impl TestResult {
         &self.problems
     }
 
+    /// Sets when the run started (for a run followed from elsewhere, still going on).
+    pub fn set_started(&mut self, started: DateTime<Utc>) {
+        let ago = (Utc::now() - started).to_std().unwrap_or_default();
+        self.started = started;
+        self.started_at = Instant::now().checked_sub(ago).unwrap_or_else(Instant::now);
+        self.running = true;
+    }
+
     /// Sets when the run started and how long it took (for a run rebuilt from storage).
     pub fn set_timing(&mut self, started: DateTime<Utc>, duration: Duration) {
         self.started = started;

@@ -3,6 +3,8 @@
 //! worker side ([`run_worker`]: the local runner in slave mode, with the relay in place of the
 //! test result) and [`replay`], which rebuilds a stored run for `loads report`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{LocalRunner, RunArgs, RunError, Runner};
@@ -86,13 +88,173 @@ fn subscribe(ctx: &zmq::Context, publisher: &str) -> Result<zmq::Socket, Transpo
     Err(TransportError::NoBroker(publisher.to_owned()))
 }
 
-impl Runner for DistributedRunner {
-    fn execute(&mut self) -> Result<TestResult, RunError> {
-        let client = BrokerClient::connect(&self.broker, REPLY_TIMEOUT)?;
-        let info: PingInfo = serde_json::from_value(client.call(&CallerRequest::Ping, None)?)
-            .map_err(|e| RunError::Cluster(format!("bad answer to ping: {e}")))?;
-        let sub = subscribe(client.context(), &reachable(&info.publisher, &self.broker))?;
+/// How following a run ended.
+enum Followed {
+    /// The run ended (or the broker went away); the result is finished.
+    Ended(TestResult),
+    /// The user detached; the run goes on.
+    Detached(String),
+}
 
+/// Counts Ctrl-C presses in a background thread, for the synchronous caller loop.
+fn ctrl_c_counter() -> Arc<AtomicUsize> {
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    let _ = std::thread::Builder::new()
+        .name("loads-signals".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                while tokio::signal::ctrl_c().await.is_ok() {
+                    if c.fetch_add(1, Ordering::SeqCst) >= 1 {
+                        // The second Ctrl-C quits at once.
+                        std::process::exit(130);
+                    }
+                }
+            });
+        });
+    count
+}
+
+/// Asks "(s)top the test or (d)etach?"; stop when there is no terminal to ask.
+fn ask_stop_or_detach() -> bool {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    if !std::io::stdin().is_terminal() {
+        return true;
+    }
+    loop {
+        eprint!("\n(s)top the test or (d)etach? ");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        if std::io::stdin().lock().read_line(&mut line).unwrap_or(0) == 0 {
+            return true;
+        }
+        match line.trim() {
+            "s" | "S" | "stop" => return true,
+            "d" | "D" | "detach" => return false,
+            _ => {}
+        }
+    }
+}
+
+/// Receives the publications of `run_id` into `result` until the run ends, the broker goes
+/// away, or the user detaches. Events numbered `skip` or less were already taken.
+fn follow(
+    client: &BrokerClient,
+    sub: &zmq::Socket,
+    mut result: TestResult,
+    run_id: &str,
+    skip: u64,
+    interactive: bool,
+) -> Result<Followed, RunError> {
+    let presses = interactive.then(ctrl_c_counter);
+    let mut handled = 0;
+    let mut stopping = false;
+    let mut last_beat = Instant::now();
+    let mut last_tick = Instant::now();
+    loop {
+        if let Some(p) = &presses
+            && p.load(Ordering::SeqCst) > handled
+        {
+            handled = p.load(Ordering::SeqCst);
+            if !stopping && ask_stop_or_detach() {
+                stopping = true;
+                eprintln!("Stopping run {run_id}: its workers flush what they have");
+                client.call(
+                    &CallerRequest::Stop {
+                        run_id: run_id.to_owned(),
+                    },
+                    None,
+                )?;
+                result.set_interrupted();
+            } else if !stopping {
+                return Ok(Followed::Detached(run_id.to_owned()));
+            }
+        }
+        let mut items = [sub.as_poll_item(zmq::POLLIN)];
+        // EINTR from Ctrl-C is not an error: the loop looks at the press first.
+        let _ = zmq::poll(&mut items, 100);
+        if items[0].is_readable() {
+            while let Ok(frames) = sub.recv_multipart(zmq::DONTWAIT) {
+                let (Some(topic), Some(body)) = (frames.first(), frames.get(1)) else {
+                    continue;
+                };
+                if topic.as_slice() == HEARTBEAT_TOPIC.as_bytes() {
+                    last_beat = Instant::now();
+                    continue;
+                }
+                if topic.as_slice() != run_id.as_bytes() {
+                    continue;
+                }
+                match from_frame::<Publication>(body) {
+                    Ok(Publication::Event { seq, envelope })
+                        if seq > skip
+                            && !matches!(
+                                envelope.event,
+                                Event::StartTestRun | Event::StopTestRun
+                            ) =>
+                    {
+                        result.ingest(envelope.event);
+                    }
+                    Ok(Publication::End {
+                        status,
+                        lost_agents,
+                        errors,
+                    }) => {
+                        for a in lost_agents {
+                            result.add_run_problem(format!(
+                                "agent {a} was lost during the run (no heartbeat); the results it had sent are included"
+                            ));
+                        }
+                        for e in errors {
+                            result.add_run_problem(e);
+                        }
+                        if status == "stopped" {
+                            result.set_interrupted();
+                        }
+                        result.ingest(Event::StopTestRun);
+                        result.finish();
+                        return Ok(Followed::Ended(result));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if last_tick.elapsed() >= Duration::from_millis(200) {
+            last_tick = Instant::now();
+            result.tick(0);
+        }
+        if last_beat.elapsed() > BROKER_SILENCE {
+            result.add_run_problem(format!(
+                "the broker at {} went away (no heartbeat for {}s); the results received so far are shown",
+                client.endpoint(),
+                BROKER_SILENCE.as_secs()
+            ));
+            result.set_interrupted();
+            result.finish();
+            return Ok(Followed::Ended(result));
+        }
+    }
+}
+
+/// Connects to the broker and its publisher (subscribed, heartbeat seen).
+fn connect(broker: &str) -> Result<(BrokerClient, zmq::Socket), RunError> {
+    let client = BrokerClient::connect(broker, REPLY_TIMEOUT)?;
+    let info: PingInfo = serde_json::from_value(client.call(&CallerRequest::Ping, None)?)
+        .map_err(|e| RunError::Cluster(format!("bad answer to ping: {e}")))?;
+    let sub = subscribe(client.context(), &reachable(&info.publisher, broker))?;
+    Ok((client, sub))
+}
+
+impl DistributedRunner {
+    /// Sends the run to the broker (and the test binary when the broker lacks it); returns the
+    /// run id.
+    fn submit(&self, client: &BrokerClient) -> Result<String, RunError> {
         // The job carries this very binary, content-addressed.
         let exe = std::env::current_exe()
             .map_err(|e| RunError::Cluster(format!("cannot find this program: {e}")))?;
@@ -117,93 +279,174 @@ impl Runner for DistributedRunner {
             )?;
         }
         drop(bytes);
-
-        let meta = self.meta();
         let request = CallerRequest::Run {
             args: Box::new(self.local.args().clone()),
             agents: self.agents,
             binary_sha256: sha,
             platform: platform(),
-            meta: Box::new(meta.clone()),
+            meta: Box::new(self.meta()),
         };
-        let run_id = match client.request(&request, None)? {
-            Ok(v) => v["run_id"].as_str().unwrap_or_default().to_owned(),
-            Err(r) if r.code == "not_enough_agents" => return Err(RunError::Usage(r.message)),
-            Err(r) => return Err(RunError::Cluster(r.message)),
-        };
+        match client.request(&request, None)? {
+            Ok(v) => Ok(v["run_id"].as_str().unwrap_or_default().to_owned()),
+            Err(r) if r.code == "not_enough_agents" => Err(RunError::Usage(r.message)),
+            Err(r) => Err(RunError::Cluster(r.message)),
+        }
+    }
+
+    /// Starts the run and returns its id at once (`--detach`).
+    pub fn detach(&self) -> Result<String, RunError> {
+        let client = BrokerClient::connect(&self.broker, REPLY_TIMEOUT)?;
+        self.submit(&client)
+    }
+
+    /// Runs and follows the run; Ctrl-C asks whether to stop it or detach. Returns `None` when
+    /// the user detached (the run id is printed).
+    pub fn run(&mut self) -> Result<Option<TestResult>, RunError> {
+        let (client, sub) = connect(&self.broker)?;
+        let run_id = self.submit(&client)?;
         let mut result = TestResult::new(RunMeta {
             run_id: run_id.clone(),
-            ..meta
+            ..self.meta()
         });
         for name in &self.local.args().outputs {
             result.add_observer(crate::output::create(name, self.local.args())?);
         }
         result.start();
-        let mut last_beat = Instant::now();
-        let mut last_tick = Instant::now();
-        loop {
-            let mut items = [sub.as_poll_item(zmq::POLLIN)];
-            z("poll", zmq::poll(&mut items, 100))?;
-            if items[0].is_readable() {
-                while let Ok(frames) = sub.recv_multipart(zmq::DONTWAIT) {
-                    let (Some(topic), Some(body)) = (frames.first(), frames.get(1)) else {
-                        continue;
-                    };
-                    if topic.as_slice() == HEARTBEAT_TOPIC.as_bytes() {
-                        last_beat = Instant::now();
-                        continue;
-                    }
-                    if topic.as_slice() != run_id.as_bytes() {
-                        continue;
-                    }
-                    match from_frame::<Publication>(body) {
-                        Ok(Publication::Event(env))
-                            if !matches!(env.event, Event::StartTestRun | Event::StopTestRun) =>
-                        {
-                            result.ingest(env.event);
-                        }
-                        Ok(Publication::End {
-                            lost_agents,
-                            errors,
-                            ..
-                        }) => {
-                            for a in lost_agents {
-                                result.add_run_problem(format!(
-                                    "agent {a} was lost during the run (no heartbeat); the results it had sent are included"
-                                ));
-                            }
-                            for e in errors {
-                                result.add_run_problem(e);
-                            }
-                            result.ingest(Event::StopTestRun);
-                            result.finish();
-                            return Ok(result);
-                        }
-                        _ => {}
-                    }
+        match follow(&client, &sub, result, &run_id, 0, true)? {
+            Followed::Ended(r) => Ok(Some(r)),
+            Followed::Detached(id) => {
+                println!(
+                    "Detached from run {id}: it goes on; `loads attach {id}` follows it again"
+                );
+                Ok(None)
+            }
+        }
+    }
+}
+
+impl Runner for DistributedRunner {
+    fn execute(&mut self) -> Result<TestResult, RunError> {
+        let (client, sub) = connect(&self.broker)?;
+        let run_id = self.submit(&client)?;
+        let mut result = TestResult::new(RunMeta {
+            run_id: run_id.clone(),
+            ..self.meta()
+        });
+        for name in &self.local.args().outputs {
+            result.add_observer(crate::output::create(name, self.local.args())?);
+        }
+        result.start();
+        match follow(&client, &sub, result, &run_id, 0, false)? {
+            Followed::Ended(r) => Ok(r),
+            Followed::Detached(_) => Err(RunError::Cluster("detached".into())),
+        }
+    }
+}
+
+/// Follows a run of the broker at `broker` from where it is (its stored events first), with
+/// `outputs`. `None` for `run_id` picks the active run, or asks which when there are several.
+pub fn attach(
+    broker: &str,
+    run_id: Option<&str>,
+    outputs: &[String],
+) -> Result<Option<TestResult>, RunError> {
+    let (client, sub) = connect(broker)?;
+    let run_id = match run_id {
+        Some(r) => r.to_owned(),
+        None => {
+            let v = client.call(&CallerRequest::Ping, None)?;
+            let active: Vec<String> =
+                serde_json::from_value(v["active_runs"].clone()).unwrap_or_default();
+            match active.as_slice() {
+                [] => {
+                    return Err(RunError::Usage(
+                        "no run is active on this broker (`loads runs` lists past runs)".into(),
+                    ));
                 }
+                [one] => one.clone(),
+                many => choose(many)?,
             }
-            if last_tick.elapsed() >= Duration::from_millis(200) {
-                last_tick = Instant::now();
-                result.tick(0);
-            }
-            if last_beat.elapsed() > BROKER_SILENCE {
-                result.add_run_problem(format!(
-                    "the broker at {} went away (no heartbeat for {}s); the results received so far are shown",
-                    self.broker,
-                    BROKER_SILENCE.as_secs()
-                ));
-                result.set_interrupted();
-                result.finish();
-                return Ok(result);
-            }
+        }
+    };
+    let v = match client.request(
+        &CallerRequest::GetRun {
+            run_id: run_id.clone(),
+        },
+        None,
+    )? {
+        Ok(v) => v,
+        Err(r) => return Err(RunError::Usage(r.message)),
+    };
+    let run: StoredRun = serde_json::from_value(v["run"].clone())
+        .map_err(|e| RunError::Cluster(format!("bad stored run: {e}")))?;
+    if run.row.status != "running" {
+        return replay(run, outputs).map(Some);
+    }
+    let args = RunArgs {
+        test: run.meta.test.clone(),
+        run_id: run_id.clone(),
+        outputs: outputs.to_vec(),
+        ..RunArgs::default()
+    };
+    let mut result = TestResult::new(RunMeta {
+        run_id: run_id.clone(),
+        ..run.meta.clone()
+    });
+    for name in outputs {
+        result.add_observer(crate::output::create(name, &args)?);
+    }
+    result.start();
+    if let Ok(started) = chrono::DateTime::parse_from_rfc3339(&run.row.started) {
+        result.set_started(started.with_timezone(&chrono::Utc));
+    }
+    let skip = run.events.len() as u64;
+    for env in run.events {
+        if !matches!(env.event, Event::StartTestRun | Event::StopTestRun) {
+            result.ingest(env.event);
+        }
+    }
+    match follow(&client, &sub, result, &run_id, skip, true)? {
+        Followed::Ended(r) => Ok(Some(r)),
+        Followed::Detached(id) => {
+            println!("Detached from run {id}: it goes on; `loads attach {id}` follows it again");
+            Ok(None)
+        }
+    }
+}
+
+/// Asks which of several active runs to attach to (or explains, without a terminal).
+fn choose(runs: &[String]) -> Result<String, RunError> {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    if !std::io::stdin().is_terminal() {
+        return Err(RunError::Usage(format!(
+            "several runs are active; name one: `loads attach RUN_ID` with one of {}",
+            runs.join(", ")
+        )));
+    }
+    eprintln!("Several runs are active:");
+    for (i, r) in runs.iter().enumerate() {
+        eprintln!("  {}) {r}", i + 1);
+    }
+    loop {
+        eprint!("Attach to which (1-{})? ", runs.len());
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        if std::io::stdin().lock().read_line(&mut line).unwrap_or(0) == 0 {
+            return Err(RunError::Usage("no run chosen".into()));
+        }
+        if let Ok(n) = line.trim().parse::<usize>()
+            && (1..=runs.len()).contains(&n)
+        {
+            return Ok(runs[n - 1].clone());
         }
     }
 }
 
 /// The worker: runs a job with the local runner, sending its events through a relay.
 pub fn run_worker(job: &Job) -> Result<(), RunError> {
-    let runner = LocalRunner::new(job.args.clone())?.collect_every(Duration::from_secs(1));
+    let runner = LocalRunner::new(job.args.clone())?
+        .collect_every(Duration::from_secs(1))
+        .handle_ctrl_c(true);
     let relay = Relay::connect(&job.receiver, &job.run_id, &job.agent_id)?;
     let (relay, _interrupted) = runner.run_into(relay)?;
     if relay.failures() > 0 {

@@ -192,6 +192,19 @@ impl LocalRunner {
 
     async fn drive(&self, workers: &[Worker], recorder: &Arc<Recorder>, control: &Arc<Control>) {
         if self.handle_ctrl_c {
+            // SIGTERM (an agent stopping its worker, a process manager) stops the run cleanly.
+            if let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            {
+                let control = control.clone();
+                tokio::spawn(async move {
+                    if term.recv().await.is_some() {
+                        control.interrupted.store(true, Ordering::SeqCst);
+                        control.stopping.store(true, Ordering::SeqCst);
+                        control.cancel.cancel();
+                    }
+                });
+            }
             let control = control.clone();
             tokio::spawn(async move {
                 if tokio::signal::ctrl_c().await.is_ok() {

@@ -33,7 +33,12 @@ pub struct AgentOptions {
 struct Worker {
     child: Child,
     stderr: PathBuf,
+    /// When it was told to stop: killed if still alive after [`STOP_GRACE`].
+    stopping: Option<Instant>,
 }
+
+/// How long a stopped worker may take to flush its results before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// The last `n` bytes of a file, as text.
 fn tail(path: &Path, n: usize) -> String {
@@ -141,11 +146,23 @@ pub fn run_agent(
                         }
                     }
                     ToAgent::Stop { run_id } => {
-                        if let Some(w) = workers.get_mut(&run_id) {
-                            let _ = w.child.kill();
+                        if let Some(w) = workers.get_mut(&run_id)
+                            && w.stopping.is_none()
+                        {
+                            // SIGTERM: the worker stops its users and flushes what it has.
+                            let _ = Command::new("kill")
+                                .args(["-s", "TERM", &w.child.id().to_string()])
+                                .stderr(Stdio::null())
+                                .status();
+                            w.stopping = Some(Instant::now());
                         }
                     }
                 }
+            }
+        }
+        for w in workers.values_mut() {
+            if w.stopping.is_some_and(|t| t.elapsed() > STOP_GRACE) {
+                let _ = w.child.kill();
             }
         }
         let finished: Vec<String> = workers
@@ -261,7 +278,14 @@ fn start(
         .spawn();
     match child {
         Ok(child) => {
-            workers.insert(job.run_id.clone(), Worker { child, stderr });
+            workers.insert(
+                job.run_id.clone(),
+                Worker {
+                    child,
+                    stderr,
+                    stopping: None,
+                },
+            );
             Ok(())
         }
         Err(e) => fail(format!("cannot start the worker {}: {e}", binary.display())),

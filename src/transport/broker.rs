@@ -57,6 +57,10 @@ struct ActiveRun {
     errors: Vec<String>,
     started: Instant,
     stats: Stats,
+    /// Events received so far (the sequence number of the last one).
+    seq: u64,
+    /// A caller asked to stop it.
+    stopped: bool,
 }
 
 struct Broker {
@@ -169,10 +173,7 @@ pub fn run_broker(
             }
         }
         b.check_agents(&publisher);
-        if let Err(e) = b.db.add_events(&b.pending) {
-            eprintln!("broker: cannot store events: {e}");
-        }
-        b.pending.clear();
+        b.flush();
         if last_beat.elapsed() >= Duration::from_millis(500) {
             last_beat = Instant::now();
             let beat = to_frame(&Publication::Heartbeat {
@@ -192,6 +193,28 @@ pub fn run_broker(
 }
 
 impl Broker {
+    fn flush(&mut self) {
+        if let Err(e) = self.db.add_events(&self.pending) {
+            eprintln!("broker: cannot store events: {e}");
+        }
+        self.pending.clear();
+    }
+
+    fn stop_run(&mut self, run_id: &str, back: &zmq::Socket) -> bool {
+        let Some(run) = self.runs.get_mut(run_id) else {
+            return false;
+        };
+        run.stopped = true;
+        if let Ok(f) = to_frame(&ToAgent::Stop {
+            run_id: run_id.to_owned(),
+        }) {
+            for a in &run.agents {
+                let _ = back.send_multipart([a.as_bytes(), &f], 0);
+            }
+        }
+        true
+    }
+
     fn ping(&self) -> PingInfo {
         PingInfo {
             pid: std::process::id(),
@@ -226,6 +249,8 @@ impl Broker {
             self.rejected += 1;
             return;
         }
+        // What callers read from the database must include every event published so far.
+        self.flush();
         let reply = match from_frame::<CallerRequest>(&frames[2]) {
             Err(e) => refuse("bad_request", format!("bad request: {e}")),
             Ok(req) => self.handle(req, frames.get(3).map(Vec::as_slice), back),
@@ -272,6 +297,23 @@ impl Broker {
                 }
                 Err(e) => refuse("db", e.to_string()),
             },
+            CallerRequest::Stop { run_id } => {
+                if self.stop_run(&run_id, back) {
+                    ok(json!({ "stopped": [run_id] }))
+                } else {
+                    refuse(
+                        "unknown_run",
+                        format!("no active run {run_id:?} (`loads runs` lists them)"),
+                    )
+                }
+            }
+            CallerRequest::Purge => {
+                let ids: Vec<String> = self.runs.keys().cloned().collect();
+                for id in &ids {
+                    self.stop_run(id, back);
+                }
+                ok(json!({ "stopped": ids }))
+            }
             CallerRequest::GetRun { run_id } => match self.db.get_run(&run_id) {
                 Ok(Some(run)) => ok(json!({ "run": run })),
                 Ok(None) => refuse(
@@ -368,6 +410,8 @@ impl Broker {
                 errors: Vec::new(),
                 started: Instant::now(),
                 stats: Stats::default(),
+                seq: 0,
+                stopped: false,
             },
         );
         ok(json!({ "run_id": run_id, "agents": chosen }))
@@ -459,10 +503,13 @@ impl Broker {
             Event::StartTestRun => {}
             other => run.stats.apply(other, crate::result::unix_now()),
         }
+        run.seq += 1;
+        let seq = run.seq;
         let text = String::from_utf8_lossy(frame).into_owned();
         self.pending.push((env.run_id.clone(), text));
-        if let Ok(p) = to_frame(&Publication::Event(env.clone())) {
-            let _ = publisher.send_multipart([env.run_id.as_bytes(), &p], 0);
+        let run_id = env.run_id.clone();
+        if let Ok(p) = to_frame(&Publication::Event { seq, envelope: env }) {
+            let _ = publisher.send_multipart([run_id.as_bytes(), &p], 0);
         }
     }
 
@@ -508,7 +555,9 @@ impl Broker {
                 // exit; they are taken by the next turns and stored, but the caller has its end.
                 run.row.hits = run.stats.totals().hits;
                 run.row.duration = Some(run.started.elapsed().as_secs_f64());
-                run.row.status = if run.errors.is_empty() {
+                run.row.status = if run.stopped {
+                    "stopped"
+                } else if run.errors.is_empty() {
                     "finished"
                 } else {
                     "failed"

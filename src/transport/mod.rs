@@ -115,6 +115,13 @@ pub enum CallerRequest {
         /// The run.
         run_id: String,
     },
+    /// Stops a run: its workers are told to stop (graceful period, then killed).
+    Stop {
+        /// The run.
+        run_id: String,
+    },
+    /// Stops every active run.
+    Purge,
 }
 
 /// An agent as the broker sees it.
@@ -179,7 +186,7 @@ pub struct StoredRun {
     pub row: RunRow,
     /// What outputs show.
     pub meta: RunMeta,
-    /// Every stored event, in arrival order.
+    /// Every stored event, in arrival order (numbered 1, 2, ... in the run).
     pub events: Vec<Envelope>,
 }
 
@@ -256,8 +263,13 @@ pub struct Job {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Publication {
-    /// An event of a worker.
-    Event(Envelope),
+    /// An event of a worker, numbered from 1 within its run.
+    Event {
+        /// Its number in the run (what a re-attaching caller has already seen is skipped).
+        seq: u64,
+        /// The event.
+        envelope: Envelope,
+    },
     /// The run ended.
     End {
         /// `finished` or `failed`.
