@@ -91,7 +91,7 @@ fn subscribe(ctx: &zmq::Context, publisher: &str) -> Result<zmq::Socket, Transpo
 /// How following a run ended.
 enum Followed {
     /// The run ended (or the broker went away); the result is finished.
-    Ended(TestResult),
+    Ended(Box<TestResult>),
     /// The user detached; the run goes on.
     Detached(String),
 }
@@ -219,7 +219,7 @@ fn follow(
                         }
                         result.ingest(Event::StopTestRun);
                         result.finish();
-                        return Ok(Followed::Ended(result));
+                        return Ok(Followed::Ended(Box::new(result)));
                     }
                     _ => {}
                 }
@@ -237,7 +237,7 @@ fn follow(
             ));
             result.set_interrupted();
             result.finish();
-            return Ok(Followed::Ended(result));
+            return Ok(Followed::Ended(Box::new(result)));
         }
     }
 }
@@ -313,7 +313,7 @@ impl DistributedRunner {
         }
         result.start();
         match follow(&client, &sub, result, &run_id, 0, true)? {
-            Followed::Ended(r) => Ok(Some(r)),
+            Followed::Ended(r) => Ok(Some(*r)),
             Followed::Detached(id) => {
                 println!(
                     "Detached from run {id}: it goes on; `loads attach {id}` follows it again"
@@ -337,7 +337,7 @@ impl Runner for DistributedRunner {
         }
         result.start();
         match follow(&client, &sub, result, &run_id, 0, false)? {
-            Followed::Ended(r) => Ok(r),
+            Followed::Ended(r) => Ok(*r),
             Followed::Detached(_) => Err(RunError::Cluster("detached".into())),
         }
     }
@@ -406,7 +406,7 @@ pub fn attach(
         }
     }
     match follow(&client, &sub, result, &run_id, skip, true)? {
-        Followed::Ended(r) => Ok(Some(r)),
+        Followed::Ended(r) => Ok(Some(*r)),
         Followed::Detached(id) => {
             println!("Detached from run {id}: it goes on; `loads attach {id}` follows it again");
             Ok(None)
