@@ -70,6 +70,8 @@ enum Command {
     Stop(StopArgs),
     /// Stop every active run of the cluster
     Purge(BrokerAddr),
+    /// Run the bundled health test once on every idle agent and report each one
+    CheckCluster(CheckArgs),
     /// Run one job of an agent (started by the agent)
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -104,6 +106,17 @@ struct AttachArgs {
     /// Output to use (repeatable) [default: stdout]
     #[arg(short = 'o', long = "output", value_name = "NAME")]
     outputs: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct CheckArgs {
+    /// The broker's front socket
+    #[arg(long, default_value = crate::transport::DEFAULT_FRONTEND, value_name = "ENDPOINT")]
+    broker: String,
+    /// A demo server the agents can reach [default: one started here on 127.0.0.1, which only
+    /// agents on this machine reach]
+    #[arg(short = 's', long, value_name = "URL")]
+    server_url: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -644,6 +657,37 @@ fn cmd_report(o: &ReportArgs) -> Result<u8, CliError> {
     Ok(exit_code(&result))
 }
 
+fn cmd_check(o: &CheckArgs) -> Result<u8, CliError> {
+    let local = match &o.server_url {
+        Some(_) => None,
+        None => Some(
+            DemoServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), 1)
+                .context("cannot start the demo server")
+                .map_err(CliError::Other)?,
+        ),
+    };
+    let url = o
+        .server_url
+        .clone()
+        .or_else(|| local.as_ref().map(DemoServer::url))
+        .unwrap_or_default();
+    println!("Checking every idle agent with example::health against {url}");
+    let checks = crate::runner::distributed::check_cluster(&o.broker, &url)?;
+    let ok = checks.iter().filter(|c| c.problem.is_none()).count();
+    for c in &checks {
+        match &c.problem {
+            None => println!("  {}  OK", c.agent),
+            Some(p) => println!("  {}  FAILED: {}", c.agent, p.lines().next().unwrap_or("")),
+        }
+    }
+    println!("{ok} of {} agents OK", checks.len());
+    Ok(if ok == checks.len() && !checks.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
+}
+
 fn cmd_attach(o: &AttachArgs) -> Result<u8, CliError> {
     let outputs = if o.outputs.is_empty() {
         vec!["stdout".to_owned()]
@@ -760,6 +804,7 @@ where
         Command::Attach(o) => cmd_attach(o),
         Command::Stop(o) => cmd_stop(&o.broker, Some(&o.run_id)),
         Command::Purge(o) => cmd_stop(&o.broker, None),
+        Command::CheckCluster(o) => cmd_check(o),
         Command::Worker(o) => cmd_worker(o),
     };
     match outcome {

@@ -447,3 +447,31 @@ fn detach_then_attach_follows_the_run_to_its_end_and_stop_ends_it() {
     );
     assert!(figure(&stdout(&report), "Hits:") > 0, "{}", stdout(&report));
 }
+
+#[test]
+fn check_cluster_reports_every_idle_agent() {
+    let cluster = Cluster::start("check", 2);
+    let out = run_with_limit(
+        &["check-cluster", "--broker", &cluster.front],
+        Duration::from_secs(120),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert_eq!(text.matches("  OK").count(), 2, "{text}");
+    assert!(text.contains("2 of 2 agents OK"), "{text}");
+    // Against a server that is not there, each agent reports the error.
+    let out = run_with_limit(
+        &[
+            "check-cluster",
+            "--broker",
+            &cluster.front,
+            "-s",
+            "http://127.0.0.1:9",
+        ],
+        Duration::from_secs(120),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(text.matches("FAILED: ").count(), 2, "{text}");
+    assert!(text.contains("0 of 2 agents OK"), "{text}");
+}
