@@ -208,6 +208,9 @@ struct RunOptions {
     /// The broker's front socket, with --agents [default: tcp://127.0.0.1:7780]
     #[arg(long, value_name = "ENDPOINT")]
     broker: Option<String>,
+    /// With --agents: ship the files matching GLOB into each worker's test directory (repeatable)
+    #[arg(long = "include-file", value_name = "GLOB", requires = "agents")]
+    include_files: Vec<String>,
     /// With --agents: start the run and return at once, printing its id
     #[arg(long, requires = "agents")]
     detach: bool,
@@ -291,6 +294,7 @@ struct ConfigFile {
     threads: Option<usize>,
     agents: Option<u64>,
     broker: Option<String>,
+    include_file: Option<OneOrMany>,
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -390,7 +394,16 @@ fn cmd_run(opts: &RunOptions) -> Result<u8, CliError> {
                 .clone()
                 .or(file.broker)
                 .unwrap_or_else(|| crate::transport::DEFAULT_FRONTEND.to_owned());
-            let mut runner = DistributedRunner::new(args, n, &broker)?;
+            let globs = if !opts.include_files.is_empty() {
+                opts.include_files.clone()
+            } else {
+                match file.include_file {
+                    Some(OneOrMany::One(g)) => vec![g],
+                    Some(OneOrMany::Many(v)) => v,
+                    None => Vec::new(),
+                }
+            };
+            let mut runner = DistributedRunner::new(args, n, &broker)?.include_files(&globs)?;
             if opts.detach {
                 let id = runner.detach()?;
                 println!(

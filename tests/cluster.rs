@@ -475,3 +475,67 @@ fn check_cluster_reports_every_idle_agent() {
     assert_eq!(text.matches("FAILED: ").count(), 2, "{text}");
     assert!(text.contains("0 of 2 agents OK"), "{text}");
 }
+
+#[test]
+fn included_files_land_in_each_workers_test_directory() {
+    let server = DemoServer::start();
+    let cluster = Cluster::start("include", 2);
+    let src = cluster.dir.join("src");
+    std::fs::create_dir_all(src.join("data")).expect("dir");
+    std::fs::write(src.join("data/users.csv"), "alice\nbob\n").expect("write");
+    std::fs::write(src.join("data/other.txt"), "x").expect("write");
+    let out = loads()
+        .current_dir(&src)
+        .args([
+            "run",
+            "example::get_root",
+            "--agents",
+            "2",
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+            "--include-file",
+            "data/*.csv",
+        ])
+        .output()
+        .expect("run");
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    let run_id = run_id_of(&text);
+    for i in 0..2 {
+        let shipped = cluster
+            .dir
+            .join(format!("work{i}"))
+            .join(&run_id)
+            .join("data/users.csv");
+        assert_eq!(
+            std::fs::read_to_string(&shipped).expect("shipped file"),
+            "alice\nbob\n"
+        );
+        assert!(
+            !cluster
+                .dir
+                .join(format!("work{i}"))
+                .join(&run_id)
+                .join("data/other.txt")
+                .exists()
+        );
+    }
+    let bad = loads()
+        .current_dir(&src)
+        .args([
+            "run",
+            "example::get_root",
+            "--agents",
+            "1",
+            "--broker",
+            &cluster.front,
+            "--include-file",
+            "nothing/*.csv",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("matches no file"), "{}", stderr(&bad));
+}

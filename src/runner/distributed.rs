@@ -32,6 +32,8 @@ pub struct DistributedRunner {
     local: LocalRunner,
     agents: u64,
     broker: String,
+    /// Files for the workers' test directories: where they go, and where they are here.
+    files: Vec<(String, std::path::PathBuf)>,
 }
 
 impl DistributedRunner {
@@ -45,7 +47,42 @@ impl DistributedRunner {
             local: LocalRunner::new(args)?,
             agents,
             broker: broker.to_owned(),
+            files: Vec::new(),
         })
+    }
+
+    /// Ships the files matching `globs` into each worker's test directory. A relative glob keeps
+    /// the matched file's relative path there; an absolute one puts the file at the top by its
+    /// name. A glob that matches no file is an error.
+    pub fn include_files(mut self, globs: &[String]) -> Result<Self, RunError> {
+        for g in globs {
+            let paths = glob::glob(g)
+                .map_err(|e| RunError::Usage(format!("invalid --include-file {g:?}: {e}")))?;
+            let mut matched = 0;
+            for p in paths.flatten().filter(|p| p.is_file()) {
+                let dest = if p.is_absolute() {
+                    p.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                } else {
+                    p.to_string_lossy().into_owned()
+                };
+                if !crate::transport::safe_relative_path(&dest) {
+                    return Err(RunError::Usage(format!(
+                        "--include-file {g:?} matches {}, which would land outside the test directory; use paths below the current directory",
+                        p.display()
+                    )));
+                }
+                self.files.push((dest, p));
+                matched += 1;
+            }
+            if matched == 0 {
+                return Err(RunError::Usage(format!(
+                    "--include-file {g:?} matches no file"
+                )));
+            }
+        }
+        Ok(self)
     }
 
     fn meta(&self) -> RunMeta {
@@ -279,12 +316,44 @@ impl DistributedRunner {
             )?;
         }
         drop(bytes);
+        let mut files = Vec::new();
+        for (dest, path) in &self.files {
+            let content = std::fs::read(path).map_err(|e| {
+                RunError::Usage(format!(
+                    "cannot read the included file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let sha = sha256_hex(&content);
+            let present = client.call(
+                &CallerRequest::HasBinary {
+                    sha256: sha.clone(),
+                },
+                None,
+            )?["present"]
+                .as_bool()
+                .unwrap_or(false);
+            if !present {
+                let slow = BrokerClient::connect(&self.broker, Duration::from_secs(120))?;
+                slow.call(
+                    &CallerRequest::PutBinary {
+                        sha256: sha.clone(),
+                    },
+                    Some(&content),
+                )?;
+            }
+            files.push(crate::transport::IncludedFile {
+                path: dest.clone(),
+                sha256: sha,
+            });
+        }
         let request = CallerRequest::Run {
             args: Box::new(self.local.args().clone()),
             agents: self.agents,
             binary_sha256: sha,
             platform: platform(),
             meta: Box::new(self.meta()),
+            files,
         };
         match client.request(&request, None)? {
             Ok(v) => Ok(v["run_id"].as_str().unwrap_or_default().to_owned()),

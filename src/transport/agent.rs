@@ -83,7 +83,9 @@ pub fn run_agent(
     })?;
     let mut ready = Some(on_ready);
     let mut workers: BTreeMap<String, Worker> = BTreeMap::new();
-    let mut waiting: BTreeMap<String, Vec<Job>> = BTreeMap::new();
+    // Jobs waiting for blobs (the test binary, included files) and the blobs asked for.
+    let mut pending: Vec<Job> = Vec::new();
+    let mut asked: std::collections::HashSet<String> = Default::default();
     let mut last_beat = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         let mut items = [socket.as_poll_item(zmq::POLLIN)];
@@ -112,36 +114,51 @@ pub fn run_agent(
                             })?;
                             continue;
                         }
-                        let cached = binary_path(&opts.cache_dir, &job.binary_sha256);
-                        match cached {
-                            Some(p) if p.is_file() => start(&opts, &job, &p, &mut workers, &send)?,
-                            Some(_) => {
-                                let sha = job.binary_sha256.clone();
-                                let first = !waiting.contains_key(&sha);
-                                waiting.entry(sha.clone()).or_default().push(*job);
-                                if first {
-                                    send(&FromAgent::NeedBinary { sha256: sha })?;
-                                }
-                            }
-                            None => send(&FromAgent::WorkerExited {
+                        let blobs: Vec<&str> = std::iter::once(job.binary_sha256.as_str())
+                            .chain(job.files.iter().map(|f| f.sha256.as_str()))
+                            .collect();
+                        if blobs
+                            .iter()
+                            .any(|sha| binary_path(&opts.cache_dir, sha).is_none())
+                            || job
+                                .files
+                                .iter()
+                                .any(|f| !super::safe_relative_path(&f.path))
+                        {
+                            send(&FromAgent::WorkerExited {
                                 run_id: job.run_id.clone(),
                                 code: None,
-                                error: Some("invalid binary hash".into()),
-                            })?,
+                                error: Some("invalid job: bad hash or unsafe file path".into()),
+                            })?;
+                            continue;
                         }
+                        for sha in blobs {
+                            let present =
+                                binary_path(&opts.cache_dir, sha).is_some_and(|p| p.is_file());
+                            if !present && asked.insert(sha.to_owned()) {
+                                send(&FromAgent::NeedBinary {
+                                    sha256: sha.to_owned(),
+                                })?;
+                            }
+                        }
+                        pending.push(*job);
                     }
                     ToAgent::Binary { sha256 } => {
-                        let jobs = waiting.remove(&sha256).unwrap_or_default();
+                        asked.remove(&sha256);
                         let bytes = frames.get(1).map(Vec::as_slice).unwrap_or_default();
-                        let stored = store_binary(&opts.cache_dir, &sha256, bytes);
-                        for job in jobs {
-                            match &stored {
-                                Ok(p) => start(&opts, &job, p, &mut workers, &send)?,
-                                Err(e) => send(&FromAgent::WorkerExited {
+                        if let Err(e) = store_binary(&opts.cache_dir, &sha256, bytes) {
+                            let (failed, rest): (Vec<Job>, Vec<Job>) =
+                                pending.drain(..).partition(|j| {
+                                    j.binary_sha256 == sha256
+                                        || j.files.iter().any(|f| f.sha256 == sha256)
+                                });
+                            pending = rest;
+                            for job in failed {
+                                send(&FromAgent::WorkerExited {
                                     run_id: job.run_id.clone(),
                                     code: None,
                                     error: Some(e.clone()),
-                                })?,
+                                })?;
                             }
                         }
                     }
@@ -158,6 +175,18 @@ pub fn run_agent(
                         }
                     }
                 }
+            }
+        }
+        // Start the jobs whose blobs are all here.
+        let (ready_jobs, waiting): (Vec<Job>, Vec<Job>) = pending.drain(..).partition(|j| {
+            std::iter::once(&j.binary_sha256)
+                .chain(j.files.iter().map(|f| &f.sha256))
+                .all(|sha| binary_path(&opts.cache_dir, sha).is_some_and(|p| p.is_file()))
+        });
+        pending = waiting;
+        for job in ready_jobs {
+            if let Some(binary) = binary_path(&opts.cache_dir, &job.binary_sha256) {
+                start(&opts, &job, &binary, &mut workers, &send)?;
             }
         }
         for w in workers.values_mut() {
@@ -257,6 +286,18 @@ fn start(
     let stderr = dir.join("worker.stderr");
     let prepared = std::fs::create_dir_all(&dir)
         .and_then(|_| std::fs::write(&job_file, to_frame(job).unwrap_or_default()))
+        .and_then(|_| {
+            // Included files: plain relative paths (checked on receipt), copied from the cache.
+            for f in &job.files {
+                let dest = dir.join(&f.path);
+                if let Some(parent) = dest.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                let src = opts.cache_dir.join(&f.sha256);
+                std::fs::copy(&src, &dest)?;
+            }
+            Ok(())
+        })
         .and_then(|_| std::fs::File::create(&stderr));
     let err_file = match prepared {
         Ok(f) => f,

@@ -328,7 +328,8 @@ impl Broker {
                 binary_sha256,
                 platform,
                 meta,
-            } => self.start_run(*args, agents, binary_sha256, platform, *meta, back),
+                files,
+            } => self.start_run(*args, agents, binary_sha256, platform, *meta, files, back),
         }
     }
 
@@ -339,8 +340,21 @@ impl Broker {
         binary_sha256: String,
         platform: String,
         meta: RunMeta,
+        files: Vec<super::IncludedFile>,
         back: &zmq::Socket,
     ) -> Value {
+        if let Some(f) = files.iter().find(|f| {
+            !super::safe_relative_path(&f.path)
+                || !self.binary_path(&f.sha256).is_some_and(|p| p.is_file())
+        }) {
+            return refuse(
+                "bad_file",
+                format!(
+                    "included file {:?} is not a safe relative path or was not sent",
+                    f.path
+                ),
+            );
+        }
         if !self
             .binary_path(&binary_sha256)
             .is_some_and(|p| p.is_file())
@@ -392,6 +406,7 @@ impl Broker {
                 binary_sha256: binary_sha256.clone(),
                 platform: platform.clone(),
                 receiver: self.bound["receiver"].clone(),
+                files: files.clone(),
             }));
             if let Ok(frame) = to_frame(&job) {
                 let _ = back.send_multipart([id.as_bytes(), &frame], 0);

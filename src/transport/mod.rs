@@ -107,6 +107,9 @@ pub enum CallerRequest {
         platform: String,
         /// What the caller's outputs show.
         meta: Box<RunMeta>,
+        /// Files for the workers' test directories (their blobs sent beforehand).
+        #[serde(default)]
+        files: Vec<IncludedFile>,
     },
     /// Active and past runs.
     Runs,
@@ -257,6 +260,27 @@ pub struct Job {
     pub platform: String,
     /// Where the worker sends its events.
     pub receiver: String,
+    /// Files to put in the run's test directory.
+    #[serde(default)]
+    pub files: Vec<IncludedFile>,
+}
+
+/// A file shipped with a run (`--include-file`), content-addressed like the test binary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncludedFile {
+    /// Where it goes, relative to the test directory.
+    pub path: String,
+    /// SHA-256 of its content, hex.
+    pub sha256: String,
+}
+
+/// Whether `path` is a safe place inside a test directory: relative, made of plain names only
+/// (no `..`, no root, no `.`-only tricks).
+pub fn safe_relative_path(path: &str) -> bool {
+    let p = std::path::Path::new(path);
+    !path.is_empty()
+        && p.components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
 }
 
 /// What the broker publishes about a run.
@@ -357,6 +381,15 @@ mod tests {
         let back: CallerRequest = from_frame(text.as_bytes()).expect("de");
         assert!(matches!(back, CallerRequest::HasBinary { .. }));
         assert!(from_frame::<CallerRequest>(b"{\"command\":\"nope\"}").is_err());
+    }
+
+    #[test]
+    fn included_paths_stay_inside_the_test_directory() {
+        assert!(safe_relative_path("data/users.csv"));
+        assert!(safe_relative_path("a.txt"));
+        for bad in ["", "/etc/passwd", "../x", "a/../../x", "./a", "a/./b/.."] {
+            assert!(!safe_relative_path(bad), "{bad}");
+        }
     }
 
     #[test]
