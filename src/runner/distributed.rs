@@ -347,14 +347,14 @@ impl DistributedRunner {
                 sha256: sha,
             });
         }
-        let request = CallerRequest::Run {
-            args: Box::new(self.local.args().clone()),
+        let request = CallerRequest::Run(Box::new(crate::transport::RunRequest {
+            args: self.local.args().clone(),
             agents: self.agents,
             binary_sha256: sha,
             platform: platform(),
-            meta: Box::new(self.meta()),
+            meta: self.meta(),
             files,
-        };
+        }));
         match client.request(&request, None)? {
             Ok(v) => Ok(v["run_id"].as_str().unwrap_or_default().to_owned()),
             Err(r) if r.code == "not_enough_agents" => Err(RunError::Usage(r.message)),

@@ -322,27 +322,19 @@ impl Broker {
                 ),
                 Err(e) => refuse("db", e.to_string()),
             },
-            CallerRequest::Run {
-                args,
-                agents,
-                binary_sha256,
-                platform,
-                meta,
-                files,
-            } => self.start_run(*args, agents, binary_sha256, platform, *meta, files, back),
+            CallerRequest::Run(req) => self.start_run(*req, back),
         }
     }
 
-    fn start_run(
-        &mut self,
-        mut args: crate::runner::RunArgs,
-        wanted: u64,
-        binary_sha256: String,
-        platform: String,
-        meta: RunMeta,
-        files: Vec<super::IncludedFile>,
-        back: &zmq::Socket,
-    ) -> Value {
+    fn start_run(&mut self, req: super::RunRequest, back: &zmq::Socket) -> Value {
+        let super::RunRequest {
+            mut args,
+            agents: wanted,
+            binary_sha256,
+            platform,
+            meta,
+            files,
+        } = req;
         if let Some(f) = files.iter().find(|f| {
             !super::safe_relative_path(&f.path)
                 || !self.binary_path(&f.sha256).is_some_and(|p| p.is_file())

@@ -96,21 +96,7 @@ pub enum CallerRequest {
         sha256: String,
     },
     /// Starts a run on `agents` agents with the binary `binary_sha256`.
-    Run {
-        /// The run's arguments (the same on every agent).
-        args: Box<RunArgs>,
-        /// Number of agents.
-        agents: u64,
-        /// The test binary.
-        binary_sha256: String,
-        /// `ARCH-OS` of the binary.
-        platform: String,
-        /// What the caller's outputs show.
-        meta: Box<RunMeta>,
-        /// Files for the workers' test directories (their blobs sent beforehand).
-        #[serde(default)]
-        files: Vec<IncludedFile>,
-    },
+    Run(Box<RunRequest>),
     /// Active and past runs.
     Runs,
     /// Everything stored about a run.
@@ -125,6 +111,24 @@ pub enum CallerRequest {
     },
     /// Stops every active run.
     Purge,
+}
+
+/// What a caller asks for when it starts a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRequest {
+    /// The run's arguments (the same on every agent).
+    pub args: RunArgs,
+    /// Number of agents.
+    pub agents: u64,
+    /// The test binary.
+    pub binary_sha256: String,
+    /// `ARCH-OS` of the binary.
+    pub platform: String,
+    /// What the caller's outputs show.
+    pub meta: RunMeta,
+    /// Files for the workers' test directories (their blobs sent beforehand).
+    #[serde(default)]
+    pub files: Vec<IncludedFile>,
 }
 
 /// An agent as the broker sees it.
