@@ -211,6 +211,21 @@ struct RunOptions {
     /// With --agents: ship the files matching GLOB into each worker's test directory (repeatable)
     #[arg(long = "include-file", value_name = "GLOB", requires = "agents")]
     include_files: Vec<String>,
+    /// With --agents: notify when the run ends, on the broker (repeatable): webhook, email
+    #[arg(long = "observer", value_name = "NAME", requires = "agents")]
+    observers: Vec<String>,
+    /// Where the webhook observer POSTs the JSON summary
+    #[arg(long, value_name = "URL")]
+    observer_webhook_url: Option<String>,
+    /// Whom the email observer writes to
+    #[arg(long, value_name = "ADDRESS")]
+    observer_email_to: Option<String>,
+    /// The SMTP server of the email observer
+    #[arg(long, value_name = "HOST:PORT")]
+    observer_email_smtp: Option<String>,
+    /// The sender of the email observer's mails [default: loads@localhost]
+    #[arg(long, value_name = "ADDRESS")]
+    observer_email_from: Option<String>,
     /// With --agents: start the run and return at once, printing its id
     #[arg(long, requires = "agents")]
     detach: bool,
@@ -295,6 +310,11 @@ struct ConfigFile {
     agents: Option<u64>,
     broker: Option<String>,
     include_file: Option<OneOrMany>,
+    observer: Option<OneOrMany>,
+    observer_webhook_url: Option<String>,
+    observer_email_to: Option<String>,
+    observer_email_smtp: Option<String>,
+    observer_email_from: Option<String>,
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -360,6 +380,28 @@ fn run_args(opts: &RunOptions) -> anyhow::Result<RunArgs> {
         request_timeout: request_timeout.as_secs_f64(),
         run_id: String::new(),
         threads: opts.threads.map(usize::from).or(file.threads),
+        observers: if !opts.observers.is_empty() {
+            opts.observers.clone()
+        } else {
+            match file.observer {
+                Some(OneOrMany::One(o)) => vec![o],
+                Some(OneOrMany::Many(v)) => v,
+                None => Vec::new(),
+            }
+        },
+        observer_webhook_url: opts
+            .observer_webhook_url
+            .clone()
+            .or(file.observer_webhook_url),
+        observer_email_to: opts.observer_email_to.clone().or(file.observer_email_to),
+        observer_email_smtp: opts
+            .observer_email_smtp
+            .clone()
+            .or(file.observer_email_smtp),
+        observer_email_from: opts
+            .observer_email_from
+            .clone()
+            .or(file.observer_email_from),
     };
     Ok(args)
 }

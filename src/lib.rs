@@ -49,6 +49,7 @@ pub mod db;
 pub mod demo;
 pub mod functional;
 pub mod measure;
+pub mod observer;
 pub mod output;
 pub mod result;
 pub mod runner;

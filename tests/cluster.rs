@@ -539,3 +539,159 @@ fn included_files_land_in_each_workers_test_directory() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("matches no file"), "{}", stderr(&bad));
 }
+
+/// A one-shot HTTP listener: returns the first request it gets (head and body).
+fn http_listener() -> (String, std::thread::JoinHandle<String>) {
+    use std::io::{Read as _, Write as _};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/hook", l.local_addr().expect("addr"));
+    let h = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().expect("accept");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = s.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).into_owned();
+            if let Some(head_end) = text.find("\r\n\r\n") {
+                let len = text[..head_end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                if got.len() >= head_end + 4 + len {
+                    break;
+                }
+            }
+        }
+        let _ = s.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n");
+        String::from_utf8_lossy(&got).into_owned()
+    });
+    (url, h)
+}
+
+/// A one-shot SMTP listener: returns the DATA of the first mail.
+fn smtp_listener() -> (String, std::thread::JoinHandle<String>) {
+    use std::io::{BufRead as _, Write as _};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr").to_string();
+    let h = std::thread::spawn(move || {
+        let (s, _) = l.accept().expect("accept");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let mut w = s.try_clone().expect("clone");
+        let mut r = BufReader::new(s);
+        let _ = w.write_all(b"220 test ESMTP\r\n");
+        let mut data = String::new();
+        let mut in_data = false;
+        let mut line = String::new();
+        while r.read_line(&mut line).unwrap_or(0) > 0 {
+            if in_data {
+                if line == ".\r\n" {
+                    in_data = false;
+                    let _ = w.write_all(b"250 queued\r\n");
+                } else {
+                    data.push_str(&line);
+                }
+            } else {
+                let cmd = line.to_ascii_uppercase();
+                let reply: &[u8] = if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
+                    b"250 test\r\n"
+                } else if cmd.starts_with("DATA") {
+                    in_data = true;
+                    b"354 go\r\n"
+                } else if cmd.starts_with("QUIT") {
+                    let _ = w.write_all(b"221 bye\r\n");
+                    break;
+                } else {
+                    b"250 ok\r\n"
+                };
+                let _ = w.write_all(reply);
+            }
+            line.clear();
+        }
+        data
+    });
+    (addr, h)
+}
+
+#[test]
+fn webhook_and_email_observers_are_called_when_the_run_ends() {
+    let server = DemoServer::start();
+    let cluster = Cluster::start("observers", 1);
+    let (hook, got_hook) = http_listener();
+    let (smtp, got_mail) = smtp_listener();
+    let out = run_with_limit(
+        &[
+            "run",
+            "example::get_root",
+            "--agents",
+            "1",
+            "-u",
+            "2",
+            "--hits",
+            "3",
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+            "--observer",
+            "webhook",
+            "--observer-webhook-url",
+            &hook,
+            "--observer",
+            "email",
+            "--observer-email-to",
+            "ops@example.test",
+            "--observer-email-smtp",
+            &smtp,
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let run_id = run_id_of(&stdout(&out));
+    let request = got_hook.join().expect("webhook listener");
+    assert!(request.starts_with("POST /hook HTTP/1.1"), "{request}");
+    let body = &request[request.find("\r\n\r\n").expect("body") + 4..];
+    let summary: serde_json::Value = serde_json::from_str(body).expect("JSON summary");
+    assert_eq!(summary["run_id"], run_id.as_str());
+    assert_eq!(summary["hits"], 6);
+    assert_eq!(summary["status"], "finished");
+    let mail = got_mail.join().expect("smtp listener");
+    assert!(mail.contains("To: ops@example.test"), "{mail}");
+    assert!(mail.contains(&run_id) && mail.contains("Hits: 6"), "{mail}");
+
+    let bad = run_with_limit(
+        &[
+            "run",
+            "example::get_root",
+            "--agents",
+            "1",
+            "--broker",
+            &cluster.front,
+            "--observer",
+            "webhook",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("--observer-webhook-url"),
+        "{}",
+        stderr(&bad)
+    );
+}

@@ -47,6 +47,16 @@ pub struct RunArgs {
     pub run_id: String,
     /// Worker threads for the virtual users (default: one per available core).
     pub threads: Option<usize>,
+    /// End-of-run observers the broker calls (`webhook`, `email`).
+    pub observers: Vec<String>,
+    /// Where the `webhook` observer POSTs the summary.
+    pub observer_webhook_url: Option<String>,
+    /// Whom the `email` observer writes to.
+    pub observer_email_to: Option<String>,
+    /// The SMTP server of the `email` observer, `HOST:PORT`.
+    pub observer_email_smtp: Option<String>,
+    /// The sender of the `email` observer's mails.
+    pub observer_email_from: Option<String>,
 }
 
 /// Most worker threads a run may ask for.
@@ -65,6 +75,11 @@ impl Default for RunArgs {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             run_id: String::new(),
             threads: None,
+            observers: Vec::new(),
+            observer_webhook_url: None,
+            observer_email_to: None,
+            observer_email_smtp: None,
+            observer_email_from: None,
         }
     }
 }
@@ -121,6 +136,7 @@ impl RunArgs {
                 )));
             }
         }
+        crate::observer::check(self).map_err(|e| RunError::Usage(e.to_string()))?;
         let plan = Plan {
             users: self.users.clone(),
             stop,

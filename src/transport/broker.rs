@@ -49,6 +49,7 @@ const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 struct ActiveRun {
     row: RunRow,
+    args: crate::runner::RunArgs,
     agents: Vec<String>,
     /// Agents whose worker sent `stopTestRun` (all its events came before it) or that were lost.
     done: HashSet<String>,
@@ -411,6 +412,7 @@ impl Broker {
             run_id.clone(),
             ActiveRun {
                 row,
+                args: args.clone(),
                 agents: chosen.clone(),
                 done: HashSet::new(),
                 exited: BTreeMap::new(),
@@ -573,6 +575,27 @@ impl Broker {
                 let _ = self.db.add_events(&self.pending);
                 self.pending.clear();
                 let _ = self.db.update_run(&run.row);
+                if !run.args.observers.is_empty() {
+                    let summary = crate::observer::RunSummary::new(
+                        &id,
+                        &run.row.test,
+                        &run.row.status,
+                        run.row.duration.unwrap_or(0.0),
+                        &run.stats,
+                        run.row.agents,
+                        run.row.lost_agents.clone(),
+                        run.errors.clone(),
+                    );
+                    let args = run.args.clone();
+                    // Off the broker's loop: a slow endpoint must not hold it up.
+                    let _ = std::thread::Builder::new()
+                        .name("loads-observers".into())
+                        .spawn(move || {
+                            for e in crate::observer::notify_all(&args, &summary) {
+                                eprintln!("broker: run {}: observer failed: {e}", summary.run_id);
+                            }
+                        });
+                }
                 let end = Publication::End {
                     status: run.row.status.clone(),
                     lost_agents: run.row.lost_agents.clone(),
