@@ -47,7 +47,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a test with many virtual users
-    Run(RunOptions),
+    Run(Box<RunOptions>),
     /// List the registered tests
     List,
     /// Start the demo server in-process and load-test it with the bundled suite
@@ -885,7 +885,7 @@ mod tests {
         let mut v = vec!["loads", "run"];
         v.extend_from_slice(args);
         match Cli::try_parse_from(v).expect("parse").command {
-            Command::Run(o) => o,
+            Command::Run(o) => *o,
             other => panic!("not run: {other:?}"),
         }
     }
