@@ -517,6 +517,13 @@ pub fn run_worker(job: &Job) -> Result<(), RunError> {
         .collect_every(Duration::from_secs(1))
         .handle_ctrl_c(true);
     let relay = Relay::connect(&job.receiver, &job.run_id, &job.agent_id)?;
+    // Wait for the go: the broker gives it when every worker of the run is ready, so that they
+    // start together. A closed pipe (the agent stopping us) ends the worker.
+    let mut line = String::new();
+    use std::io::BufRead as _;
+    if std::io::stdin().lock().read_line(&mut line).unwrap_or(0) == 0 || line.trim() != "go" {
+        return Ok(());
+    }
     let (relay, _interrupted) = runner.run_into(relay)?;
     if relay.failures() > 0 {
         return Err(RunError::Cluster(format!(

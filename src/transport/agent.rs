@@ -32,6 +32,8 @@ pub struct AgentOptions {
 
 struct Worker {
     child: Child,
+    /// The worker reads "go" here before it starts its users.
+    go: Option<std::process::ChildStdin>,
     stderr: PathBuf,
     /// When it was told to stop: killed if still alive after [`STOP_GRACE`].
     stopping: Option<Instant>,
@@ -162,11 +164,21 @@ pub fn run_agent(
                             }
                         }
                     }
+                    ToAgent::Go { run_id } => {
+                        if let Some(w) = workers.get_mut(&run_id)
+                            && let Some(mut go) = w.go.take()
+                        {
+                            use std::io::Write as _;
+                            let _ = go.write_all(b"go\n");
+                        }
+                    }
                     ToAgent::Stop { run_id } => {
                         if let Some(w) = workers.get_mut(&run_id)
                             && w.stopping.is_none()
                         {
-                            // SIGTERM: the worker stops its users and flushes what it has.
+                            // Closing the go pipe makes a worker still waiting for the go end;
+                            // SIGTERM makes a running one stop its users and flush.
+                            w.go = None;
                             let _ = Command::new("kill")
                                 .args(["-s", "TERM", &w.child.id().to_string()])
                                 .stderr(Stdio::null())
@@ -313,21 +325,25 @@ fn start(
         .arg("--job")
         .arg(&job_file)
         .current_dir(&dir)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(err_file)
         .spawn();
     match child {
-        Ok(child) => {
+        Ok(mut child) => {
+            let go = child.stdin.take();
             workers.insert(
                 job.run_id.clone(),
                 Worker {
                     child,
+                    go,
                     stderr,
                     stopping: None,
                 },
             );
-            Ok(())
+            send(&FromAgent::WorkerReady {
+                run_id: job.run_id.clone(),
+            })
         }
         Err(e) => fail(format!("cannot start the worker {}: {e}", binary.display())),
     }

@@ -62,6 +62,10 @@ struct ActiveRun {
     seq: u64,
     /// A caller asked to stop it.
     stopped: bool,
+    /// Agents whose worker is ready; all of them get the go together.
+    ready: HashSet<String>,
+    /// The go was given.
+    going: bool,
 }
 
 struct Broker {
@@ -173,7 +177,7 @@ pub fn run_broker(
                 b.on_caller(frames, &front, &back);
             }
         }
-        b.check_agents(&publisher);
+        b.check_agents(&publisher, &back);
         b.flush();
         if last_beat.elapsed() >= Duration::from_millis(500) {
             last_beat = Instant::now();
@@ -214,6 +218,25 @@ impl Broker {
             }
         }
         true
+    }
+
+    /// Gives the go to every worker of `run` once all of them are ready (or done/lost).
+    fn go_when_ready(run_id: &str, run: &mut ActiveRun, back: &zmq::Socket) {
+        if run.going
+            || !run.agents.iter().all(|a| {
+                run.ready.contains(a) || run.done.contains(a) || run.exited.contains_key(a)
+            })
+        {
+            return;
+        }
+        run.going = true;
+        if let Ok(f) = to_frame(&ToAgent::Go {
+            run_id: run_id.to_owned(),
+        }) {
+            for a in run.agents.iter().filter(|a| run.ready.contains(*a)) {
+                let _ = back.send_multipart([a.as_bytes(), &f], 0);
+            }
+        }
     }
 
     fn ping(&self) -> PingInfo {
@@ -421,6 +444,8 @@ impl Broker {
                 stats: Stats::default(),
                 seq: 0,
                 stopped: false,
+                ready: HashSet::new(),
+                going: false,
             },
         );
         ok(json!({ "run_id": run_id, "agents": chosen }))
@@ -470,6 +495,12 @@ impl Broker {
                     .and_then(|p| std::fs::read(p).ok());
                 if let (Some(bytes), Ok(f)) = (bytes, to_frame(&ToAgent::Binary { sha256 })) {
                     let _ = back.send_multipart([id.as_bytes(), &f, &bytes], 0);
+                }
+            }
+            FromAgent::WorkerReady { run_id } => {
+                if let Some(run) = self.runs.get_mut(&run_id) {
+                    run.ready.insert(id);
+                    Self::go_when_ready(&run_id, run, back);
                 }
             }
             FromAgent::WorkerExited {
@@ -523,7 +554,7 @@ impl Broker {
     }
 
     /// Drops silent agents and ends the runs whose agents are all done or lost.
-    fn check_agents(&mut self, publisher: &zmq::Socket) {
+    fn check_agents(&mut self, publisher: &zmq::Socket, back: &zmq::Socket) {
         let timeout = self.opts.agent_timeout;
         let silent: Vec<String> = self
             .agents
@@ -538,6 +569,12 @@ impl Broker {
             {
                 run.row.lost_agents.push(id.clone());
                 run.done.insert(id);
+            }
+        }
+        // A worker that failed to start, or an agent lost, must not hold the others back.
+        for run_id in self.runs.keys().cloned().collect::<Vec<_>>() {
+            if let Some(run) = self.runs.get_mut(&run_id) {
+                Self::go_when_ready(&run_id, run, back);
             }
         }
         let ended: Vec<String> = self

@@ -210,6 +210,11 @@ pub enum ToAgent {
         /// SHA-256, hex.
         sha256: String,
     },
+    /// Every worker of this run is ready: start.
+    Go {
+        /// The run.
+        run_id: String,
+    },
     /// Stop the worker of this run.
     Stop {
         /// The run.
@@ -237,6 +242,11 @@ pub enum FromAgent {
     NeedBinary {
         /// SHA-256, hex.
         sha256: String,
+    },
+    /// The worker of a run is started and waits for the go.
+    WorkerReady {
+        /// The run.
+        run_id: String,
     },
     /// The worker of a run ended.
     WorkerExited {
