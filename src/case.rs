@@ -249,6 +249,7 @@ impl TestCase {
 
     pub(crate) fn set_status(&mut self, status: LoadsStatus) {
         self.status = status;
+        self.session.recorder().set_status(status);
     }
 
     /// The full name of the running test (`suite::test`).
@@ -268,7 +269,15 @@ impl TestCase {
 
     /// Increments the custom counter `name` by one.
     pub fn incr_counter(&self, name: &str) {
-        self.session.recorder().record(|s| s.incr_counter(name));
+        let rec = self.session.recorder();
+        let raw = rec.send_raw(|loads_status| crate::result::Event::IncrCounter {
+            test: self.test.to_string(),
+            name: name.to_owned(),
+            loads_status,
+        });
+        if !raw {
+            rec.record(|s| s.incr_counter(name));
+        }
     }
 
     /// Opens a recorded WebSocket: `ws://`/`wss://` URLs, or a path relative to `--server-url`.

@@ -226,6 +226,9 @@ struct RunOptions {
     /// The sender of the email observer's mails [default: loads@localhost]
     #[arg(long, value_name = "ADDRESS")]
     observer_email_from: Option<String>,
+    /// Send every event one by one instead of per-second batches (debugging, external tools)
+    #[arg(long)]
+    raw_events: bool,
     /// With --agents: start the run and return at once, printing its id
     #[arg(long, requires = "agents")]
     detach: bool,
@@ -310,6 +313,7 @@ struct ConfigFile {
     agents: Option<u64>,
     broker: Option<String>,
     include_file: Option<OneOrMany>,
+    raw_events: Option<bool>,
     observer: Option<OneOrMany>,
     observer_webhook_url: Option<String>,
     observer_email_to: Option<String>,
@@ -380,6 +384,7 @@ fn run_args(opts: &RunOptions) -> anyhow::Result<RunArgs> {
         request_timeout: request_timeout.as_secs_f64(),
         run_id: String::new(),
         threads: opts.threads.map(usize::from).or(file.threads),
+        raw_events: opts.raw_events || file.raw_events.unwrap_or(false),
         observers: if !opts.observers.is_empty() {
             opts.observers.clone()
         } else {

@@ -433,3 +433,29 @@ fn demo_runs_a_real_load_against_the_embedded_server() {
         "{text}"
     );
 }
+
+#[test]
+fn raw_events_give_the_same_counts() {
+    let server = DemoServer::start();
+    let out = run(&[
+        "run",
+        "example::cookies_and_auth",
+        "-u",
+        "5",
+        "--hits",
+        "4",
+        "--raw-events",
+        "-s",
+        &server.url,
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert_eq!(figure(&text, "Hits:"), 20, "{text}");
+    assert_eq!(figure(&text, "Successes:"), 20, "{text}");
+    assert_eq!(figure(&text, "Requests:"), 20 * 3, "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["logins", "20"]),
+        "{text}"
+    );
+}

@@ -695,3 +695,39 @@ fn webhook_and_email_observers_are_called_when_the_run_ends() {
         stderr(&bad)
     );
 }
+
+#[test]
+fn raw_events_reach_the_caller_and_the_database_one_by_one() {
+    let server = DemoServer::start();
+    let cluster = Cluster::start("raw", 2);
+    let out = run_with_limit(
+        &[
+            "run",
+            "example::websocket_echo",
+            "--agents",
+            "2",
+            "-u",
+            "2",
+            "--hits",
+            "5",
+            "--raw-events",
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+        ],
+        Duration::from_secs(120),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert_eq!(figure(&text, "Hits:"), 20, "{text}");
+    assert!(
+        text.contains("WebSockets:    20 opened · 20 closed · 60 messages received"),
+        "{text}"
+    );
+    let report = run_with_limit(
+        &["report", &run_id_of(&text), "--broker", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert_eq!(figure(&stdout(&report), "Hits:"), 20, "{}", stdout(&report));
+}

@@ -365,9 +365,18 @@ impl<'a> Request<'a> {
         let elapsed = start.elapsed();
         let status = result.as_ref().map_or(0, |r| r.status.as_u16());
         let micros = elapsed.as_micros().min(u64::MAX as u128) as u64;
-        self.session
-            .recorder
-            .record(|s| s.record_request(method.as_str(), &key, status, micros, second));
+        let rec = &self.session.recorder;
+        let raw = rec.send_raw(|loads_status| crate::result::Event::AddHit {
+            url: key.to_string(),
+            method: method.to_string(),
+            status,
+            started: chrono::Utc::now() - chrono::Duration::from_std(elapsed).unwrap_or_default(),
+            elapsed: elapsed.as_secs_f64(),
+            loads_status,
+        });
+        if !raw {
+            rec.record(|s| s.record_request(method.as_str(), &key, status, micros, second));
+        }
         match result {
             Ok(raw) => Ok(Response { raw, elapsed }),
             Err(source) => Err(HttpError::Request {

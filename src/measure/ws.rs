@@ -169,7 +169,9 @@ impl WebSocket {
             }
             Ok(Ok(s)) => s,
         };
-        recorder.record(|s| s.socket_open());
+        if !recorder.send_raw(|_| crate::result::Event::SocketOpen) {
+            recorder.record(|s| s.socket_open());
+        }
         Ok(WebSocket {
             stream,
             recorder,
@@ -192,8 +194,7 @@ impl WebSocket {
             .send(tungstenite::Message::text(text))
             .await
             .map_err(WsError::Protocol)?;
-        self.recorder
-            .record(|s| s.socket_message(size, Direction::Sent, unix_now()));
+        self.message(size, Direction::Sent);
         Ok(())
     }
 
@@ -205,8 +206,7 @@ impl WebSocket {
             .send(tungstenite::Message::binary(data))
             .await
             .map_err(WsError::Protocol)?;
-        self.recorder
-            .record(|s| s.socket_message(size, Direction::Sent, unix_now()));
+        self.message(size, Direction::Sent);
         Ok(())
     }
 
@@ -234,12 +234,21 @@ impl WebSocket {
                 _ => continue,
             };
             let size = msg.len() as u64;
-            self.recorder
-                .record(|s| s.socket_message(size, Direction::Received, unix_now()));
+            self.message(size, Direction::Received);
             if let Some(f) = self.on_message.as_mut() {
                 f(&msg);
             }
             return Ok(msg);
+        }
+    }
+
+    fn message(&self, size: u64, direction: Direction) {
+        if !self
+            .recorder
+            .send_raw(|_| crate::result::Event::SocketMessage { size, direction })
+        {
+            self.recorder
+                .record(|s| s.socket_message(size, direction, unix_now()));
         }
     }
 
@@ -251,7 +260,12 @@ impl WebSocket {
     fn mark_closed(&mut self) {
         if self.open {
             self.open = false;
-            self.recorder.record(|s| s.socket_close());
+            if !self
+                .recorder
+                .send_raw(|_| crate::result::Event::SocketClose)
+            {
+                self.recorder.record(|s| s.socket_close());
+            }
         }
     }
 

@@ -7,9 +7,11 @@
 //! it leaves through [`Recorder::drain_into`].
 
 use std::sync::OnceLock;
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::event::{Event, LoadsStatus};
 use super::stats::Stats;
 
 /// A shard on its own cache line, so that neighbouring shards do not share one.
@@ -19,6 +21,9 @@ struct Shard(Mutex<Stats>);
 /// The recording shards of one run.
 pub struct Recorder {
     shards: Box<[Shard]>,
+    /// Raw mode (`--raw-events`): every event goes here, one by one, instead of the shards.
+    raw: Option<SyncSender<Event>>,
+    raw_rx: Mutex<Option<Receiver<Event>>>,
     /// Emptied stats swapped into the shards on each drain, so that the merge happens outside
     /// the shard's lock and allocations are reused. Only the collector takes this lock.
     spares: Mutex<Vec<Stats>>,
@@ -32,7 +37,33 @@ impl Recorder {
             .map(|_| Shard(Mutex::new(Stats::default())))
             .collect();
         let spares = Mutex::new((0..n).map(|_| Stats::default()).collect());
-        Recorder { shards, spares }
+        Recorder {
+            shards,
+            spares,
+            raw: None,
+            raw_rx: Mutex::new(None),
+        }
+    }
+
+    /// A recorder in raw mode: users send every event, one by one, through a channel of
+    /// `capacity` events (a full channel makes them wait: raw mode is for debugging and
+    /// external tools, not for top speed).
+    pub fn raw(shards: usize, capacity: usize) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel(capacity.max(1));
+        let mut r = Self::new(shards);
+        r.raw = Some(tx);
+        r.raw_rx = Mutex::new(Some(rx));
+        r
+    }
+
+    /// Hands every raw event received so far to `f`.
+    pub fn drain_raw(&self, mut f: impl FnMut(Event)) {
+        let guard = self.raw_rx.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(rx) = guard.as_ref() {
+            while let Ok(e) = rx.try_recv() {
+                f(e);
+            }
+        }
     }
 
     /// Number of shards.
@@ -73,13 +104,47 @@ impl Recorder {
 pub struct UserRecorder {
     recorder: Arc<Recorder>,
     shard: usize,
+    status: Arc<Mutex<LoadsStatus>>,
 }
 
 impl UserRecorder {
     /// A handle that writes to shard `shard` (taken modulo the shard count).
     pub fn new(recorder: Arc<Recorder>, shard: usize) -> Self {
         let shard = shard % recorder.shards();
-        UserRecorder { recorder, shard }
+        UserRecorder {
+            recorder,
+            shard,
+            status: Arc::default(),
+        }
+    }
+
+    /// The raw-event channel, in raw mode.
+    pub fn raw(&self) -> Option<&SyncSender<Event>> {
+        self.recorder.raw.as_ref()
+    }
+
+    /// Sends `event` in raw mode (and says whether it did): the caller records into the shard
+    /// otherwise.
+    pub fn send_raw(&self, event: impl FnOnce(LoadsStatus) -> Event) -> bool {
+        match self.raw() {
+            Some(tx) => {
+                let _ = tx.send(event(self.status()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The user's current loads_status.
+    pub fn status(&self) -> LoadsStatus {
+        *self.status.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sets the user's current loads_status (only kept in raw mode, where events carry it).
+    pub fn set_status(&self, s: LoadsStatus) {
+        if self.raw().is_some() {
+            *self.status.lock().unwrap_or_else(PoisonError::into_inner) = s;
+        }
     }
 
     /// Runs `f` on this user's shard.

@@ -160,7 +160,11 @@ impl LocalRunner {
         let driver = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let recorder = Arc::new(Recorder::new(threads));
+        let recorder = Arc::new(if self.args.raw_events {
+            Recorder::raw(threads, 100_000)
+        } else {
+            Recorder::new(threads)
+        });
         let control = Arc::new(Control {
             stopping: AtomicBool::new(false),
             cancel: CancellationToken::new(),
@@ -363,6 +367,7 @@ fn collect<S: EventSink>(
             Err(mpsc::RecvTimeoutError::Timeout)
         );
         let users = control.active_users.load(Ordering::Relaxed);
+        recorder.drain_raw(|e| sink.ingest(e));
         let mut batch = Stats::default();
         recorder.drain_into(&mut batch);
         // Sample the active users once for every second that has fully passed (and, at the end,
@@ -487,8 +492,37 @@ impl VirtualUser {
             current_hit: i,
             current_user: self.user,
         });
+        let status = case.status();
+        let raw = self.recorder.send_raw(|loads_status| Event::StartTest {
+            test: self.name.to_string(),
+            loads_status,
+        });
         let outcome = run_hit(state, self.test.index, case).await;
         let name = &*self.name;
+        if raw {
+            let test = name.to_owned();
+            let _ = self.recorder.send_raw(|_| match &outcome {
+                Ok(()) => Event::AddSuccess {
+                    test: test.clone(),
+                    loads_status: status,
+                },
+                Err(TestError::Failure(e)) => Event::AddFailure {
+                    test: test.clone(),
+                    exc_info: e.clone(),
+                    loads_status: status,
+                },
+                Err(TestError::Error(e)) => Event::AddError {
+                    test: test.clone(),
+                    exc_info: e.clone(),
+                    loads_status: status,
+                },
+            });
+            let _ = self.recorder.send_raw(|_| Event::StopTest {
+                test,
+                loads_status: status,
+            });
+            return;
+        }
         let second = unix_now();
         self.recorder.record(|s| match &outcome {
             Ok(()) => s.record_hit_success(name, second),

@@ -47,6 +47,9 @@ pub struct RunArgs {
     pub run_id: String,
     /// Worker threads for the virtual users (default: one per available core).
     pub threads: Option<usize>,
+    /// Record and send every event one by one instead of per-second batches (debugging,
+    /// external tools).
+    pub raw_events: bool,
     /// End-of-run observers the broker calls (`webhook`, `email`).
     pub observers: Vec<String>,
     /// Where the `webhook` observer POSTs the summary.
@@ -75,6 +78,7 @@ impl Default for RunArgs {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             run_id: String::new(),
             threads: None,
+            raw_events: false,
             observers: Vec::new(),
             observer_webhook_url: None,
             observer_email_to: None,
