@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks of loads against reference tools, side by side on this machine.
 #
-#   bench/run.sh [throughput|overhead|memory|websockets|steady|startup|all]   (default: all)
+#   bench/run.sh [throughput|overhead|memory|websockets|steady|startup|cluster|all]   (default: all)
 #
 # Every comparison runs the reference tool and loads alternately, ROUNDS times (default 5),
 # and prints medians and the ratio loads / reference. Results are appended to bench/RESULTS.md
@@ -265,6 +265,58 @@ bench_startup() {
   } | report
 }
 
+# Starts a broker (its own database under $WORK) and N agents; sets BROKER_FRONT, BROKER_PID.
+start_cluster() {
+  local n=$1 line
+  "$LOADS" broker --frontend tcp://127.0.0.1:* --backend tcp://127.0.0.1:* --receiver tcp://127.0.0.1:* \
+    --publisher tcp://127.0.0.1:* --db "$WORK/cluster/broker.sqlite" >"$WORK/broker.out" 2>&1 &
+  BROKER_PID=$!; PIDS+=("$BROKER_PID")
+  for _ in $(seq 50); do grep -q listening "$WORK/broker.out" 2>/dev/null && break; sleep 0.1; done
+  line=$(head -n 1 "$WORK/broker.out")
+  BROKER_FRONT=$(echo "$line" | sed -n 's/.*front \(tcp:[^,]*\),.*/\1/p')
+  local back
+  back=$(echo "$line" | sed -n 's/.*back \(tcp:[^,]*\),.*/\1/p')
+  for i in $(seq "$n"); do
+    "$LOADS" agent --broker "$back" --cache-dir "$WORK/cluster/cache$i" --test-dir "$WORK/cluster/work$i" >"$WORK/agent$i.out" 2>&1 &
+    PIDS+=($!)
+  done
+  for _ in $(seq 50); do [ "$(grep -l registered "$WORK"/agent*.out 2>/dev/null | wc -l)" -ge "$n" ] && break; sleep 0.1; done
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+bench_cluster() {
+  say "== broker capacity: 4 agents, raw events then batches, ${SECS}s each"
+  start_cluster 4
+  local t0 t1 out run events rate cpu_raw cpu_batched hits
+  t0=$(cpu_ticks "$BROKER_PID")
+  out=$("$LOADS" run example::get_root --agents 4 -u 10 -d "$SECS" -s "$TARGET_URL" --broker "$BROKER_FRONT" --raw-events)
+  t1=$(cpu_ticks "$BROKER_PID")
+  run=$(echo "$out" | awk '/^Run id:/ {print $3}')
+  hits=$(echo "$out" | awk '/^Hits:/ {print $2}')
+  events=$(python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute('select count(*) from events where run_id=?',(sys.argv[2],)).fetchone()[0])" "$WORK/cluster/broker.sqlite" "$run")
+  local stored_hits
+  stored_hits=$(python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute('select count(*) from events where run_id=? and data like ?',(sys.argv[2],'%\"data_type\":\"stopTest\"%')).fetchone()[0])" "$WORK/cluster/broker.sqlite" "$run")
+  rate=$(awk -v e="$events" -v s="$SECS" 'BEGIN { printf "%.0f", e / s }')
+  cpu_raw=$(awk -v a="$t0" -v b="$t1" -v s="$SECS" 'BEGIN { printf "%.1f", (b - a) / s }')
+  t0=$(cpu_ticks "$BROKER_PID")
+  out=$("$LOADS" run example::get_root --agents 4 -u 10 -d "$SECS" -s "$TARGET_URL" --broker "$BROKER_FRONT")
+  t1=$(cpu_ticks "$BROKER_PID")
+  local bhits
+  bhits=$(echo "$out" | awk '/^Hits:/ {print $2}')
+  cpu_batched=$(awk -v a="$t0" -v b="$t1" -v s="$SECS" 'BEGIN { printf "%.1f", (b - a) / s }')
+  {
+    echo
+    echo "### Broker capacity ($(date -u '+%Y-%m-%d'))"
+    echo
+    machine
+    echo "- broker, 4 agents and the target on this 2-core machine (they share the cores): \`loads run example::get_root --agents 4 -u 10 -d $SECS -s URL [--raw-events]\`"
+    echo
+    echo "Raw events: $events events stored and republished in ${SECS}s = **$rate events/s**, broker CPU $cpu_raw % of a core; hits in the caller's summary $hits, in the database $stored_hits."
+    echo "Batches: $bhits hits in ${SECS}s, broker CPU **$cpu_batched % of a core** for 4 agents ($(awk -v c="$cpu_batched" 'BEGIN { printf "%.2f", c / 4 }') % per agent)."
+  } | report
+}
+
 what=${1:-all}
 install_tools
 build_loads
@@ -277,6 +329,7 @@ case "$what" in
   websockets) bench_websockets ;;
   steady) bench_steady ;;
   startup) bench_startup ;;
-  all) bench_throughput; bench_overhead; bench_memory; bench_websockets; bench_steady; bench_startup ;;
-  *) say "usage: bench/run.sh [throughput|overhead|memory|websockets|steady|startup|all]"; exit 2 ;;
+  cluster) bench_cluster ;;
+  all) bench_throughput; bench_overhead; bench_memory; bench_websockets; bench_steady; bench_startup; bench_cluster ;;
+  *) say "usage: bench/run.sh [throughput|overhead|memory|websockets|steady|startup|cluster|all]"; exit 2 ;;
 esac

@@ -106,6 +106,7 @@ pub fn ping(endpoint: &str) -> Result<PingInfo, TransportError> {
 fn subscribe(ctx: &zmq::Context, publisher: &str) -> Result<zmq::Socket, TransportError> {
     let sub = z("subscriber", ctx.socket(zmq::SUB))?;
     z("linger", sub.set_linger(0))?;
+    z("subscriber queue", sub.set_rcvhwm(100_000))?;
     z(
         &format!("connecting to {publisher}"),
         sub.connect(publisher),
@@ -194,6 +195,8 @@ fn follow(
     let mut stopping = false;
     let mut last_beat = Instant::now();
     let mut last_tick = Instant::now();
+    // Which events (by sequence number) arrived, to fetch the missed ones at the end.
+    let mut seen: Vec<bool> = Vec::new();
     loop {
         if let Some(p) = &presses
             && p.load(Ordering::SeqCst) > handled
@@ -229,20 +232,39 @@ fn follow(
                     continue;
                 }
                 match from_frame::<Publication>(body) {
-                    Ok(Publication::Event { seq, envelope })
-                        if seq > skip
-                            && !matches!(
-                                envelope.event,
-                                Event::StartTestRun | Event::StopTestRun
-                            ) =>
-                    {
-                        result.ingest(envelope.event);
+                    Ok(Publication::Event { seq, envelope }) if seq > skip => {
+                        let i = seq as usize;
+                        if seen.len() <= i {
+                            seen.resize(i + 1, false);
+                        }
+                        if !seen[i] {
+                            seen[i] = true;
+                            if !matches!(envelope.event, Event::StartTestRun | Event::StopTestRun) {
+                                result.ingest(envelope.event);
+                            }
+                        }
                     }
                     Ok(Publication::End {
                         status,
                         lost_agents,
                         errors,
+                        events,
                     }) => {
+                        let received = seen.iter().filter(|s| **s).count() as u64;
+                        if received < events.saturating_sub(skip) {
+                            // The publisher dropped some (a slow subscriber): take them from
+                            // the broker's storage, so that the totals are exact.
+                            let v = client.call(&CallerRequest::GetRun { run_id: run_id.to_owned() }, None)?;
+                            let stored: StoredRun = serde_json::from_value(v["run"].clone())
+                                .map_err(|e| RunError::Cluster(format!("bad stored run: {e}")))?;
+                            for (i, env) in stored.events.into_iter().enumerate() {
+                                let seq = i as u64 + 1;
+                                let missed = seq > skip && !seen.get(seq as usize).copied().unwrap_or(false);
+                                if missed && !matches!(env.event, Event::StartTestRun | Event::StopTestRun) {
+                                    result.ingest(env.event);
+                                }
+                            }
+                        }
                         for a in lost_agents {
                             result.add_run_problem(format!(
                                 "agent {a} was lost during the run (no heartbeat); the results it had sent are included"

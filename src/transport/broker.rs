@@ -112,6 +112,9 @@ pub fn run_broker(
     for s in [&front, &back, &receiver, &publisher] {
         z("linger", s.set_linger(1000))?;
     }
+    // Room for bursts of raw events; a subscriber that still falls behind loses publications
+    // and fetches them from the database at the end (see `Publication::End`).
+    z("publisher queue", publisher.set_sndhwm(100_000))?;
     // Refuse absurd messages by size instead of allocating them.
     z(
         "max message size",
@@ -545,12 +548,16 @@ impl Broker {
         }
         run.seq += 1;
         let seq = run.seq;
-        let text = String::from_utf8_lossy(frame).into_owned();
-        self.pending.push((env.run_id.clone(), text));
-        let run_id = env.run_id.clone();
-        if let Ok(p) = to_frame(&Publication::Event { seq, envelope: env }) {
-            let _ = publisher.send_multipart([run_id.as_bytes(), &p], 0);
-        }
+        // The frame was validated above (it parsed as an envelope): it is stored and
+        // republished as it came, inside a `Publication::Event`, without serialising it again.
+        let mut publication = Vec::with_capacity(frame.len() + 48);
+        publication.extend_from_slice(b"{\"type\":\"event\",\"seq\":");
+        publication.extend_from_slice(seq.to_string().as_bytes());
+        publication.extend_from_slice(b",\"envelope\":");
+        publication.extend_from_slice(frame);
+        publication.push(b'}');
+        let _ = publisher.send_multipart([env.run_id.as_bytes(), &publication], 0);
+        self.pending.push((env.run_id, String::from_utf8_lossy(frame).into_owned()));
     }
 
     /// Drops silent agents and ends the runs whose agents are all done or lost.
@@ -637,6 +644,7 @@ impl Broker {
                     status: run.row.status.clone(),
                     lost_agents: run.row.lost_agents.clone(),
                     errors: run.errors.clone(),
+                    events: run.seq,
                 };
                 if let Ok(p) = to_frame(&end) {
                     let _ = publisher.send_multipart([id.as_bytes(), &p], 0);

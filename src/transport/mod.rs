@@ -316,6 +316,10 @@ pub enum Publication {
         lost_agents: Vec<String>,
         /// Why workers failed, if they did.
         errors: Vec<String>,
+        /// How many events the run had (the last sequence number): a caller that missed some
+        /// (a publisher drops what a slow subscriber cannot take) fetches them from storage.
+        #[serde(default)]
+        events: u64,
     },
     /// The broker is alive.
     Heartbeat {
