@@ -124,6 +124,19 @@ impl Db {
         Ok(rows.filter_map(Result::ok).map(|(r, _)| r).collect())
     }
 
+    /// A run's row, without its events.
+    pub fn get_run_row(&self, run_id: &str) -> Result<Option<RunRow>, TransportError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT run_id, test, agents, started, duration, hits, status, lost, meta FROM runs WHERE run_id = ?1",
+                params![run_id],
+                Self::row_of,
+            )
+            .optional()?
+            .map(|(r, _)| r))
+    }
+
     /// A run with all its events.
     pub fn get_run(&self, run_id: &str) -> Result<Option<StoredRun>, TransportError> {
         let found = self

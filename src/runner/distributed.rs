@@ -111,7 +111,7 @@ fn subscribe(ctx: &zmq::Context, publisher: &str) -> Result<zmq::Socket, Transpo
         &format!("connecting to {publisher}"),
         sub.connect(publisher),
     )?;
-    z("subscribe", sub.set_subscribe(b""))?;
+    z("subscribe", sub.set_subscribe(HEARTBEAT_TOPIC.as_bytes()))?;
     let deadline = Instant::now() + BROKER_SILENCE;
     while Instant::now() < deadline {
         let mut items = [sub.as_poll_item(zmq::POLLIN)];
@@ -191,6 +191,9 @@ fn follow(
     interactive: bool,
 ) -> Result<Followed, RunError> {
     let presses = interactive.then(ctrl_c_counter);
+    z("subscribe", sub.set_subscribe(run_id.as_bytes()))?;
+    let mut broker_pid: Option<u32> = None;
+    let mut last_status = Instant::now();
     let mut handled = 0;
     let mut stopping = false;
     let mut last_beat = Instant::now();
@@ -205,12 +208,11 @@ fn follow(
             if !stopping && ask_stop_or_detach() {
                 stopping = true;
                 eprintln!("Stopping run {run_id}: its workers flush what they have");
-                client.call(
-                    &CallerRequest::Stop {
-                        run_id: run_id.to_owned(),
-                    },
-                    None,
-                )?;
+                let stop = CallerRequest::Stop {
+                    run_id: run_id.to_owned(),
+                };
+                // `unknown_run`: it is ending on its own; its end is on the way.
+                let _ = client.request(&stop, None)?;
                 result.set_interrupted();
             } else if !stopping {
                 return Ok(Followed::Detached(run_id.to_owned()));
@@ -225,6 +227,22 @@ fn follow(
                     continue;
                 };
                 if topic.as_slice() == HEARTBEAT_TOPIC.as_bytes() {
+                    if let Ok(Publication::Heartbeat { pid }) = from_frame::<Publication>(body) {
+                        match broker_pid {
+                            None => broker_pid = Some(pid),
+                            Some(p) if p != pid => {
+                                // Another broker process: the one that had the run is gone.
+                                result.add_run_problem(format!(
+                                    "the broker at {} restarted during the run; the results received so far are shown",
+                                    client.endpoint()
+                                ));
+                                result.set_interrupted();
+                                result.finish();
+                                return Ok(Followed::Ended(Box::new(result)));
+                            }
+                            _ => {}
+                        }
+                    }
                     last_beat = Instant::now();
                     continue;
                 }
@@ -254,13 +272,24 @@ fn follow(
                         if received < events.saturating_sub(skip) {
                             // The publisher dropped some (a slow subscriber): take them from
                             // the broker's storage, so that the totals are exact.
-                            let v = client.call(&CallerRequest::GetRun { run_id: run_id.to_owned() }, None)?;
+                            let v = client.call(
+                                &CallerRequest::GetRun {
+                                    run_id: run_id.to_owned(),
+                                },
+                                None,
+                            )?;
                             let stored: StoredRun = serde_json::from_value(v["run"].clone())
                                 .map_err(|e| RunError::Cluster(format!("bad stored run: {e}")))?;
                             for (i, env) in stored.events.into_iter().enumerate() {
                                 let seq = i as u64 + 1;
-                                let missed = seq > skip && !seen.get(seq as usize).copied().unwrap_or(false);
-                                if missed && !matches!(env.event, Event::StartTestRun | Event::StopTestRun) {
+                                let missed =
+                                    seq > skip && !seen.get(seq as usize).copied().unwrap_or(false);
+                                if missed
+                                    && !matches!(
+                                        env.event,
+                                        Event::StartTestRun | Event::StopTestRun
+                                    )
+                                {
                                     result.ingest(env.event);
                                 }
                             }
@@ -287,6 +316,45 @@ fn follow(
         if last_tick.elapsed() >= Duration::from_millis(200) {
             last_tick = Instant::now();
             result.tick(0);
+        }
+        // The end of the run can be lost like any publication: ask now and then.
+        if last_status.elapsed() >= Duration::from_secs(5) {
+            last_status = Instant::now();
+            if let Ok(Ok(v)) = client.request(&CallerRequest::Runs, None) {
+                let rows: Vec<crate::transport::RunRow> =
+                    serde_json::from_value(v["runs"].clone()).unwrap_or_default();
+                if rows
+                    .iter()
+                    .any(|r| r.run_id == run_id && r.status != "running")
+                {
+                    let v = client.call(
+                        &CallerRequest::GetRun {
+                            run_id: run_id.to_owned(),
+                        },
+                        None,
+                    )?;
+                    let stored: StoredRun = serde_json::from_value(v["run"].clone())
+                        .map_err(|e| RunError::Cluster(format!("bad stored run: {e}")))?;
+                    for (i, env) in stored.events.into_iter().enumerate() {
+                        let seq = i as u64 + 1;
+                        let missed =
+                            seq > skip && !seen.get(seq as usize).copied().unwrap_or(false);
+                        if missed && !matches!(env.event, Event::StartTestRun | Event::StopTestRun)
+                        {
+                            result.ingest(env.event);
+                        }
+                    }
+                    for a in &stored.row.lost_agents {
+                        result.add_run_problem(format!("agent {a} was lost during the run; the results it had sent are included"));
+                    }
+                    if stored.row.status != "finished" {
+                        result.add_run_problem(format!("the run ended as {}", stored.row.status));
+                    }
+                    result.ingest(Event::StopTestRun);
+                    result.finish();
+                    return Ok(Followed::Ended(Box::new(result)));
+                }
+            }
         }
         if last_beat.elapsed() > BROKER_SILENCE {
             result.add_run_problem(format!(

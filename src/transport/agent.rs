@@ -103,7 +103,13 @@ pub fn run_agent(
                             f(&id);
                         }
                     }
-                    ToAgent::Run(job) => {
+                    ToAgent::Reregister => send(&FromAgent::Register {
+                        host: host.clone(),
+                        pid: std::process::id(),
+                    })?,
+                    ToAgent::Run(mut job) => {
+                        // A broker bound to a wildcard address is reached the way we reach it.
+                        job.receiver = super::reachable(&job.receiver, &opts.broker);
                         if job.platform != platform() {
                             send(&FromAgent::WorkerExited {
                                 run_id: job.run_id.clone(),
@@ -171,6 +177,15 @@ pub fn run_agent(
                             use std::io::Write as _;
                             let _ = go.write_all(b"go\n");
                         }
+                    }
+                    ToAgent::Stop { run_id } if pending.iter().any(|j| j.run_id == run_id) => {
+                        // Not started yet (still fetching its files): it never will be.
+                        pending.retain(|j| j.run_id != run_id);
+                        send(&FromAgent::WorkerExited {
+                            run_id,
+                            code: Some(0),
+                            error: None,
+                        })?;
                     }
                     ToAgent::Stop { run_id } => {
                         if let Some(w) = workers.get_mut(&run_id)
@@ -262,7 +277,8 @@ fn store_binary(cache: &Path, sha: &str, bytes: &[u8]) -> Result<PathBuf, String
             "the test binary received does not match its SHA-256 {sha}"
         ));
     }
-    let tmp = path.with_extension("part");
+    // A name of our own: agents on one host may share the cache.
+    let tmp = path.with_extension(format!("{}-{:04x}.part", std::process::id(), rand_u16()));
     std::fs::write(&tmp, bytes)
         .and_then(|_| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)))
         .and_then(|_| std::fs::rename(&tmp, &path))
@@ -293,9 +309,11 @@ fn start(
     {
         return fail(format!("invalid run id {:?}", job.run_id));
     }
+    // The job and the worker's stderr sit beside the test directory, where included files
+    // cannot overwrite them.
     let dir = opts.work_dir.join(&job.run_id);
-    let job_file = dir.join("job.json");
-    let stderr = dir.join("worker.stderr");
+    let job_file = opts.work_dir.join(format!("{}.job.json", job.run_id));
+    let stderr = opts.work_dir.join(format!("{}.stderr", job.run_id));
     let prepared = std::fs::create_dir_all(&dir)
         .and_then(|_| std::fs::write(&job_file, to_frame(job).unwrap_or_default()))
         .and_then(|_| {

@@ -44,8 +44,11 @@ struct Agent {
     busy: Option<String>,
 }
 
-/// How long the broker waits for a worker's last events after its agent reported it gone.
+/// How long the broker waits for a worker's last events after its agent reported it gone
+/// (the agent's report and the worker's events travel on different connections).
 const EXIT_GRACE: Duration = Duration::from_secs(2);
+/// The same, for a worker that exited cleanly: its `stopTestRun` is surely on its way.
+const CLEAN_EXIT_GRACE: Duration = Duration::from_secs(10);
 
 struct ActiveRun {
     row: RunRow,
@@ -53,8 +56,8 @@ struct ActiveRun {
     agents: Vec<String>,
     /// Agents whose worker sent `stopTestRun` (all its events came before it) or that were lost.
     done: HashSet<String>,
-    /// Agents whose worker exited, and when the agent said so.
-    exited: BTreeMap<String, Instant>,
+    /// Agents whose worker exited, when the agent said so, and whether it exited cleanly.
+    exited: BTreeMap<String, (Instant, bool)>,
     errors: Vec<String>,
     started: Instant,
     stats: Stats,
@@ -395,7 +398,19 @@ impl Broker {
                 format!("{wanted} agents requested, {} available", idle.len()),
             );
         }
-        if args.run_id.is_empty() || self.runs.contains_key(&args.run_id) {
+        // The broker names runs: an id from the network is kept only when it is a plain,
+        // unused name (it becomes a topic and a directory name).
+        let plain = |id: &str| {
+            (1..=64).contains(&id.len())
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && id != HEARTBEAT_TOPIC
+        };
+        if !plain(&args.run_id)
+            || self.runs.contains_key(&args.run_id)
+            || self.db.get_run_row(&args.run_id).ok().flatten().is_some()
+        {
             args.run_id = crate::runner::new_run_id();
         }
         let run_id = args.run_id.clone();
@@ -485,9 +500,10 @@ impl Broker {
             FromAgent::Heartbeat { busy } => match self.agents.get_mut(&id) {
                 Some(a) => a.last_seen = Instant::now(),
                 None => {
-                    // A broker restart forgot this agent: ask it to register again.
+                    // A broker restart, or a silence, forgot this agent: ask it to register
+                    // again (runs it still works for are unknown here: they end on their own).
                     let _ = busy;
-                    if let Ok(f) = to_frame(&ToAgent::Welcome) {
+                    if let Ok(f) = to_frame(&ToAgent::Reregister) {
                         let _ = back.send_multipart([id.as_bytes(), &f], 0);
                     }
                 }
@@ -518,13 +534,15 @@ impl Broker {
                     }
                 }
                 if let Some(run) = self.runs.get_mut(&run_id) {
-                    if let Some(e) = error.filter(|_| code != Some(0)) {
+                    if run.stopped {
+                        // Stopped on request: whatever the exit, it is what was asked.
+                    } else if let Some(e) = error.filter(|_| code != Some(0)) {
                         run.errors.push(format!("agent {id}: {e}"));
                     } else if code != Some(0) && !run.done.contains(&id) {
                         run.errors
                             .push(format!("agent {id}: the worker exited with {code:?}"));
                     }
-                    run.exited.insert(id, Instant::now());
+                    run.exited.insert(id, (Instant::now(), code == Some(0)));
                 }
             }
         }
@@ -557,7 +575,8 @@ impl Broker {
         publication.extend_from_slice(frame);
         publication.push(b'}');
         let _ = publisher.send_multipart([env.run_id.as_bytes(), &publication], 0);
-        self.pending.push((env.run_id, String::from_utf8_lossy(frame).into_owned()));
+        self.pending
+            .push((env.run_id, String::from_utf8_lossy(frame).into_owned()));
     }
 
     /// Drops silent agents and ends the runs whose agents are all done or lost.
@@ -589,7 +608,10 @@ impl Broker {
             .iter()
             .filter(|(_, r)| {
                 r.agents.iter().all(|a| {
-                    r.done.contains(a) || r.exited.get(a).is_some_and(|t| t.elapsed() > EXIT_GRACE)
+                    r.done.contains(a)
+                        || r.exited.get(a).is_some_and(|(t, clean)| {
+                            t.elapsed() > if *clean { CLEAN_EXIT_GRACE } else { EXIT_GRACE }
+                        })
                 })
             })
             .map(|(id, _)| id.clone())

@@ -203,6 +203,9 @@ pub struct StoredRun {
 pub enum ToAgent {
     /// Registration accepted.
     Welcome,
+    /// The broker does not know this agent (it restarted, or dropped the agent for silence):
+    /// register again.
+    Reregister,
     /// Run this job.
     Run(Box<Job>),
     /// The binary asked for (bytes in a second frame).
