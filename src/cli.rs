@@ -569,8 +569,36 @@ fn cmd_demo_server(opts: &DemoServerOptions) -> Result<u8, CliError> {
     })
 }
 
-fn never_stop() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
-    std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false))
+/// A flag set by SIGINT or SIGTERM, for the broker's and the agent's loops: they end cleanly
+/// (the agent stops its workers first).
+fn stop_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f = flag.clone();
+    let _ = std::thread::Builder::new()
+        .name("loads-signals".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                let (Ok(mut int), Ok(mut term)) = (
+                    signal(SignalKind::interrupt()),
+                    signal(SignalKind::terminate()),
+                ) else {
+                    return;
+                };
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+                f.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+        });
+    flag
 }
 
 fn cmd_broker(o: &BrokerArgs) -> Result<u8, CliError> {
@@ -583,7 +611,7 @@ fn cmd_broker(o: &BrokerArgs) -> Result<u8, CliError> {
         agent_timeout: o.agent_timeout,
     };
     let db = opts.db.clone();
-    crate::transport::broker::run_broker(opts, never_stop(), |info| {
+    crate::transport::broker::run_broker(opts, stop_on_signals(), |info| {
         println!(
             "loads broker {} listening: front {}, back {}, receiver {}, publisher {}; database {}",
             info.pid,
@@ -616,7 +644,7 @@ fn cmd_agent(o: &AgentArgs) -> Result<u8, CliError> {
         heartbeat: Duration::from_secs(1),
     };
     let broker = opts.broker.clone();
-    crate::transport::agent::run_agent(opts, never_stop(), |id| {
+    crate::transport::agent::run_agent(opts, stop_on_signals(), |id| {
         println!("loads agent {id} registered with {broker}");
         use std::io::Write as _;
         let _ = std::io::stdout().flush();

@@ -731,3 +731,51 @@ fn raw_events_reach_the_caller_and_the_database_one_by_one() {
     );
     assert_eq!(figure(&stdout(&report), "Hits:"), 20, "{}", stdout(&report));
 }
+
+#[test]
+fn an_agent_stopped_with_sigterm_stops_its_workers() {
+    let server = DemoServer::start();
+    let cluster = Cluster::start("sigterm", 1);
+    let out = run_with_limit(
+        &[
+            "run",
+            "example::get_root",
+            "--agents",
+            "1",
+            "-u",
+            "2",
+            "-d",
+            "60",
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+            "--detach",
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let work = cluster.dir.join("work0");
+    let workers = || {
+        let o = std::process::Command::new("pgrep")
+            .args(["-f", &format!("{}.*job.json", work.display())])
+            .output()
+            .expect("pgrep");
+        String::from_utf8_lossy(&o.stdout).lines().count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while workers() == 0 {
+        assert!(Instant::now() < deadline, "the worker never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let agent_pid = cluster.agents[0].child.id();
+    std::process::Command::new("kill")
+        .args(["-s", "TERM", &agent_pid.to_string()])
+        .status()
+        .expect("kill");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while workers() > 0 {
+        assert!(Instant::now() < deadline, "the worker outlived its agent");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -115,7 +115,7 @@ fn subscribe(ctx: &zmq::Context, publisher: &str) -> Result<zmq::Socket, Transpo
     let deadline = Instant::now() + BROKER_SILENCE;
     while Instant::now() < deadline {
         let mut items = [sub.as_poll_item(zmq::POLLIN)];
-        z("poll", zmq::poll(&mut items, 100))?;
+        crate::transport::poll(&mut items, 100)?;
         if items[0].is_readable()
             && let Ok(frames) = sub.recv_multipart(0)
             && frames.first().map(Vec::as_slice) == Some(HEARTBEAT_TOPIC.as_bytes())

@@ -91,7 +91,7 @@ pub fn run_agent(
     let mut last_beat = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         let mut items = [socket.as_poll_item(zmq::POLLIN)];
-        z("poll", zmq::poll(&mut items, 200))?;
+        super::poll(&mut items, 200)?;
         if items[0].is_readable() {
             while let Ok(frames) = socket.recv_multipart(zmq::DONTWAIT) {
                 let Some(msg) = frames.first().and_then(|f| from_frame::<ToAgent>(f).ok()) else {
@@ -250,8 +250,21 @@ pub fn run_agent(
             })?;
         }
     }
+    // Stopping: the workers stop their users and flush (SIGTERM), then are killed.
     for w in workers.values_mut() {
+        w.go = None;
+        let _ = Command::new("kill")
+            .args(["-s", "TERM", &w.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for w in workers.values_mut() {
+        while Instant::now() < deadline && matches!(w.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = w.child.kill();
+        let _ = w.child.wait();
     }
     Ok(())
 }

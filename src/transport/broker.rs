@@ -158,7 +158,7 @@ pub fn run_broker(
             back.as_poll_item(zmq::POLLIN),
             receiver.as_poll_item(zmq::POLLIN),
         ];
-        z("poll", zmq::poll(&mut items, 100))?;
+        super::poll(&mut items, 100)?;
         let (f, a, r) = (
             items[0].is_readable(),
             items[1].is_readable(),

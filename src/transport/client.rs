@@ -69,7 +69,7 @@ impl BrokerClient {
         }
         let mut items = [self.socket.as_poll_item(zmq::POLLIN)];
         let ms = self.timeout.as_millis().min(i64::MAX as u128) as i64;
-        z("poll", zmq::poll(&mut items, ms))?;
+        super::poll(&mut items, ms)?;
         if !items[0].is_readable() {
             return Err(TransportError::NoBroker(self.endpoint.clone()));
         }

@@ -79,6 +79,15 @@ pub(crate) fn z<T>(what: &str, r: Result<T, zmq::Error>) -> Result<T, TransportE
     })
 }
 
+/// `zmq::poll` where a signal (EINTR) is no error: it returns as if nothing were ready, and the
+/// caller's loop looks at its stop flag.
+pub(crate) fn poll(items: &mut [zmq::PollItem<'_>], timeout_ms: i64) -> Result<(), TransportError> {
+    match zmq::poll(items, timeout_ms) {
+        Ok(_) | Err(zmq::Error::EINTR) => Ok(()),
+        Err(e) => z("poll", Err(e)),
+    }
+}
+
 /// A request from a caller to the broker's front socket.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
