@@ -272,27 +272,7 @@ fn follow(
                         if received < events.saturating_sub(skip) {
                             // The publisher dropped some (a slow subscriber): take them from
                             // the broker's storage, so that the totals are exact.
-                            let v = client.call(
-                                &CallerRequest::GetRun {
-                                    run_id: run_id.to_owned(),
-                                },
-                                None,
-                            )?;
-                            let stored: StoredRun = serde_json::from_value(v["run"].clone())
-                                .map_err(|e| RunError::Cluster(format!("bad stored run: {e}")))?;
-                            for (i, env) in stored.events.into_iter().enumerate() {
-                                let seq = i as u64 + 1;
-                                let missed =
-                                    seq > skip && !seen.get(seq as usize).copied().unwrap_or(false);
-                                if missed
-                                    && !matches!(
-                                        env.event,
-                                        Event::StartTestRun | Event::StopTestRun
-                                    )
-                                {
-                                    result.ingest(env.event);
-                                }
-                            }
+                            take_missed(client, run_id, skip, &seen, &mut result)?;
                         }
                         for a in lost_agents {
                             result.add_run_problem(format!(
@@ -327,23 +307,7 @@ fn follow(
                     .iter()
                     .any(|r| r.run_id == run_id && r.status != "running")
                 {
-                    let v = client.call(
-                        &CallerRequest::GetRun {
-                            run_id: run_id.to_owned(),
-                        },
-                        None,
-                    )?;
-                    let stored: StoredRun = serde_json::from_value(v["run"].clone())
-                        .map_err(|e| RunError::Cluster(format!("bad stored run: {e}")))?;
-                    for (i, env) in stored.events.into_iter().enumerate() {
-                        let seq = i as u64 + 1;
-                        let missed =
-                            seq > skip && !seen.get(seq as usize).copied().unwrap_or(false);
-                        if missed && !matches!(env.event, Event::StartTestRun | Event::StopTestRun)
-                        {
-                            result.ingest(env.event);
-                        }
-                    }
+                    let stored = take_missed(client, run_id, skip, &seen, &mut result)?;
                     for a in &stored.row.lost_agents {
                         result.add_run_problem(format!("agent {a} was lost during the run; the results it had sent are included"));
                     }
@@ -369,6 +333,33 @@ fn follow(
     }
 }
 
+/// Fetches the stored run and gives `result` the events numbered above `skip` that are not
+/// `seen` (publications the subscriber missed); returns the stored run.
+fn take_missed(
+    client: &BrokerClient,
+    run_id: &str,
+    skip: u64,
+    seen: &[bool],
+    result: &mut TestResult,
+) -> Result<StoredRun, RunError> {
+    let v = client.call(
+        &CallerRequest::GetRun {
+            run_id: run_id.to_owned(),
+        },
+        None,
+    )?;
+    let mut stored: StoredRun = serde_json::from_value(v["run"].clone())
+        .map_err(|e| RunError::Cluster(format!("bad stored run: {e}")))?;
+    for (i, env) in std::mem::take(&mut stored.events).into_iter().enumerate() {
+        let seq = i as u64 + 1;
+        let missed = seq > skip && !seen.get(seq as usize).copied().unwrap_or(false);
+        if missed && !matches!(env.event, Event::StartTestRun | Event::StopTestRun) {
+            result.ingest(env.event);
+        }
+    }
+    Ok(stored)
+}
+
 /// Connects to the broker and its publisher (subscribed, heartbeat seen).
 fn connect(broker: &str) -> Result<(BrokerClient, zmq::Socket), RunError> {
     let client = BrokerClient::connect(broker, REPLY_TIMEOUT)?;
@@ -379,15 +370,10 @@ fn connect(broker: &str) -> Result<(BrokerClient, zmq::Socket), RunError> {
 }
 
 impl DistributedRunner {
-    /// Sends the run to the broker (and the test binary when the broker lacks it); returns the
-    /// run id.
-    fn submit(&self, client: &BrokerClient) -> Result<String, RunError> {
-        // The job carries this very binary, content-addressed.
-        let exe = std::env::current_exe()
-            .map_err(|e| RunError::Cluster(format!("cannot find this program: {e}")))?;
-        let bytes = std::fs::read(&exe)
-            .map_err(|e| RunError::Cluster(format!("cannot read {}: {e}", exe.display())))?;
-        let sha = sha256_hex(&bytes);
+    /// Makes sure the broker holds the blob `bytes` (sent only when it does not have it yet);
+    /// returns its SHA-256.
+    fn upload(&self, client: &BrokerClient, bytes: &[u8]) -> Result<String, RunError> {
+        let sha = sha256_hex(bytes);
         let present = client.call(
             &CallerRequest::HasBinary {
                 sha256: sha.clone(),
@@ -402,9 +388,21 @@ impl DistributedRunner {
                 &CallerRequest::PutBinary {
                     sha256: sha.clone(),
                 },
-                Some(&bytes),
+                Some(bytes),
             )?;
         }
+        Ok(sha)
+    }
+
+    /// Sends the run to the broker (and the test binary when the broker lacks it); returns the
+    /// run id.
+    fn submit(&self, client: &BrokerClient) -> Result<String, RunError> {
+        // The job carries this very binary, content-addressed.
+        let exe = std::env::current_exe()
+            .map_err(|e| RunError::Cluster(format!("cannot find this program: {e}")))?;
+        let bytes = std::fs::read(&exe)
+            .map_err(|e| RunError::Cluster(format!("cannot read {}: {e}", exe.display())))?;
+        let sha = self.upload(client, &bytes)?;
         drop(bytes);
         let mut files = Vec::new();
         for (dest, path) in &self.files {
@@ -414,27 +412,9 @@ impl DistributedRunner {
                     path.display()
                 ))
             })?;
-            let sha = sha256_hex(&content);
-            let present = client.call(
-                &CallerRequest::HasBinary {
-                    sha256: sha.clone(),
-                },
-                None,
-            )?["present"]
-                .as_bool()
-                .unwrap_or(false);
-            if !present {
-                let slow = BrokerClient::connect(&self.broker, Duration::from_secs(120))?;
-                slow.call(
-                    &CallerRequest::PutBinary {
-                        sha256: sha.clone(),
-                    },
-                    Some(&content),
-                )?;
-            }
             files.push(crate::transport::IncludedFile {
                 path: dest.clone(),
-                sha256: sha,
+                sha256: self.upload(client, &content)?,
             });
         }
         let request = CallerRequest::Run(Box::new(crate::transport::RunRequest {
