@@ -30,8 +30,12 @@
 //!
 //! Modules, following the data flow: [`case`] (what a test sees), [`measure`] (instrumented
 //! HTTP and WebSocket clients), [`result`] (events, statistics, the test result), [`runner`]
-//! (load plan and execution), [`output`] (reports), [`cli`] (the command line), [`demo`] (the
-//! embedded target server), [`functional`] (running tests under `cargo test`).
+//! (load plan and execution: local, distributed, worker), [`output`] (reports), [`transport`]
+//! (the cluster over ZeroMQ: broker, agent, relay), [`db`] (the broker's SQLite storage),
+//! [`observer`] (end-of-run notifiers), [`cli`] (the command line), [`demo`] (the embedded target
+//! server), [`functional`] (running tests under `cargo test`).
+
+#![warn(missing_docs)]
 
 extern crate self as loads;
 

@@ -1,5 +1,6 @@
 //! Procedural macros of `loads`: the `#[loads::suite]` attribute. Use it through the `loads`
 //! crate (`#[loads::suite]`), which documents it.
+#![warn(missing_docs)]
 
 use proc_macro::TokenStream;
 use proc_macro2::Span;
