@@ -4,7 +4,7 @@
 //!
 //! Data flow of a local run: `RunArgs` → [`Plan`] → virtual-user tasks → per-worker
 //! [`Recorder`](crate::result::Recorder) shards → collector thread → `Event::Batch` →
-//! [`TestResult`](crate::result::TestResult) → outputs.
+//! [`TestResult`] → outputs.
 
 pub mod distributed;
 mod local;
