@@ -16,6 +16,8 @@ use crate::transport::{
     from_frame, platform, reachable, sha256_hex, z,
 };
 
+/// How long a worker waits for the go of its run.
+const GO_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long the caller waits for the broker's answers.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The caller gives up on a broker silent for this long.
@@ -588,18 +590,36 @@ pub fn run_worker(job: &Job) -> Result<(), RunError> {
         .handle_ctrl_c(true);
     let relay = Relay::connect(&job.receiver, &job.run_id, &job.agent_id)?;
     // Wait for the go: the broker gives it when every worker of the run is ready, so that they
-    // start together. A closed pipe (the agent stopping us) ends the worker.
-    let mut line = String::new();
-    use std::io::BufRead as _;
-    if std::io::stdin().lock().read_line(&mut line).unwrap_or(0) == 0 || line.trim() != "go" {
-        return Ok(());
+    // start together. A closed pipe (the agent stopping us) or no go in time ends the worker.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        let mut line = String::new();
+        let n = std::io::stdin().lock().read_line(&mut line).unwrap_or(0);
+        let _ = tx.send(n > 0 && line.trim() == "go");
+    });
+    match rx.recv_timeout(GO_TIMEOUT) {
+        Ok(true) => {}
+        Ok(false) => return Ok(()),
+        Err(_) => {
+            return Err(RunError::Cluster(format!(
+                "no go from the broker within {}s",
+                GO_TIMEOUT.as_secs()
+            )));
+        }
     }
-    let (relay, _interrupted) = runner.run_into(relay)?;
+    let (relay, interrupted) = runner.run_into(relay)?;
     if relay.failures() > 0 {
         return Err(RunError::Cluster(format!(
             "{} events could not be sent to the broker",
             relay.failures()
         )));
+    }
+    if interrupted {
+        // Stopped by a signal: the broker counts it as a problem unless it asked for the stop.
+        return Err(RunError::Cluster(
+            "the worker was interrupted (SIGTERM or SIGINT) before the end of its plan".into(),
+        ));
     }
     Ok(())
 }

@@ -42,17 +42,16 @@ struct Worker {
 /// How long a stopped worker may take to flush its results before it is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// The last `n` bytes of a file, as text.
+/// The last `n` bytes of a file, as text (only those are read).
 fn tail(path: &Path, n: usize) -> String {
-    let mut s = String::new();
+    use std::io::{Seek as _, SeekFrom};
+    let mut bytes = Vec::new();
     if let Ok(mut f) = std::fs::File::open(path) {
-        let _ = f.read_to_string(&mut s);
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let _ = f.seek(SeekFrom::Start(len.saturating_sub(n as u64)));
+        let _ = f.take(n as u64).read_to_end(&mut bytes);
     }
-    let start = s.len().saturating_sub(n);
-    let start = (start..s.len())
-        .find(|i| s.is_char_boundary(*i))
-        .unwrap_or(s.len());
-    s[start..].trim().to_owned()
+    String::from_utf8_lossy(&bytes).trim().to_owned()
 }
 
 /// Runs an agent until `stop` is set. `on_ready` gets the agent's id once registered.

@@ -195,6 +195,8 @@ pub fn run_broker(
         if last_save.elapsed() >= Duration::from_secs(1) {
             last_save = Instant::now();
             for run in b.runs.values_mut() {
+                // Only the totals are used here: keep the per-second history small.
+                run.stats.compact_timeline(crate::result::unix_now());
                 run.row.hits = run.stats.totals().hits;
                 let _ = b.db.update_run(&run.row);
             }
