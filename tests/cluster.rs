@@ -104,7 +104,8 @@ impl Cluster {
             "--db",
             db.to_str().expect("utf8"),
             "--agent-timeout",
-            "2s",
+            // Long enough for an agent busy storing a 100 MB debug binary on a loaded machine.
+            "6s",
         ])
     }
 

@@ -153,7 +153,13 @@ pub fn run_agent(
                     ToAgent::Binary { sha256 } => {
                         asked.remove(&sha256);
                         let bytes = frames.get(1).map(Vec::as_slice).unwrap_or_default();
-                        if let Err(e) = store_binary(&opts.cache_dir, &sha256, bytes) {
+                        let stored = store_binary(&opts.cache_dir, &sha256, bytes);
+                        // Storing a large binary takes a while: say we are still here.
+                        send(&FromAgent::Heartbeat {
+                            busy: workers.keys().next().cloned(),
+                        })?;
+                        last_beat = Instant::now();
+                        if let Err(e) = stored {
                             let (failed, rest): (Vec<Job>, Vec<Job>) =
                                 pending.drain(..).partition(|j| {
                                     j.binary_sha256 == sha256
