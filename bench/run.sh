@@ -269,7 +269,7 @@ bench_startup() {
 start_cluster() {
   local n=$1 line
   "$LOADS" broker --frontend tcp://127.0.0.1:* --backend tcp://127.0.0.1:* --receiver tcp://127.0.0.1:* \
-    --publisher tcp://127.0.0.1:* --db "$WORK/cluster/broker.sqlite" >"$WORK/broker.out" 2>&1 &
+    --publisher tcp://127.0.0.1:* --heartbeat tcp://127.0.0.1:* --db "$WORK/cluster/broker.sqlite" >"$WORK/broker.out" 2>&1 &
   BROKER_PID=$!; PIDS+=("$BROKER_PID")
   for _ in $(seq 50); do grep -q listening "$WORK/broker.out" 2>/dev/null && break; sleep 0.1; done
   line=$(head -n 1 "$WORK/broker.out")

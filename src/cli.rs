@@ -142,6 +142,9 @@ struct BrokerArgs {
     /// Publisher, for callers
     #[arg(long, default_value = crate::transport::DEFAULT_PUBLISHER, value_name = "ENDPOINT")]
     publisher: String,
+    /// Heartbeat, for callers
+    #[arg(long, default_value = crate::transport::DEFAULT_HEARTBEAT, value_name = "ENDPOINT")]
+    heartbeat: String,
     /// The SQLite file [default: $XDG_DATA_HOME/loads/broker.sqlite or ~/.local/share/loads/broker.sqlite]
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
@@ -607,18 +610,20 @@ fn cmd_broker(o: &BrokerArgs) -> Result<u8, CliError> {
         backend: o.backend.clone(),
         receiver: o.receiver.clone(),
         publisher: o.publisher.clone(),
+        heartbeat: o.heartbeat.clone(),
         db: o.db.clone().unwrap_or_else(crate::db::default_path),
         agent_timeout: o.agent_timeout,
     };
     let db = opts.db.clone();
     crate::transport::broker::run_broker(opts, stop_on_signals(), |info| {
         println!(
-            "loads broker {} listening: front {}, back {}, receiver {}, publisher {}; database {}",
+            "loads broker {} listening: front {}, back {}, receiver {}, publisher {}, heartbeat {}; database {}",
             info.pid,
             info.frontend,
             info.backend,
             info.receiver,
             info.publisher,
+            info.heartbeat,
             db.display()
         );
         use std::io::Write as _;
@@ -657,8 +662,8 @@ fn cmd_ping(o: &BrokerAddr) -> Result<u8, CliError> {
     let info = crate::runner::distributed::ping(&o.broker).map_err(|e| CliError::Run(e.into()))?;
     println!("Broker pid:   {}", info.pid);
     println!(
-        "Endpoints:    front {}  back {}  receiver {}  publisher {}",
-        info.frontend, info.backend, info.receiver, info.publisher
+        "Endpoints:    front {}  back {}  receiver {}  publisher {}  heartbeat {}",
+        info.frontend, info.backend, info.receiver, info.publisher, info.heartbeat
     );
     println!("Agents:       {}", info.agents.len());
     for a in &info.agents {

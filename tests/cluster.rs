@@ -73,7 +73,7 @@ impl Cluster {
         let dir = std::env::temp_dir().join(format!("loads-cluster-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
-        let broker = Self::broker(&dir, ["tcp://127.0.0.1:*"; 4]);
+        let broker = Self::broker(&dir, ["tcp://127.0.0.1:*"; 5]);
         let front = endpoint(&broker.line, "front");
         let back = endpoint(&broker.line, "back");
         let mut c = Cluster {
@@ -89,7 +89,7 @@ impl Cluster {
         c
     }
 
-    fn broker(dir: &std::path::Path, eps: [&str; 4]) -> Proc {
+    fn broker(dir: &std::path::Path, eps: [&str; 5]) -> Proc {
         let db = dir.join("broker.sqlite");
         Proc::start(&[
             "broker",
@@ -101,6 +101,8 @@ impl Cluster {
             eps[2],
             "--publisher",
             eps[3],
+            "--heartbeat",
+            eps[4],
             "--db",
             db.to_str().expect("utf8"),
             "--agent-timeout",
@@ -324,9 +326,10 @@ fn runs_survive_a_broker_restart() {
         cluster.back.clone(),
         endpoint(&cluster.broker.line, "receiver"),
         endpoint(&cluster.broker.line, "publisher"),
+        endpoint(&cluster.broker.line, "heartbeat"),
     ];
     cluster.broker.kill_group();
-    cluster.broker = Cluster::broker(&cluster.dir, [&eps[0], &eps[1], &eps[2], &eps[3]]);
+    cluster.broker = Cluster::broker(&cluster.dir, [&eps[0], &eps[1], &eps[2], &eps[3], &eps[4]]);
     let runs = run_with_limit(
         &["runs", "--broker", &cluster.front],
         Duration::from_secs(30),

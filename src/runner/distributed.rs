@@ -105,13 +105,22 @@ pub fn ping(endpoint: &str) -> Result<PingInfo, TransportError> {
 
 /// Subscribes to the broker's publisher and waits for its first heartbeat, so that nothing
 /// published afterwards is missed.
-fn subscribe(ctx: &zmq::Context, publisher: &str) -> Result<zmq::Socket, TransportError> {
+fn subscribe(
+    ctx: &zmq::Context,
+    publisher: &str,
+    heartbeat: &str,
+) -> Result<zmq::Socket, TransportError> {
     let sub = z("subscriber", ctx.socket(zmq::SUB))?;
     z("linger", sub.set_linger(0))?;
     z("subscriber queue", sub.set_rcvhwm(100_000))?;
+    // One SUB socket on both of the broker's PUB sockets: runs and heartbeat.
     z(
         &format!("connecting to {publisher}"),
         sub.connect(publisher),
+    )?;
+    z(
+        &format!("connecting to {heartbeat}"),
+        sub.connect(heartbeat),
     )?;
     z("subscribe", sub.set_subscribe(HEARTBEAT_TOPIC.as_bytes()))?;
     let deadline = Instant::now() + BROKER_SILENCE;
@@ -125,7 +134,7 @@ fn subscribe(ctx: &zmq::Context, publisher: &str) -> Result<zmq::Socket, Transpo
             return Ok(sub);
         }
     }
-    Err(TransportError::NoBroker(publisher.to_owned()))
+    Err(TransportError::NoBroker(heartbeat.to_owned()))
 }
 
 /// How following a run ended.
@@ -367,7 +376,11 @@ fn connect(broker: &str) -> Result<(BrokerClient, zmq::Socket), RunError> {
     let client = BrokerClient::connect(broker, REPLY_TIMEOUT)?;
     let info: PingInfo = serde_json::from_value(client.call(&CallerRequest::Ping, None)?)
         .map_err(|e| RunError::Cluster(format!("bad answer to ping: {e}")))?;
-    let sub = subscribe(client.context(), &reachable(&info.publisher, broker))?;
+    let sub = subscribe(
+        client.context(),
+        &reachable(&info.publisher, broker),
+        &reachable(&info.heartbeat, broker),
+    )?;
     Ok((client, sub))
 }
 

@@ -3,7 +3,8 @@
 //!
 //! One thread owns every socket and loops on `zmq::poll`: caller requests come in on the front
 //! ROUTER, agents' registrations, heartbeats and worker reports on the back ROUTER, workers'
-//! events on the receiver PULL; events and run ends go out on the publisher PUB (topic: the run
+//! events on the receiver PULL; the heartbeat goes out on its own PUB; events and run ends go out
+//! on the publisher PUB (topic: the run
 //! id) and to the database (one transaction per loop turn).
 
 use serde_json::{Value, json};
@@ -31,6 +32,8 @@ pub struct BrokerOptions {
     pub receiver: String,
     /// Publisher.
     pub publisher: String,
+    /// Heartbeat (a PUB socket of its own).
+    pub heartbeat: String,
     /// The SQLite file.
     pub db: PathBuf,
     /// Agents silent for this long are dropped (and their runs lose them).
@@ -112,7 +115,8 @@ pub fn run_broker(
     let back = z("back socket", ctx.socket(zmq::ROUTER))?;
     let receiver = z("receiver socket", ctx.socket(zmq::PULL))?;
     let publisher = z("publisher socket", ctx.socket(zmq::PUB))?;
-    for s in [&front, &back, &receiver, &publisher] {
+    let heartbeat = z("heartbeat socket", ctx.socket(zmq::PUB))?;
+    for s in [&front, &back, &receiver, &publisher, &heartbeat] {
         z("linger", s.set_linger(1000))?;
     }
     // Room for bursts of raw events; a subscriber that still falls behind loses publications
@@ -129,6 +133,7 @@ pub fn run_broker(
     bound.insert("backend", bind(&back, &opts.backend)?);
     bound.insert("receiver", bind(&receiver, &opts.receiver)?);
     bound.insert("publisher", bind(&publisher, &opts.publisher)?);
+    bound.insert("heartbeat", bind(&heartbeat, &opts.heartbeat)?);
     let db = Db::open(&opts.db)?;
     let binaries = opts
         .db
@@ -190,7 +195,7 @@ pub fn run_broker(
             let beat = to_frame(&Publication::Heartbeat {
                 pid: std::process::id(),
             })?;
-            let _ = publisher.send_multipart([HEARTBEAT_TOPIC.as_bytes(), &beat], 0);
+            let _ = heartbeat.send_multipart([HEARTBEAT_TOPIC.as_bytes(), &beat], 0);
         }
         if last_save.elapsed() >= Duration::from_secs(1) {
             last_save = Instant::now();
@@ -254,6 +259,7 @@ impl Broker {
             backend: self.bound["backend"].clone(),
             receiver: self.bound["receiver"].clone(),
             publisher: self.bound["publisher"].clone(),
+            heartbeat: self.bound["heartbeat"].clone(),
             agents: self
                 .agents
                 .iter()

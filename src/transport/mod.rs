@@ -9,7 +9,8 @@
 //! | front, `tcp://127.0.0.1:7780` | ROUTER | callers (REQ): ping, run, runs, get a run |
 //! | back, `tcp://127.0.0.1:7781` | ROUTER | agents (DEALER): register, heartbeat, jobs, binaries |
 //! | receiver, `tcp://127.0.0.1:7782` | PULL | workers (PUSH): the events of a run, as [`Envelope`]s |
-//! | publisher, `tcp://127.0.0.1:7783` | PUB | callers (SUB): a run's events and end, the broker's heartbeat |
+//! | publisher, `tcp://127.0.0.1:7783` | PUB | callers (SUB): a run's events and end (topic: the run id) |
+//! | heartbeat, `tcp://127.0.0.1:7784` | PUB | callers (SUB): the broker's pid twice a second |
 //!
 //! libzmq sockets are not thread-safe: each is owned by one thread (the broker's and the
 //! agent's loops, the worker's collector thread, the caller's loop) and never shared.
@@ -33,7 +34,9 @@ pub const DEFAULT_BACKEND: &str = "tcp://127.0.0.1:7781";
 pub const DEFAULT_RECEIVER: &str = "tcp://127.0.0.1:7782";
 /// Default endpoint of the broker's publisher.
 pub const DEFAULT_PUBLISHER: &str = "tcp://127.0.0.1:7783";
-/// Topic of the broker's heartbeat on the publisher.
+/// Default endpoint of the broker's heartbeat.
+pub const DEFAULT_HEARTBEAT: &str = "tcp://127.0.0.1:7784";
+/// Topic of the broker's heartbeat (on its heartbeat socket).
 pub const HEARTBEAT_TOPIC: &str = "heartbeat";
 
 /// Errors of the cluster transport.
@@ -189,6 +192,9 @@ pub struct PingInfo {
     pub receiver: String,
     /// Publisher socket.
     pub publisher: String,
+    /// Heartbeat socket.
+    #[serde(default)]
+    pub heartbeat: String,
     /// Registered agents.
     pub agents: Vec<AgentStatus>,
     /// Active runs.
