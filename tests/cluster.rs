@@ -783,3 +783,52 @@ fn an_agent_stopped_with_sigterm_stops_its_workers() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn ctrl_c_on_a_distributed_run_without_a_terminal_stops_it() {
+    let server = DemoServer::start();
+    let cluster = Cluster::start("ctrlc", 1);
+    let mut caller = loads()
+        .args([
+            "run",
+            "example::get_root",
+            "--agents",
+            "1",
+            "-u",
+            "2",
+            "-d",
+            "60",
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("caller");
+    std::thread::sleep(Duration::from_secs(4));
+    std::process::Command::new("kill")
+        .args(["-s", "INT", &caller.id().to_string()])
+        .status()
+        .expect("kill");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while caller.try_wait().expect("wait").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the caller did not stop after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = caller.wait_with_output().expect("output");
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(130), "{text}{}", stderr(&out));
+    assert!(text.contains("Result:        INTERRUPTED"), "{text}");
+    assert!(figure(&text, "Hits:") > 0, "{text}");
+    let runs = stdout(&run_with_limit(
+        &["runs", "--broker", &cluster.front],
+        Duration::from_secs(30),
+    ));
+    assert!(runs.contains("stopped"), "{runs}");
+}
