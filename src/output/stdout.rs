@@ -57,6 +57,10 @@ impl Observer for StdoutOutput {
 
     fn on_start(&mut self, result: &TestResult) -> Result<(), OutputError> {
         let meta = result.meta();
+        if result.ended().is_some() {
+            // A stored run shown again (`loads report`): nothing is running.
+            return Ok(());
+        }
         let target = meta
             .server_url
             .as_deref()
