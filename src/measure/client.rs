@@ -129,7 +129,6 @@ struct Connection {
     stream: Stream,
     buf: BytesMut,
     out: Vec<u8>,
-    reused: bool,
 }
 
 impl Connection {
@@ -137,17 +136,21 @@ impl Connection {
         self.tls == tls && self.port == port && self.host == host
     }
 
-    /// Reads more bytes; end of stream is an error (`what` says where it happened).
-    async fn read_more(&mut self, what: &str) -> Result<(), ClientError> {
+    /// Reads what the socket has (at least one byte unless the stream ended), growing the
+    /// buffer when it is nearly full; returns how many bytes came.
+    async fn fill(&mut self) -> Result<usize, ClientError> {
         if self.buf.capacity() - self.buf.len() < 512 {
             self.buf.reserve(READ_BUF);
         }
-        let n = self
-            .stream
+        self.stream
             .read_buf(&mut self.buf)
             .await
-            .map_err(ClientError::Io)?;
-        if n == 0 {
+            .map_err(ClientError::Io)
+    }
+
+    /// Reads more bytes; end of stream is an error (`what` says where it happened).
+    async fn read_more(&mut self, what: &str) -> Result<(), ClientError> {
+        if self.fill().await? == 0 {
             return Err(ClientError::Protocol(format!(
                 "the connection closed {what}"
             )));
@@ -412,8 +415,7 @@ impl Client {
         Some(idle.swap_remove(i))
     }
 
-    fn put_idle(&self, mut c: Connection) {
-        c.reused = true;
+    fn put_idle(&self, c: Connection) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < MAX_IDLE {
             idle.push(c);
@@ -534,7 +536,6 @@ async fn connect(tls: bool, host: &str, port: u16) -> Result<Connection, ClientE
         stream,
         buf: BytesMut::with_capacity(READ_BUF),
         out: Vec::with_capacity(256),
-        reused: false,
     })
 }
 
@@ -629,14 +630,7 @@ async fn read_response(
                     "response head larger than {MAX_HEAD} bytes"
                 )));
             }
-            if conn.buf.capacity() - conn.buf.len() < 512 {
-                conn.buf.reserve(READ_BUF);
-            }
-            let n = conn
-                .stream
-                .read_buf(&mut conn.buf)
-                .await
-                .map_err(ClientError::Io)?;
+            let n = conn.fill().await?;
             if n == 0 {
                 return Err(if conn.buf.is_empty() {
                     ClientError::Closed

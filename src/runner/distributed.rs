@@ -453,9 +453,9 @@ impl DistributedRunner {
         self.submit(&client)
     }
 
-    /// Runs and follows the run; Ctrl-C asks whether to stop it or detach. Returns `None` when
-    /// the user detached (the run id is printed).
-    pub fn run(&mut self) -> Result<Option<TestResult>, RunError> {
+    /// Submits the run and follows it with the run's outputs; `interactive`: Ctrl-C asks
+    /// whether to stop or detach.
+    fn submit_and_follow(&self, interactive: bool) -> Result<Followed, RunError> {
         let (client, sub) = connect(&self.broker)?;
         let run_id = self.submit(&client)?;
         let mut result = TestResult::new(RunMeta {
@@ -466,7 +466,13 @@ impl DistributedRunner {
             result.add_observer(crate::output::create(name, self.local.args())?);
         }
         result.start();
-        match follow(&client, &sub, result, &run_id, 0, true)? {
+        follow(&client, &sub, result, &run_id, 0, interactive)
+    }
+
+    /// Runs and follows the run; Ctrl-C asks whether to stop it or detach. Returns `None` when
+    /// the user detached (the run id is printed).
+    pub fn run(&mut self) -> Result<Option<TestResult>, RunError> {
+        match self.submit_and_follow(true)? {
             Followed::Ended(r) => Ok(Some(*r)),
             Followed::Detached(id) => {
                 println!(
@@ -480,17 +486,7 @@ impl DistributedRunner {
 
 impl Runner for DistributedRunner {
     fn execute(&mut self) -> Result<TestResult, RunError> {
-        let (client, sub) = connect(&self.broker)?;
-        let run_id = self.submit(&client)?;
-        let mut result = TestResult::new(RunMeta {
-            run_id: run_id.clone(),
-            ..self.meta()
-        });
-        for name in &self.local.args().outputs {
-            result.add_observer(crate::output::create(name, self.local.args())?);
-        }
-        result.start();
-        match follow(&client, &sub, result, &run_id, 0, false)? {
+        match self.submit_and_follow(false)? {
             Followed::Ended(r) => Ok(*r),
             Followed::Detached(_) => Err(RunError::Cluster("detached".into())),
         }

@@ -384,15 +384,6 @@ pub fn reachable(endpoint: &str, reached: &str) -> String {
     }
 }
 
-/// Whether every endpoint is on loopback (`tcp://127.x`, `tcp://localhost`, `tcp://[::1]`, ipc).
-pub fn is_loopback(endpoint: &str) -> bool {
-    let rest = endpoint.trim_start_matches("tcp://");
-    rest.starts_with("127.")
-        || rest.starts_with("localhost:")
-        || rest.starts_with("[::1]:")
-        || endpoint.starts_with("ipc://")
-}
-
 /// Serialises `value` as one JSON frame.
 pub(crate) fn to_frame<T: Serialize>(value: &T) -> Result<Vec<u8>, TransportError> {
     serde_json::to_vec(value).map_err(|e| TransportError::Message(e.to_string()))
@@ -438,7 +429,6 @@ mod tests {
             reachable("tcp://127.0.0.1:7782", "tcp://x:1"),
             "tcp://127.0.0.1:7782"
         );
-        assert!(is_loopback("tcp://127.0.0.1:1") && !is_loopback("tcp://0.0.0.0:1"));
         assert_eq!(
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
