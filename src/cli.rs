@@ -4,7 +4,8 @@
 //! Arguments (and `--config FILE`, a TOML file whose keys are the long option names) become a
 //! [`RunArgs`]; the command line wins over the file. Exit codes: 0 when every hit succeeded, 1
 //! when any failure or error happened (or an output could not write its report), 2 for usage and
-//! configuration errors, 130 when the run was interrupted with Ctrl-C.
+//! configuration errors, 99 when a `--threshold` failed (whatever the hits did), 130 when the
+//! run was interrupted with Ctrl-C.
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -28,6 +29,8 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 /// Exit code: bad usage or configuration.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code: a threshold failed (or `--abort-on-threshold` stopped the run).
+pub const EXIT_THRESHOLD: u8 = 99;
 /// Exit code: interrupted by Ctrl-C.
 pub const EXIT_INTERRUPTED: u8 = 130;
 
@@ -37,7 +40,8 @@ pub const EXIT_INTERRUPTED: u8 = 130;
     version,
     about = "Load-test HTTP and WebSocket services with tests written like unit tests",
     after_help = "Start with `loads demo`: it runs the bundled suite against the embedded demo server.\n\
-                  Exit codes: 0 every hit succeeded, 1 failures or errors, 2 usage error, 130 interrupted."
+                  Exit codes: 0 every hit succeeded, 1 failures or errors, 2 usage error, 99 a threshold failed,\n\
+                  130 interrupted."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -91,9 +95,8 @@ struct ReportArgs {
     /// The broker's front socket
     #[arg(long, default_value = crate::transport::DEFAULT_FRONTEND, value_name = "ENDPOINT")]
     broker: String,
-    /// Output to use (repeatable) [default: stdout]
-    #[arg(short = 'o', long = "output", value_name = "NAME")]
-    outputs: Vec<String>,
+    #[command(flatten)]
+    out: OutputFlags,
 }
 
 #[derive(Args, Debug)]
@@ -103,9 +106,81 @@ struct AttachArgs {
     /// The broker's front socket
     #[arg(long, default_value = crate::transport::DEFAULT_FRONTEND, value_name = "ENDPOINT")]
     broker: String,
-    /// Output to use (repeatable) [default: stdout]
+    #[command(flatten)]
+    out: OutputFlags,
+}
+
+/// Outputs, their options, thresholds and baseline: shared by `run`, `report` and `attach`.
+#[derive(Args, Debug, Default, Clone)]
+struct OutputFlags {
+    /// Output to use (repeatable): stdout, html, json, junit, csv, file, null [default: stdout]
     #[arg(short = 'o', long = "output", value_name = "NAME")]
     outputs: Vec<String>,
+    /// File of the html output [default: loads-report.html]
+    #[arg(long, value_name = "FILE")]
+    output_html_path: Option<String>,
+    /// File of the json output [default: loads-summary.json]
+    #[arg(long, value_name = "FILE")]
+    output_json_path: Option<String>,
+    /// File of the junit output [default: loads-junit.xml]
+    #[arg(long, value_name = "FILE")]
+    output_junit_path: Option<String>,
+    /// Prefix of the csv output's PREFIX_stats.csv and PREFIX_history.csv [default: loads]
+    #[arg(long, value_name = "PREFIX")]
+    output_csv_path: Option<String>,
+    /// File of the file output (JSON lines) [default: loads-events.jsonl]
+    #[arg(long, value_name = "FILE")]
+    output_file_path: Option<String>,
+    /// Pass/fail criterion on the whole run (repeatable): p95<200ms, errors<1%, failures==0,
+    /// rps>500, "GET /api/items p99<1s"; a failed one makes the exit code 99
+    #[arg(long = "threshold", value_name = "EXPR")]
+    thresholds: Vec<String>,
+    /// Show the changes against an earlier run's JSON summary (written by `--output json`)
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<String>,
+}
+
+impl OutputFlags {
+    /// Run arguments for rendering a stored or followed run with these flags.
+    fn view(&self) -> RunArgs {
+        RunArgs {
+            outputs: if self.outputs.is_empty() {
+                vec!["stdout".to_owned()]
+            } else {
+                self.outputs.clone()
+            },
+            output_options: self.options(&ConfigFile::default()),
+            thresholds: self.thresholds.clone(),
+            baseline: self.baseline.clone(),
+            ..RunArgs::default()
+        }
+    }
+
+    /// The output options, the command line over the config file.
+    fn options(&self, file: &ConfigFile) -> crate::runner::OutputOptions {
+        crate::runner::OutputOptions {
+            html_path: self
+                .output_html_path
+                .clone()
+                .or(file.output_html_path.clone()),
+            json_path: self
+                .output_json_path
+                .clone()
+                .or(file.output_json_path.clone()),
+            junit_path: self
+                .output_junit_path
+                .clone()
+                .or(file.output_junit_path.clone()),
+            csv_path: self
+                .output_csv_path
+                .clone()
+                .or(file.output_csv_path.clone()),
+            file_path: self
+                .output_file_path
+                .clone()
+                .or(file.output_file_path.clone()),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -193,9 +268,11 @@ struct RunOptions {
     /// TOML file with default values for these options (the command line wins)
     #[arg(short = 'c', long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Output to use (repeatable): stdout, null [default: stdout]
-    #[arg(short = 'o', long = "output", value_name = "NAME")]
-    outputs: Vec<String>,
+    #[command(flatten)]
+    out: OutputFlags,
+    /// Stop the run as soon as a threshold can no longer pass (a count or max over its bound)
+    #[arg(long)]
+    abort_on_threshold: bool,
     /// Do not use the stdout output
     #[arg(short = 'q', long)]
     quiet: bool,
@@ -322,6 +399,14 @@ struct ConfigFile {
     observer_email_to: Option<String>,
     observer_email_smtp: Option<String>,
     observer_email_from: Option<String>,
+    output_html_path: Option<String>,
+    output_json_path: Option<String>,
+    output_junit_path: Option<String>,
+    output_csv_path: Option<String>,
+    output_file_path: Option<String>,
+    threshold: Option<OneOrMany>,
+    abort_on_threshold: Option<bool>,
+    baseline: Option<String>,
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -330,7 +415,8 @@ fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
     toml::from_str(&text).map_err(|e| {
         anyhow::anyhow!(
             "invalid config file {}: {}\n(keys are the long options of `loads run`: test, users, hits, \
-             duration, server-url, output, quiet, project-name, request-timeout, threads)",
+             duration, server-url, output, output-html-path, threshold, baseline, quiet, project-name, \
+             request-timeout, threads...; see `loads run --help`)",
             path.display(),
             e.to_string().trim_end()
         )
@@ -339,11 +425,12 @@ fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
 
 /// Merges the command line over the config file into run arguments.
 fn run_args(opts: &RunOptions) -> anyhow::Result<RunArgs> {
-    let file = match &opts.config {
+    let mut file = match &opts.config {
         Some(p) => read_config(p)?,
         None => ConfigFile::default(),
     };
-    let test = opts.test.clone().or(file.test).ok_or_else(|| {
+    let output_options = opts.out.options(&file);
+    let test = opts.test.clone().or(file.test.take()).ok_or_else(|| {
         anyhow::anyhow!("no test given: `loads run SUITE::TEST` (see `loads list`)")
     })?;
     // --hits and --duration exclude each other: one given on the command line overrides both
@@ -357,10 +444,10 @@ fn run_args(opts: &RunOptions) -> anyhow::Result<RunArgs> {
         };
         (file.hits, d)
     };
-    let mut outputs = if !opts.outputs.is_empty() {
-        opts.outputs.clone()
+    let mut outputs = if !opts.out.outputs.is_empty() {
+        opts.out.outputs.clone()
     } else {
-        match file.output {
+        match file.output.take() {
             Some(OneOrMany::One(o)) => vec![o],
             Some(OneOrMany::Many(v)) => v,
             None => vec!["stdout".into()],
@@ -409,7 +496,19 @@ fn run_args(opts: &RunOptions) -> anyhow::Result<RunArgs> {
         observer_email_from: opts
             .observer_email_from
             .clone()
-            .or(file.observer_email_from),
+            .or(file.observer_email_from.clone()),
+        output_options,
+        thresholds: if !opts.out.thresholds.is_empty() {
+            opts.out.thresholds.clone()
+        } else {
+            match file.threshold.take() {
+                Some(OneOrMany::One(t)) => vec![t],
+                Some(OneOrMany::Many(v)) => v,
+                None => Vec::new(),
+            }
+        },
+        abort_on_threshold: opts.abort_on_threshold || file.abort_on_threshold.unwrap_or(false),
+        baseline: opts.out.baseline.clone().or(file.baseline.clone()),
     };
     Ok(args)
 }
@@ -418,6 +517,8 @@ fn run_args(opts: &RunOptions) -> anyhow::Result<RunArgs> {
 pub fn exit_code(result: &TestResult) -> u8 {
     if result.interrupted() {
         EXIT_INTERRUPTED
+    } else if result.aborted().is_some() || !result.thresholds_pass() {
+        EXIT_THRESHOLD
     } else if !result.is_success() || !result.output_errors().is_empty() {
         EXIT_FAILED
     } else {
@@ -732,20 +833,7 @@ fn cmd_runs(o: &BrokerAddr) -> Result<u8, CliError> {
 }
 
 fn cmd_report(o: &ReportArgs) -> Result<u8, CliError> {
-    let v = broker_call(
-        &o.broker,
-        &crate::transport::CallerRequest::GetRun {
-            run_id: o.run_id.clone(),
-        },
-    )?;
-    let run: crate::transport::StoredRun = serde_json::from_value(v["run"].clone())
-        .map_err(|e| CliError::Other(anyhow::anyhow!("bad stored run: {e}")))?;
-    let outputs = if o.outputs.is_empty() {
-        vec!["stdout".to_owned()]
-    } else {
-        o.outputs.clone()
-    };
-    let result = crate::runner::distributed::replay(run, &outputs)?;
+    let result = crate::runner::distributed::report(&o.broker, &o.run_id, &o.out.view())?;
     report_output_errors(&result);
     Ok(exit_code(&result))
 }
@@ -782,12 +870,7 @@ fn cmd_check(o: &CheckArgs) -> Result<u8, CliError> {
 }
 
 fn cmd_attach(o: &AttachArgs) -> Result<u8, CliError> {
-    let outputs = if o.outputs.is_empty() {
-        vec!["stdout".to_owned()]
-    } else {
-        o.outputs.clone()
-    };
-    match crate::runner::distributed::attach(&o.broker, o.run_id.as_deref(), &outputs)? {
+    match crate::runner::distributed::attach(&o.broker, o.run_id.as_deref(), &o.out.view())? {
         Some(result) => {
             report_output_errors(&result);
             Ok(exit_code(&result))

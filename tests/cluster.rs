@@ -832,3 +832,110 @@ fn ctrl_c_on_a_distributed_run_without_a_terminal_stops_it() {
     ));
     assert!(runs.contains("stopped"), "{runs}");
 }
+
+#[test]
+fn merged_percentiles_equal_one_histogram_and_thresholds_judge_the_cluster() {
+    let server = DemoServer::start();
+    let cluster = Cluster::start("merged", 3);
+    let events = cluster.dir.join("events.jsonl");
+    let summary = cluster.dir.join("summary.json");
+    let out = run_with_limit(
+        &[
+            "run",
+            "example::volume",
+            "--agents",
+            "3",
+            "-u",
+            "4",
+            "--hits",
+            "25",
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+            "-o",
+            "stdout",
+            "-o",
+            "file",
+            "-o",
+            "json",
+            "--output-file-path",
+            events.to_str().expect("utf8"),
+            "--output-json-path",
+            summary.to_str().expect("utf8"),
+            "--threshold",
+            "hits==300",
+            "--threshold",
+            "requests<100",
+        ],
+        Duration::from_secs(120),
+    );
+    let text = stdout(&out);
+    // Every hit succeeded, but a threshold on the cluster's merged data failed.
+    assert_eq!(out.status.code(), Some(99), "{text}\n{}", stderr(&out));
+    assert!(text.contains("pass  hits==300"), "{text}");
+    assert!(text.contains("FAIL  requests<100"), "{text}");
+
+    // The batches as the agents sent them, recorded value by value into one histogram.
+    let mut one = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+    let mut batches = 0;
+    let lines = std::fs::read_to_string(&events).expect("events file");
+    for line in lines.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("event line");
+        if v["data_type"] != "batch" || v["requests"]["latency"].is_null() {
+            continue;
+        }
+        batches += 1;
+        let part: loads::result::Latency =
+            serde_json::from_value(v["requests"]["latency"].clone()).expect("histogram");
+        for x in part.0.iter_recorded() {
+            one.record_n(x.value_iterated_to(), x.count_at_value())
+                .expect("record");
+        }
+    }
+    assert!(batches >= 3, "one batch per agent at least: {batches}");
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary")).expect("json");
+    assert_eq!(j["hits"], 300);
+    assert_eq!(j["agents"], 3);
+    assert_eq!(j["requests"].as_u64(), Some(one.len()));
+    let l = &j["latency"];
+    for (name, q) in [
+        ("p50", 0.5),
+        ("p90", 0.9),
+        ("p95", 0.95),
+        ("p99", 0.99),
+        ("p999", 0.999),
+        ("max", 1.0),
+    ] {
+        let want = one.value_at_quantile(q) as f64 / 1000.0;
+        let got = l[name].as_f64().expect(name);
+        assert!(
+            (got - want).abs() < 1e-9,
+            "{name}: merged {got} ms, one histogram {want} ms"
+        );
+    }
+
+    // `loads report` judges the run's stored thresholds again and renders every output.
+    let run_id = run_id_of(&text);
+    let again = cluster.dir.join("again.json");
+    let report = run_with_limit(
+        &[
+            "report",
+            &run_id,
+            "--broker",
+            &cluster.front,
+            "-o",
+            "json",
+            "--output-json-path",
+            again.to_str().expect("utf8"),
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(report.status.code(), Some(99), "{}", stderr(&report));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&again).expect("report json")).expect("json");
+    assert_eq!(r["hits"], 300);
+    assert_eq!(r["latency"], j["latency"]);
+    assert_eq!(r["thresholds"], j["thresholds"]);
+}

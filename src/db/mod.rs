@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 
 use crate::result::{Envelope, RunMeta};
-use crate::transport::{RunRow, StoredRun, TransportError};
+use crate::transport::{RUN_PAGE_BYTES, RUN_PAGE_EVENTS, RunRow, StoredRun, TransportError};
 
 /// The broker's database.
 pub struct Db {
@@ -92,8 +92,8 @@ impl Db {
     pub fn update_run(&self, row: &RunRow) -> Result<(), TransportError> {
         let lost = serde_json::to_string(&row.lost_agents).unwrap_or_else(|_| "[]".into());
         self.conn.execute(
-            "UPDATE runs SET hits = ?2, status = ?3, duration = ?4, lost = ?5 WHERE run_id = ?1",
-            params![row.run_id, row.hits as i64, row.status, row.duration, lost],
+            "UPDATE runs SET hits = ?2, status = ?3, duration = ?4, lost = ?5, started = ?6 WHERE run_id = ?1",
+            params![row.run_id, row.hits as i64, row.status, row.duration, lost, row.started],
         )?;
         Ok(())
     }
@@ -137,8 +137,14 @@ impl Db {
             .map(|(r, _)| r))
     }
 
-    /// A run with all its events.
-    pub fn get_run(&self, run_id: &str) -> Result<Option<StoredRun>, TransportError> {
+    /// A run with one page of its events, those after the cursor `after` (see
+    /// [`CallerRequest::GetRun`](crate::transport::CallerRequest::GetRun)), and the cursor of the
+    /// next page when there is one.
+    pub fn get_run(
+        &self,
+        run_id: &str,
+        after: Option<i64>,
+    ) -> Result<Option<(StoredRun, Option<i64>)>, TransportError> {
         let found = self
             .conn
             .query_row(
@@ -152,15 +158,42 @@ impl Db {
         };
         let meta: RunMeta =
             serde_json::from_str(&meta).map_err(|e| TransportError::Message(e.to_string()))?;
-        let mut stmt = self
-            .conn
-            .prepare("SELECT data FROM events WHERE run_id = ?1 ORDER BY id")?;
-        let events = stmt
-            .query_map(params![run_id], |r| r.get::<_, String>(0))?
-            .filter_map(Result::ok)
-            .filter_map(|d| serde_json::from_str::<Envelope>(&d).ok())
-            .collect();
-        Ok(Some(StoredRun { row, meta, events }))
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, data FROM events WHERE run_id = ?1 AND id > ?2 ORDER BY id",
+        )?;
+        let mut rows = stmt.query(params![run_id, after.unwrap_or(0)])?;
+        let (mut events, mut bytes, mut next) = (Vec::new(), 0usize, None);
+        while let Some(r) = rows.next()? {
+            if events.len() >= RUN_PAGE_EVENTS || (bytes >= RUN_PAGE_BYTES && !events.is_empty()) {
+                break;
+            }
+            let id: i64 = r.get(0)?;
+            let data: String = r.get(1)?;
+            bytes += data.len();
+            next = Some(id);
+            // Stored events were valid when stored; a row that no longer parses is skipped
+            // but still moves the cursor.
+            if let Ok(e) = serde_json::from_str::<Envelope>(&data) {
+                events.push(e);
+            }
+        }
+        // `next` only when another row follows.
+        let more = match next {
+            Some(last) => self
+                .conn
+                .query_row(
+                    "SELECT 1 FROM events WHERE run_id = ?1 AND id > ?2 LIMIT 1",
+                    params![run_id, last],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some(),
+            None => false,
+        };
+        Ok(Some((
+            StoredRun { row, meta, events },
+            if more { next } else { None },
+        )))
     }
 }
 
@@ -202,9 +235,30 @@ mod tests {
             runs[0].status, "interrupted",
             "a run left running by a dead broker"
         );
-        let stored = db.get_run("r1").expect("get").expect("some");
+        let (stored, next) = db.get_run("r1", None).expect("get").expect("some");
         assert_eq!(stored.events.len(), 1);
-        assert!(db.get_run("nope").expect("get").is_none());
+        assert_eq!(next, None);
+        assert!(db.get_run("nope", None).expect("get").is_none());
+        drop(db);
+
+        // Pages: never more than RUN_PAGE_EVENTS, the cursor walks every event once.
+        let mut db = Db::open(&path).expect("reopen");
+        let ev = Envelope {
+            run_id: "r1".into(),
+            agent_id: "a".into(),
+            hostname: "h".into(),
+            event: Event::SocketClose,
+        };
+        let data = serde_json::to_string(&ev).expect("json");
+        let many: Vec<(String, String)> = (0..RUN_PAGE_EVENTS + 5)
+            .map(|_| ("r1".to_owned(), data.clone()))
+            .collect();
+        db.add_events(&many).expect("add");
+        let (first, next) = db.get_run("r1", None).expect("get").expect("some");
+        assert_eq!(first.events.len(), RUN_PAGE_EVENTS);
+        let (second, last) = db.get_run("r1", next).expect("get").expect("some");
+        assert_eq!(second.events.len(), 6);
+        assert_eq!(last, None);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

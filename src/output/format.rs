@@ -33,7 +33,7 @@ pub fn format_bytes(n: u64) -> String {
 
 /// Text from tests or the network, without control characters (but for newlines and tabs), so
 /// that it cannot move the cursor or colour the terminal.
-fn clean(s: &str) -> String {
+pub(crate) fn clean(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_control() && c != '\n' && c != '\t' {
@@ -288,8 +288,58 @@ pub fn render_summary(result: &TestResult) -> String {
             let _ = writeln!(o, "  {}", clean(p));
         }
     }
+    let deltas = result.baseline_deltas();
+    if let Some(b) = result.baseline() {
+        let _ = writeln!(
+            o,
+            "\nAgainst the baseline (run {} of {}, {}):",
+            clean(&b.run_id),
+            clean(&b.test),
+            clean(&b.started)
+        );
+        let rows: Vec<Vec<String>> = deltas
+            .iter()
+            .map(|d| {
+                vec![
+                    d.name.clone(),
+                    format_delta_value(d.current, &d.unit),
+                    format_delta_value(d.baseline, &d.unit),
+                    d.change_text(),
+                    match d.better {
+                        Some(true) => "better".into(),
+                        Some(false) => "worse".into(),
+                        None => "same".into(),
+                    },
+                ]
+            })
+            .collect();
+        o.push_str(&table(&["FIGURE", "NOW", "BASELINE", "CHANGE", ""], &rows));
+    }
+    let verdicts = result.verdicts();
+    if !verdicts.is_empty() {
+        let _ = writeln!(o, "\nThresholds:");
+        let rows: Vec<Vec<String>> = verdicts
+            .iter()
+            .map(|v| {
+                vec![
+                    if v.pass { "pass" } else { "FAIL" }.to_string(),
+                    clean(&v.expression),
+                    v.actual_text.clone(),
+                ]
+            })
+            .collect();
+        o.push_str(&table(&["", "THRESHOLD", "ACTUAL"], &rows));
+    }
+    if let Some(why) = result.aborted() {
+        let _ = writeln!(o, "\nAborted:       {}", clean(why));
+    }
+    let thresholds_failed = verdicts.iter().any(|v| !v.pass);
     let verdict = if result.interrupted() {
         "INTERRUPTED"
+    } else if result.aborted().is_some() {
+        "ABORTED (threshold)"
+    } else if thresholds_failed {
+        "FAILED (thresholds)"
     } else if result.is_success() {
         "OK"
     } else {
@@ -297,10 +347,29 @@ pub fn render_summary(result: &TestResult) -> String {
     };
     let _ = writeln!(
         o,
-        "\nResult:        {verdict} ({} successes, {} failures, {} errors)",
-        totals.successes, totals.failures, totals.errors
+        "\nResult:        {verdict} ({} successes, {} failures, {} errors{})",
+        totals.successes,
+        totals.failures,
+        totals.errors,
+        if verdicts.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} of {} thresholds passed",
+                verdicts.iter().filter(|v| v.pass).count(),
+                verdicts.len()
+            )
+        }
     );
     o
+}
+
+fn format_delta_value(v: f64, unit: &str) -> String {
+    match unit {
+        "ms" => format_micros(v * 1000.0),
+        "/s" => format!("{v:.1}/s"),
+        _ => format!("{v:.0}"),
+    }
 }
 
 #[cfg(test)]

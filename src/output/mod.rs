@@ -1,15 +1,29 @@
 //! Outputs: observers of the [`TestResult`](crate::result::TestResult) that report a run. Each is
-//! chosen by name with `--output NAME`; [`create`] builds one from its name and the run's
-//! arguments. Outputs only read the test result, so they work the same for every runner.
+//! chosen by name with `--output NAME` (repeatable) and takes its options as
+//! `--output-NAME-OPTION` ([`OutputOptions`]); [`create`] builds one from its name and the run's
+//! arguments, and [`build_result`] builds a run's test result with its outputs, thresholds and
+//! baseline. Outputs only read the test result, so they work the same for local, distributed
+//! and stored runs (`loads report`).
+//!
+//! File outputs open their file when they are created, so that a path that cannot be written
+//! is a usage error before the run starts, not a lost report after it.
 
+mod csv;
+mod file;
 mod format;
+mod html;
+mod json;
+mod junit;
 mod stdout;
 
 pub use format::{format_bytes, format_micros, render_summary};
 pub use stdout::StdoutOutput;
 
-use crate::result::Observer;
-use crate::runner::{RunArgs, RunError};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use crate::result::{Observer, OutputError, RunMeta, Summary, TestResult, threshold};
+use crate::runner::{OutputOptions, RunArgs, RunError};
 
 /// The outputs this build knows, with a line of help each.
 pub const OUTPUTS: &[(&str, &str)] = &[
@@ -18,26 +32,122 @@ pub const OUTPUTS: &[(&str, &str)] = &[
         "live progress on the terminal and a summary at the end (the default)",
     ),
     (
+        "html",
+        "a self-contained HTML report with charts (--output-html-path, default loads-report.html)",
+    ),
+    (
+        "json",
+        "the summary as one JSON document, readable by --baseline (--output-json-path, default loads-summary.json)",
+    ),
+    (
+        "junit",
+        "JUnit XML for CI: a test case per test and per threshold (--output-junit-path, default loads-junit.xml)",
+    ),
+    (
+        "csv",
+        "PREFIX_stats.csv (per URL) and PREFIX_history.csv (per second) (--output-csv-path PREFIX, default loads)",
+    ),
+    (
+        "file",
+        "every event as one JSON line, streamed as it happens (--output-file-path, default loads-events.jsonl)",
+    ),
+    (
         "null",
         "nothing: for runs whose results are read another way",
     ),
 ];
 
+/// The usage error for an output name this build does not know.
+pub fn unknown_output(name: &str) -> RunError {
+    RunError::Usage(format!(
+        "unknown output {name:?}; available outputs: {}",
+        OUTPUTS
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
 /// Builds the output called `name` for a run with `args`.
 pub fn create(name: &str, args: &RunArgs) -> Result<Box<dyn Observer>, RunError> {
-    let _ = args;
-    match name {
-        "stdout" => Ok(Box::new(StdoutOutput::new())),
-        "null" => Ok(Box::new(NullOutput)),
-        other => Err(RunError::Usage(format!(
-            "unknown output {other:?}; available outputs: {}",
-            OUTPUTS
-                .iter()
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
+    let o: &OutputOptions = &args.output_options;
+    let path = |given: &Option<String>, default: &str| -> PathBuf {
+        PathBuf::from(given.as_deref().unwrap_or(default))
+    };
+    Ok(match name {
+        "stdout" => Box::new(StdoutOutput::new()),
+        "null" => Box::new(NullOutput),
+        "html" => {
+            let p = path(&o.html_path, "loads-report.html");
+            Box::new(html::HtmlOutput::new(open("html", "html-path", &p)?, p))
+        }
+        "json" => {
+            let p = path(&o.json_path, "loads-summary.json");
+            Box::new(json::JsonOutput::new(open("json", "json-path", &p)?, p))
+        }
+        "junit" => {
+            let p = path(&o.junit_path, "loads-junit.xml");
+            Box::new(junit::JunitOutput::new(open("junit", "junit-path", &p)?, p))
+        }
+        "csv" => {
+            let prefix = o.csv_path.as_deref().unwrap_or("loads");
+            let stats = PathBuf::from(format!("{prefix}_stats.csv"));
+            let history = PathBuf::from(format!("{prefix}_history.csv"));
+            Box::new(csv::CsvOutput::new(
+                open("csv", "csv-path", &stats)?,
+                open("csv", "csv-path", &history)?,
+                (stats, history),
+            ))
+        }
+        "file" => {
+            let p = path(&o.file_path, "loads-events.jsonl");
+            Box::new(file::FileOutput::new(open("file", "file-path", &p)?, p))
+        }
+        other => return Err(unknown_output(other)),
+    })
+}
+
+/// Creates (truncates) an output's file now, so that a bad path stops the run before it starts.
+fn open(output: &str, option: &str, path: &Path) -> Result<File, RunError> {
+    File::create(path).map_err(|e| {
+        RunError::Usage(format!(
+            "output {output}: cannot write {}: {e}; choose another file with --output-{option}",
+            path.display()
+        ))
+    })
+}
+
+/// An output error from an I/O error while writing `path`.
+pub(crate) fn write_error(output: &str, path: &Path, e: impl std::fmt::Display) -> OutputError {
+    OutputError {
+        output: output.into(),
+        message: format!("cannot write {}: {e}", path.display()),
     }
+}
+
+/// Builds the test result of a run described by `meta`, with the outputs, thresholds and
+/// baseline that `args` asks for. Thresholds come from `args`, or else from `meta` (a stored
+/// run's own).
+pub fn build_result(mut meta: RunMeta, args: &RunArgs) -> Result<TestResult, RunError> {
+    if !args.thresholds.is_empty() {
+        meta.thresholds = args.thresholds.clone();
+    }
+    let thresholds =
+        threshold::parse_all(&meta.thresholds).map_err(|e| RunError::Usage(e.to_string()))?;
+    let baseline = match &args.baseline {
+        Some(p) => Some(Summary::read(Path::new(p)).map_err(RunError::Usage)?),
+        None => None,
+    };
+    let mut result = TestResult::new(meta);
+    result.set_thresholds(thresholds, args.abort_on_threshold);
+    if let Some(b) = baseline {
+        result.set_baseline(b);
+    }
+    for name in &args.outputs {
+        result.add_observer(create(name, args)?);
+    }
+    Ok(result)
 }
 
 /// The `null` output: reports nothing.

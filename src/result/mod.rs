@@ -9,11 +9,15 @@
 pub mod event;
 pub mod recorder;
 pub mod stats;
+pub mod summary;
 mod test_result;
+pub mod threshold;
 
 pub use event::{Direction, Envelope, Event, ExcInfo, LoadsStatus};
 pub use recorder::{Recorder, UserRecorder, unix_now, unix_second_at};
 pub use stats::{
     Latency, Problem, ProblemKind, Quantiles, RequestStats, Second, SocketStats, Stats, TestCounts,
 };
+pub use summary::{Delta, LatencySummary, Summary, UrlSummary};
 pub use test_result::{EventSink, Observer, OutputError, RunMeta, TestResult};
+pub use threshold::{Threshold, ThresholdError, Verdict};

@@ -242,7 +242,8 @@ impl RequestStats {
         self.latency.record(micros);
     }
 
-    fn add(&mut self, o: &RequestStats) {
+    /// Adds the counts and latencies of `o`.
+    pub fn add(&mut self, o: &RequestStats) {
         self.count += o.count;
         for (s, n) in &o.statuses {
             if *n > 0 {

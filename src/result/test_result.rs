@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use super::event::Event;
 use super::recorder::unix_now;
 use super::stats::{Stats, TestCounts};
+use super::summary::{Delta, Summary, compare};
+use super::threshold::{Threshold, Verdict};
 
 /// Where a runner sends events: the [`TestResult`] locally, a relay in a worker.
 pub trait EventSink: Send {
@@ -16,6 +18,11 @@ pub trait EventSink: Send {
     /// Called a few times a second by the collector, with or without new events.
     fn tick(&mut self, active_users: u64) {
         let _ = active_users;
+    }
+    /// Whether the run should stop now (`--abort-on-threshold`); the runner checks it after
+    /// each tick.
+    fn should_stop(&self) -> bool {
+        false
     }
 }
 
@@ -72,6 +79,9 @@ pub struct RunMeta {
     pub planned_duration: Option<f64>,
     /// Number of agents (1 for a local run).
     pub agents: u64,
+    /// `--threshold` expressions (stored with the run, so that `loads report` judges them too).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<String>,
 }
 
 /// The collector of a run: aggregates and observers.
@@ -88,6 +98,10 @@ pub struct TestResult {
     observers: Vec<Box<dyn Observer>>,
     output_errors: Vec<OutputError>,
     problems: Vec<String>,
+    thresholds: Vec<Threshold>,
+    abort_on_threshold: bool,
+    aborted: Option<String>,
+    baseline: Option<Summary>,
 }
 
 impl TestResult {
@@ -106,6 +120,72 @@ impl TestResult {
             observers: Vec::new(),
             output_errors: Vec::new(),
             problems: Vec::new(),
+            thresholds: Vec::new(),
+            abort_on_threshold: false,
+            aborted: None,
+            baseline: None,
+        }
+    }
+
+    /// Sets the thresholds judged at the end of the run; with `abort`, the run stops as soon as
+    /// one can no longer pass ([`EventSink::should_stop`]).
+    pub fn set_thresholds(&mut self, thresholds: Vec<Threshold>, abort: bool) {
+        self.thresholds = thresholds;
+        self.abort_on_threshold = abort;
+    }
+
+    /// The thresholds' verdicts on the data so far (final once the run has finished).
+    pub fn verdicts(&self) -> Vec<Verdict> {
+        let secs = self.duration().as_secs_f64();
+        self.thresholds
+            .iter()
+            .map(|t| t.evaluate(&self.stats, secs))
+            .collect()
+    }
+
+    /// Whether every threshold passes (true when there are none).
+    pub fn thresholds_pass(&self) -> bool {
+        self.verdicts().iter().all(|v| v.pass)
+    }
+
+    /// Why `--abort-on-threshold` stopped the run, if it did.
+    pub fn aborted(&self) -> Option<&str> {
+        self.aborted.as_deref()
+    }
+
+    /// Sets an earlier run's summary to compare with (`--baseline`).
+    pub fn set_baseline(&mut self, baseline: Summary) {
+        self.baseline = Some(baseline);
+    }
+
+    /// The earlier run's summary given with `--baseline`.
+    pub fn baseline(&self) -> Option<&Summary> {
+        self.baseline.as_ref()
+    }
+
+    /// This run's main figures against the baseline's (empty without a baseline).
+    pub fn baseline_deltas(&self) -> Vec<Delta> {
+        match &self.baseline {
+            Some(b) => compare(&Summary::of(self), b),
+            None => Vec::new(),
+        }
+    }
+
+    fn check_abort(&mut self) {
+        if !self.abort_on_threshold || self.aborted.is_some() {
+            return;
+        }
+        let planned = self.meta.planned_hits;
+        if let Some(t) = self
+            .thresholds
+            .iter()
+            .find(|t| t.can_no_longer_pass(&self.stats, planned))
+        {
+            let v = t.evaluate(&self.stats, self.duration().as_secs_f64());
+            self.aborted = Some(format!(
+                "threshold {} can no longer pass (now {})",
+                t.expression, v.actual_text
+            ));
         }
     }
 
@@ -278,7 +358,12 @@ impl EventSink for TestResult {
     fn tick(&mut self, active_users: u64) {
         self.active_users = active_users;
         self.stats.compact_timeline(unix_now());
+        self.check_abort();
         self.notify(|o, r| o.on_tick(r));
+    }
+
+    fn should_stop(&self) -> bool {
+        self.aborted.is_some()
     }
 }
 

@@ -211,6 +211,8 @@ fn follow(
     let mut last_tick = Instant::now();
     // Which events (by sequence number) arrived, to fetch the missed ones at the end.
     let mut seen: Vec<bool> = Vec::new();
+    // Whether a worker has started (attaching to a running run: it has).
+    let mut went = skip > 0;
     loop {
         if let Some(p) = &presses
             && p.load(Ordering::SeqCst) > handled
@@ -268,8 +270,17 @@ fn follow(
                         }
                         if !seen[i] {
                             seen[i] = true;
-                            if !matches!(envelope.event, Event::StartTestRun | Event::StopTestRun) {
-                                result.ingest(envelope.event);
+                            match envelope.event {
+                                Event::StartTestRun => {
+                                    // The first worker started: the run is dated from the go,
+                                    // not from its submission (binary transfer, start-up).
+                                    if !went {
+                                        went = true;
+                                        result.set_started(chrono::Utc::now());
+                                    }
+                                }
+                                Event::StopTestRun => {}
+                                event => result.ingest(event),
                             }
                         }
                     }
@@ -293,7 +304,7 @@ fn follow(
                         for e in errors {
                             result.add_run_problem(e);
                         }
-                        if status == "stopped" {
+                        if status == "stopped" && result.aborted().is_none() {
                             result.set_interrupted();
                         }
                         result.ingest(Event::StopTestRun);
@@ -307,6 +318,17 @@ fn follow(
         if last_tick.elapsed() >= Duration::from_millis(200) {
             last_tick = Instant::now();
             result.tick(0);
+            if !stopping && result.should_stop() {
+                stopping = true;
+                eprintln!(
+                    "Stopping run {run_id}: {}",
+                    result.aborted().unwrap_or("a threshold failed")
+                );
+                let stop = CallerRequest::Stop {
+                    run_id: run_id.to_owned(),
+                };
+                let _ = client.request(&stop, None)?;
+            }
         }
         // The end of the run can be lost like any publication: ask now and then.
         if last_status.elapsed() >= Duration::from_secs(5) {
@@ -353,22 +375,64 @@ fn take_missed(
     seen: &[bool],
     result: &mut TestResult,
 ) -> Result<StoredRun, RunError> {
-    let v = client.call(
-        &CallerRequest::GetRun {
-            run_id: run_id.to_owned(),
-        },
-        None,
-    )?;
-    let mut stored: StoredRun = serde_json::from_value(v["run"].clone())
-        .map_err(|e| RunError::Cluster(format!("bad stored run: {e}")))?;
-    for (i, env) in std::mem::take(&mut stored.events).into_iter().enumerate() {
-        let seq = i as u64 + 1;
+    let (first, next) = fetch_page(client, run_id, None)?;
+    let mut header = first.clone();
+    header.events.clear();
+    each_stored_event(client, run_id, first, next, |seq, env| {
         let missed = seq > skip && !seen.get(seq as usize).copied().unwrap_or(false);
         if missed && !matches!(env.event, Event::StartTestRun | Event::StopTestRun) {
             result.ingest(env.event);
         }
+    })?;
+    Ok(header)
+}
+
+/// One page of a stored run (see [`CallerRequest::GetRun`]) and the cursor of the next one.
+fn fetch_page(
+    client: &BrokerClient,
+    run_id: &str,
+    after: Option<i64>,
+) -> Result<(StoredRun, Option<i64>), RunError> {
+    let mut v = match client.request(
+        &CallerRequest::GetRun {
+            run_id: run_id.to_owned(),
+            after,
+        },
+        None,
+    )? {
+        Ok(v) => v,
+        Err(r) if r.code == "unknown_run" => return Err(RunError::Usage(r.message)),
+        Err(r) => return Err(RunError::Cluster(r.message)),
+    };
+    let run: StoredRun = serde_json::from_value(v["run"].take())
+        .map_err(|e| RunError::Cluster(format!("bad stored run: {e}")))?;
+    Ok((run, v["next"].as_i64()))
+}
+
+/// Calls `f(seq, event)` for every stored event of a run (numbered from 1), the events of
+/// `first` and then of the following pages, fetched one at a time: memory stays bounded by a
+/// page whatever the size of the run.
+fn each_stored_event(
+    client: &BrokerClient,
+    run_id: &str,
+    first: StoredRun,
+    mut next: Option<i64>,
+    mut f: impl FnMut(u64, crate::result::Envelope),
+) -> Result<u64, RunError> {
+    let mut seq = 0;
+    for env in first.events {
+        seq += 1;
+        f(seq, env);
     }
-    Ok(stored)
+    while let Some(after) = next {
+        let (page, following) = fetch_page(client, run_id, Some(after))?;
+        for env in page.events {
+            seq += 1;
+            f(seq, env);
+        }
+        next = following;
+    }
+    Ok(seq)
 }
 
 /// Connects to the broker and its publisher (subscribed, heartbeat seen).
@@ -458,13 +522,13 @@ impl DistributedRunner {
     fn submit_and_follow(&self, interactive: bool) -> Result<Followed, RunError> {
         let (client, sub) = connect(&self.broker)?;
         let run_id = self.submit(&client)?;
-        let mut result = TestResult::new(RunMeta {
-            run_id: run_id.clone(),
-            ..self.meta()
-        });
-        for name in &self.local.args().outputs {
-            result.add_observer(crate::output::create(name, self.local.args())?);
-        }
+        let mut result = crate::output::build_result(
+            RunMeta {
+                run_id: run_id.clone(),
+                ..self.meta()
+            },
+            self.local.args(),
+        )?;
         result.start();
         follow(&client, &sub, result, &run_id, 0, interactive)
     }
@@ -498,7 +562,7 @@ impl Runner for DistributedRunner {
 pub fn attach(
     broker: &str,
     run_id: Option<&str>,
-    outputs: &[String],
+    view: &RunArgs,
 ) -> Result<Option<TestResult>, RunError> {
     let (client, sub) = connect(broker)?;
     let run_id = match run_id {
@@ -518,43 +582,26 @@ pub fn attach(
             }
         }
     };
-    let v = match client.request(
-        &CallerRequest::GetRun {
-            run_id: run_id.clone(),
-        },
-        None,
-    )? {
-        Ok(v) => v,
-        Err(r) => return Err(RunError::Usage(r.message)),
-    };
-    let run: StoredRun = serde_json::from_value(v["run"].clone())
-        .map_err(|e| RunError::Cluster(format!("bad stored run: {e}")))?;
+    let (run, next) = fetch_page(&client, &run_id, None)?;
     if run.row.status != "running" {
-        return replay(run, outputs).map(Some);
+        return replay_pages(&client, run, next, view).map(Some);
     }
-    let args = RunArgs {
-        test: run.meta.test.clone(),
-        run_id: run_id.clone(),
-        outputs: outputs.to_vec(),
-        ..RunArgs::default()
-    };
-    let mut result = TestResult::new(RunMeta {
-        run_id: run_id.clone(),
-        ..run.meta.clone()
-    });
-    for name in outputs {
-        result.add_observer(crate::output::create(name, &args)?);
-    }
+    let mut result = crate::output::build_result(
+        RunMeta {
+            run_id: run_id.clone(),
+            ..run.meta.clone()
+        },
+        view,
+    )?;
     result.start();
     if let Ok(started) = chrono::DateTime::parse_from_rfc3339(&run.row.started) {
         result.set_started(started.with_timezone(&chrono::Utc));
     }
-    let skip = run.events.len() as u64;
-    for env in run.events {
+    let skip = each_stored_event(&client, &run_id, run, next, |_, env| {
         if !matches!(env.event, Event::StartTestRun | Event::StopTestRun) {
             result.ingest(env.event);
         }
-    }
+    })?;
     match follow(&client, &sub, result, &run_id, skip, true)? {
         Followed::Ended(r) => Ok(Some(*r)),
         Followed::Detached(id) => {
@@ -633,18 +680,31 @@ pub fn run_worker(job: &Job) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Rebuilds a stored run through a test result with `outputs` (for `loads report`).
-pub fn replay(run: StoredRun, outputs: &[String]) -> Result<TestResult, RunError> {
-    let args = RunArgs {
-        test: run.meta.test.clone(),
-        run_id: run.row.run_id.clone(),
-        outputs: outputs.to_vec(),
-        ..RunArgs::default()
-    };
-    let mut result = TestResult::new(RunMeta {
-        run_id: run.row.run_id.clone(),
-        ..run.meta
-    });
+/// Rebuilds run `run_id` of the broker at `broker` from its storage, through a test result with
+/// the outputs, output options, thresholds and baseline of `view` (`loads report`; the run's own
+/// thresholds when `view` has none). Events are fetched page by page.
+pub fn report(broker: &str, run_id: &str, view: &RunArgs) -> Result<TestResult, RunError> {
+    let client = BrokerClient::connect(broker, REPLY_TIMEOUT)?;
+    let (run, next) = fetch_page(&client, run_id, None)?;
+    replay_pages(&client, run, next, view)
+}
+
+/// Rebuilds a stored run from its first page and the following ones.
+fn replay_pages(
+    client: &BrokerClient,
+    mut run: StoredRun,
+    next: Option<i64>,
+    view: &RunArgs,
+) -> Result<TestResult, RunError> {
+    let first_events = std::mem::take(&mut run.events);
+    let run_id = run.row.run_id.clone();
+    let mut result = crate::output::build_result(
+        RunMeta {
+            run_id: run.row.run_id.clone(),
+            ..run.meta.clone()
+        },
+        view,
+    )?;
     let started = chrono::DateTime::parse_from_rfc3339(&run.row.started)
         .map(|d| d.with_timezone(&chrono::Utc))
         .unwrap_or_else(|_| chrono::Utc::now());
@@ -652,15 +712,16 @@ pub fn replay(run: StoredRun, outputs: &[String]) -> Result<TestResult, RunError
         started,
         Duration::from_secs_f64(run.row.duration.unwrap_or(0.0).max(0.0)),
     );
-    for name in outputs {
-        result.add_observer(crate::output::create(name, &args)?);
-    }
     result.start();
-    for env in run.events {
+    let first = StoredRun {
+        events: first_events,
+        ..run.clone()
+    };
+    each_stored_event(client, &run_id, first, next, |_, env| {
         if !matches!(env.event, Event::StartTestRun | Event::StopTestRun) {
             result.ingest(env.event);
         }
-    }
+    })?;
     for a in &run.row.lost_agents {
         result.add_run_problem(format!(
             "agent {a} was lost during the run; the results it had sent are included"
@@ -727,18 +788,15 @@ pub fn check_cluster(broker: &str, server_url: &str) -> Result<Vec<AgentCheck>, 
         Followed::Ended(r) => r,
         Followed::Detached(_) => return Err(RunError::Cluster("detached".into())),
     };
-    let stored: StoredRun = serde_json::from_value(
-        client.call(&CallerRequest::GetRun { run_id }, None)?["run"].clone(),
-    )
-    .map_err(|e| RunError::Cluster(format!("bad stored run: {e}")))?;
     let mut per_agent: std::collections::BTreeMap<String, crate::result::Stats> =
         Default::default();
-    for env in stored.events {
+    let (first, next) = fetch_page(&client, &run_id, None)?;
+    each_stored_event(&client, &run_id, first, next, |_, env| {
         per_agent
             .entry(env.agent_id.clone())
             .or_default()
             .apply(&env.event, crate::result::unix_now());
-    }
+    })?;
     let checks = per_agent
         .into_iter()
         .map(|(agent, stats)| {

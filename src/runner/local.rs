@@ -147,6 +147,7 @@ impl LocalRunner {
             planned_hits: self.plan.total_hits(),
             planned_duration: self.plan.total_duration().map(|d| d.as_secs_f64()),
             agents: 1,
+            thresholds: self.args.thresholds.clone(),
         }
     }
 
@@ -308,11 +309,7 @@ impl LocalRunner {
     }
 
     fn build_result(&self) -> Result<TestResult, RunError> {
-        let mut result = TestResult::new(self.meta());
-        for name in &self.args.outputs {
-            result.add_observer(crate::output::create(name, &self.args)?);
-        }
-        Ok(result)
+        crate::output::build_result(self.meta(), &self.args)
     }
 }
 
@@ -382,6 +379,11 @@ fn collect<S: EventSink>(
             sink.ingest(Event::Batch(Box::new(batch)));
         }
         sink.tick(users);
+        if sink.should_stop() && !control.stopping.swap(true, Ordering::SeqCst) {
+            // --abort-on-threshold: stop the users as Ctrl-C would, but the run is not
+            // "interrupted": the test result says why it stopped.
+            control.cancel.cancel();
+        }
         if finished {
             break;
         }

@@ -60,6 +60,32 @@ pub struct RunArgs {
     pub observer_email_smtp: Option<String>,
     /// The sender of the `email` observer's mails.
     pub observer_email_from: Option<String>,
+    /// Options of the outputs (`--output-NAME-OPTION`).
+    pub output_options: OutputOptions,
+    /// Pass/fail criteria (`--threshold`), judged on the whole run.
+    pub thresholds: Vec<String>,
+    /// Stop the run as soon as a threshold can no longer pass.
+    pub abort_on_threshold: bool,
+    /// A JSON summary of an earlier run to compare with (`--baseline`), read by the caller.
+    pub baseline: Option<String>,
+}
+
+/// Options of the outputs, `--output-NAME-OPTION` on the command line and `output-NAME-OPTION`
+/// in the config file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OutputOptions {
+    /// `--output-html-path` [default: `loads-report.html`].
+    pub html_path: Option<String>,
+    /// `--output-json-path` [default: `loads-summary.json`].
+    pub json_path: Option<String>,
+    /// `--output-junit-path` [default: `loads-junit.xml`].
+    pub junit_path: Option<String>,
+    /// `--output-csv-path`: the prefix of `PREFIX_stats.csv` and `PREFIX_history.csv`
+    /// [default: `loads`].
+    pub csv_path: Option<String>,
+    /// `--output-file-path` [default: `loads-events.jsonl`].
+    pub file_path: Option<String>,
 }
 
 /// Most worker threads a run may ask for.
@@ -84,6 +110,10 @@ impl Default for RunArgs {
             observer_email_to: None,
             observer_email_smtp: None,
             observer_email_from: None,
+            output_options: OutputOptions::default(),
+            thresholds: Vec::new(),
+            abort_on_threshold: false,
+            baseline: None,
         }
     }
 }
@@ -141,6 +171,13 @@ impl RunArgs {
             }
         }
         crate::observer::check(self).map_err(|e| RunError::Usage(e.to_string()))?;
+        crate::result::threshold::parse_all(&self.thresholds)
+            .map_err(|e| RunError::Usage(e.to_string()))?;
+        for name in &self.outputs {
+            if !crate::output::OUTPUTS.iter().any(|(n, _)| n == name) {
+                return Err(crate::output::unknown_output(name));
+            }
+        }
         let plan = Plan {
             users: self.users.clone(),
             stop,

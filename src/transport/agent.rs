@@ -12,10 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{
-    FromAgent, Job, ToAgent, TransportError, from_frame, hostname, platform, sha256_hex, to_frame,
-    z,
-};
+use super::{FromAgent, Job, ToAgent, TransportError, from_frame, hostname, platform, to_frame, z};
 
 /// How an agent is set up.
 #[derive(Debug, Clone)]
@@ -87,6 +84,7 @@ pub fn run_agent(
     // Jobs waiting for blobs (the test binary, included files) and the blobs asked for.
     let mut pending: Vec<Job> = Vec::new();
     let mut asked: std::collections::HashSet<String> = Default::default();
+    let mut downloads = Downloads::default();
     let mut last_beat = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         let mut items = [socket.as_poll_item(zmq::POLLIN)];
@@ -145,15 +143,41 @@ pub fn run_agent(
                             if !present && asked.insert(sha.to_owned()) {
                                 send(&FromAgent::NeedBinary {
                                     sha256: sha.to_owned(),
+                                    offset: 0,
                                 })?;
                             }
                         }
                         pending.push(*job);
                     }
-                    ToAgent::Binary { sha256 } => {
-                        asked.remove(&sha256);
+                    ToAgent::Binary {
+                        sha256,
+                        offset,
+                        total,
+                    } => {
                         let bytes = frames.get(1).map(Vec::as_slice).unwrap_or_default();
-                        let stored = store_binary(&opts.cache_dir, &sha256, bytes);
+                        let stored =
+                            match downloads.receive(&opts.cache_dir, &sha256, offset, total, bytes)
+                            {
+                                Ok(Chunk::More(next)) => {
+                                    send(&FromAgent::NeedBinary {
+                                        sha256,
+                                        offset: next,
+                                    })?;
+                                    continue;
+                                }
+                                Ok(Chunk::Stale) => continue,
+                                Ok(Chunk::Done(p)) => {
+                                    prune_cache(&opts.cache_dir, KEEP_BLOBS, |sha| {
+                                        pending.iter().any(|j| {
+                                            j.binary_sha256 == sha
+                                                || j.files.iter().any(|f| f.sha256 == sha)
+                                        })
+                                    });
+                                    Ok(p)
+                                }
+                                Err(e) => Err(e),
+                            };
+                        asked.remove(&sha256);
                         // Storing a large binary takes a while: say we are still here.
                         send(&FromAgent::Heartbeat {
                             busy: workers.keys().next().cloned(),
@@ -287,21 +311,158 @@ fn binary_path(cache: &Path, sha: &str) -> Option<PathBuf> {
     (sha.len() == 64 && sha.bytes().all(|c| c.is_ascii_hexdigit())).then(|| cache.join(sha))
 }
 
-/// Verifies and caches a binary received from the broker.
-fn store_binary(cache: &Path, sha: &str, bytes: &[u8]) -> Result<PathBuf, String> {
-    let path = binary_path(cache, sha).ok_or("invalid binary hash")?;
-    if sha256_hex(bytes) != sha {
-        return Err(format!(
-            "the test binary received does not match its SHA-256 {sha}"
-        ));
+/// Test directories (with their job file and worker stderr) an agent keeps for inspection.
+pub const KEEP_RUNS: usize = 20;
+/// Binaries and included files an agent keeps in its cache (the most recently used).
+pub const KEEP_BLOBS: usize = 20;
+
+/// Modification time of `p`, or the epoch.
+fn mtime(p: &Path) -> std::time::SystemTime {
+    std::fs::metadata(p)
+        .and_then(|m| m.modified())
+        .unwrap_or(std::time::UNIX_EPOCH)
+}
+
+/// Removes the test directories of all but the `keep` most recent runs in `work_dir` (and their
+/// `RUN.job.json` and `RUN.stderr`), never those of runs for which `busy` is true.
+fn prune_runs(work_dir: &Path, keep: usize, busy: impl Fn(&str) -> bool) {
+    let Ok(entries) = std::fs::read_dir(work_dir) else {
+        return;
+    };
+    let mut runs: Vec<(std::time::SystemTime, String)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|id| !busy(id))
+        .map(|id| (mtime(&work_dir.join(&id)), id))
+        .collect();
+    runs.sort_by(|a, b| b.cmp(a));
+    for (_, id) in runs.into_iter().skip(keep) {
+        let _ = std::fs::remove_dir_all(work_dir.join(&id));
+        let _ = std::fs::remove_file(work_dir.join(format!("{id}.job.json")));
+        let _ = std::fs::remove_file(work_dir.join(format!("{id}.stderr")));
     }
-    // A name of our own: agents on one host may share the cache.
-    let tmp = path.with_extension(format!("{}-{:04x}.part", std::process::id(), rand_u16()));
-    std::fs::write(&tmp, bytes)
-        .and_then(|_| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)))
-        .and_then(|_| std::fs::rename(&tmp, &path))
-        .map_err(|e| format!("cannot cache the test binary: {e}"))?;
-    Ok(path)
+}
+
+/// Removes all but the `keep` most recently used blobs of the cache, never those for which
+/// `needed` is true, and part files left by downloads that died more than an hour ago.
+fn prune_cache(cache: &Path, keep: usize, needed: impl Fn(&str) -> bool) {
+    let Ok(entries) = std::fs::read_dir(cache) else {
+        return;
+    };
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let mut blobs = Vec::new();
+    for e in entries.filter_map(Result::ok) {
+        let Ok(name) = e.file_name().into_string() else {
+            continue;
+        };
+        let path = e.path();
+        if name.ends_with(".part") {
+            if mtime(&path) < hour_ago {
+                let _ = std::fs::remove_file(&path);
+            }
+        } else if binary_path(cache, &name).is_some() && !needed(&name) {
+            blobs.push((mtime(&path), path));
+        }
+    }
+    blobs.sort_by(|a, b| b.cmp(a));
+    for (_, p) in blobs.into_iter().skip(keep) {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// A binary being received chunk by chunk: written to a part file and hashed as it comes.
+struct Download {
+    file: std::fs::File,
+    tmp: PathBuf,
+    hasher: sha2::Sha256,
+    received: u64,
+}
+
+/// What a received chunk leads to.
+enum Chunk {
+    /// Ask for the bytes from this offset on.
+    More(u64),
+    /// Complete, verified and cached here.
+    Done(PathBuf),
+    /// A chunk of a download this agent is not at (a duplicate answer): ignored.
+    Stale,
+}
+
+/// The binaries being received, by SHA-256.
+#[derive(Default)]
+struct Downloads(BTreeMap<String, Download>);
+
+impl Downloads {
+    /// Takes the chunk of `sha` at `offset` (of `total` bytes): appends it, and once complete
+    /// verifies the SHA-256 and moves the file into the cache.
+    fn receive(
+        &mut self,
+        cache: &Path,
+        sha: &str,
+        offset: u64,
+        total: u64,
+        bytes: &[u8],
+    ) -> Result<Chunk, String> {
+        use sha2::Digest as _;
+        use std::io::Write as _;
+        let path = binary_path(cache, sha).ok_or("invalid binary hash")?;
+        if offset == 0 && !self.0.contains_key(sha) {
+            // A name of our own: agents on one host may share the cache.
+            let tmp =
+                path.with_extension(format!("{}-{:04x}.part", std::process::id(), rand_u16()));
+            let file = std::fs::File::create(&tmp)
+                .map_err(|e| format!("cannot cache the test binary: {e}"))?;
+            self.0.insert(
+                sha.to_owned(),
+                Download {
+                    file,
+                    tmp,
+                    hasher: sha2::Sha256::new(),
+                    received: 0,
+                },
+            );
+        }
+        let Some(d) = self.0.get_mut(sha).filter(|d| d.received == offset) else {
+            return Ok(Chunk::Stale);
+        };
+        let grown = d.received + bytes.len() as u64;
+        if grown > total || (bytes.is_empty() && grown < total) {
+            let d = self.0.remove(sha).ok_or("download vanished")?;
+            let _ = std::fs::remove_file(&d.tmp);
+            return Err(format!(
+                "the test binary {sha} came in chunks that do not add up to its size {total}"
+            ));
+        }
+        if let Err(e) = d.file.write_all(bytes) {
+            let d = self.0.remove(sha).ok_or("download vanished")?;
+            let _ = std::fs::remove_file(&d.tmp);
+            return Err(format!("cannot cache the test binary: {e}"));
+        }
+        d.hasher.update(bytes);
+        d.received = grown;
+        if grown < total {
+            return Ok(Chunk::More(grown));
+        }
+        let d = self.0.remove(sha).ok_or("download vanished")?;
+        let digest: String = d
+            .hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if digest != sha {
+            let _ = std::fs::remove_file(&d.tmp);
+            return Err(format!(
+                "the test binary received does not match its SHA-256 {sha}"
+            ));
+        }
+        drop(d.file);
+        std::fs::set_permissions(&d.tmp, std::fs::Permissions::from_mode(0o755))
+            .and_then(|_| std::fs::rename(&d.tmp, &path))
+            .map_err(|e| format!("cannot cache the test binary: {e}"))?;
+        Ok(Chunk::Done(path))
+    }
 }
 
 fn start(
@@ -327,6 +488,13 @@ fn start(
     {
         return fail(format!("invalid run id {:?}", job.run_id));
     }
+    // Old runs' test directories go, but for the most recent ones (and the running ones).
+    prune_runs(&opts.work_dir, KEEP_RUNS, |id| workers.contains_key(id));
+    // The binary was just used: the cache keeps the most recently used ones.
+    let _ = std::fs::File::options()
+        .append(true)
+        .open(binary)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now()));
     // The job and the worker's stderr sit beside the test directory, where included files
     // cannot overwrite them.
     let dir = opts.work_dir.join(&job.run_id);
@@ -382,5 +550,107 @@ fn start(
             })
         }
         Err(e) => fail(format!("cannot start the worker {}: {e}", binary.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("loads-agent-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("dir");
+        d
+    }
+
+    #[test]
+    fn binaries_arrive_in_chunks_and_are_verified() {
+        let cache = tmp("chunks");
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let sha = crate::transport::sha256_hex(&data);
+        let total = data.len() as u64;
+        let mut d = Downloads::default();
+        let mut offset = 0u64;
+        let path = loop {
+            let end = (offset as usize + 3000).min(data.len());
+            match d
+                .receive(&cache, &sha, offset, total, &data[offset as usize..end])
+                .expect("chunk")
+            {
+                Chunk::More(next) => {
+                    // A duplicate of the chunk just taken is ignored.
+                    assert!(matches!(
+                        d.receive(&cache, &sha, offset, total, &data[offset as usize..end]),
+                        Ok(Chunk::Stale)
+                    ));
+                    offset = next;
+                }
+                Chunk::Done(p) => break p,
+                Chunk::Stale => panic!("stale"),
+            }
+        };
+        assert_eq!(std::fs::read(&path).expect("cached"), data);
+
+        // Bytes that do not hash to the announced SHA-256 are refused and not cached.
+        let other = "0".repeat(64);
+        let e = match d.receive(&cache, &other, 0, 4, b"abcd") {
+            Err(e) => e,
+            Ok(_) => panic!("accepted a wrong hash"),
+        };
+        assert!(e.contains("does not match"), "{e}");
+        assert!(!cache.join(&other).exists());
+        let _ = std::fs::remove_dir_all(&cache);
+    }
+
+    #[test]
+    fn old_runs_and_blobs_are_pruned_but_not_busy_or_needed_ones() {
+        let work = tmp("prune");
+        for i in 0..5 {
+            std::fs::create_dir_all(work.join(format!("run{i}"))).expect("dir");
+            std::fs::write(work.join(format!("run{i}.stderr")), "").expect("file");
+            let when = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000 + i);
+            let f = std::fs::File::open(work.join(format!("run{i}"))).expect("open");
+            f.set_modified(when).expect("mtime");
+        }
+        prune_runs(&work, 2, |id| id == "run0");
+        let mut left: Vec<String> = std::fs::read_dir(&work)
+            .expect("read")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            vec![
+                "run0",
+                "run0.stderr",
+                "run3",
+                "run3.stderr",
+                "run4",
+                "run4.stderr"
+            ]
+        );
+
+        let cache = tmp("prune-cache");
+        for i in 0..4u64 {
+            let sha = format!("{i:064x}");
+            std::fs::write(cache.join(&sha), "x").expect("blob");
+            std::fs::File::options()
+                .append(true)
+                .open(cache.join(&sha))
+                .and_then(|f| {
+                    f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_000_000 + i))
+                })
+                .expect("mtime");
+        }
+        prune_cache(&cache, 1, |sha| sha == format!("{:064x}", 0));
+        let mut left: Vec<String> = std::fs::read_dir(&cache)
+            .expect("read")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec![format!("{:064x}", 0), format!("{:064x}", 3)]);
+        let _ = std::fs::remove_dir_all(&work);
+        let _ = std::fs::remove_dir_all(&cache);
     }
 }

@@ -85,6 +85,20 @@ struct Broker {
     rejected: u64,
 }
 
+/// Reads the chunk of the file at `path` that starts at `offset`, and the file's size.
+fn read_chunk(path: &std::path::Path, offset: u64) -> std::io::Result<(Vec<u8>, u64)> {
+    use std::io::{Read as _, Seek as _};
+    let mut f = std::fs::File::open(path)?;
+    let total = f.metadata()?.len();
+    if offset > total {
+        return Err(std::io::Error::other("offset past the end"));
+    }
+    f.seek(std::io::SeekFrom::Start(offset))?;
+    let mut buf = Vec::with_capacity(super::BINARY_CHUNK.min((total - offset) as usize));
+    f.take(super::BINARY_CHUNK as u64).read_to_end(&mut buf)?;
+    Ok((buf, total))
+}
+
 fn ok(mut v: Value) -> Value {
     v["ok"] = json!(true);
     v
@@ -243,6 +257,10 @@ impl Broker {
             return;
         }
         run.going = true;
+        // The run starts now, not when it was submitted: fetching the binary and starting the
+        // workers is not part of its duration.
+        run.started = Instant::now();
+        run.row.started = chrono::Utc::now().to_rfc3339();
         if let Ok(f) = to_frame(&ToAgent::Go {
             run_id: run_id.to_owned(),
         }) {
@@ -352,8 +370,8 @@ impl Broker {
                 }
                 ok(json!({ "stopped": ids }))
             }
-            CallerRequest::GetRun { run_id } => match self.db.get_run(&run_id) {
-                Ok(Some(run)) => ok(json!({ "run": run })),
+            CallerRequest::GetRun { run_id, after } => match self.db.get_run(&run_id, after) {
+                Ok(Some((run, next))) => ok(json!({ "run": run, "next": next })),
                 Ok(None) => refuse(
                     "unknown_run",
                     format!("no run {run_id:?} (`loads runs` lists them)"),
@@ -516,11 +534,17 @@ impl Broker {
                     }
                 }
             },
-            FromAgent::NeedBinary { sha256 } => {
-                let bytes = self
+            FromAgent::NeedBinary { sha256, offset } => {
+                let chunk = self
                     .binary_path(&sha256)
-                    .and_then(|p| std::fs::read(p).ok());
-                if let (Some(bytes), Ok(f)) = (bytes, to_frame(&ToAgent::Binary { sha256 })) {
+                    .and_then(|p| read_chunk(&p, offset).ok());
+                if let Some((bytes, total)) = chunk
+                    && let Ok(f) = to_frame(&ToAgent::Binary {
+                        sha256,
+                        offset,
+                        total,
+                    })
+                {
                     let _ = back.send_multipart([id.as_bytes(), &f, &bytes], 0);
                 }
             }

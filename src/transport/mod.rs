@@ -111,10 +111,16 @@ pub enum CallerRequest {
     Run(Box<RunRequest>),
     /// Active and past runs.
     Runs,
-    /// Everything stored about a run.
+    /// A run's metadata and one page of its stored events: those after `after` (a cursor from
+    /// the previous page's `next`; none for the first page), at most [`RUN_PAGE_EVENTS`] events
+    /// or [`RUN_PAGE_BYTES`] of them. The answer's `next` is the cursor of the following page,
+    /// `null` after the last one, so that a run of millions of events is never loaded whole.
     GetRun {
         /// The run.
         run_id: String,
+        /// Cursor of the page to get (the previous answer's `next`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<i64>,
     },
     /// Stops a run: its workers are told to stop (graceful period, then killed).
     Stop {
@@ -212,6 +218,16 @@ pub struct StoredRun {
     pub events: Vec<Envelope>,
 }
 
+/// Size of the chunks in which agents fetch binaries and files from the broker: a large debug
+/// binary never travels (nor sits in a queue) as one message.
+pub const BINARY_CHUNK: usize = 4 * 1024 * 1024;
+
+/// Most events in one page of [`CallerRequest::GetRun`].
+pub const RUN_PAGE_EVENTS: usize = 20_000;
+/// Most bytes of stored events in one page of [`CallerRequest::GetRun`] (a page has at least one
+/// event).
+pub const RUN_PAGE_BYTES: usize = 8 * 1024 * 1024;
+
 /// A message from the broker to an agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
@@ -223,10 +239,17 @@ pub enum ToAgent {
     Reregister,
     /// Run this job.
     Run(Box<Job>),
-    /// The binary asked for (bytes in a second frame).
+    /// A chunk of the binary asked for: bytes `offset..offset + len` of `total`, the bytes in a
+    /// second frame (at most [`BINARY_CHUNK`]).
     Binary {
         /// SHA-256, hex.
         sha256: String,
+        /// Where the chunk starts.
+        #[serde(default)]
+        offset: u64,
+        /// Size of the whole binary.
+        #[serde(default)]
+        total: u64,
     },
     /// Every worker of this run is ready: start.
     Go {
@@ -256,10 +279,13 @@ pub enum FromAgent {
         /// The run it is busy with.
         busy: Option<String>,
     },
-    /// Send me this binary.
+    /// Send me the chunk of this binary that starts at `offset`.
     NeedBinary {
         /// SHA-256, hex.
         sha256: String,
+        /// The first byte wanted (the bytes received so far).
+        #[serde(default)]
+        offset: u64,
     },
     /// The worker of a run is started and waits for the go.
     WorkerReady {

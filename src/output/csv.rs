@@ -1,0 +1,167 @@
+//! The `csv` output, like Locust's `--csv`: `PREFIX_stats.csv` with a row per URL and method
+//! plus an `Aggregated` row (request times in milliseconds, percentiles from the merged HDR
+//! histograms), and `PREFIX_history.csv` with a row per second of the run. Written when the
+//! run ends.
+
+use std::fs::File;
+use std::path::PathBuf;
+
+use super::write_error;
+use crate::result::{Observer, OutputError, RequestStats, Summary, TestResult};
+
+/// Percentile columns of the stats file.
+const PERCENTILES: [(f64, &str); 11] = [
+    (0.50, "50%"),
+    (0.66, "66%"),
+    (0.75, "75%"),
+    (0.80, "80%"),
+    (0.90, "90%"),
+    (0.95, "95%"),
+    (0.98, "98%"),
+    (0.99, "99%"),
+    (0.999, "99.9%"),
+    (0.9999, "99.99%"),
+    (1.0, "100%"),
+];
+
+/// Writes the two CSV files.
+pub struct CsvOutput {
+    files: Option<(File, File)>,
+    paths: (PathBuf, PathBuf),
+}
+
+impl CsvOutput {
+    /// An output writing the stats to `stats` and the history to `history` (opened at `paths`).
+    pub fn new(stats: File, history: File, paths: (PathBuf, PathBuf)) -> Self {
+        CsvOutput {
+            files: Some((stats, history)),
+            paths,
+        }
+    }
+}
+
+fn ms(us: f64) -> String {
+    format!("{:.3}", us / 1000.0)
+}
+
+fn stats_row(kind: &str, name: &str, r: &RequestStats, secs: f64) -> Vec<String> {
+    let failures: u64 = r
+        .statuses
+        .iter()
+        .filter(|(s, _)| **s == 0 || **s >= 400)
+        .map(|(_, n)| n)
+        .sum();
+    let per_s = |n: u64| {
+        if secs > 0.0 {
+            format!("{:.3}", n as f64 / secs)
+        } else {
+            "0".into()
+        }
+    };
+    let l = &r.latency;
+    let empty = l.is_empty();
+    let q = |v: f64| if empty { "0".into() } else { ms(v) };
+    let mut row = vec![
+        kind.to_owned(),
+        name.to_owned(),
+        r.count.to_string(),
+        failures.to_string(),
+        q(l.quantile(0.5) as f64),
+        q(l.mean()),
+        q(l.0.min() as f64),
+        q(l.max() as f64),
+        per_s(r.count),
+        per_s(failures),
+    ];
+    for (p, _) in PERCENTILES {
+        row.push(q(l.quantile(p) as f64));
+    }
+    row
+}
+
+fn write_csv(
+    file: File,
+    header: &[&str],
+    rows: impl IntoIterator<Item = Vec<String>>,
+) -> Result<(), csv::Error> {
+    let mut w = csv::Writer::from_writer(file);
+    w.write_record(header)?;
+    for r in rows {
+        w.write_record(&r)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+impl Observer for CsvOutput {
+    fn name(&self) -> &str {
+        "csv"
+    }
+
+    fn on_finish(&mut self, result: &TestResult) -> Result<(), OutputError> {
+        let Some((stats_file, history_file)) = self.files.take() else {
+            return Ok(());
+        };
+        let stats = result.stats();
+        let secs = result.duration().as_secs_f64();
+        let mut header = vec![
+            "Type",
+            "Name",
+            "Request Count",
+            "Failure Count",
+            "Median Response Time",
+            "Average Response Time",
+            "Min Response Time",
+            "Max Response Time",
+            "Requests/s",
+            "Failures/s",
+        ];
+        header.extend(PERCENTILES.iter().map(|(_, n)| *n));
+        let mut rows = Vec::new();
+        for (url, methods) in &stats.urls {
+            for (method, r) in methods {
+                rows.push(stats_row(method, url, r, secs));
+            }
+        }
+        rows.push(stats_row("", "Aggregated", &stats.requests, secs));
+        write_csv(stats_file, &header, rows).map_err(|e| write_error("csv", &self.paths.0, e))?;
+
+        let summary = Summary::of(result);
+        let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
+        let rows = summary.timeline.iter().map(|s| {
+            vec![
+                s.time.to_string(),
+                s.users.to_string(),
+                s.hits.to_string(),
+                s.successes.to_string(),
+                s.failures.to_string(),
+                s.errors.to_string(),
+                s.requests.to_string(),
+                s.socket_messages.to_string(),
+                opt(s.p50),
+                opt(s.p95),
+                opt(s.p99),
+                opt(s.mean),
+            ]
+        });
+        write_csv(
+            history_file,
+            &[
+                "Timestamp",
+                "User Count",
+                "Hits/s",
+                "Successes/s",
+                "Failures/s",
+                "Errors/s",
+                "Requests/s",
+                "WebSocket Messages/s",
+                "50%",
+                "95%",
+                "99%",
+                "Average Response Time",
+            ],
+            rows,
+        )
+        .map_err(|e| write_error("csv", &self.paths.1, e))
+    }
+}

@@ -1,0 +1,440 @@
+//! The run summary as one documented, stable JSON document ([`Summary`]): what the `json` output
+//! writes, what `--baseline` reads back, and what the HTML report and the webhook observer show.
+//! Built from a finished (or running) [`TestResult`]; request times are in milliseconds.
+//! The fields are described in `docs/outputs.md`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use super::stats::{Latency, Problem, RequestStats, SocketStats, TestCounts};
+use super::test_result::TestResult;
+use super::threshold::Verdict;
+
+/// Version of the summary format; bumped when a field changes meaning.
+pub const SUMMARY_FORMAT: u32 = 1;
+
+/// Request-time figures in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LatencySummary {
+    /// Number of requests measured.
+    pub count: u64,
+    /// Mean (ms).
+    pub mean: f64,
+    /// Shortest (ms).
+    pub min: f64,
+    /// Median (ms).
+    pub p50: f64,
+    /// 90th percentile (ms).
+    pub p90: f64,
+    /// 95th percentile (ms).
+    pub p95: f64,
+    /// 99th percentile (ms).
+    pub p99: f64,
+    /// 99.9th percentile (ms).
+    pub p999: f64,
+    /// Longest (ms).
+    pub max: f64,
+}
+
+impl LatencySummary {
+    /// The figures of a histogram (recorded in microseconds).
+    pub fn of(l: &Latency) -> Self {
+        if l.is_empty() {
+            return LatencySummary::default();
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        LatencySummary {
+            count: l.len(),
+            mean: l.mean() / 1000.0,
+            min: ms(l.0.min()),
+            p50: ms(l.quantile(0.50)),
+            p90: ms(l.quantile(0.90)),
+            p95: ms(l.quantile(0.95)),
+            p99: ms(l.quantile(0.99)),
+            p999: ms(l.quantile(0.999)),
+            max: ms(l.max()),
+        }
+    }
+}
+
+/// Statistics of one URL and method.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UrlSummary {
+    /// HTTP method.
+    pub method: String,
+    /// The URL.
+    pub url: String,
+    /// Requests made.
+    pub requests: u64,
+    /// Requests per second over the run.
+    pub rps: f64,
+    /// Requests without a response (status 0) or with a status of 400 or more.
+    pub http_errors: u64,
+    /// Responses by status code (`"0"`: no response).
+    pub statuses: BTreeMap<String, u64>,
+    /// Request times (ms).
+    pub latency: LatencySummary,
+}
+
+/// One second of the run's history.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecondSummary {
+    /// Unix time of the second.
+    pub time: i64,
+    /// Hits that ended in this second.
+    pub hits: u64,
+    /// Of which successes.
+    pub successes: u64,
+    /// Of which failures.
+    pub failures: u64,
+    /// Of which errors.
+    pub errors: u64,
+    /// Requests that ended in this second.
+    pub requests: u64,
+    /// WebSocket messages sent and received in this second.
+    pub socket_messages: u64,
+    /// Active virtual users (all agents).
+    pub users: u64,
+    /// Median request time (ms), when requests ended in this second.
+    pub p50: Option<f64>,
+    /// 95th percentile (ms).
+    pub p95: Option<f64>,
+    /// 99th percentile (ms).
+    pub p99: Option<f64>,
+    /// Mean (ms).
+    pub mean: Option<f64>,
+}
+
+/// The summary of a run. Field names are stable (see [`SUMMARY_FORMAT`]).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Summary {
+    /// [`SUMMARY_FORMAT`].
+    pub format: u32,
+    /// The run's id.
+    pub run_id: String,
+    /// The test (`suite::test`).
+    pub test: String,
+    /// `--project-name`.
+    pub project_name: Option<String>,
+    /// `--server-url`.
+    pub server_url: Option<String>,
+    /// The load plan, human-readable.
+    pub plan: String,
+    /// Agents (1 for a local run).
+    pub agents: u64,
+    /// Start time, RFC 3339.
+    pub started: String,
+    /// End time, RFC 3339 (absent while running).
+    pub ended: Option<String>,
+    /// Duration in seconds.
+    pub duration: f64,
+    /// Stopped before the end of its plan (Ctrl-C, `loads stop`).
+    pub interrupted: bool,
+    /// Why `--abort-on-threshold` stopped the run, if it did.
+    pub aborted: Option<String>,
+    /// Hits: test runs that ended.
+    pub hits: u64,
+    /// Hits that succeeded.
+    pub successes: u64,
+    /// Hits that failed an assertion.
+    pub failures: u64,
+    /// Hits that ended with an error.
+    pub errors: u64,
+    /// Hits per second.
+    pub hits_per_second: f64,
+    /// HTTP requests.
+    pub requests: u64,
+    /// Requests per second.
+    pub rps: f64,
+    /// Request times of all requests (ms).
+    pub latency: LatencySummary,
+    /// Responses by status code, all URLs together.
+    pub statuses: BTreeMap<String, u64>,
+    /// Per URL and method.
+    pub urls: Vec<UrlSummary>,
+    /// Per test (`suite::test`): started, hits, successes, failures, errors.
+    pub tests: BTreeMap<String, TestCounts>,
+    /// Custom counters (`incr_counter`).
+    pub counters: BTreeMap<String, u64>,
+    /// WebSocket figures.
+    pub sockets: SocketStats,
+    /// Distinct failures and errors with counts (at most 100; see `problems_dropped`).
+    pub problems: Vec<Problem>,
+    /// Failures and errors beyond the 100 distinct ones kept.
+    pub problems_dropped: u64,
+    /// Problems of the run itself (a lost agent...).
+    pub run_problems: Vec<String>,
+    /// `--threshold` verdicts.
+    pub thresholds: Vec<Verdict>,
+    /// Per-second history.
+    pub timeline: Vec<SecondSummary>,
+    /// Every hit succeeded, no run problem, every threshold passed.
+    pub success: bool,
+}
+
+fn statuses(r: &RequestStats) -> BTreeMap<String, u64> {
+    r.statuses
+        .iter()
+        .map(|(s, n)| (s.to_string(), *n))
+        .collect()
+}
+
+fn per_second(n: u64, secs: f64) -> f64 {
+    if secs > 0.0 { n as f64 / secs } else { 0.0 }
+}
+
+impl Summary {
+    /// The summary of `result` as it is now.
+    pub fn of(result: &TestResult) -> Summary {
+        let meta = result.meta();
+        let stats = result.stats();
+        let totals = stats.totals();
+        let secs = result.duration().as_secs_f64();
+        let mut urls = Vec::new();
+        for (url, methods) in &stats.urls {
+            for (method, r) in methods {
+                urls.push(UrlSummary {
+                    method: method.clone(),
+                    url: url.clone(),
+                    requests: r.count,
+                    rps: per_second(r.count, secs),
+                    http_errors: r
+                        .statuses
+                        .iter()
+                        .filter(|(s, _)| **s == 0 || **s >= 400)
+                        .map(|(_, n)| n)
+                        .sum(),
+                    statuses: statuses(r),
+                    latency: LatencySummary::of(&r.latency),
+                });
+            }
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        let timeline = stats
+            .timeline
+            .iter()
+            .map(|(t, s)| {
+                let q = s.quantiles();
+                SecondSummary {
+                    time: *t,
+                    hits: s.hits,
+                    successes: s.successes,
+                    failures: s.failures,
+                    errors: s.errors,
+                    requests: s.requests,
+                    socket_messages: s.socket_messages,
+                    users: s.users,
+                    p50: q.map(|q| ms(q.p50)),
+                    p95: q.map(|q| ms(q.p95)),
+                    p99: q.map(|q| ms(q.p99)),
+                    mean: q.map(|q| q.mean / 1000.0),
+                }
+            })
+            .collect();
+        let thresholds = result.verdicts();
+        Summary {
+            format: SUMMARY_FORMAT,
+            run_id: meta.run_id.clone(),
+            test: meta.test.clone(),
+            project_name: meta.project_name.clone(),
+            server_url: meta.server_url.clone(),
+            plan: meta.plan.clone(),
+            agents: meta.agents,
+            started: result.started().to_rfc3339(),
+            ended: result.ended().map(|e| e.to_rfc3339()),
+            duration: secs,
+            interrupted: result.interrupted(),
+            aborted: result.aborted().map(str::to_owned),
+            hits: totals.hits,
+            successes: totals.successes,
+            failures: totals.failures,
+            errors: totals.errors,
+            hits_per_second: per_second(totals.hits, secs),
+            requests: stats.requests.count,
+            rps: per_second(stats.requests.count, secs),
+            latency: LatencySummary::of(&stats.requests.latency),
+            statuses: statuses(&stats.requests),
+            urls,
+            tests: stats.tests.clone(),
+            counters: stats.counters.clone(),
+            sockets: stats.sockets,
+            problems: stats.problems.clone(),
+            problems_dropped: stats.problems_dropped,
+            run_problems: result.run_problems().to_vec(),
+            timeline,
+            success: result.is_success() && thresholds.iter().all(|v| v.pass),
+            thresholds,
+        }
+    }
+
+    /// Reads a summary written by the `json` output (for `--baseline`).
+    pub fn read(path: &std::path::Path) -> Result<Summary, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the baseline {}: {e}", path.display()))?;
+        let s: Summary = serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "the baseline {} is not a loads JSON summary (write one with `--output json`): {e}",
+                path.display()
+            )
+        })?;
+        if s.format == 0 || s.format > SUMMARY_FORMAT {
+            return Err(format!(
+                "the baseline {} has summary format {} but this loads reads format {SUMMARY_FORMAT}: write it again with `--output json`",
+                path.display(),
+                s.format
+            ));
+        }
+        Ok(s)
+    }
+}
+
+/// One figure compared with a baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delta {
+    /// What is compared (`rps`, `p95`...).
+    pub name: String,
+    /// This run's value.
+    pub current: f64,
+    /// The baseline's value.
+    pub baseline: f64,
+    /// Relative change in percent (`None` when the baseline is 0).
+    pub change_percent: Option<f64>,
+    /// Whether the change is an improvement (higher rps, lower times and errors); `None` when
+    /// unchanged.
+    pub better: Option<bool>,
+    /// Unit of the values: `ms`, `/s` or empty.
+    pub unit: String,
+}
+
+/// This run's main figures against `baseline`'s.
+pub fn compare(current: &Summary, baseline: &Summary) -> Vec<Delta> {
+    let fields: [(&str, f64, f64, bool, &str); 9] = [
+        ("rps", current.rps, baseline.rps, true, "/s"),
+        (
+            "hits/s",
+            current.hits_per_second,
+            baseline.hits_per_second,
+            true,
+            "/s",
+        ),
+        (
+            "mean",
+            current.latency.mean,
+            baseline.latency.mean,
+            false,
+            "ms",
+        ),
+        (
+            "p50",
+            current.latency.p50,
+            baseline.latency.p50,
+            false,
+            "ms",
+        ),
+        (
+            "p95",
+            current.latency.p95,
+            baseline.latency.p95,
+            false,
+            "ms",
+        ),
+        (
+            "p99",
+            current.latency.p99,
+            baseline.latency.p99,
+            false,
+            "ms",
+        ),
+        (
+            "max",
+            current.latency.max,
+            baseline.latency.max,
+            false,
+            "ms",
+        ),
+        (
+            "failures",
+            current.failures as f64,
+            baseline.failures as f64,
+            false,
+            "",
+        ),
+        (
+            "errors",
+            current.errors as f64,
+            baseline.errors as f64,
+            false,
+            "",
+        ),
+    ];
+    fields
+        .into_iter()
+        .map(|(name, cur, base, higher_is_better, unit)| {
+            let change_percent = (base != 0.0).then(|| (cur - base) * 100.0 / base);
+            let better = if (cur - base).abs() < 1e-12 {
+                None
+            } else {
+                Some((cur > base) == higher_is_better)
+            };
+            Delta {
+                name: name.into(),
+                current: cur,
+                baseline: base,
+                change_percent,
+                better,
+                unit: unit.into(),
+            }
+        })
+        .collect()
+}
+
+impl Delta {
+    /// `+5.2%`, `-3.0%`, `±0%` or `(was 0)`.
+    pub fn change_text(&self) -> String {
+        match (self.change_percent, self.better) {
+            (_, None) => "±0%".into(),
+            (Some(p), _) => format!("{p:+.1}%"),
+            (None, _) => format!("{:+}", self.current - self.baseline),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::result::{Event, EventSink, RunMeta, Stats};
+
+    #[test]
+    fn summary_round_trips_and_compares() {
+        let mut r = TestResult::new(RunMeta {
+            test: "s::t".into(),
+            ..RunMeta::default()
+        });
+        let mut s = Stats::default();
+        s.record_request("GET", "http://127.0.0.1:1/a", 200, 2_000, 0);
+        s.record_request("GET", "http://127.0.0.1:1/a", 503, 4_000, 0);
+        s.record_start("s::t");
+        s.record_success("s::t", 0);
+        r.start();
+        r.ingest(Event::Batch(Box::new(s)));
+        r.finish();
+        let sum = Summary::of(&r);
+        assert_eq!(sum.requests, 2);
+        assert_eq!(sum.urls[0].http_errors, 1);
+        assert_eq!(sum.statuses["503"], 1);
+        assert!((sum.latency.p50 - 2.0).abs() < 0.01);
+        let text = serde_json::to_string(&sum).expect("json");
+        let back: Summary = serde_json::from_str(&text).expect("parse");
+        assert_eq!(back, sum);
+        let mut base = sum.clone();
+        base.latency.p95 = sum.latency.p95 * 2.0;
+        let d = compare(&sum, &base);
+        let p95 = d.iter().find(|d| d.name == "p95").expect("p95");
+        assert_eq!(p95.better, Some(true));
+        assert_eq!(p95.change_text(), "-50.0%");
+    }
+}
