@@ -168,12 +168,13 @@ bench_throughput() {
 }
 
 bench_overhead() {
-  say "== recording overhead: outputs off (-o null) vs on (stdout) ($ROUNDS rounds)"
+  say "== recording overhead: outputs off (-o null) vs on (stdout + html + file) ($ROUNDS rounds)"
   local off=() on=()
   for i in $(seq "$ROUNDS"); do
     read -r r c _ < <(measure "off$i" env LOADS_LOG=info "$LOADS" run example::get_root -u "$USERS" -d "$SECS" -s "$TARGET_URL" -o null)
     off+=("$(efficiency "$r" "$c")")
-    read -r r c _ < <(measure "on$i" "$LOADS" run example::get_root -u "$USERS" -d "$SECS" -s "$TARGET_URL" -o stdout)
+    read -r r c _ < <(measure "on$i" "$LOADS" run example::get_root -u "$USERS" -d "$SECS" -s "$TARGET_URL" \
+      -o stdout -o html -o file --output-html-path "$WORK/report$i.html" --output-file-path "$WORK/events$i.jsonl")
     on+=("$(efficiency "$r" "$c")")
     say "round $i: off ${off[-1]} req/CPU-s, on ${on[-1]} req/CPU-s"
   done
@@ -184,9 +185,9 @@ bench_overhead() {
     echo "### Recording overhead ($(date -u '+%Y-%m-%d'))"
     echo
     machine
-    echo "- \`LOADS_LOG=info loads run example::get_root -u $USERS -d $SECS -s URL -o null\` (figures from the log line) vs \`-o stdout\` (the html and file outputs do not exist yet)"
+    echo "- \`LOADS_LOG=info loads run example::get_root -u $USERS -d $SECS -s URL -o null\` (figures from the log line) vs \`-o stdout -o html -o file\`"
     echo
-    echo "Median req per CPU-second: outputs off $a, stdout on $b; on / off = **$(ratio "$b" "$a")** (drop $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.1f", 100 * (a - b) / a }') %)."
+    echo "Median req per CPU-second: outputs off $a, stdout + html + file on $b; on / off = **$(ratio "$b" "$a")** (drop $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.1f", 100 * (a - b) / a }') %)."
   } | report
 }
 
@@ -268,7 +269,8 @@ bench_startup() {
 # Starts a broker (its own database under $WORK) and N agents; sets BROKER_FRONT, BROKER_PID.
 start_cluster() {
   local n=$1 line
-  "$LOADS" broker --frontend tcp://127.0.0.1:* --backend tcp://127.0.0.1:* --receiver tcp://127.0.0.1:* \
+  # The broker on a core of its own (core 0), the agents, their workers and the caller on core 1.
+  taskset -c 0 "$LOADS" broker --frontend tcp://127.0.0.1:* --backend tcp://127.0.0.1:* --receiver tcp://127.0.0.1:* \
     --publisher tcp://127.0.0.1:* --heartbeat tcp://127.0.0.1:* --db "$WORK/cluster/broker.sqlite" >"$WORK/broker.out" 2>&1 &
   BROKER_PID=$!; PIDS+=("$BROKER_PID")
   for _ in $(seq 50); do grep -q listening "$WORK/broker.out" 2>/dev/null && break; sleep 0.1; done
@@ -277,7 +279,7 @@ start_cluster() {
   local back
   back=$(echo "$line" | sed -n 's/.*back \(tcp:[^,]*\),.*/\1/p')
   for i in $(seq "$n"); do
-    "$LOADS" agent --broker "$back" --cache-dir "$WORK/cluster/cache$i" --test-dir "$WORK/cluster/work$i" >"$WORK/agent$i.out" 2>&1 &
+    taskset -c 1 "$LOADS" agent --broker "$back" --cache-dir "$WORK/cluster/cache$i" --test-dir "$WORK/cluster/work$i" >"$WORK/agent$i.out" 2>&1 &
     PIDS+=($!)
   done
   for _ in $(seq 50); do [ "$(grep -l registered "$WORK"/agent*.out 2>/dev/null | wc -l)" -ge "$n" ] && break; sleep 0.1; done
@@ -287,10 +289,12 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 bench_cluster() {
   say "== broker capacity: 4 agents, raw events then batches, ${SECS}s each"
+  # The raw run's test makes no request (example::counters: 10 counters per hit, 14 events), so
+  # nginx on core 0 is idle and the broker has that core to itself.
   start_cluster 4
   local t0 t1 out run events rate cpu_raw cpu_batched hits
   t0=$(cpu_ticks "$BROKER_PID")
-  out=$("$LOADS" run example::get_root --agents 4 -u 10 -d "$SECS" -s "$TARGET_URL" --broker "$BROKER_FRONT" --raw-events)
+  out=$(taskset -c 1 "$LOADS" run example::counters --agents 4 -u 4 --threads 1 -d "$SECS" --broker "$BROKER_FRONT" --raw-events)
   t1=$(cpu_ticks "$BROKER_PID")
   run=$(echo "$out" | awk '/^Run id:/ {print $3}')
   hits=$(echo "$out" | awk '/^Hits:/ {print $2}')
@@ -300,7 +304,7 @@ bench_cluster() {
   rate=$(awk -v e="$events" -v s="$SECS" 'BEGIN { printf "%.0f", e / s }')
   cpu_raw=$(awk -v a="$t0" -v b="$t1" -v s="$SECS" 'BEGIN { printf "%.1f", (b - a) / s }')
   t0=$(cpu_ticks "$BROKER_PID")
-  out=$("$LOADS" run example::get_root --agents 4 -u 10 -d "$SECS" -s "$TARGET_URL" --broker "$BROKER_FRONT")
+  out=$(taskset -c 1 "$LOADS" run example::get_root --agents 4 -u 10 -d "$SECS" -s "$TARGET_URL" --broker "$BROKER_FRONT")
   t1=$(cpu_ticks "$BROKER_PID")
   local bhits
   bhits=$(echo "$out" | awk '/^Hits:/ {print $2}')
@@ -310,7 +314,8 @@ bench_cluster() {
     echo "### Broker capacity ($(date -u '+%Y-%m-%d'))"
     echo
     machine
-    echo "- broker, 4 agents and the target on this 2-core machine (they share the cores): \`loads run example::get_root --agents 4 -u 10 -d $SECS -s URL [--raw-events]\`"
+    echo "- broker pinned to core 0; 4 agents, their workers and the caller pinned to core 1"
+    echo "- raw: \`loads run example::counters --agents 4 -u 4 --threads 1 -d $SECS --raw-events\` (no request; 10 counters per hit); batched: \`loads run example::get_root --agents 4 -u 10 -d $SECS -s URL\` (nginx on core 0 too)"
     echo
     echo "Raw events: $events events stored and republished in ${SECS}s = **$rate events/s**, broker CPU $cpu_raw % of a core; hits in the caller's summary $hits, in the database $stored_hits."
     echo "Batches: $bhits hits in ${SECS}s, broker CPU **$cpu_batched % of a core** for 4 agents ($(awk -v c="$cpu_batched" 'BEGIN { printf "%.2f", c / 4 }') % per agent)."

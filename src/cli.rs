@@ -312,6 +312,10 @@ struct RunOptions {
     /// With --agents: start the run and return at once, printing its id
     #[arg(long, requires = "agents")]
     detach: bool,
+    /// Run TEST through this external program, one process per virtual user and cycle step,
+    /// `{test}` replaced by TEST: e.g. "python3 -m loads_client {test}" (docs/external-runners.md)
+    #[arg(long, value_name = "CMD")]
+    test_runner: Option<String>,
     /// Worker threads for the virtual users, 1 to 1024 [default: one per available core]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
@@ -407,6 +411,7 @@ struct ConfigFile {
     threshold: Option<OneOrMany>,
     abort_on_threshold: Option<bool>,
     baseline: Option<String>,
+    test_runner: Option<String>,
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -509,6 +514,7 @@ fn run_args(opts: &RunOptions) -> anyhow::Result<RunArgs> {
         },
         abort_on_threshold: opts.abort_on_threshold || file.abort_on_threshold.unwrap_or(false),
         baseline: opts.out.baseline.clone().or(file.baseline.clone()),
+        test_runner: opts.test_runner.clone().or(file.test_runner.clone()),
     };
     Ok(args)
 }
@@ -567,6 +573,9 @@ fn cmd_run(opts: &RunOptions) -> Result<u8, CliError> {
                 None => return Ok(EXIT_OK),
             }
         }
+        None if args.test_runner.is_some() => crate::runner::ExternalRunner::new(args)?
+            .handle_ctrl_c(true)
+            .execute()?,
         None => LocalRunner::new(args)?.handle_ctrl_c(true).execute()?,
     };
     report_output_errors(&result);
@@ -675,7 +684,7 @@ fn cmd_demo_server(opts: &DemoServerOptions) -> Result<u8, CliError> {
 
 /// A flag set by SIGINT or SIGTERM, for the broker's and the agent's loops: they end cleanly
 /// (the agent stops its workers first).
-fn stop_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+pub(crate) fn stop_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let f = flag.clone();
     let _ = std::thread::Builder::new()

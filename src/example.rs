@@ -107,6 +107,17 @@ impl Example {
         Ok(())
     }
 
+    /// Count 10 custom counters and make no request: measures the event pipeline itself (the
+    /// broker's ingest with --raw-events)
+    async fn counters(&mut self, t: &mut TestCase) -> Outcome {
+        for _ in 0..10 {
+            t.incr_counter("ticks");
+        }
+        // No I/O here: let the other users of this thread run.
+        tokio::task::yield_now().await;
+        Ok(())
+    }
+
     /// Set a cookie and see it sent back, then log in with basic auth
     async fn cookies_and_auth(&mut self, t: &mut TestCase) -> Outcome {
         let user = format!("u{}", t.status().current_user);

@@ -939,3 +939,90 @@ fn merged_percentiles_equal_one_histogram_and_thresholds_judge_the_cluster() {
     assert_eq!(r["latency"], j["latency"]);
     assert_eq!(r["thresholds"], j["thresholds"]);
 }
+
+#[test]
+fn external_runners_run_on_every_agent_with_their_shipped_files() {
+    let Some(py) = common::python() else { return };
+    let server = DemoServer::start();
+    let cluster = Cluster::start("external", 2);
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let summary = cluster.dir.join("external.json");
+    // The hand-written runner, shipped with --include-file (relative: run from the repo).
+    let out = loads()
+        .current_dir(repo)
+        .args([
+            "run",
+            "raw.cluster",
+            "--agents",
+            "2",
+            "--broker",
+            &cluster.front,
+            "--include-file",
+            "tests/external/raw_runner.py",
+            "--test-runner",
+            &format!("{py} tests/external/raw_runner.py {{test}}"),
+            "-u",
+            "2",
+            "--hits",
+            "3",
+            "-o",
+            "stdout",
+            "-o",
+            "json",
+            "--output-json-path",
+            summary.to_str().expect("utf8"),
+        ])
+        .output()
+        .expect("run");
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).expect("json")).expect("json");
+    // 2 agents × 2 users × 3 hits, one third of each outcome.
+    for (k, v) in [
+        ("hits", 12),
+        ("successes", 4),
+        ("failures", 4),
+        ("errors", 4),
+        ("requests", 12),
+    ] {
+        assert_eq!(j[k], v, "{k}: {text}");
+    }
+    assert_eq!(j["counters"]["raw"], 12);
+    assert_eq!(j["sockets"]["opened"], 4);
+    assert!(
+        j["run_problems"].as_array().expect("array").is_empty(),
+        "{j}"
+    );
+
+    // A Python TestCase through the Python client, package and test shipped to the agents.
+    let out = loads()
+        .current_dir(repo.join("clients/python"))
+        .args([
+            "run",
+            "test_site.TestSite.test_home",
+            "--agents",
+            "2",
+            "--broker",
+            &cluster.front,
+            "--include-file",
+            "loads_client/*.py",
+            "--include-file",
+            "examples/test_site.py",
+            "--test-runner",
+            &format!("env PYTHONPATH=.:examples {py} -m loads_client {{test}}"),
+            "-u",
+            "2",
+            "--hits",
+            "4",
+            "-s",
+            &server.url,
+        ])
+        .output()
+        .expect("run");
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert_eq!(figure(&text, "Hits:"), 16, "{text}");
+    assert_eq!(figure(&text, "Successes:"), 16, "{text}");
+    assert_eq!(figure(&text, "Requests:"), 16, "{text}");
+}

@@ -31,7 +31,9 @@ impl From<TransportError> for RunError {
 
 /// Runs a test on a cluster.
 pub struct DistributedRunner {
-    local: LocalRunner,
+    /// The checked arguments (full test name, run id).
+    args: RunArgs,
+    plan: super::Plan,
     agents: u64,
     broker: String,
     /// Files for the workers' test directories: where they go, and where they are here.
@@ -45,8 +47,17 @@ impl DistributedRunner {
         if agents == 0 {
             return Err(RunError::Usage("--agents must be at least 1".into()));
         }
+        // The test and plan are checked as a local run would check them: a registered test,
+        // or an external command.
+        let args = if args.test_runner.is_some() {
+            super::ExternalRunner::new(args)?.args().clone()
+        } else {
+            LocalRunner::new(args)?.args().clone()
+        };
+        let plan = args.plan()?;
         Ok(DistributedRunner {
-            local: LocalRunner::new(args)?,
+            args,
+            plan,
             agents,
             broker: broker.to_owned(),
             files: Vec::new(),
@@ -88,7 +99,7 @@ impl DistributedRunner {
     }
 
     fn meta(&self) -> RunMeta {
-        let mut meta = self.local.meta();
+        let mut meta = super::run_meta(&self.args, &self.plan);
         meta.agents = self.agents;
         meta.planned_hits = meta.planned_hits.and_then(|h| h.checked_mul(self.agents));
         meta.plan = format!("{} on each of {} agents", meta.plan, self.agents);
@@ -497,7 +508,7 @@ impl DistributedRunner {
             });
         }
         let request = CallerRequest::Run(Box::new(crate::transport::RunRequest {
-            args: self.local.args().clone(),
+            args: self.args.clone(),
             agents: self.agents,
             binary_sha256: sha,
             platform: platform(),
@@ -527,7 +538,7 @@ impl DistributedRunner {
                 run_id: run_id.clone(),
                 ..self.meta()
             },
-            self.local.args(),
+            &self.args,
         )?;
         result.start();
         follow(&client, &sub, result, &run_id, 0, interactive)
@@ -641,9 +652,25 @@ fn choose(runs: &[String]) -> Result<String, RunError> {
 
 /// The worker: runs a job with the local runner, sending its events through a relay.
 pub fn run_worker(job: &Job) -> Result<(), RunError> {
-    let runner = LocalRunner::new(job.args.clone())?
-        .collect_every(Duration::from_secs(1))
-        .handle_ctrl_c(true);
+    // A registered test runs in this process; an external one in processes of its own.
+    enum Either {
+        Native(LocalRunner),
+        External(super::ExternalRunner),
+    }
+    let runner = if job.args.test_runner.is_some() {
+        Either::External(
+            super::ExternalRunner::new(job.args.clone())?
+                .collect_every(Duration::from_secs(1))
+                .agent_id(&job.agent_id)
+                .handle_ctrl_c(true),
+        )
+    } else {
+        Either::Native(
+            LocalRunner::new(job.args.clone())?
+                .collect_every(Duration::from_secs(1))
+                .handle_ctrl_c(true),
+        )
+    };
     let relay = Relay::connect(&job.receiver, &job.run_id, &job.agent_id)?;
     // Wait for the go: the broker gives it when every worker of the run is ready, so that they
     // start together. A closed pipe (the agent stopping us) or no go in time ends the worker.
@@ -664,7 +691,22 @@ pub fn run_worker(job: &Job) -> Result<(), RunError> {
             )));
         }
     }
-    let (relay, interrupted) = runner.run_into(relay)?;
+    let (relay, interrupted, problems) = match runner {
+        Either::Native(r) => {
+            let (relay, interrupted) = r.run_into(relay)?;
+            (relay, interrupted, Vec::new())
+        }
+        Either::External(r) => {
+            let (relay, interrupted, mut problems, rejected) = r.run_into(relay)?;
+            problems.extend(rejected.problem());
+            (relay, interrupted, problems)
+        }
+    };
+    if !problems.is_empty() {
+        // The agent reports the worker's error (the tail of its stderr) to the broker, which
+        // shows it among the run's problems.
+        return Err(RunError::Cluster(problems.join("\n")));
+    }
     if relay.failures() > 0 {
         return Err(RunError::Cluster(format!(
             "{} events could not be sent to the broker",

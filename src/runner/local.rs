@@ -23,7 +23,7 @@ use crate::result::{
 };
 
 /// How often the collector drains the recorder.
-const COLLECT_EVERY: Duration = Duration::from_millis(200);
+pub(crate) const COLLECT_EVERY: Duration = Duration::from_millis(200);
 /// How long in-flight hits may finish after a duration step ends, before they are cancelled.
 const GRACE: Duration = Duration::from_secs(5);
 
@@ -138,17 +138,7 @@ impl LocalRunner {
 
     /// The description of this run that outputs show.
     pub fn meta(&self) -> RunMeta {
-        RunMeta {
-            run_id: self.args.run_id.clone(),
-            test: self.args.test.clone(),
-            project_name: self.args.project_name.clone(),
-            server_url: self.args.server_url.clone(),
-            plan: self.plan.describe(),
-            planned_hits: self.plan.total_hits(),
-            planned_duration: self.plan.total_duration().map(|d| d.as_secs_f64()),
-            agents: 1,
-            thresholds: self.args.thresholds.clone(),
-        }
+        super::run_meta(&self.args, &self.plan)
     }
 
     /// Runs the plan, sending every event to `sink`, and returns the sink and whether the run was

@@ -7,10 +7,12 @@
 //! [`TestResult`] → outputs.
 
 pub mod distributed;
+pub mod external;
 mod local;
 pub mod plan;
 
 pub use distributed::DistributedRunner;
+pub use external::ExternalRunner;
 pub use local::{LocalRunner, new_run_id};
 pub use plan::{Cycles, MAX_DURATION, MAX_USERS, Plan, Stop, duration_from_secs, parse_duration};
 
@@ -68,6 +70,24 @@ pub struct RunArgs {
     pub abort_on_threshold: bool,
     /// A JSON summary of an earlier run to compare with (`--baseline`), read by the caller.
     pub baseline: Option<String>,
+    /// Run the test through this external command, one process per virtual user
+    /// (`--test-runner "CMD ARGS {test}"`), instead of a registered Rust test.
+    pub test_runner: Option<String>,
+}
+
+/// The description of a run of `args` with `plan` that outputs show.
+pub fn run_meta(args: &RunArgs, plan: &Plan) -> crate::result::RunMeta {
+    crate::result::RunMeta {
+        run_id: args.run_id.clone(),
+        test: args.test.clone(),
+        project_name: args.project_name.clone(),
+        server_url: args.server_url.clone(),
+        plan: plan.describe(),
+        planned_hits: plan.total_hits(),
+        planned_duration: plan.total_duration().map(|d| d.as_secs_f64()),
+        agents: 1,
+        thresholds: args.thresholds.clone(),
+    }
 }
 
 /// Options of the outputs, `--output-NAME-OPTION` on the command line and `output-NAME-OPTION`
@@ -114,6 +134,7 @@ impl Default for RunArgs {
             thresholds: Vec::new(),
             abort_on_threshold: false,
             baseline: None,
+            test_runner: None,
         }
     }
 }

@@ -106,3 +106,19 @@ impl Drop for DemoServer {
         let _ = self.child.wait();
     }
 }
+
+/// The Python to run runners with, when it has pyzmq and requests.
+pub fn python() -> Option<String> {
+    let py = std::env::var("LOADS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&py)
+        .args(["-c", "import zmq, requests"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok && std::env::var_os("LOADS_REQUIRE_PYTHON").is_some() {
+        panic!("LOADS_REQUIRE_PYTHON is set but {py} lacks pyzmq or requests");
+    }
+    if !ok {
+        eprintln!("skipped: {py} lacks pyzmq or requests (set LOADS_TEST_PYTHON)");
+    }
+    ok.then_some(py)
+}

@@ -1,0 +1,263 @@
+//! Integration tests of external runners: the real `loads` binary running test programs in
+//! other languages. `tests/external/raw_runner.py` follows the protocol by hand (pyzmq only);
+//! the Python client (`clients/python`) runs a unittest-style TestCase against the real demo
+//! server. They need a Python with pyzmq and requests: `LOADS_TEST_PYTHON` (default `python3`);
+//! `.ci/run` makes a virtual environment and sets `LOADS_REQUIRE_PYTHON=1`, so that a missing
+//! one fails there instead of skipping.
+
+mod common;
+
+use common::{DemoServer, figure, python, run_with_limit, stderr, stdout};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn raw_runner(py: &str, mode: &str) -> String {
+    format!(
+        "{py} {} {{test}} {mode}",
+        repo().join("tests/external/raw_runner.py").display()
+    )
+}
+
+fn summary_json(dir: &Path, name: &str) -> (PathBuf, String) {
+    std::fs::create_dir_all(dir).expect("dir");
+    let p = dir.join(format!("{name}.json"));
+    let s = p.display().to_string();
+    (p, s)
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("external-{name}"));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("dir");
+    d
+}
+
+fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(p).expect("summary")).expect("json")
+}
+
+#[test]
+fn a_hand_written_runner_gives_exact_counts() {
+    let Some(py) = python() else { return };
+    let dir = tmpdir("exact");
+    let (path, p) = summary_json(&dir, "sum");
+    // Two cycle steps: 2 users × 4 hits, then 3 users × 4 hits.
+    let out = run_with_limit(
+        &[
+            "run",
+            "raw.exact",
+            "--test-runner",
+            &raw_runner(&py, ""),
+            "-u",
+            "2:3",
+            "--hits",
+            "4",
+            "-o",
+            "stdout",
+            "-o",
+            "json",
+            "--output-json-path",
+            &p,
+        ],
+        Duration::from_secs(120),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    let j = read_json(&path);
+    // Per user and 4 hits: successes h=1,4; failures h=2; errors h=3.
+    for (k, v) in [
+        ("hits", 20),
+        ("successes", 10),
+        ("failures", 5),
+        ("errors", 5),
+        ("requests", 20),
+    ] {
+        assert_eq!(j[k], v, "{k}: {text}");
+    }
+    assert_eq!(j["tests"]["raw.exact"]["started"], 20);
+    assert_eq!(j["counters"]["raw"], 20);
+    assert_eq!(j["sockets"]["opened"], 5);
+    assert_eq!(j["sockets"]["closed"], 5);
+    assert_eq!(j["sockets"]["messages_received"], 5);
+    assert_eq!(j["sockets"]["bytes_received"], 50);
+    assert_eq!(j["urls"][0]["url"], "http://127.0.0.1/raw");
+    assert!(j["run_problems"].as_array().expect("problems").is_empty());
+    let kinds: Vec<&str> = j["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap_or_default())
+        .collect();
+    assert!(kinds.contains(&"AssertionError") && kinds.contains(&"RuntimeError"));
+    // The active users follow the steps.
+    let users: Vec<u64> = j["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .map(|s| s["users"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(users.iter().all(|u| *u <= 3), "{users:?}");
+}
+
+#[test]
+fn malformed_messages_are_counted_and_the_run_goes_on() {
+    let Some(py) = python() else { return };
+    let dir = tmpdir("malformed");
+    let (path, p) = summary_json(&dir, "sum");
+    let out = run_with_limit(
+        &[
+            "run",
+            "raw.bad",
+            "--test-runner",
+            &raw_runner(&py, "malformed"),
+            "-u",
+            "2",
+            "--hits",
+            "3",
+            "-o",
+            "stdout",
+            "-o",
+            "json",
+            "--output-json-path",
+            &p,
+        ],
+        Duration::from_secs(120),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let j = read_json(&path);
+    // Every valid event of this run is there; the others are not.
+    assert_eq!(j["hits"], 6, "{text}");
+    assert_eq!(j["successes"], 2);
+    assert_eq!(j["failures"], 2);
+    assert_eq!(j["errors"], 2);
+    assert_eq!(j["counters"]["raw"], 6);
+    assert!(
+        text.contains("the receiver ignored 8 malformed message(s)"),
+        "{text}"
+    );
+    assert!(
+        stderr(&out).contains("ignored 2 message(s) of another run"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_dying_runner_is_reported_with_its_status_and_stderr() {
+    let Some(py) = python() else { return };
+    let out = run_with_limit(
+        &[
+            "run",
+            "raw.die",
+            "--test-runner",
+            &raw_runner(&py, "die"),
+            "-u",
+            "2",
+            "--hits",
+            "3",
+        ],
+        Duration::from_secs(120),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(
+        text.matches("exited with exit status: 3").count(),
+        2,
+        "{text}"
+    );
+    assert!(text.contains("raw runner dying on purpose"), "{text}");
+
+    let out = run_with_limit(
+        &[
+            "run",
+            "raw.none",
+            "--test-runner",
+            "/nonexistent/runner {test}",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no such program"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_hanging_runner_is_terminated_after_the_grace_period() {
+    let Some(py) = python() else { return };
+    let started = Instant::now();
+    let out = run_with_limit(
+        &[
+            "run",
+            "raw.hang",
+            "--test-runner",
+            &raw_runner(&py, "hang"),
+            "-u",
+            "2",
+            "-d",
+            "1s",
+        ],
+        Duration::from_secs(60),
+    );
+    let text = stdout(&out);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "2 test runner(s) of step 1 still ran 10s after the end of the step: terminated"
+        ),
+        "{text}"
+    );
+    assert!(figure(&text, "Hits:") > 0, "{text}");
+    assert!(
+        took >= Duration::from_secs(10) && took < Duration::from_secs(30),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn a_python_testcase_runs_through_the_python_client() {
+    let Some(py) = python() else { return };
+    let server = DemoServer::start();
+    let dir = tmpdir("python");
+    let (path, p) = summary_json(&dir, "sum");
+    let client = repo().join("clients/python");
+    let examples = client.join("examples");
+    let cmd = format!(
+        "env PYTHONPATH={}:{} {py} -m loads_client {{test}}",
+        client.display(),
+        examples.display()
+    );
+    let out = run_with_limit(
+        &[
+            "run",
+            "test_site.TestSite.test_home",
+            "--test-runner",
+            &cmd,
+            "-u",
+            "3",
+            "--hits",
+            "5",
+            "-s",
+            &server.url,
+            "-o",
+            "stdout",
+            "-o",
+            "json",
+            "--output-json-path",
+            &p,
+        ],
+        Duration::from_secs(120),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    let j = read_json(&path);
+    assert_eq!(j["hits"], 15, "{text}");
+    assert_eq!(j["successes"], 15);
+    assert_eq!(j["requests"], 15);
+    assert_eq!(j["urls"][0]["statuses"]["200"], 15);
+    assert_eq!(j["urls"][0]["url"], format!("{}/", server.url));
+}
