@@ -948,9 +948,9 @@ fn external_runners_run_on_every_agent_with_their_shipped_files() {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let summary = cluster.dir.join("external.json");
     // The hand-written runner, shipped with --include-file (relative: run from the repo).
-    let out = loads()
-        .current_dir(repo)
-        .args([
+    let out = common::run_in(
+        repo,
+        &[
             "run",
             "raw.cluster",
             "--agents",
@@ -971,9 +971,9 @@ fn external_runners_run_on_every_agent_with_their_shipped_files() {
             "json",
             "--output-json-path",
             summary.to_str().expect("utf8"),
-        ])
-        .output()
-        .expect("run");
+        ],
+        Duration::from_secs(120),
+    );
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
     let j: serde_json::Value =
@@ -996,9 +996,9 @@ fn external_runners_run_on_every_agent_with_their_shipped_files() {
     );
 
     // A Python TestCase through the Python client, package and test shipped to the agents.
-    let out = loads()
-        .current_dir(repo.join("clients/python"))
-        .args([
+    let out = common::run_in(
+        &repo.join("clients/python"),
+        &[
             "run",
             "test_site.TestSite.test_home",
             "--agents",
@@ -1017,12 +1017,77 @@ fn external_runners_run_on_every_agent_with_their_shipped_files() {
             "4",
             "-s",
             &server.url,
-        ])
-        .output()
-        .expect("run");
+        ],
+        Duration::from_secs(120),
+    );
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
     assert_eq!(figure(&text, "Hits:"), 16, "{text}");
     assert_eq!(figure(&text, "Successes:"), 16, "{text}");
     assert_eq!(figure(&text, "Requests:"), 16, "{text}");
+}
+
+#[test]
+fn a_failing_runner_on_an_agent_is_a_problem_of_the_run() {
+    let Some(py) = common::python() else { return };
+    let cluster = Cluster::start("dying", 2);
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = common::run_in(
+        repo,
+        &[
+            "run",
+            "raw.die",
+            "--agents",
+            "2",
+            "--broker",
+            &cluster.front,
+            "--include-file",
+            "tests/external/raw_runner.py",
+            "--test-runner",
+            &format!("{py} tests/external/raw_runner.py {{test}} die"),
+            "-u",
+            "1",
+            "--hits",
+            "2",
+        ],
+        Duration::from_secs(120),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert_eq!(
+        text.matches("raw runner dying on purpose").count(),
+        2,
+        "one problem per agent: {text}"
+    );
+}
+
+#[test]
+fn abort_on_threshold_stops_a_cluster_run() {
+    let server = DemoServer::start();
+    let cluster = Cluster::start("abort", 1);
+    let started = Instant::now();
+    let out = run_with_limit(
+        &[
+            "run",
+            "example::failing",
+            "--agents",
+            "1",
+            "-u",
+            "2",
+            "-d",
+            "60s",
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+            "--threshold",
+            "failures<3",
+            "--abort-on-threshold",
+        ],
+        Duration::from_secs(120),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(99), "{text}{}", stderr(&out));
+    assert!(text.contains("ABORTED (threshold)"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(45), "{text}");
 }

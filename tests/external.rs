@@ -148,6 +148,71 @@ fn malformed_messages_are_counted_and_the_run_goes_on() {
 }
 
 #[test]
+fn batch_messages_and_unknown_fields_are_accepted() {
+    let Some(py) = python() else { return };
+    let dir = tmpdir("batch");
+    let (path, p) = summary_json(&dir, "sum");
+    let out = run_with_limit(
+        &[
+            "run",
+            "raw.b",
+            "--test-runner",
+            &raw_runner(&py, "batch"),
+            "-u",
+            "2",
+            "--hits",
+            "3",
+            "-o",
+            "json",
+            "--output-json-path",
+            &p,
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let j = read_json(&path);
+    // 2 users × 3 hits of raw.b, plus 2 × 2 successful hits of raw.batched from the batches.
+    assert_eq!(j["hits"], 10, "{j}");
+    assert_eq!(j["successes"], 6);
+    assert_eq!(j["tests"]["raw.batched"]["hits"], 4);
+    assert_eq!(j["counters"]["batched"], 10);
+    assert_eq!(j["counters"]["raw"], 6);
+    assert_eq!(j["requests"], 6);
+    assert!(
+        j["run_problems"].as_array().expect("array").is_empty(),
+        "{j}"
+    );
+}
+
+#[test]
+fn a_runner_that_ignores_sigterm_is_killed() {
+    let Some(py) = python() else { return };
+    let started = Instant::now();
+    let out = run_with_limit(
+        &[
+            "run",
+            "raw.hard",
+            "--test-runner",
+            &raw_runner(&py, "hang-hard"),
+            "-u",
+            "1",
+            "-d",
+            "1s",
+        ],
+        Duration::from_secs(60),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("terminated"), "{text}");
+    // 1 s + 10 s of grace + 3 s before SIGKILL.
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(13) && took < Duration::from_secs(40),
+        "{took:?}"
+    );
+}
+
+#[test]
 fn a_dying_runner_is_reported_with_its_status_and_stderr() {
     let Some(py) = python() else { return };
     let out = run_with_limit(

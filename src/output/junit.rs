@@ -52,12 +52,11 @@ fn report(result: &TestResult) -> Report {
         let status = match kind {
             None => TestCaseStatus::success(),
             Some((junit_kind, outcome, n)) => {
-                let mut problems: Vec<_> = stats
-                    .problems
-                    .iter()
-                    .filter(|p| &p.test == name && p.outcome == outcome)
-                    .collect();
-                problems.sort_by_key(|p| std::cmp::Reverse(p.count));
+                // The headline is of the element's kind; the description lists every kind
+                // (a test can both fail and error).
+                let mut problems: Vec<_> =
+                    stats.problems.iter().filter(|p| &p.test == name).collect();
+                problems.sort_by_key(|p| (p.outcome != outcome, std::cmp::Reverse(p.count)));
                 let mut s = TestCaseStatus::non_success(junit_kind);
                 let word = if outcome == ProblemKind::Error {
                     "errored"
@@ -65,13 +64,23 @@ fn report(result: &TestResult) -> Report {
                     "failed"
                 };
                 let first = problems.first().map_or("", |p| p.message.as_str());
-                s.set_message(format!("{n} of {} hits {word}: {first}", counts.hits));
+                let also = if outcome == ProblemKind::Error && counts.failures > 0 {
+                    format!(" (and {} failed)", counts.failures)
+                } else {
+                    String::new()
+                };
+                s.set_message(format!("{n} of {} hits {word}{also}: {first}", counts.hits));
                 if let Some(p) = problems.first() {
                     s.set_type(p.kind.clone());
                 }
                 let mut d = String::new();
                 for p in problems.iter().take(10) {
-                    let _ = writeln!(d, "{}× [{}] {}", p.count, p.kind, p.message);
+                    let what = if p.outcome == ProblemKind::Error {
+                        "error"
+                    } else {
+                        "failure"
+                    };
+                    let _ = writeln!(d, "{}× {what} [{}] {}", p.count, p.kind, p.message);
                     for l in p.traceback.lines().take(20) {
                         let _ = writeln!(d, "    {l}");
                     }

@@ -212,6 +212,11 @@ impl TestResult {
         &self.meta
     }
 
+    /// Sets the run's id (the one a broker gave it).
+    pub fn set_run_id(&mut self, run_id: &str) {
+        run_id.clone_into(&mut self.meta.run_id);
+    }
+
     /// The aggregates so far.
     pub fn stats(&self) -> &Stats {
         &self.stats

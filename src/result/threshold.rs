@@ -158,14 +158,28 @@ impl Threshold {
             problem,
         };
         let text = expression.trim();
+        // The scope comes first: a method and/or a URL, whose query may hold `=`.
+        let mut scope_words = Vec::new();
+        let mut rest_at = 0;
+        for w in text.split_whitespace() {
+            let is_scope = METHODS.contains(&w) || w.starts_with('/') || w.contains("://");
+            if !is_scope {
+                break;
+            }
+            scope_words.push(w);
+            rest_at = text[rest_at..]
+                .find(w)
+                .map_or(rest_at, |at| rest_at + at + w.len());
+        }
+        let body = &text[rest_at..];
         // The operator: the first of < > = ! after the scope and metric.
-        let op_at = text.find(['<', '>', '=', '!']).ok_or_else(|| {
+        let op_at = body.find(['<', '>', '=', '!']).ok_or_else(|| {
             err(
                 "no comparison: expected METRIC OP VALUE, e.g. p95<200ms, errors<1%, rps>100"
                     .into(),
             )
         })?;
-        let (left, rest) = text.split_at(op_at);
+        let (left, rest) = body.split_at(op_at);
         let (op, value_text) = [
             ("<=", Op::Le),
             (">=", Op::Ge),
@@ -181,6 +195,7 @@ impl Threshold {
         let metric_text = words
             .pop()
             .ok_or_else(|| err("no metric before the operator".into()))?;
+        let words: Vec<&str> = scope_words.into_iter().chain(words).collect();
         let metric = parse_metric(metric_text).map_err(err)?;
         let (mut method, mut url) = (None, None);
         for w in words {
@@ -528,6 +543,7 @@ mod tests {
             ("errors<=10%", "errors<10%"),
             ("POST errors==100%", "/api/items errors<0.5%"),
             ("/api/items requests==101", "GET requests<100"),
+            ("GET /api/items?page=2 requests==0", "/?x=1 p95<1ms"),
         ] {
             assert!(check(pass).pass, "{pass} should pass: {:?}", check(pass));
             assert!(!check(fail).pass, "{fail} should fail: {:?}", check(fail));

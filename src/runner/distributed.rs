@@ -273,26 +273,37 @@ fn follow(
                 if topic.as_slice() != run_id.as_bytes() {
                     continue;
                 }
-                match from_frame::<Publication>(body) {
-                    Ok(Publication::Event { seq, envelope }) if seq > skip => {
-                        let i = seq as usize;
-                        if seen.len() <= i {
-                            seen.resize(i + 1, false);
-                        }
-                        if !seen[i] {
-                            seen[i] = true;
-                            match envelope.event {
-                                Event::StartTestRun => {
-                                    // The first worker started: the run is dated from the go,
-                                    // not from its submission (binary transfer, start-up).
-                                    if !went {
-                                        went = true;
-                                        result.set_started(chrono::Utc::now());
-                                    }
-                                }
-                                Event::StopTestRun => {}
-                                event => result.ingest(event),
+                // One event, numbered `seq` in the run, taken once.
+                let mut take = |seq: u64, envelope: crate::result::Envelope| {
+                    if seq <= skip {
+                        return;
+                    }
+                    let i = seq as usize;
+                    if seen.len() <= i {
+                        seen.resize(i + 1, false);
+                    }
+                    if seen[i] {
+                        return;
+                    }
+                    seen[i] = true;
+                    match envelope.event {
+                        Event::StartTestRun => {
+                            // The first worker started: the run is dated from the go, not
+                            // from its submission (binary transfer, start-up).
+                            if !went {
+                                went = true;
+                                result.set_started(chrono::Utc::now());
                             }
+                        }
+                        Event::StopTestRun => {}
+                        event => result.ingest(event),
+                    }
+                };
+                match from_frame::<Publication>(body) {
+                    Ok(Publication::Event { seq, envelope }) => take(seq, envelope),
+                    Ok(Publication::Events { first, envelopes }) => {
+                        for (i, envelope) in envelopes.into_iter().enumerate() {
+                            take(first + i as u64, envelope);
                         }
                     }
                     Ok(Publication::End {
@@ -531,15 +542,13 @@ impl DistributedRunner {
     /// Submits the run and follows it with the run's outputs; `interactive`: Ctrl-C asks
     /// whether to stop or detach.
     fn submit_and_follow(&self, interactive: bool) -> Result<Followed, RunError> {
+        // Outputs open their files and the baseline is read before anything is submitted: a bad
+        // path stops here, not after the agents have started.
+        let mut result = crate::output::build_result(self.meta(), &self.args)?;
         let (client, sub) = connect(&self.broker)?;
         let run_id = self.submit(&client)?;
-        let mut result = crate::output::build_result(
-            RunMeta {
-                run_id: run_id.clone(),
-                ..self.meta()
-            },
-            &self.args,
-        )?;
+        // The broker keeps our run id unless it was taken.
+        result.set_run_id(&run_id);
         result.start();
         follow(&client, &sub, result, &run_id, 0, interactive)
     }

@@ -13,6 +13,7 @@
 //! stderr; one still running 10 s after the end of a duration step is terminated (SIGTERM, then
 //! SIGKILL 5 s later).
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -25,8 +26,9 @@ use crate::result::{Envelope, Event, EventSink, RunMeta, Stats, TestResult, unix
 
 /// How long a runner may outlive its duration step before it is terminated.
 pub const GRACE: Duration = Duration::from_secs(10);
-/// How long a terminated runner has to exit before it is killed.
-const KILL_AFTER: Duration = Duration::from_secs(5);
+/// How long a terminated runner has to exit before it is killed (shorter than the 5 s an agent
+/// gives its worker, so that the worker is done with its runners before the agent kills it).
+const KILL_AFTER: Duration = Duration::from_secs(3);
 /// Bytes of a failed runner's stderr shown in its problem.
 const STDERR_TAIL: usize = 2000;
 /// Largest message accepted from a runner: larger ones are refused by ZeroMQ, not allocated.
@@ -247,6 +249,10 @@ impl ExternalRunner {
             let err_path = tmp.join(format!("step{step}-user{user}.stderr"));
             let err_file = std::fs::File::create(&err_path)?;
             let mut c = Command::new(&self.command[0]);
+            // Each runner leads a process group of its own: a runner started through a shell
+            // is stopped with everything it started, and Ctrl-C on the terminal reaches loads
+            // only, which then stops the runners itself.
+            c.process_group(0);
             c.args(&self.command[1..])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -271,7 +277,7 @@ impl ExternalRunner {
                 Ok(child) => children.push((user, child, err_path)),
                 Err(e) => {
                     // Nothing of this step can run: stop the ones started and say why.
-                    terminate(children.iter().map(|(_, c, _)| c.id()));
+                    signal_groups("-TERM", children.iter().map(|(_, c, _)| c.id()));
                     for (_, mut c, _) in children {
                         let _ = c.wait();
                     }
@@ -298,7 +304,9 @@ impl ExternalRunner {
                 match children[i].1.try_wait() {
                     Ok(Some(status)) => {
                         let (user, _, err_path) = children.swap_remove(i);
-                        if !status.success() && terminated_at.is_none() {
+                        // Runners that loads stopped (Ctrl-C, a stop, an abort) exit as told.
+                        let stopped = terminated_at.is_some() || stop.load(Ordering::SeqCst);
+                        if !status.success() && !stopped {
                             problems.push(format!(
                                 "test runner of user {user}/{n_users} (step {}) exited with {status}{}",
                                 step + 1,
@@ -330,11 +338,12 @@ impl ExternalRunner {
                                 GRACE.as_secs()
                             ));
                         }
-                        terminate(children.iter().map(|(_, c, _)| c.id()));
+                        signal_groups("-TERM", children.iter().map(|(_, c, _)| c.id()));
                         terminated_at = Some(now);
                     }
                 }
                 Some(t) if now - t >= KILL_AFTER => {
+                    signal_groups("-KILL", children.iter().map(|(_, c, _)| c.id()));
                     for (_, c, _) in children.iter_mut() {
                         let _ = c.kill();
                     }
@@ -390,13 +399,14 @@ pub fn split_command(line: &str, test: &str) -> Result<Vec<String>, RunError> {
         .collect())
 }
 
-/// Sends SIGTERM to `pids`.
-fn terminate(pids: impl Iterator<Item = u32>) {
-    let pids: Vec<String> = pids.map(|p| p.to_string()).collect();
-    if !pids.is_empty() {
+/// Sends `signal` (`-TERM`, `-KILL`) to the process groups led by `pids`.
+fn signal_groups(signal: &str, pids: impl Iterator<Item = u32>) {
+    let groups: Vec<String> = pids.map(|p| format!("-{p}")).collect();
+    if !groups.is_empty() {
         let _ = Command::new("kill")
-            .arg("-TERM")
-            .args(&pids)
+            .arg(signal)
+            .arg("--")
+            .args(&groups)
             .stderr(Stdio::null())
             .status();
     }

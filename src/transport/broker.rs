@@ -8,7 +8,7 @@
 //! id) and to the database (one transaction per loop turn).
 
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,13 +52,15 @@ struct Agent {
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 /// The same, for a worker that exited cleanly: its `stopTestRun` is surely on its way.
 const CLEAN_EXIT_GRACE: Duration = Duration::from_secs(10);
+/// How long a run waits for the exit of a worker that sent its last event.
+const DONE_WITHOUT_EXIT: Duration = Duration::from_secs(5);
 
 struct ActiveRun {
     row: RunRow,
     args: crate::runner::RunArgs,
     agents: Vec<String>,
     /// Agents whose worker sent `stopTestRun` (all its events came before it) or that were lost.
-    done: HashSet<String>,
+    done: HashMap<String, Instant>,
     /// Agents whose worker exited, when the agent said so, and whether it exited cleanly.
     exited: BTreeMap<String, (Instant, bool)>,
     errors: Vec<String>,
@@ -72,6 +74,8 @@ struct ActiveRun {
     ready: HashSet<String>,
     /// The go was given.
     going: bool,
+    /// The `Publication::Events` being built from this turn's events (JSON, not closed yet).
+    outbox: Vec<u8>,
 }
 
 struct Broker {
@@ -98,6 +102,10 @@ fn read_chunk(path: &std::path::Path, offset: u64) -> std::io::Result<(Vec<u8>, 
     f.take(super::BINARY_CHUNK as u64).read_to_end(&mut buf)?;
     Ok((buf, total))
 }
+
+/// Size from which a run's pending events are published at once, without waiting for the end
+/// of the loop turn.
+const PUBLICATION_BYTES: usize = 1024 * 1024;
 
 fn ok(mut v: Value) -> Value {
     v["ok"] = json!(true);
@@ -202,6 +210,7 @@ pub fn run_broker(
                 b.on_caller(frames, &front, &back);
             }
         }
+        b.publish_all(&publisher);
         b.check_agents(&publisher, &back);
         b.flush();
         if last_beat.elapsed() >= Duration::from_millis(500) {
@@ -251,7 +260,7 @@ impl Broker {
     fn go_when_ready(run_id: &str, run: &mut ActiveRun, back: &zmq::Socket) {
         if run.going
             || !run.agents.iter().all(|a| {
-                run.ready.contains(a) || run.done.contains(a) || run.exited.contains_key(a)
+                run.ready.contains(a) || run.done.contains_key(a) || run.exited.contains_key(a)
             })
         {
             return;
@@ -481,7 +490,7 @@ impl Broker {
                 row,
                 args: args.clone(),
                 agents: chosen.clone(),
-                done: HashSet::new(),
+                done: HashMap::new(),
                 exited: BTreeMap::new(),
                 errors: Vec::new(),
                 started: Instant::now(),
@@ -490,6 +499,7 @@ impl Broker {
                 stopped: false,
                 ready: HashSet::new(),
                 going: false,
+                outbox: Vec::new(),
             },
         );
         ok(json!({ "run_id": run_id, "agents": chosen }))
@@ -570,7 +580,7 @@ impl Broker {
                         // Stopped on request: whatever the exit, it is what was asked.
                     } else if let Some(e) = error.filter(|_| code != Some(0)) {
                         run.errors.push(format!("agent {id}: {e}"));
-                    } else if code != Some(0) && !run.done.contains(&id) {
+                    } else if code != Some(0) && !run.done.contains_key(&id) {
                         run.errors
                             .push(format!("agent {id}: the worker exited with {code:?}"));
                     }
@@ -591,7 +601,7 @@ impl Broker {
         };
         match &env.event {
             Event::StopTestRun => {
-                run.done.insert(env.agent_id.clone());
+                run.done.insert(env.agent_id.clone(), Instant::now());
             }
             Event::StartTestRun => {}
             other => run.stats.apply(other, crate::result::unix_now()),
@@ -599,16 +609,43 @@ impl Broker {
         run.seq += 1;
         let seq = run.seq;
         // The frame was validated above (it parsed as an envelope): it is stored and
-        // republished as it came, inside a `Publication::Event`, without serialising it again.
-        let mut publication = Vec::with_capacity(frame.len() + 48);
-        publication.extend_from_slice(b"{\"type\":\"event\",\"seq\":");
-        publication.extend_from_slice(seq.to_string().as_bytes());
-        publication.extend_from_slice(b",\"envelope\":");
-        publication.extend_from_slice(frame);
-        publication.push(b'}');
-        let _ = publisher.send_multipart([env.run_id.as_bytes(), &publication], 0);
-        self.pending
-            .push((env.run_id, String::from_utf8_lossy(frame).into_owned()));
+        // republished as it came, inside a `Publication::Events` of this loop turn, without
+        // serialising it again. One message per turn instead of one per event spares the
+        // publisher's queue and the kernel.
+        if run.outbox.is_empty() {
+            run.outbox
+                .extend_from_slice(b"{\"type\":\"events\",\"first\":");
+            run.outbox.extend_from_slice(seq.to_string().as_bytes());
+            run.outbox.extend_from_slice(b",\"envelopes\":[");
+        } else {
+            run.outbox.push(b',');
+        }
+        run.outbox.extend_from_slice(frame);
+        if run.outbox.len() >= PUBLICATION_BYTES {
+            Self::publish_outbox(&env.run_id, run, publisher);
+        }
+        // It parsed as JSON, so it is UTF-8: no second validation pass.
+        let text = std::str::from_utf8(frame)
+            .map(str::to_owned)
+            .unwrap_or_default();
+        self.pending.push((env.run_id, text));
+    }
+
+    /// Publishes the events of `run` received since its last publication.
+    fn publish_outbox(run_id: &str, run: &mut ActiveRun, publisher: &zmq::Socket) {
+        if run.outbox.is_empty() {
+            return;
+        }
+        run.outbox.extend_from_slice(b"]}");
+        let _ = publisher.send_multipart([run_id.as_bytes(), &run.outbox], 0);
+        run.outbox.clear();
+    }
+
+    /// Publishes every run's pending events (before anything else is published about them).
+    fn publish_all(&mut self, publisher: &zmq::Socket) {
+        for (id, run) in self.runs.iter_mut() {
+            Self::publish_outbox(id, run, publisher);
+        }
     }
 
     /// Drops silent agents and ends the runs whose agents are all done or lost.
@@ -623,10 +660,10 @@ impl Broker {
         for id in silent {
             if let Some(a) = self.agents.remove(&id)
                 && let Some(run) = a.busy.and_then(|r| self.runs.get_mut(&r))
-                && !run.done.contains(&id)
+                && !run.done.contains_key(&id)
             {
                 run.row.lost_agents.push(id.clone());
-                run.done.insert(id);
+                run.done.insert(id, Instant::now());
             }
         }
         // A worker that failed to start, or an agent lost, must not hold the others back.
@@ -640,10 +677,20 @@ impl Broker {
             .iter()
             .filter(|(_, r)| {
                 r.agents.iter().all(|a| {
-                    r.done.contains(a)
-                        || r.exited.get(a).is_some_and(|(t, clean)| {
+                    if r.row.lost_agents.contains(a) {
+                        return true;
+                    }
+                    match (r.done.get(a), r.exited.get(a)) {
+                        // All its events, and how its worker ended (a worker reports its
+                        // problems when it exits, after its last event).
+                        (Some(_), Some(_)) => true,
+                        // A worker that lingers after its last event is not waited for long.
+                        (Some(t), None) => t.elapsed() > DONE_WITHOUT_EXIT,
+                        (None, Some((t, clean))) => {
                             t.elapsed() > if *clean { CLEAN_EXIT_GRACE } else { EXIT_GRACE }
-                        })
+                        }
+                        (None, None) => false,
+                    }
                 })
             })
             .map(|(id, _)| id.clone())

@@ -352,6 +352,14 @@ pub enum Publication {
         /// The event.
         envelope: Envelope,
     },
+    /// Consecutive events of workers, numbered `first`, `first + 1`... within their run: the
+    /// broker publishes what it received in one turn of its loop as one message.
+    Events {
+        /// The number of the first one.
+        first: u64,
+        /// The events, in order.
+        envelopes: Vec<Envelope>,
+    },
     /// The run ended.
     End {
         /// `finished` or `failed`.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,13 @@ pub fn run(args: &[&str]) -> Output {
 
 /// Runs `loads ARGS`, killing it (by its PID) if it outlives `limit`.
 pub fn run_with_limit(args: &[&str], limit: Duration) -> Output {
+    run_in(Path::new("."), args, limit)
+}
+
+/// Runs `loads ARGS` in directory `dir`, killing it (by its PID) if it outlives `limit`.
+pub fn run_in(dir: &Path, args: &[&str], limit: Duration) -> Output {
     let child = loads()
+        .current_dir(dir)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

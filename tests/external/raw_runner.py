@@ -47,6 +47,11 @@ MODE (argv[2], optional):
 With LOADS_DURATION, the hits loop until the duration is over, pausing RAW_RUNNER_PAUSE seconds
 after each hit (default 0.01, about 100 hits per second and process; default 0 in a hits run).
 
+  batch      also sends, per process, one "batch" message (loads' mergeable summary, written by
+             hand: 2 hits of test "raw.batched", all successes, and counter "batched" = 5), and
+             puts an unknown field "extra" in every add_hit (ignored). Expected: the totals above,
+             plus 2*U hits and successes under "raw.batched" and counter "batched" = 5*U.
+
 Usage errors (no TEST, unknown MODE, missing or bad environment): a message on stderr, exit 2.
 """
 
@@ -59,7 +64,7 @@ import time
 
 import zmq
 
-MODES = ("", "die", "hang", "hang-hard", "malformed")
+MODES = ("", "die", "hang", "hang-hard", "malformed", "batch")
 
 MALFORMED = [
     b"not json",
@@ -91,11 +96,11 @@ def env_int(name, default=None):
 
 def main():
     if len(sys.argv) not in (2, 3):
-        usage("usage: raw_runner.py TEST [die|hang|hang-hard|malformed]")
+        usage("usage: raw_runner.py TEST [die|hang|hang-hard|malformed|batch]")
     test = sys.argv[1]
     mode = sys.argv[2] if len(sys.argv) == 3 else ""
     if mode not in MODES:
-        usage("unknown mode %r (expected one of die, hang, hang-hard, malformed)" % mode)
+        usage("unknown mode %r (expected one of die, hang, hang-hard, malformed, batch)" % mode)
 
     if mode == "die":
         sys.stderr.write("raw runner dying on purpose\n")
@@ -140,6 +145,13 @@ def main():
         push.send(json.dumps(dict(other, data_type="addSuccess", test=test,
                                   loads_status=[hits, users, 1, user])).encode("utf-8"))
 
+    if mode == "batch":
+        send("batch",
+             tests={"raw.batched": {"started": 2, "hits": 2, "successes": 2, "failures": 0,
+                                    "errors": 0}},
+             counters={"batched": 5})
+    extra = {"extra": "ignored"} if mode == "batch" else {}
+
     send("socket_open")
     send("socket_message", size=10)
     send("socket_close")
@@ -159,7 +171,7 @@ def main():
         now = time.time()
         started = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%03dZ" % (int(now * 1000) % 1000)
         send("add_hit", url="http://127.0.0.1/raw", method="GET", status=200, started=started,
-             elapsed=0.001, loads_status=status)
+             elapsed=0.001, loads_status=status, **extra)
         send("incr_counter", test=test, name="raw", loads_status=status)
         if h % 3 == 1:
             send("addSuccess", test=test, loads_status=status)

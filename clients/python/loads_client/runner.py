@@ -112,6 +112,10 @@ class Config:
 
     @classmethod
     def from_env(cls, env):
+        """The configuration loads gives in the environment ``env`` (a mapping).
+
+        Raises UsageError, naming the variable and what is expected, when one is missing or bad.
+        """
         endpoint = env.get("LOADS_ZMQ_RECEIVER", "").strip()
         if not endpoint:
             raise UsageError(

@@ -30,11 +30,13 @@ class Session(requests.Session):
         self.base_url = base_url.rstrip("/") if base_url else None
 
     def request(self, method, url, *args, **kwargs):
+        """Like requests.Session.request; a URL starting with ``/`` is relative to base_url."""
         if self.base_url and isinstance(url, str) and url.startswith("/") and not url.startswith("//"):
             url = self.base_url + url
         return super().request(method, url, *args, **kwargs)
 
     def send(self, request, **kwargs):
+        """Sends ``request`` and reports one ``add_hit`` per hop (redirects included)."""
         # Each hop is timed and reported on its own: send the request without following
         # redirects, then follow them like requests does (resolve_redirects calls send again).
         allow_redirects = kwargs.pop("allow_redirects", True)
