@@ -312,6 +312,24 @@ struct RunOptions {
     /// With --agents: start the run and return at once, printing its id
     #[arg(long, requires = "agents")]
     detach: bool,
+    /// Start a cycle step's users evenly over this time instead of all at once
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    ramp_up: Option<Duration>,
+    /// Closed model by stages: users move linearly to each stage's count, e.g. 10:30s,50:1m,0:20s
+    #[arg(long, value_name = "USERS:DURATION,...")]
+    stages: Option<String>,
+    /// Pause between a user's hits, not counted in request times: 1s, or 500ms..2s (uniform)
+    #[arg(long, value_name = "DURATION|MIN..MAX")]
+    think_time: Option<String>,
+    /// Open model: start hits at this rate whatever the latency (with -d), e.g. 200/s
+    #[arg(long, value_name = "N/s")]
+    rate: Option<String>,
+    /// Open model: move the rate linearly through stages, e.g. 50/s:30s,200/s:1m
+    #[arg(long, value_name = "RATE:DURATION,...")]
+    rate_stages: Option<String>,
+    /// Open model: most virtual users serving the arrivals [default: 1000]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_users: Option<u64>,
     /// Run TEST through this external program, one process per virtual user and cycle step,
     /// `{test}` replaced by TEST: e.g. "python3 -m loads_client {test}" (docs/external-runners.md)
     #[arg(long, value_name = "CMD")]
@@ -412,6 +430,12 @@ struct ConfigFile {
     abort_on_threshold: Option<bool>,
     baseline: Option<String>,
     test_runner: Option<String>,
+    ramp_up: Option<DurationValue>,
+    stages: Option<String>,
+    think_time: Option<String>,
+    rate: Option<String>,
+    rate_stages: Option<String>,
+    max_users: Option<u64>,
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -515,6 +539,17 @@ fn run_args(opts: &RunOptions) -> anyhow::Result<RunArgs> {
         abort_on_threshold: opts.abort_on_threshold || file.abort_on_threshold.unwrap_or(false),
         baseline: opts.out.baseline.clone().or(file.baseline.clone()),
         test_runner: opts.test_runner.clone().or(file.test_runner.clone()),
+        ramp_up: match (opts.ramp_up, &file.ramp_up) {
+            (Some(d), _) => Some(d.as_secs_f64()),
+            (None, Some(d)) => Some(d.get("ramp-up")?.as_secs_f64()),
+            (None, None) => None,
+        },
+        stages: opts.stages.clone().or(file.stages.clone()),
+        think_time: opts.think_time.clone().or(file.think_time.clone()),
+        rate: opts.rate.clone().or(file.rate.clone()),
+        rate_stages: opts.rate_stages.clone().or(file.rate_stages.clone()),
+        max_users: opts.max_users.or(file.max_users),
+        share: None,
     };
     Ok(args)
 }

@@ -107,6 +107,13 @@ impl Example {
         Ok(())
     }
 
+    /// GET /delay/20: a response that takes 20 ms (for arrival-rate runs)
+    async fn delay_20ms(&mut self, t: &mut TestCase) -> Outcome {
+        let res = t.app.get("/delay/20").send().await?;
+        ensure_eq!(res.status(), 200);
+        Ok(())
+    }
+
     /// Count 10 custom counters and make no request: measures the event pipeline itself (the
     /// broker's ingest with --raw-events)
     async fn counters(&mut self, t: &mut TestCase) -> Outcome {

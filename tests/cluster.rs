@@ -1091,3 +1091,65 @@ fn abort_on_threshold_stops_a_cluster_run() {
     assert!(text.contains("ABORTED (threshold)"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(45), "{text}");
 }
+
+#[test]
+fn rate_and_stages_are_divided_among_the_agents() {
+    let server = DemoServer::start();
+    let cluster = Cluster::start("models", 2);
+    // 150/s for 2 s over 2 agents: 75/s each, 300 hits in all.
+    let out = run_with_limit(
+        &[
+            "run",
+            "example::health",
+            "--agents",
+            "2",
+            "--rate",
+            "150/s",
+            "-d",
+            "2s",
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+        ],
+        Duration::from_secs(120),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    let hits = figure(&text, "Hits:");
+    assert!((294..=306).contains(&hits), "{hits}: {text}");
+    assert!(text.contains("Dropped:       0 starts"), "{text}");
+
+    // 5 users over 2 agents: 3 + 2, merged back to 5 in the caller's active-users history.
+    let summary = cluster.dir.join("stages.json");
+    let out = run_with_limit(
+        &[
+            "run",
+            "example::health",
+            "--agents",
+            "2",
+            "--stages",
+            "5:1s,5:2s",
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+            "-q",
+            "-o",
+            "json",
+            "--output-json-path",
+            summary.to_str().expect("utf8"),
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).expect("json")).expect("json");
+    let users: Vec<u64> = j["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .map(|s| s["users"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(users.iter().max(), Some(&5), "{users:?}");
+}

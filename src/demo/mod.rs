@@ -17,6 +17,7 @@
 //! | `GET /bytes/{n}` | `n` bytes (at most 10 MiB) |
 //! | `GET /ws` | a WebSocket that echoes every message |
 //! | `GET /ws/cookies` | a WebSocket that first sends the cookies of its handshake (as JSON), then echoes |
+//! | `POST /stall/{ms}` | stalls the server: every other request received in the next `ms` milliseconds (at most 60 000) is answered only when they are over |
 //!
 //! Requests enter through the axum router built by [`router`]; nothing is stored.
 
@@ -43,6 +44,45 @@ pub const MAX_BYTES: usize = 10 * 1024 * 1024;
 
 /// The demo server's routes.
 pub fn router() -> Router {
+    // Until when the server stalls, in milliseconds since `epoch` (0: no stall).
+    let epoch = std::time::Instant::now();
+    let until = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stall_until = until.clone();
+    let wait_until = until;
+    let stalled = axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let until = wait_until.clone();
+            async move {
+                let ms = until.load(std::sync::atomic::Ordering::Relaxed);
+                let end = epoch + Duration::from_millis(ms);
+                if ms > 0 && end > std::time::Instant::now() {
+                    tokio::time::sleep_until(end.into()).await;
+                }
+                next.run(req).await
+            }
+        },
+    );
+    routes().layer(stalled).route(
+        "/stall/{ms}",
+        axum::routing::post(move |Path(ms): Path<u64>| {
+            let until = stall_until.clone();
+            async move {
+                if ms > MAX_DELAY_MS {
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        format!("a stall lasts at most {MAX_DELAY_MS} ms\n"),
+                    )
+                        .into_response();
+                }
+                let end = epoch.elapsed() + Duration::from_millis(ms);
+                until.store(end.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+                Json(json!({"stalled_ms": ms})).into_response()
+            }
+        }),
+    )
+}
+
+fn routes() -> Router {
     Router::new()
         .route("/", get(|| async { Html(ROOT_PAGE) }))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))

@@ -375,7 +375,14 @@ impl<'a> Request<'a> {
             loads_status,
         });
         if !raw {
-            rec.record(|s| s.record_request(method.as_str(), &key, status, micros, second));
+            match rec.lag() {
+                None => {
+                    rec.record(|s| s.record_request(method.as_str(), &key, status, micros, second))
+                }
+                Some(lag) => rec.record(|s| {
+                    s.record_request_late(method.as_str(), &key, status, micros, lag, second)
+                }),
+            }
         }
         match result {
             Ok(raw) => Ok(Response { raw, elapsed }),

@@ -53,7 +53,13 @@ fn latency_line(r: &RequestStats) -> String {
     if r.count == 0 {
         return "no requests".into();
     }
-    let l = &r.latency;
+    histogram_line(&r.latency)
+}
+
+fn histogram_line(l: &crate::result::Latency) -> String {
+    if l.is_empty() {
+        return "none".into();
+    }
     format!(
         "mean {} · p50 {} · p90 {} · p95 {} · p99 {} · max {}",
         format_micros(l.mean()),
@@ -158,7 +164,39 @@ pub fn render_summary(result: &TestResult) -> String {
         stats.requests.count,
         rate(stats.requests.count, secs)
     );
-    let _ = writeln!(o, "Request time:  {}", latency_line(&stats.requests));
+    match &stats.open {
+        None => {
+            let _ = writeln!(o, "Request time:  {}", latency_line(&stats.requests));
+        }
+        Some(open) => {
+            // The open model: times from each hit's intended start, the uncorrected ones beside.
+            let _ = writeln!(
+                o,
+                "Request time:  {} (from each hit's intended start)",
+                latency_line(&stats.requests)
+            );
+            let _ = writeln!(
+                o,
+                "  uncorrected: {}",
+                histogram_line(&open.requests_uncorrected)
+            );
+            let _ = writeln!(
+                o,
+                "Hit time:      {} (from the intended start)",
+                histogram_line(&open.hits)
+            );
+            let _ = writeln!(
+                o,
+                "  uncorrected: {}",
+                histogram_line(&open.hits_uncorrected)
+            );
+            let _ = writeln!(
+                o,
+                "Dropped:       {} starts (no free virtual user in time; raise --max-users)",
+                open.dropped
+            );
+        }
+    }
     let sk = &stats.sockets;
     let _ = writeln!(
         o,

@@ -16,7 +16,8 @@ pub mod threshold;
 pub use event::{Direction, Envelope, Event, ExcInfo, LoadsStatus};
 pub use recorder::{Recorder, UserRecorder, unix_now, unix_second_at};
 pub use stats::{
-    Latency, Problem, ProblemKind, Quantiles, RequestStats, Second, SocketStats, Stats, TestCounts,
+    Latency, OpenModel, Problem, ProblemKind, Quantiles, RequestStats, Second, SocketStats, Stats,
+    TestCounts,
 };
 pub use summary::{Delta, LatencySummary, Summary, UrlSummary};
 pub use test_result::{EventSink, Observer, OutputError, RunMeta, TestResult};

@@ -105,6 +105,8 @@ pub struct UserRecorder {
     recorder: Arc<Recorder>,
     shard: usize,
     status: Arc<Mutex<LoadsStatus>>,
+    /// Open model: how late the current hit started, in µs (`u64::MAX`: closed model).
+    lag: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl UserRecorder {
@@ -115,7 +117,28 @@ impl UserRecorder {
             recorder,
             shard,
             status: Arc::default(),
+            lag: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
         }
+    }
+
+    /// A handle on the same shard for another user (a status and lag of its own).
+    pub fn fresh(&self) -> UserRecorder {
+        UserRecorder::new(self.recorder.clone(), self.shard)
+    }
+
+    /// Open model: the current hit started `micros` after its intended start (request times
+    /// count from the intended start); `None` in a closed model.
+    pub fn set_lag(&self, micros: Option<u64>) {
+        self.lag.store(
+            micros.map_or(u64::MAX, |m| m.min(u64::MAX - 1)),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// How late the current hit started (open model), in µs.
+    pub fn lag(&self) -> Option<u64> {
+        let l = self.lag.load(std::sync::atomic::Ordering::Relaxed);
+        (l != u64::MAX).then_some(l)
     }
 
     /// The raw-event channel, in raw mode.

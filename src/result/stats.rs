@@ -450,6 +450,59 @@ pub struct Stats {
     /// Per-second history, keyed by unix time in seconds.
     #[serde(default, with = "int_keys")]
     pub timeline: BTreeMap<i64, Second>,
+    /// Figures of the open model (`--rate`), absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open: Option<Box<OpenModel>>,
+}
+
+/// What the open model adds: in it, request times (in `requests` and `urls`) and hit times are
+/// measured from each hit's *intended* start, so that a service that makes hits start late is
+/// not flattered (coordinated omission); the uncorrected figures are kept beside them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenModel {
+    /// Request times measured from when each request was sent.
+    pub requests_uncorrected: Latency,
+    /// Hit (test) times from each hit's intended start.
+    pub hits: Latency,
+    /// Hit times from each hit's actual start.
+    pub hits_uncorrected: Latency,
+    /// Starts that never happened: no virtual user was free before the plan ended, or the
+    /// backlog of late starts was full.
+    pub dropped: u64,
+}
+
+impl Default for OpenModel {
+    fn default() -> Self {
+        OpenModel {
+            requests_uncorrected: Latency::new(LATENCY_SIGFIG),
+            hits: Latency::new(LATENCY_SIGFIG),
+            hits_uncorrected: Latency::new(LATENCY_SIGFIG),
+            dropped: 0,
+        }
+    }
+}
+
+impl OpenModel {
+    fn add(&mut self, o: &OpenModel) {
+        self.requests_uncorrected.add(&o.requests_uncorrected);
+        self.hits.add(&o.hits);
+        self.hits_uncorrected.add(&o.hits_uncorrected);
+        self.dropped += o.dropped;
+    }
+
+    fn reset(&mut self) {
+        self.requests_uncorrected.reset();
+        self.hits.reset();
+        self.hits_uncorrected.reset();
+        self.dropped = 0;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.requests_uncorrected.is_empty()
+            && self.hits.is_empty()
+            && self.hits_uncorrected.is_empty()
+            && self.dropped == 0
+    }
 }
 
 impl Stats {
@@ -695,6 +748,42 @@ impl Stats {
         for (t, s) in &other.timeline {
             self.timeline.entry(*t).or_default().add(s);
         }
+        if let Some(o) = &other.open {
+            self.open_mut().add(o);
+        }
+    }
+
+    /// The open model's figures, created on first use.
+    pub fn open_mut(&mut self) -> &mut OpenModel {
+        self.open.get_or_insert_with(Box::default)
+    }
+
+    /// Open model: records a request that took `micros` in a hit that started `lag_micros`
+    /// after its intended start (the request time counts from the intended start).
+    pub fn record_request_late(
+        &mut self,
+        method: &str,
+        url: &str,
+        status: u16,
+        micros: u64,
+        lag_micros: u64,
+        second: i64,
+    ) {
+        self.record_request(
+            method,
+            url,
+            status,
+            micros.saturating_add(lag_micros),
+            second,
+        );
+        self.open_mut().requests_uncorrected.record(micros);
+    }
+
+    /// Open model: records a hit's time, from its intended start and from its actual start.
+    pub fn record_hit_time(&mut self, micros: u64, lag_micros: u64) {
+        let o = self.open_mut();
+        o.hits.record(micros.saturating_add(lag_micros));
+        o.hits_uncorrected.record(micros);
     }
 
     /// Clears every count but keeps the keys and histogram allocations for reuse.
@@ -712,6 +801,9 @@ impl Stats {
         self.problems.clear();
         self.problems_dropped = 0;
         self.timeline.clear();
+        if let Some(o) = self.open.as_mut() {
+            o.reset();
+        }
     }
 
     /// Whether nothing has been recorded since creation or the last reset.
@@ -723,6 +815,7 @@ impl Stats {
             && self.problems.is_empty()
             && self.problems_dropped == 0
             && self.timeline.is_empty()
+            && self.open.as_ref().is_none_or(|o| o.is_empty())
     }
 
     /// Replaces the histograms of seconds older than `now - TIMELINE_KEEP_FULL` by summaries.

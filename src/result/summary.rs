@@ -58,6 +58,21 @@ impl LatencySummary {
     }
 }
 
+/// What the open model (`--rate`) adds. Its request times (`latency`, `urls`) count from each
+/// hit's intended start (corrected for coordinated omission); these are the uncorrected ones.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OpenSummary {
+    /// Request times from each request's send (ms).
+    pub latency_uncorrected: LatencySummary,
+    /// Hit (test) times from each hit's intended start (ms).
+    pub hit_time: LatencySummary,
+    /// Hit times from each hit's actual start (ms).
+    pub hit_time_uncorrected: LatencySummary,
+    /// Starts that never happened (no free virtual user in time).
+    pub dropped: u64,
+}
+
 /// Statistics of one URL and method.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -172,6 +187,8 @@ pub struct Summary {
     pub thresholds: Vec<Verdict>,
     /// Per-second history.
     pub timeline: Vec<SecondSummary>,
+    /// Open model (`--rate`) figures; absent for closed models.
+    pub open_model: Option<OpenSummary>,
     /// Every hit succeeded, no run problem, every threshold passed.
     pub success: bool,
 }
@@ -266,6 +283,12 @@ impl Summary {
             problems_dropped: stats.problems_dropped,
             run_problems: result.run_problems().to_vec(),
             timeline,
+            open_model: stats.open.as_ref().map(|o| OpenSummary {
+                latency_uncorrected: LatencySummary::of(&o.requests_uncorrected),
+                hit_time: LatencySummary::of(&o.hits),
+                hit_time_uncorrected: LatencySummary::of(&o.hits_uncorrected),
+                dropped: o.dropped,
+            }),
             success: result.is_success() && thresholds.iter().all(|v| v.pass),
             thresholds,
         }

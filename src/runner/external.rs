@@ -84,6 +84,11 @@ impl ExternalRunner {
         }
         let command = split_command(&line, &args.test)?;
         let plan = args.plan()?;
+        if plan.model != super::Model::Cycles || plan.ramp_up.is_some() || plan.think.is_some() {
+            return Err(RunError::Usage(
+                "--stages, --rate, --ramp-up and --think-time are not supported with --test-runner: a runner's process runs its user's hits at its own pace (use users × hits or a duration)".into(),
+            ));
+        }
         let mut args = args;
         if args.run_id.is_empty() {
             args.run_id = new_run_id();

@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::plan::{Plan, Stop};
+use super::plan::{Model, Plan, Stop};
 use super::{RunArgs, RunError, Runner};
 use crate::case::{TestCase, TestError, TestRef, find_test, run_hit};
 use crate::result::{
@@ -217,11 +217,50 @@ impl LocalRunner {
         }
         let args = Arc::new(self.args.clone());
         let test_name: Arc<str> = Arc::from(self.args.test.as_str());
+        let ctx = DriveCtx {
+            workers,
+            recorder,
+            control,
+            args,
+            name: test_name,
+        };
+        match &self.plan.model {
+            Model::Cycles => self.drive_cycles(&ctx).await,
+            Model::Stages(stages) => self.drive_stages(&ctx, stages).await,
+            Model::Rate {
+                start,
+                stages,
+                max_users,
+            } => self.drive_rate(&ctx, *start, stages, *max_users).await,
+        }
+    }
+
+    /// A virtual user of this run, on worker `w`.
+    fn user(&self, ctx: &DriveCtx<'_>, w: usize, users: u64, user: u64) -> VirtualUser {
+        VirtualUser {
+            test: self.test,
+            name: ctx.name.clone(),
+            args: ctx.args.clone(),
+            recorder: UserRecorder::new(ctx.recorder.clone(), w),
+            control: ctx.control.clone(),
+            stop: self.plan.stop.clone(),
+            deadline: None,
+            users,
+            user,
+            start_delay: Duration::ZERO,
+            think: self.plan.think,
+            retire: None,
+        }
+    }
+
+    /// Users × hits cycles (or users for a duration), each step's users started together or
+    /// over the ramp-up.
+    async fn drive_cycles(&self, ctx: &DriveCtx<'_>) {
         for &users in self.plan.users.values() {
-            if control.stopping.load(Ordering::SeqCst) {
+            if ctx.control.stopping.load(Ordering::SeqCst) {
                 break;
             }
-            let step_cancel = control.cancel.child_token();
+            let step_cancel = ctx.control.cancel.child_token();
             let deadline = match &self.plan.stop {
                 // `Plan::check` bounds durations, so this cannot overflow in practice.
                 Stop::Duration(d) => Instant::now().checked_add(*d),
@@ -229,19 +268,14 @@ impl LocalRunner {
             };
             let mut tasks = Vec::with_capacity(users as usize);
             for u in 1..=users {
-                let w = (u as usize - 1) % workers.len();
-                let vu = VirtualUser {
-                    test: self.test,
-                    name: test_name.clone(),
-                    args: args.clone(),
-                    recorder: UserRecorder::new(recorder.clone(), w),
-                    control: control.clone(),
-                    stop: self.plan.stop.clone(),
-                    deadline,
-                    users,
-                    user: u,
-                };
-                tasks.push(workers[w].handle.spawn(vu.run()));
+                let w = (u as usize - 1) % ctx.workers.len();
+                let mut vu = self.user(ctx, w, users, u);
+                vu.deadline = deadline;
+                if let Some(ramp) = self.plan.ramp_up {
+                    // User u of n starts (u-1)/n of the ramp-up after the step.
+                    vu.start_delay = ramp.mul_f64((u - 1) as f64 / users as f64);
+                }
+                tasks.push(ctx.workers[w].handle.spawn(vu.run()));
             }
             if let Some(deadline) = deadline.and_then(|d| d.checked_add(GRACE)) {
                 let cancel = step_cancel.clone();
@@ -250,52 +284,92 @@ impl LocalRunner {
                     cancel.cancel();
                 });
             }
-            // Wait for the users, or abort them all when the step is cancelled (Ctrl-C, or the
-            // grace period after the duration): abandoned hits are not recorded.
-            let mut tasks: Vec<Option<tokio::task::JoinHandle<()>>> =
-                tasks.into_iter().map(Some).collect();
-            let mut outcomes = Vec::new();
-            {
-                let all = async {
-                    for slot in tasks.iter_mut() {
-                        if let Some(t) = slot.as_mut() {
-                            let r = t.await;
-                            *slot = None;
-                            outcomes.push(r);
-                        }
-                    }
-                };
-                tokio::select! {
-                    _ = all => {}
-                    _ = step_cancel.cancelled() => {}
-                }
-            }
-            for t in tasks.iter().flatten() {
-                t.abort();
-            }
-            for t in tasks.into_iter().flatten() {
-                outcomes.push(t.await);
-            }
-            for r in outcomes {
-                if let Err(e) = r
-                    && e.is_panic()
-                {
-                    // A virtual user's task died outside the guarded test code: count it.
-                    let message = format!("virtual user task panicked: {e}");
-                    recorder.record(0, |s| {
-                        s.record_problem(
-                            ProblemKind::Error,
-                            &test_name,
-                            &message,
-                            "runner",
-                            "",
-                            unix_now(),
-                        )
-                    });
-                }
-            }
+            await_users(tasks, &step_cancel, ctx).await;
             step_cancel.cancel();
         }
+    }
+
+    /// Closed model by stages: a controller adds users (or retires the newest ones, after their
+    /// current hit) ten times a second to follow the stages' line.
+    async fn drive_stages(&self, ctx: &DriveCtx<'_>, stages: &[(u64, Duration)]) {
+        let step_cancel = ctx.control.cancel.child_token();
+        let start = Instant::now();
+        let total: Duration = stages.iter().map(|(_, d)| *d).sum();
+        let end = start + total;
+        let grace_cancel = step_cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until((end + GRACE).into()).await;
+            grace_cancel.cancel();
+        });
+        let mut live: Vec<Arc<AtomicBool>> = Vec::new();
+        let mut tasks = Vec::new();
+        let mut next_user = 1u64;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            let now = Instant::now();
+            if now >= end || ctx.control.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            let target = users_at(stages, now - start);
+            while (live.len() as u64) < target {
+                let w = (next_user as usize - 1) % ctx.workers.len();
+                let mut vu = self.user(ctx, w, target, next_user);
+                vu.deadline = Some(end);
+                let retire = Arc::new(AtomicBool::new(false));
+                vu.retire = Some(retire.clone());
+                live.push(retire);
+                tasks.push(ctx.workers[w].handle.spawn(vu.run()));
+                next_user += 1;
+            }
+            while (live.len() as u64) > target {
+                if let Some(r) = live.pop() {
+                    r.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        await_users(tasks, &step_cancel, ctx).await;
+        step_cancel.cancel();
+    }
+
+    /// Open model: each worker thread takes every n-th arrival of the rate and serves it from a
+    /// pool of virtual users of its own.
+    async fn drive_rate(
+        &self,
+        ctx: &DriveCtx<'_>,
+        start_rate: f64,
+        stages: &[(f64, Duration)],
+        max_users: u64,
+    ) {
+        let step_cancel = ctx.control.cancel.child_token();
+        let start = Instant::now();
+        let total: Duration = stages.iter().map(|(_, d)| *d).sum();
+        let end = start + total;
+        // One lane of arrivals per worker, but never more lanes than users in the pool.
+        let n = (ctx.workers.len() as u64).min(max_users).max(1);
+        let mut tasks = Vec::new();
+        for (w, worker) in ctx.workers.iter().enumerate().take(n as usize) {
+            let pool = super::share_of(max_users, (w as u64, n));
+            let scheduler = Scheduler {
+                first_user: w as u64 * max_users.div_ceil(n),
+                template: self.user(ctx, w, 0, 0),
+                stages: stages.to_vec(),
+                start_rate,
+                start,
+                end,
+                lane: (w as u64, n),
+                pool,
+                cancel: step_cancel.clone(),
+            };
+            tasks.push(worker.handle.spawn(scheduler.run()));
+        }
+        let grace_cancel = step_cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until((end + GRACE).into()).await;
+            grace_cancel.cancel();
+        });
+        await_users(tasks, &step_cancel, ctx).await;
+        step_cancel.cancel();
     }
 
     fn build_result(&self) -> Result<TestResult, RunError> {
@@ -382,7 +456,230 @@ fn collect<S: EventSink>(
     sink
 }
 
-/// One virtual user of one cycle step.
+/// What the drivers share.
+struct DriveCtx<'a> {
+    workers: &'a [Worker],
+    recorder: &'a Arc<Recorder>,
+    control: &'a Arc<Control>,
+    args: Arc<RunArgs>,
+    name: Arc<str>,
+}
+
+/// Waits for the users' tasks, or aborts them all when `cancel` fires (Ctrl-C, or the grace
+/// period after the duration): abandoned hits are not recorded. A task that panicked outside
+/// the guarded test code is counted as an error.
+async fn await_users(
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    cancel: &CancellationToken,
+    ctx: &DriveCtx<'_>,
+) {
+    let mut tasks: Vec<Option<tokio::task::JoinHandle<()>>> = tasks.into_iter().map(Some).collect();
+    let mut outcomes = Vec::new();
+    {
+        let all = async {
+            for slot in tasks.iter_mut() {
+                if let Some(t) = slot.as_mut() {
+                    let r = t.await;
+                    *slot = None;
+                    outcomes.push(r);
+                }
+            }
+        };
+        tokio::select! {
+            _ = all => {}
+            _ = cancel.cancelled() => {}
+        }
+    }
+    for t in tasks.iter().flatten() {
+        t.abort();
+    }
+    for t in tasks.into_iter().flatten() {
+        outcomes.push(t.await);
+    }
+    for r in outcomes {
+        if let Err(e) = r
+            && e.is_panic()
+        {
+            let message = format!("virtual user task panicked: {e}");
+            ctx.recorder.record(0, |s| {
+                s.record_problem(
+                    ProblemKind::Error,
+                    &ctx.name,
+                    &message,
+                    "runner",
+                    "",
+                    unix_now(),
+                )
+            });
+        }
+    }
+}
+
+/// The users the stages ask for `elapsed` into the plan: linear from the previous stage's count
+/// (0 at first) to each stage's.
+fn users_at(stages: &[(u64, Duration)], elapsed: Duration) -> u64 {
+    let mut from = 0u64;
+    let mut t = Duration::ZERO;
+    for (to, d) in stages {
+        if elapsed < t + *d {
+            let x = (elapsed - t).as_secs_f64() / d.as_secs_f64();
+            let v = from as f64 + (*to as f64 - from as f64) * x;
+            return v.round().max(0.0) as u64;
+        }
+        t += *d;
+        from = *to;
+    }
+    from
+}
+
+/// Starts of late hits that may wait for a free virtual user, per user of the pool; beyond
+/// that, starts are dropped.
+const BACKLOG_PER_USER: usize = 100;
+
+/// The open model on one worker thread: arrivals at the rate, served by a pool of users.
+struct Scheduler {
+    /// Number of this worker's first user (users are numbered across workers).
+    first_user: u64,
+    /// A user to copy: name, test, recorder shard, control.
+    template: VirtualUser,
+    stages: Vec<(f64, Duration)>,
+    start_rate: f64,
+    start: Instant,
+    end: Instant,
+    /// `(w, n)`: this worker takes arrivals w+1, w+1+n, w+1+2n...
+    lane: (u64, u64),
+    pool: u64,
+    cancel: CancellationToken,
+}
+
+/// A virtual user of the open model's pool, with its test context and state.
+struct PoolUser {
+    vu: VirtualUser,
+    case: TestCase,
+    state: Box<dyn crate::case::UserState>,
+    hits: u64,
+}
+
+impl Scheduler {
+    async fn run(self) {
+        let (back_tx, mut back_rx) = tokio::sync::mpsc::unbounded_channel::<PoolUser>();
+        let mut idle: Vec<PoolUser> = Vec::new();
+        let mut backlog: std::collections::VecDeque<Instant> = Default::default();
+        let backlog_max = (self.pool as usize).saturating_mul(BACKLOG_PER_USER);
+        let (mut created, mut in_flight, mut dropped) = (0u64, 0u64, 0u64);
+        let mut k = 0u64;
+        let arrival = |k: u64| {
+            super::plan::arrival_time(
+                self.start_rate,
+                &self.stages,
+                k * self.lane.1 + self.lane.0 + 1,
+            )
+            .map(|t| self.start + Duration::from_secs_f64(t))
+        };
+        let mut next = arrival(k);
+        let control = self.template.control.clone();
+        loop {
+            if control.stopping.load(Ordering::Relaxed) {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(next.unwrap_or(self.end).into()), if next.is_some() => {
+                    if let Some(t) = next {
+                        backlog.push_back(t);
+                        if backlog.len() > backlog_max {
+                            backlog.pop_front();
+                            dropped += 1;
+                        }
+                    }
+                    k += 1;
+                    next = arrival(k);
+                }
+                Some(u) = back_rx.recv() => {
+                    in_flight -= 1;
+                    idle.push(u);
+                }
+                _ = self.cancel.cancelled() => break,
+            }
+            while let Some(&intended) = backlog.front() {
+                let user = match idle.pop() {
+                    Some(u) => u,
+                    None if created < self.pool => {
+                        created += 1;
+                        let vu = self.template.clone_for(self.first_user + created);
+                        vu.recorder.set_lag(Some(0));
+                        match vu.prepare() {
+                            Some((case, state)) => PoolUser {
+                                vu,
+                                case,
+                                state,
+                                hits: 0,
+                            },
+                            None => continue,
+                        }
+                    }
+                    None => break,
+                };
+                backlog.pop_front();
+                in_flight += 1;
+                let back = back_tx.clone();
+                tokio::spawn(async move {
+                    let mut user = user;
+                    let now = Instant::now();
+                    let lag = now.saturating_duration_since(intended);
+                    let lag_us = lag.as_micros().min(u64::MAX as u128 / 2) as u64;
+                    user.vu.recorder.set_lag(Some(lag_us));
+                    user.hits += 1;
+                    let control = user.vu.control.clone();
+                    control.active_users.fetch_add(1, Ordering::Relaxed);
+                    let active = Active(&control.active_users);
+                    let PoolUser {
+                        vu,
+                        case,
+                        state,
+                        hits,
+                    } = &mut user;
+                    vu.hit(case, &mut **state, 0, *hits).await;
+                    let took = now.elapsed().as_micros().min(u64::MAX as u128 / 2) as u64;
+                    vu.recorder.record(|s| s.record_hit_time(took, lag_us));
+                    drop(active);
+                    let _ = back.send(user);
+                });
+            }
+            if next.is_none() {
+                // The plan's arrivals are over: what still waits never starts.
+                dropped += backlog.len() as u64;
+                backlog.clear();
+                if in_flight == 0 {
+                    break;
+                }
+            }
+        }
+        // Wait for the hits in flight (the driver aborts them after the grace period).
+        while in_flight > 0 {
+            tokio::select! {
+                Some(_) = back_rx.recv() => in_flight -= 1,
+                _ = self.cancel.cancelled() => break,
+            }
+        }
+        dropped += backlog.len() as u64;
+        if dropped > 0 {
+            self.template
+                .recorder
+                .record(|s| s.open_mut().dropped += dropped);
+        }
+    }
+}
+
+/// Counts a user as active while it lives, even when its task is aborted.
+struct Active<'a>(&'a AtomicU64);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One virtual user.
 struct VirtualUser {
     test: TestRef,
     name: Arc<str>,
@@ -393,31 +690,84 @@ struct VirtualUser {
     deadline: Option<Instant>,
     users: u64,
     user: u64,
+    /// Ramp-up: how long after its step the user starts.
+    start_delay: Duration,
+    /// Pause between hits.
+    think: Option<(Duration, Duration)>,
+    /// Stages: set when the user must stop after its current hit.
+    retire: Option<Arc<AtomicBool>>,
 }
 
 impl VirtualUser {
-    async fn run(self) {
-        let mut case =
-            match TestCase::new(self.name.clone(), self.args.clone(), self.recorder.clone()) {
-                Ok(c) => c,
-                Err(e) => {
-                    let err = TestError::from(e);
-                    let info = err.exc_info();
-                    self.recorder.record(|s| {
-                        s.record_start(&self.name);
-                        s.record_problem(
-                            ProblemKind::Error,
-                            &self.name,
-                            info.message(),
-                            info.kind(),
-                            info.traceback(),
-                            unix_now(),
-                        )
-                    });
-                    return;
-                }
-            };
-        let mut state = match std::panic::catch_unwind(self.test.suite.new_user) {
+    /// A user like this one, numbered `user`, with a recorder of its own on the same shard.
+    fn clone_for(&self, user: u64) -> VirtualUser {
+        VirtualUser {
+            test: self.test,
+            name: self.name.clone(),
+            args: self.args.clone(),
+            recorder: self.recorder.fresh(),
+            control: self.control.clone(),
+            stop: self.stop.clone(),
+            deadline: self.deadline,
+            users: self.users,
+            user,
+            start_delay: Duration::ZERO,
+            think: self.think,
+            retire: None,
+        }
+    }
+
+    /// Pause between two hits (think time), uniform between the bounds.
+    async fn think(&self, hit: u64) {
+        let Some((lo, hi)) = self.think else {
+            return;
+        };
+        let span = hi.saturating_sub(lo);
+        let pause = if span.is_zero() {
+            lo
+        } else {
+            // A cheap, well-spread draw per user and hit (splitmix64).
+            let mut z = self
+                .user
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .wrapping_add(hit.wrapping_mul(0xBF58_476D_1CE4_E5B9));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            lo + span.mul_f64((z >> 11) as f64 / (1u64 << 53) as f64)
+        };
+        tokio::time::sleep(pause).await;
+    }
+
+    fn retired(&self) -> bool {
+        self.retire
+            .as_ref()
+            .is_some_and(|r| r.load(Ordering::Relaxed))
+    }
+
+    /// The user's test context and state, or `None` after recording why they could not be made.
+    fn prepare(&self) -> Option<(TestCase, Box<dyn crate::case::UserState>)> {
+        let case = match TestCase::new(self.name.clone(), self.args.clone(), self.recorder.clone())
+        {
+            Ok(c) => c,
+            Err(e) => {
+                let err = TestError::from(e);
+                let info = err.exc_info();
+                self.recorder.record(|s| {
+                    s.record_start(&self.name);
+                    s.record_problem(
+                        ProblemKind::Error,
+                        &self.name,
+                        info.message(),
+                        info.kind(),
+                        info.traceback(),
+                        unix_now(),
+                    )
+                });
+                return None;
+            }
+        };
+        let state = match std::panic::catch_unwind(self.test.suite.new_user) {
             Ok(s) => s,
             Err(payload) => {
                 let message = format!(
@@ -435,16 +785,19 @@ impl VirtualUser {
                         unix_now(),
                     )
                 });
-                return;
+                return None;
             }
         };
-        /// Counts the user as active while it lives, even when its task is aborted.
-        struct Active<'a>(&'a AtomicU64);
-        impl Drop for Active<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::Relaxed);
-            }
+        Some((case, state))
+    }
+
+    async fn run(self) {
+        if !self.start_delay.is_zero() {
+            tokio::time::sleep(self.start_delay).await;
         }
+        let Some((mut case, mut state)) = self.prepare() else {
+            return;
+        };
         self.control.active_users.fetch_add(1, Ordering::Relaxed);
         let _active = Active(&self.control.active_users);
         match &self.stop {
@@ -454,6 +807,9 @@ impl VirtualUser {
                         if self.control.stopping.load(Ordering::Relaxed) {
                             break 'steps;
                         }
+                        if i > 1 {
+                            self.think(i).await;
+                        }
                         self.hit(&mut case, &mut *state, h, i).await;
                     }
                 }
@@ -461,8 +817,17 @@ impl VirtualUser {
             Stop::Duration(_) => {
                 let deadline = self.deadline.unwrap_or_else(Instant::now);
                 let mut i = 0;
-                while Instant::now() < deadline && !self.control.stopping.load(Ordering::Relaxed) {
+                while Instant::now() < deadline
+                    && !self.control.stopping.load(Ordering::Relaxed)
+                    && !self.retired()
+                {
                     i += 1;
+                    if i > 1 {
+                        self.think(i).await;
+                        if Instant::now() >= deadline || self.retired() {
+                            break;
+                        }
+                    }
                     self.hit(&mut case, &mut *state, 0, i).await;
                 }
             }

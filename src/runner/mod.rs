@@ -14,7 +14,9 @@ pub mod plan;
 pub use distributed::DistributedRunner;
 pub use external::ExternalRunner;
 pub use local::{LocalRunner, new_run_id};
-pub use plan::{Cycles, MAX_DURATION, MAX_USERS, Plan, Stop, duration_from_secs, parse_duration};
+pub use plan::{
+    Cycles, MAX_DURATION, MAX_USERS, Model, Plan, Stop, duration_from_secs, parse_duration,
+};
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -73,6 +75,28 @@ pub struct RunArgs {
     /// Run the test through this external command, one process per virtual user
     /// (`--test-runner "CMD ARGS {test}"`), instead of a registered Rust test.
     pub test_runner: Option<String>,
+    /// Cycles model: start a step's users evenly over this many seconds.
+    pub ramp_up: Option<f64>,
+    /// Closed model by stages, `USERS:DURATION,…`.
+    pub stages: Option<String>,
+    /// Pause between a user's hits: `DURATION` or `MIN..MAX`.
+    pub think_time: Option<String>,
+    /// Open model: hits start at this rate (`200/s`).
+    pub rate: Option<String>,
+    /// Open model: the rate moves linearly through `RATE:DURATION,…`.
+    pub rate_stages: Option<String>,
+    /// Open model: most virtual users in the pool.
+    pub max_users: Option<u64>,
+    /// This process's share of a cluster run, `(index, count)`: the broker sets it per agent, and
+    /// the stages' users, the rate and the pool are divided (remainders to the first agents).
+    pub share: Option<(u64, u64)>,
+}
+
+/// `n` divided among `count` agents: the part of agent `index` (the first ones take the
+/// remainder).
+pub fn share_of(n: u64, (index, count): (u64, u64)) -> u64 {
+    let count = count.max(1);
+    n / count + u64::from(index < n % count)
 }
 
 /// The description of a run of `args` with `plan` that outputs show.
@@ -135,6 +159,13 @@ impl Default for RunArgs {
             abort_on_threshold: false,
             baseline: None,
             test_runner: None,
+            ramp_up: None,
+            stages: None,
+            think_time: None,
+            rate: None,
+            rate_stages: None,
+            max_users: None,
+            share: None,
         }
     }
 }
@@ -199,12 +230,96 @@ impl RunArgs {
                 return Err(crate::output::unknown_output(name));
             }
         }
-        let plan = Plan {
-            users: self.users.clone(),
-            stop,
-        };
+        let mut plan = Plan::cycles(self.users.clone(), stop);
+        self.model_into(&mut plan).map_err(RunError::Usage)?;
         plan.check().map_err(RunError::Usage)?;
         Ok(plan)
+    }
+
+    /// Adds ramp-up, think time, stages or rate to a cycles plan, checking the combinations.
+    fn model_into(&self, plan: &mut Plan) -> Result<(), String> {
+        let open = self.rate.is_some() || self.rate_stages.is_some();
+        let explicit_users = self.users != Cycles::default();
+        if let Some(t) = &self.think_time {
+            if open {
+                return Err("--think-time is for closed models: in the open model (--rate) hits start at the arrival rate".into());
+            }
+            plan.think =
+                Some(plan::parse_think_time(t).map_err(|e| format!("invalid --think-time: {e}"))?);
+        }
+        if let Some(r) = self.ramp_up {
+            if open || self.stages.is_some() {
+                return Err("--ramp-up is for users × hits cycles; with --stages or --rate the stages ramp the load".into());
+            }
+            plan.ramp_up =
+                Some(duration_from_secs(r).map_err(|e| format!("invalid --ramp-up: {e}"))?);
+        }
+        if self.max_users.is_some() && !open {
+            return Err("--max-users sizes the open model's pool: use it with --rate".into());
+        }
+        let share = self.share.unwrap_or((0, 1));
+        let count = share.1;
+        if let Some(st) = &self.stages {
+            if open {
+                return Err(
+                    "--stages (closed model) and --rate (open model) cannot be used together"
+                        .into(),
+                );
+            }
+            if self.hits.is_some() || self.duration.is_some() || explicit_users {
+                return Err(
+                    "--stages sets the users and the duration: remove -u, --hits and -d".into(),
+                );
+            }
+            let stages: Vec<(u64, Duration)> = plan::parse_stages(st)
+                .map_err(|e| format!("invalid --stages: {e}"))?
+                .into_iter()
+                .map(|(u, d)| (share_of(u, share), d))
+                .collect();
+            let total: Duration = stages.iter().map(|(_, d)| *d).sum();
+            let peak = stages.iter().map(|(u, _)| *u).max().unwrap_or(0);
+            plan.users = Cycles::one(peak);
+            plan.stop = Stop::Duration(total);
+            plan.model = Model::Stages(stages);
+        } else if open {
+            if self.hits.is_some() || explicit_users {
+                return Err("the open model (--rate) starts hits at a rate: remove -u and --hits (--max-users sizes its pool)".into());
+            }
+            let start = match &self.rate {
+                Some(r) => plan::parse_rate(r).map_err(|e| format!("invalid --rate: {e}"))?,
+                None => 0.0,
+            };
+            let stages = match (&self.rate_stages, self.duration) {
+                (Some(_), Some(_)) => {
+                    return Err("--rate-stages sets the duration: remove -d".into());
+                }
+                (Some(rs), None) => plan::parse_rate_stages(rs)
+                    .map_err(|e| format!("invalid --rate-stages: {e}"))?,
+                (None, Some(d)) => vec![(
+                    start,
+                    duration_from_secs(d).map_err(|e| format!("invalid --duration: {e}"))?,
+                )],
+                (None, None) => {
+                    return Err("--rate needs a duration: add -d (e.g. --rate 200/s -d 1m) or --rate-stages".into());
+                }
+            };
+            // Each agent takes its share of the rate (an exact division) and of the pool.
+            let part = |r: f64| r / count.max(1) as f64;
+            let max_users = self.max_users.unwrap_or(plan::DEFAULT_MAX_USERS);
+            if max_users == 0 || max_users > MAX_USERS {
+                return Err(format!("--max-users must be 1 to {MAX_USERS}"));
+            }
+            let stages: Vec<(f64, Duration)> =
+                stages.into_iter().map(|(r, d)| (part(r), d)).collect();
+            let total: Duration = stages.iter().map(|(_, d)| *d).sum();
+            plan.stop = Stop::Duration(total);
+            plan.model = Model::Rate {
+                start: part(start),
+                stages,
+                max_users: share_of(max_users, share).max(1),
+            };
+        }
+        Ok(())
     }
 }
 

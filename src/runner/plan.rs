@@ -1,8 +1,15 @@
-//! The load plan: cycles of users and hits, or a duration (DESIGN.md, "Load plan").
+//! The load plan (DESIGN.md, "Load plan"), in one of three [`Model`]s:
 //!
-//! For each users value, in order, that many virtual users start together; each runs, for each
-//! hits value in order, the test that many times — or loops until the duration is over. The
-//! total number of hits is the sum over users values and hits values of users × hits.
+//! - **cycles** (the seed system's): for each users value, in order, that many virtual users
+//!   start (together, or spread over `--ramp-up`); each runs, for each hits value in order, the
+//!   test that many times — or loops until the duration is over. The total number of hits is the
+//!   sum over users values and hits values of users × hits.
+//! - **stages** (`--stages 10:30s,50:1m,0:20s`, closed model): the number of virtual users moves
+//!   linearly from 0 to each stage's count over the stage's duration.
+//! - **rate** (`--rate 200/s`, `--rate-stages`, open model): hits start at a given arrival rate
+//!   whatever the service's latency, served by a pool of at most `--max-users` virtual users.
+//!
+//! `--think-time` pauses a closed-model user between its hits.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -137,6 +144,163 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Most virtual users in one cycle step of one process.
 pub const MAX_USERS: u64 = 1_000_000;
 
+/// The shape of the load.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Model {
+    /// Users × hits cycles, or users for a duration (with `users` and `stop`).
+    #[default]
+    Cycles,
+    /// Closed model: users move linearly from the previous count (0 at first) to each stage's
+    /// count over its duration.
+    Stages(Vec<(u64, Duration)>),
+    /// Open model: hits start at a rate (per second) moving linearly from `start` through each
+    /// stage's rate over its duration; at most `max_users` virtual users serve them.
+    Rate {
+        /// The rate at the start.
+        start: f64,
+        /// `(rate reached at the end, duration)` of each stage.
+        stages: Vec<(f64, Duration)>,
+        /// Most virtual users in the pool.
+        max_users: u64,
+    },
+}
+
+/// Default `--max-users` of the open model.
+pub const DEFAULT_MAX_USERS: u64 = 1000;
+/// Highest arrival rate accepted, per second and process.
+pub const MAX_RATE: f64 = 1_000_000.0;
+
+/// Parses stages `USERS:DURATION,…` (`10:30s,50:1m,0:20s`).
+pub fn parse_stages(s: &str) -> Result<Vec<(u64, Duration)>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (u, d) = part.split_once(':').ok_or_else(|| {
+            format!("stage {part:?} is not USERS:DURATION (e.g. --stages 10:30s,50:1m,0:20s)")
+        })?;
+        let users: u64 = u
+            .trim()
+            .parse()
+            .map_err(|_| format!("stage {part:?}: {u:?} is not a number of users (e.g. 10:30s)"))?;
+        if users > MAX_USERS {
+            return Err(format!(
+                "stage {part:?}: at most {MAX_USERS} virtual users per process"
+            ));
+        }
+        let d = parse_duration(d.trim()).map_err(|e| format!("stage {part:?}: {e}"))?;
+        if d.is_zero() {
+            return Err(format!("stage {part:?}: the duration must be more than 0"));
+        }
+        out.push((users, d));
+    }
+    if out.is_empty() {
+        return Err("no stage given: expected USERS:DURATION,… (e.g. 10:30s,50:1m,0:20s)".into());
+    }
+    Ok(out)
+}
+
+/// Parses an arrival rate: `200`, `200/s`, `600/m`, `36000/h`; returns hits per second.
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    let s = s.trim();
+    let (n, per) = match s.split_once('/') {
+        Some((n, unit)) => {
+            let per = match unit.trim() {
+                "s" | "sec" => 1.0,
+                "m" | "min" => 60.0,
+                "h" => 3600.0,
+                other => {
+                    return Err(format!(
+                        "{s:?}: unknown rate unit {other:?}; use N/s, N/m or N/h"
+                    ));
+                }
+            };
+            (n, per)
+        }
+        None => (s, 1.0),
+    };
+    let n: f64 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a rate such as 200/s"))?;
+    let rate = n / per;
+    if !rate.is_finite() || !(0.0..=MAX_RATE).contains(&rate) {
+        return Err(format!(
+            "{s:?}: a rate is between 0 and {MAX_RATE}/s (spread more over agents)"
+        ));
+    }
+    Ok(rate)
+}
+
+/// Parses rate stages `RATE:DURATION,…` (`50/s:30s,200:1m`).
+pub fn parse_rate_stages(s: &str) -> Result<Vec<(f64, Duration)>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (r, d) = part.rsplit_once(':').ok_or_else(|| {
+            format!(
+                "rate stage {part:?} is not RATE:DURATION (e.g. --rate-stages 50/s:30s,200/s:1m)"
+            )
+        })?;
+        let rate = parse_rate(r).map_err(|e| format!("rate stage {part:?}: {e}"))?;
+        let d = parse_duration(d.trim()).map_err(|e| format!("rate stage {part:?}: {e}"))?;
+        if d.is_zero() {
+            return Err(format!(
+                "rate stage {part:?}: the duration must be more than 0"
+            ));
+        }
+        out.push((rate, d));
+    }
+    if out.is_empty() {
+        return Err("no rate stage given: expected RATE:DURATION,… (e.g. 50/s:30s)".into());
+    }
+    Ok(out)
+}
+
+/// Parses a think time: `DURATION` or `MIN..MAX` (uniform).
+pub fn parse_think_time(s: &str) -> Result<(Duration, Duration), String> {
+    let (a, b) = match s.split_once("..") {
+        Some((a, b)) => (parse_duration(a.trim())?, parse_duration(b.trim())?),
+        None => {
+            let d = parse_duration(s.trim())?;
+            (d, d)
+        }
+    };
+    if b < a {
+        return Err(format!("{s:?}: MIN..MAX with MIN above MAX"));
+    }
+    Ok((a, b))
+}
+
+/// The time (seconds from the start) of arrival number `n` (1-based) for a rate moving
+/// linearly from `start` through `stages`; `None` when the plan ends before it.
+pub fn arrival_time(start: f64, stages: &[(f64, Duration)], n: u64) -> Option<f64> {
+    let target = n as f64;
+    let (mut t0, mut count, mut r0) = (0.0, 0.0, start);
+    for (r1, d) in stages {
+        let len = d.as_secs_f64();
+        let segment = (r0 + r1) / 2.0 * len;
+        // Arrival n falls in this stage when the stage's hits reach it (a small tolerance
+        // keeps an arrival due exactly at the stage's end).
+        if count + segment + 1e-9 >= target {
+            let need = target - count;
+            let a = (r1 - r0) / (2.0 * len);
+            let x = if a.abs() < 1e-12 {
+                if r0 <= 0.0 {
+                    return None;
+                }
+                need / r0
+            } else {
+                // a·x² + r0·x − need = 0, the root in [0, len].
+                let disc = (r0 * r0 + 4.0 * a * need).max(0.0);
+                (-r0 + disc.sqrt()) / (2.0 * a)
+            };
+            return Some(t0 + x.clamp(0.0, len));
+        }
+        count += segment;
+        t0 += len;
+        r0 = *r1;
+    }
+    None
+}
+
 /// When the virtual users of a cycle step stop.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Stop {
@@ -149,16 +313,36 @@ pub enum Stop {
 /// A validated load plan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// Virtual users of each cycle step.
+    /// Virtual users of each cycle step (cycles model).
     pub users: Cycles,
-    /// When each step's users stop.
+    /// When each step's users stop (for stages and rate: the whole plan's duration).
     pub stop: Stop,
+    /// The shape of the load.
+    pub model: Model,
+    /// Cycles model: the users of a step start evenly over this time instead of together.
+    pub ramp_up: Option<Duration>,
+    /// Closed models: a pause between a user's hits, uniform between the two bounds.
+    pub think: Option<(Duration, Duration)>,
 }
 
 impl Plan {
+    /// A cycles plan of `users` and `stop`, without ramp-up or think time.
+    pub fn cycles(users: Cycles, stop: Stop) -> Plan {
+        Plan {
+            users,
+            stop,
+            model: Model::Cycles,
+            ramp_up: None,
+            think: None,
+        }
+    }
+
     /// Total hits of the plan (on one agent), when it is made of hits; `None` for a duration
     /// plan or when the total does not fit in 64 bits (see [`Plan::check`]).
     pub fn total_hits(&self) -> Option<u64> {
+        if self.model != Model::Cycles {
+            return None;
+        }
         match &self.stop {
             Stop::Hits(h) => {
                 let per_user = h.values().iter().try_fold(0u64, |a, b| a.checked_add(*b))?;
@@ -173,6 +357,12 @@ impl Plan {
 
     /// Total duration of the plan (every cycle step runs for the duration).
     pub fn total_duration(&self) -> Option<Duration> {
+        if self.model != Model::Cycles {
+            let Stop::Duration(d) = self.stop else {
+                return None;
+            };
+            return Some(d);
+        }
         match &self.stop {
             Stop::Duration(d) => d.checked_mul(self.users.values().len() as u32),
             Stop::Hits(_) => None,
@@ -200,6 +390,56 @@ impl Plan {
     /// A human description: `5 users × 4 hits = 20 hits`, `users 1:2 × hits 1:2 = 9 hits`,
     /// `10 users for 30s`.
     pub fn describe(&self) -> String {
+        let mut extra = String::new();
+        if let Some(r) = self.ramp_up {
+            extra.push_str(&format!(", ramp-up {}", humantime::format_duration(r)));
+        }
+        if let Some((a, b)) = self.think {
+            if a == b {
+                extra.push_str(&format!(", think {}", humantime::format_duration(a)));
+            } else {
+                extra.push_str(&format!(
+                    ", think {}..{}",
+                    humantime::format_duration(a),
+                    humantime::format_duration(b)
+                ));
+            }
+        }
+        format!("{}{extra}", self.describe_load())
+    }
+
+    fn describe_load(&self) -> String {
+        match &self.model {
+            Model::Cycles => {}
+            Model::Stages(stages) => {
+                let list: Vec<String> = stages
+                    .iter()
+                    .map(|(u, d)| format!("{u}:{}", humantime::format_duration(*d)))
+                    .collect();
+                return format!("stages {}", list.join(","));
+            }
+            Model::Rate {
+                start,
+                stages,
+                max_users,
+            } => {
+                let rates: Vec<String> = stages
+                    .iter()
+                    .map(|(r, d)| format!("{r}/s:{}", humantime::format_duration(*d)))
+                    .collect();
+                return if stages.len() == 1 && (stages[0].0 - start).abs() < 1e-9 {
+                    format!(
+                        "{start}/s for {} (at most {max_users} users)",
+                        humantime::format_duration(stages[0].1)
+                    )
+                } else {
+                    format!(
+                        "rate from {start}/s: {} (at most {max_users} users)",
+                        rates.join(",")
+                    )
+                };
+            }
+        }
         let users = match self.users.values() {
             [1] => "1 user".to_owned(),
             [n] => format!("{n} users"),
@@ -235,10 +475,57 @@ mod tests {
     use super::*;
 
     fn plan(users: &str, hits: &str) -> Plan {
-        Plan {
-            users: users.parse().expect("users"),
-            stop: Stop::Hits(hits.parse().expect("hits")),
-        }
+        Plan::cycles(
+            users.parse().expect("users"),
+            Stop::Hits(hits.parse().expect("hits")),
+        )
+    }
+
+    #[test]
+    fn models_parse() {
+        assert_eq!(
+            parse_stages("10:30s, 50:1m,0:20s").expect("stages"),
+            vec![
+                (10, Duration::from_secs(30)),
+                (50, Duration::from_secs(60)),
+                (0, Duration::from_secs(20))
+            ]
+        );
+        assert!(parse_stages("10").is_err());
+        assert!(parse_stages("x:1s").is_err());
+        assert!(parse_stages("1:0s").is_err());
+        assert_eq!(parse_rate("200/s"), Ok(200.0));
+        assert_eq!(parse_rate("600/m"), Ok(10.0));
+        assert_eq!(parse_rate("5"), Ok(5.0));
+        assert!(parse_rate("5/day").is_err());
+        assert!(parse_rate("-1").is_err());
+        assert_eq!(
+            parse_rate_stages("50/s:30s,200:1m").expect("rate stages"),
+            vec![
+                (50.0, Duration::from_secs(30)),
+                (200.0, Duration::from_secs(60))
+            ]
+        );
+        assert_eq!(
+            parse_think_time("100ms..300ms"),
+            Ok((Duration::from_millis(100), Duration::from_millis(300)))
+        );
+        assert!(parse_think_time("3s..1s").is_err());
+    }
+
+    #[test]
+    fn arrivals_follow_the_rate() {
+        let constant = [(200.0, Duration::from_secs(5))];
+        assert_eq!(arrival_time(200.0, &constant, 1), Some(0.005));
+        let t = arrival_time(200.0, &constant, 1000).expect("last");
+        assert!((t - 5.0).abs() < 1e-9, "{t}");
+        assert_eq!(arrival_time(200.0, &constant, 1001), None);
+        // A ramp from 0 to 100/s over 10 s makes 500 hits; half of them in the last 2.93 s.
+        let ramp = [(100.0, Duration::from_secs(10))];
+        let t = arrival_time(0.0, &ramp, 250).expect("t");
+        assert!((t - 50f64.sqrt()).abs() < 1e-6, "{t}");
+        assert!(arrival_time(0.0, &ramp, 500).is_some());
+        assert_eq!(arrival_time(0.0, &ramp, 501), None);
     }
 
     #[test]
@@ -252,10 +539,10 @@ mod tests {
             plan("1:2", "1:2").describe(),
             "users 1:2 × hits 1:2 = 9 hits"
         );
-        let d = Plan {
-            users: "2:4".parse().expect("users"),
-            stop: Stop::Duration(Duration::from_secs(3)),
-        };
+        let d = Plan::cycles(
+            "2:4".parse().expect("users"),
+            Stop::Duration(Duration::from_secs(3)),
+        );
         assert_eq!(d.total_hits(), None);
         assert_eq!(d.total_duration(), Some(Duration::from_secs(6)));
         assert_eq!(d.describe(), "users 2:4 for 3s each");

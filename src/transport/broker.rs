@@ -467,11 +467,15 @@ impl Broker {
         if let Err(e) = self.db.insert_run(&row, &meta) {
             return refuse("db", e.to_string());
         }
-        for id in &chosen {
+        let n = chosen.len() as u64;
+        for (i, id) in chosen.iter().enumerate() {
+            // Each agent's share of a stages or rate plan (cycles run whole on every agent).
+            let mut args = args.clone();
+            args.share = Some((i as u64, n));
             let job = ToAgent::Run(Box::new(Job {
                 run_id: run_id.clone(),
                 agent_id: id.clone(),
-                args: args.clone(),
+                args,
                 binary_sha256: binary_sha256.clone(),
                 platform: platform.clone(),
                 receiver: self.bound["receiver"].clone(),
