@@ -44,12 +44,41 @@ pub const EXIT_INTERRUPTED: u8 = 130;
                   130 interrupted."
 )]
 struct Cli {
+    #[command(flatten)]
+    curve: CurveFlags,
     #[command(subcommand)]
     command: Command,
 }
 
+/// CURVE keys of the cluster commands (see `loads keygen` and the README's "Security").
+#[derive(Args, Debug, Default)]
+struct CurveFlags {
+    /// This process's CURVE key pair (from `loads keygen`): the broker's own, or an agent's or
+    /// a caller's
+    #[arg(long, global = true, value_name = "FILE", env = "LOADS_CURVE_KEY")]
+    curve_key: Option<PathBuf>,
+    /// Agents and callers: the broker's public key (its .pub file, or the key itself)
+    #[arg(long, global = true, value_name = "FILE|KEY", env = "LOADS_BROKER_KEY")]
+    broker_key: Option<String>,
+}
+
+impl CurveFlags {
+    /// The client keys of an agent or a caller, when given.
+    fn client(&self) -> anyhow::Result<Option<crate::transport::security::ClientKeys>> {
+        match (&self.curve_key, &self.broker_key) {
+            (None, None) => Ok(None),
+            (Some(k), Some(b)) => Ok(Some(crate::transport::security::ClientKeys::load(k, b)?)),
+            _ => anyhow::bail!(
+                "give both --curve-key (this process's key pair) and --broker-key (the broker's public key), or neither"
+            ),
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Write a CURVE key pair: NAME.key (keep it secret) and NAME.pub (give it to the broker)
+    Keygen(KeygenArgs),
     /// Run a test with many virtual users
     Run(Box<RunOptions>),
     /// List the registered tests
@@ -204,7 +233,21 @@ struct StopArgs {
 }
 
 #[derive(Args, Debug)]
+struct KeygenArgs {
+    /// Base name of the files: NAME.key and NAME.pub
+    name: PathBuf,
+}
+
+#[derive(Args, Debug)]
 struct BrokerArgs {
+    /// The public keys admitted (agents and callers): a directory of .pub files, or a file with
+    /// one key per line; requires --curve-key (the broker's key pair)
+    #[arg(long, value_name = "DIR|FILE", requires = "curve_key")]
+    authorized_keys: Option<PathBuf>,
+    /// Bind endpoints beyond loopback without keys (anyone who reaches them can run code on the
+    /// agents): only on a network you trust
+    #[arg(long)]
+    insecure: bool,
     /// Front socket, for callers
     #[arg(long, default_value = crate::transport::DEFAULT_FRONTEND, value_name = "ENDPOINT")]
     frontend: String,
@@ -280,7 +323,7 @@ struct RunOptions {
     #[arg(long, value_name = "NAME")]
     project_name: Option<String>,
     /// Timeout of each request and WebSocket wait [default: 30s]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, visible_alias = "timeout", value_name = "DURATION", value_parser = parse_duration)]
     request_timeout: Option<Duration>,
     /// Run on this many agents of a cluster instead of in this process
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -430,6 +473,8 @@ struct ConfigFile {
     abort_on_threshold: Option<bool>,
     baseline: Option<String>,
     test_runner: Option<String>,
+    curve_key: Option<PathBuf>,
+    broker_key: Option<String>,
     ramp_up: Option<DurationValue>,
     stages: Option<String>,
     think_time: Option<String>,
@@ -573,12 +618,18 @@ fn report_output_errors(result: &TestResult) {
     }
 }
 
-fn cmd_run(opts: &RunOptions) -> Result<u8, CliError> {
+fn cmd_run(opts: &RunOptions, curve: &CurveFlags) -> Result<u8, CliError> {
     let args = run_args(opts).map_err(CliError::Usage)?;
     let file = match &opts.config {
         Some(p) => read_config(p).map_err(CliError::Usage)?,
         None => ConfigFile::default(),
     };
+    // The caller's keys: the command line (or environment) over the config file.
+    let flags = CurveFlags {
+        curve_key: curve.curve_key.clone().or(file.curve_key.clone()),
+        broker_key: curve.broker_key.clone().or(file.broker_key.clone()),
+    };
+    crate::transport::security::set_client_keys(flags.client().map_err(CliError::Usage)?);
     let result = match opts.agents.or(file.agents) {
         Some(n) => {
             let broker = opts
@@ -749,8 +800,24 @@ pub(crate) fn stop_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicBool>
     flag
 }
 
-fn cmd_broker(o: &BrokerArgs) -> Result<u8, CliError> {
+fn cmd_broker(o: &BrokerArgs, curve: &CurveFlags) -> Result<u8, CliError> {
+    let keys = match (&curve.curve_key, &o.authorized_keys) {
+        (Some(k), Some(dir)) => Some(crate::transport::security::ServerKeys {
+            pair: crate::transport::security::KeyPair::read(k)
+                .map_err(|e| CliError::Usage(e.into()))?,
+            authorized: crate::transport::security::read_authorized(dir)
+                .map_err(|e| CliError::Usage(e.into()))?,
+        }),
+        (Some(_), None) => {
+            return Err(CliError::Usage(anyhow::anyhow!(
+                "--curve-key needs --authorized-keys DIR|FILE: the public keys of the agents and callers the broker admits"
+            )));
+        }
+        _ => None,
+    };
     let opts = crate::transport::broker::BrokerOptions {
+        keys,
+        insecure: o.insecure,
         frontend: o.frontend.clone(),
         backend: o.backend.clone(),
         receiver: o.receiver.clone(),
@@ -809,6 +876,16 @@ fn cmd_ping(o: &BrokerAddr) -> Result<u8, CliError> {
     println!(
         "Endpoints:    front {}  back {}  receiver {}  publisher {}  heartbeat {}",
         info.frontend, info.backend, info.receiver, info.publisher, info.heartbeat
+    );
+    println!(
+        "Security:     {}; {} message(s) rejected, {} connection(s) refused for their key",
+        if info.curve {
+            "CURVE keys required"
+        } else {
+            "no keys (loopback only unless --insecure)"
+        },
+        info.rejected,
+        info.refused_keys
     );
     println!("Agents:       {}", info.agents.len());
     for a in &info.agents {
@@ -954,6 +1031,19 @@ fn cmd_stop(broker: &str, run_id: Option<&str>) -> Result<u8, CliError> {
     }
 }
 
+fn cmd_keygen(o: &KeygenArgs) -> Result<u8, CliError> {
+    let pair =
+        crate::transport::security::KeyPair::generate().map_err(|e| CliError::Other(e.into()))?;
+    let (key, public) = pair.write(&o.name).map_err(|e| CliError::Usage(e.into()))?;
+    println!(
+        "Wrote {} (the key pair: keep it secret, mode 0600) and {} (the public key: {})",
+        key.display(),
+        public.display(),
+        pair.public
+    );
+    Ok(EXIT_OK)
+}
+
 fn cmd_worker(o: &WorkerArgs) -> Result<u8, CliError> {
     let text = std::fs::read(&o.job)
         .with_context(|| format!("cannot read the job {}", o.job.display()))
@@ -961,6 +1051,7 @@ fn cmd_worker(o: &WorkerArgs) -> Result<u8, CliError> {
     let job: crate::transport::Job = serde_json::from_slice(&text)
         .with_context(|| format!("invalid job {}", o.job.display()))
         .map_err(CliError::Other)?;
+    crate::transport::security::set_client_keys(job.curve.clone());
     crate::runner::distributed::run_worker(&job)?;
     Ok(EXIT_OK)
 }
@@ -1011,12 +1102,27 @@ where
         }
     };
     init_logging();
+    // Agents, callers and workers talk to brokers with this process's keys, if any (a worker
+    // takes its agent's from the job file).
+    if !matches!(
+        cli.command,
+        Command::Broker(_) | Command::Worker(_) | Command::Run(_)
+    ) {
+        match cli.curve.client() {
+            Ok(keys) => crate::transport::security::set_client_keys(keys),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return EXIT_USAGE;
+            }
+        }
+    }
     let outcome = match &cli.command {
-        Command::Run(o) => cmd_run(o),
+        Command::Run(o) => cmd_run(o, &cli.curve),
         Command::List => Ok(cmd_list()),
         Command::Demo(o) => cmd_demo(o),
         Command::DemoServer(o) => cmd_demo_server(o),
-        Command::Broker(o) => cmd_broker(o),
+        Command::Keygen(o) => cmd_keygen(o),
+        Command::Broker(o) => cmd_broker(o, &cli.curve),
         Command::Agent(o) => cmd_agent(o),
         Command::Ping(o) => cmd_ping(o),
         Command::Runs(o) => cmd_runs(o),

@@ -1153,3 +1153,452 @@ fn rate_and_stages_are_divided_among_the_agents() {
         .collect();
     assert_eq!(users.iter().max(), Some(&5), "{users:?}");
 }
+
+/// Runs `loads keygen NAME` in `dir`.
+fn keygen(dir: &std::path::Path, name: &str) {
+    let out = common::run_in(dir, &["keygen", name], Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn curve_keys_admit_only_authorised_agents_and_callers() {
+    let server = DemoServer::start();
+    let dir = std::env::temp_dir().join(format!("loads-curve-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("authorized")).expect("dir");
+    for name in ["broker", "agent", "caller", "stranger"] {
+        keygen(&dir, name);
+    }
+    for name in ["agent", "caller"] {
+        std::fs::copy(
+            dir.join(format!("{name}.pub")),
+            dir.join(format!("authorized/{name}.pub")),
+        )
+        .expect("copy");
+    }
+    let p = |f: &str| dir.join(f).to_str().expect("utf8").to_owned();
+    let broker = Proc::start(&[
+        "broker",
+        "--curve-key",
+        &p("broker.key"),
+        "--authorized-keys",
+        &p("authorized"),
+        "--frontend",
+        "tcp://127.0.0.1:*",
+        "--backend",
+        "tcp://127.0.0.1:*",
+        "--receiver",
+        "tcp://127.0.0.1:*",
+        "--publisher",
+        "tcp://127.0.0.1:*",
+        "--heartbeat",
+        "tcp://127.0.0.1:*",
+        "--db",
+        &p("broker.sqlite"),
+    ]);
+    let (front, back) = (
+        endpoint(&broker.line, "front"),
+        endpoint(&broker.line, "back"),
+    );
+    let agent = Proc::start(&[
+        "agent",
+        "--broker",
+        &back,
+        "--curve-key",
+        &p("agent.key"),
+        "--broker-key",
+        &p("broker.pub"),
+        "--cache-dir",
+        &p("cache"),
+        "--test-dir",
+        &p("work"),
+    ]);
+    assert!(agent.line.contains("registered"), "{}", agent.line);
+    // An agent with a key the broker does not know never registers.
+    let mut stranger_agent = loads()
+        .args([
+            "agent",
+            "--broker",
+            &back,
+            "--curve-key",
+            &p("stranger.key"),
+            "--broker-key",
+            &p("broker.pub"),
+            "--cache-dir",
+            &p("cache2"),
+            "--test-dir",
+            &p("work2"),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("stranger agent");
+
+    // The authorised caller runs a test through the authorised agent (the worker uses the
+    // agent's keys for its results).
+    let out = run_with_limit(
+        &[
+            "run",
+            "example::health",
+            "--agents",
+            "1",
+            "-u",
+            "2",
+            "--hits",
+            "3",
+            "-s",
+            &server.url,
+            "--broker",
+            &front,
+            "--curve-key",
+            &p("caller.key"),
+            "--broker-key",
+            &p("broker.pub"),
+        ],
+        Duration::from_secs(120),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert_eq!(figure(&text, "Hits:"), 6, "{text}");
+
+    // A stranger's key and no key at all get no answer, and a clear message.
+    let (stranger_key, broker_pub) = (p("stranger.key"), p("broker.pub"));
+    for keys in [
+        vec![
+            "--curve-key",
+            stranger_key.as_str(),
+            "--broker-key",
+            broker_pub.as_str(),
+        ],
+        vec![],
+    ] {
+        let mut args = vec!["ping", "--broker", &front];
+        args.extend(keys.iter().copied());
+        let out = run_with_limit(&args, Duration::from_secs(60));
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&out).contains("never answers a key it does not accept"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let ping = run_with_limit(
+        &[
+            "ping",
+            "--broker",
+            &front,
+            "--curve-key",
+            &p("caller.key"),
+            "--broker-key",
+            &p("broker.pub"),
+        ],
+        Duration::from_secs(30),
+    );
+    let ptext = stdout(&ping);
+    assert!(
+        ptext.contains("Agents:       1"),
+        "only the authorised agent: {ptext}"
+    );
+    assert!(ptext.contains("CURVE keys required"), "{ptext}");
+    let refused: u64 = ptext
+        .split("rejected, ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(refused >= 2, "{ptext}");
+    let _ = stranger_agent.kill();
+    let _ = stranger_agent.wait();
+    drop(agent);
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn binding_beyond_loopback_needs_keys_or_insecure() {
+    let dir = std::env::temp_dir().join(format!("loads-insecure-{}", std::process::id()));
+    let db = dir.join("b.sqlite");
+    let eps = |host: &str| {
+        vec![
+            "--frontend".to_owned(),
+            format!("tcp://{host}:*"),
+            "--backend".to_owned(),
+            "tcp://127.0.0.1:*".to_owned(),
+            "--receiver".to_owned(),
+            "tcp://127.0.0.1:*".to_owned(),
+            "--publisher".to_owned(),
+            "tcp://127.0.0.1:*".to_owned(),
+            "--heartbeat".to_owned(),
+            "tcp://127.0.0.1:*".to_owned(),
+            "--db".to_owned(),
+            db.to_str().expect("utf8").to_owned(),
+        ]
+    };
+    let mut args = vec!["broker".to_owned()];
+    args.extend(eps("0.0.0.0"));
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run_with_limit(&a, Duration::from_secs(30));
+    assert_ne!(out.status.code(), Some(0));
+    let err = stderr(&out);
+    assert!(
+        err.contains("tcp://0.0.0.0:*")
+            && err.contains("not on loopback")
+            && err.contains("--insecure"),
+        "{err}"
+    );
+    // With --insecure it starts, and says so.
+    let mut child = loads()
+        .args(&a)
+        .arg("--insecure")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("broker");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("banner");
+    assert!(line.contains("listening"), "{line}");
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("output");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("warning: --insecure"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A cheap, deterministic stream of bytes.
+fn noise(seed: &mut u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            (*seed >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn a_flood_of_malformed_frames_leaves_the_broker_and_agents_working() {
+    use std::io::Write as _;
+    let server = DemoServer::start();
+    let cluster = Cluster::start("flood", 1);
+    let receiver = endpoint(&cluster.broker.line, "receiver");
+    let ctx = zmq::Context::new();
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let bad_json: Vec<Vec<u8>> = vec![
+        b"{\"command\":\"register\",\"host\":5,\"pid\":\"x\"}".to_vec(),
+        b"{\"command\":\"worker_exited\",\"run_id\":\"nope\",\"code\":3,\"error\":\"forged\"}"
+            .to_vec(),
+        b"{\"data_type\":\"add_hit\",\"run_id\":\"x\"".to_vec(),
+        b"{\"data_type\":\"batch\",\"run_id\":\"x\",\"requests\":{\"latency\":\"!!!\"}}".to_vec(),
+        b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[".to_vec(),
+        b"{\"type\":\"ping\"}".to_vec(),
+        vec![b'a'; 2 * 1024 * 1024],
+    ];
+    // 100 000 frames in all: random bytes, truncated and wrongly typed JSON, wrong frame counts,
+    // a huge field, to the front, back and receiver sockets.
+    let front = ctx.socket(zmq::DEALER).expect("dealer");
+    front.set_sndhwm(0).expect("hwm");
+    front.connect(&cluster.front).expect("front");
+    let back = ctx.socket(zmq::DEALER).expect("dealer");
+    back.set_sndhwm(0).expect("hwm");
+    back.connect(&cluster.back).expect("back");
+    let push = ctx.socket(zmq::PUSH).expect("push");
+    push.set_sndhwm(0).expect("hwm");
+    push.connect(&receiver).expect("receiver");
+    for i in 0..33_334usize {
+        let frame = if i % 10 == 0 {
+            bad_json[(i / 10) % bad_json.len()].clone()
+        } else {
+            let len = (seed % 300) as usize;
+            noise(&mut seed, len)
+        };
+        let _ = front.send_multipart([b"".as_slice(), &frame, &frame], zmq::DONTWAIT);
+        let _ = back.send(&frame, zmq::DONTWAIT);
+        let _ = push.send(&frame, zmq::DONTWAIT);
+    }
+    // Raw bytes that are not ZeroMQ at all, at every broker port.
+    for name in ["front", "back", "receiver", "publisher", "heartbeat"] {
+        let ep = endpoint(&cluster.broker.line, name);
+        if let Ok(mut s) = std::net::TcpStream::connect(ep.trim_start_matches("tcp://")) {
+            let _ = s.write_all(&noise(&mut seed, 64 * 1024));
+        }
+    }
+    // Let the broker chew through it, then check it still works for real.
+    std::thread::sleep(Duration::from_secs(3));
+    drop((front, back, push));
+    let out = run_with_limit(
+        &[
+            "run",
+            "example::health",
+            "--agents",
+            "1",
+            "-u",
+            "2",
+            "--hits",
+            "5",
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+        ],
+        Duration::from_secs(120),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert_eq!(figure(&text, "Hits:"), 10, "{text}");
+    let ping = run_with_limit(
+        &["ping", "--broker", &cluster.front],
+        Duration::from_secs(30),
+    );
+    let ptext = stdout(&ping);
+    let rejected: u64 = ptext
+        .split("; ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(rejected >= 50_000, "rejected messages reported: {ptext}");
+    assert!(ptext.contains("Agents:       1"), "{ptext}");
+}
+
+#[test]
+fn a_frozen_agent_is_dropped_then_comes_back_by_itself() {
+    let server = DemoServer::start();
+    let cluster = Cluster::start("freeze", 2);
+    let frozen = cluster.agents[0].child.id();
+    let caller = loads()
+        .args([
+            "run",
+            "example::health",
+            "--agents",
+            "2",
+            "-u",
+            "1",
+            "-d",
+            "10s",
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("caller");
+    std::thread::sleep(Duration::from_secs(2));
+    let signal = |sig: &str| {
+        let _ = std::process::Command::new("kill")
+            .args(["-s", sig, "--", &format!("-{frozen}")])
+            .status();
+    };
+    signal("STOP");
+    // Past the broker's agent timeout (6 s here): dropped.
+    std::thread::sleep(Duration::from_secs(8));
+    signal("CONT");
+    let out = caller.wait_with_output().expect("caller");
+    let text = stdout(&out);
+    assert!(
+        text.contains("was lost during the run"),
+        "{text}{}",
+        stderr(&out)
+    );
+    assert!(figure(&text, "Hits:") > 0, "{text}");
+    // Resumed, it registers again by itself.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ping = run_with_limit(
+            &["ping", "--broker", &cluster.front],
+            Duration::from_secs(30),
+        );
+        if stdout(&ping).contains("Agents:       2") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", stdout(&ping));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn a_broker_killed_mid_run_is_a_clear_error_and_agents_come_back_after_its_restart() {
+    let server = DemoServer::start();
+    let mut cluster = Cluster::start("brokerkill", 1);
+    let eps = [
+        cluster.front.clone(),
+        cluster.back.clone(),
+        endpoint(&cluster.broker.line, "receiver"),
+        endpoint(&cluster.broker.line, "publisher"),
+        endpoint(&cluster.broker.line, "heartbeat"),
+    ];
+    let caller = loads()
+        .args([
+            "run",
+            "example::health",
+            "--agents",
+            "1",
+            "-u",
+            "1",
+            "-d",
+            "30s",
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("caller");
+    // Once the run is going (the test binary has reached the broker and the agent).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let ping = run_with_limit(
+            &["ping", "--broker", &cluster.front],
+            Duration::from_secs(30),
+        );
+        if !stdout(&ping).contains("Active runs:  none") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the run never started");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    cluster.broker.kill_group();
+    let started = Instant::now();
+    let out = caller.wait_with_output().expect("caller");
+    let text = stdout(&out);
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the caller must not hang: {text}"
+    );
+    assert!(text.contains("went away"), "{text}{}", stderr(&out));
+    // Restarted on the same endpoints: the stored run is there, the agent registers again.
+    cluster.broker = Cluster::broker(&cluster.dir, [&eps[0], &eps[1], &eps[2], &eps[3], &eps[4]]);
+    let runs = run_with_limit(
+        &["runs", "--broker", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert!(stdout(&runs).contains("interrupted"), "{}", stdout(&runs));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ping = run_with_limit(
+            &["ping", "--broker", &cluster.front],
+            Duration::from_secs(30),
+        );
+        if stdout(&ping).contains("Agents:       1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", stdout(&ping));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

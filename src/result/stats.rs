@@ -202,11 +202,11 @@ pub struct TestCounts {
 
 impl TestCounts {
     fn add(&mut self, o: &TestCounts) {
-        self.started += o.started;
-        self.hits += o.hits;
-        self.successes += o.successes;
-        self.failures += o.failures;
-        self.errors += o.errors;
+        self.started = self.started.saturating_add(o.started);
+        self.hits = self.hits.saturating_add(o.hits);
+        self.successes = self.successes.saturating_add(o.successes);
+        self.failures = self.failures.saturating_add(o.failures);
+        self.errors = self.errors.saturating_add(o.errors);
     }
     fn is_zero(&self) -> bool {
         *self == TestCounts::default()
@@ -244,10 +244,11 @@ impl RequestStats {
 
     /// Adds the counts and latencies of `o`.
     pub fn add(&mut self, o: &RequestStats) {
-        self.count += o.count;
+        self.count = self.count.saturating_add(o.count);
         for (s, n) in &o.statuses {
             if *n > 0 {
-                *self.statuses.entry(*s).or_insert(0) += n;
+                let c = self.statuses.entry(*s).or_insert(0);
+                *c = c.saturating_add(*n);
             }
         }
         self.latency.add(&o.latency);
@@ -288,12 +289,12 @@ pub struct SocketStats {
 
 impl SocketStats {
     fn add(&mut self, o: &SocketStats) {
-        self.opened += o.opened;
-        self.closed += o.closed;
-        self.messages_received += o.messages_received;
-        self.bytes_received += o.bytes_received;
-        self.messages_sent += o.messages_sent;
-        self.bytes_sent += o.bytes_sent;
+        self.opened = self.opened.saturating_add(o.opened);
+        self.closed = self.closed.saturating_add(o.closed);
+        self.messages_received = self.messages_received.saturating_add(o.messages_received);
+        self.bytes_received = self.bytes_received.saturating_add(o.bytes_received);
+        self.messages_sent = self.messages_sent.saturating_add(o.messages_sent);
+        self.bytes_sent = self.bytes_sent.saturating_add(o.bytes_sent);
     }
 }
 
@@ -351,13 +352,13 @@ pub struct Second {
 
 impl Second {
     fn add(&mut self, o: &Second) {
-        self.hits += o.hits;
-        self.successes += o.successes;
-        self.failures += o.failures;
-        self.errors += o.errors;
-        self.requests += o.requests;
-        self.socket_messages += o.socket_messages;
-        self.users += o.users;
+        self.hits = self.hits.saturating_add(o.hits);
+        self.successes = self.successes.saturating_add(o.successes);
+        self.failures = self.failures.saturating_add(o.failures);
+        self.errors = self.errors.saturating_add(o.errors);
+        self.requests = self.requests.saturating_add(o.requests);
+        self.socket_messages = self.socket_messages.saturating_add(o.socket_messages);
+        self.users = self.users.saturating_add(o.users);
         match (&mut self.latency, &o.latency) {
             (Some(mine), Some(theirs)) => mine.add(theirs),
             (None, Some(theirs)) if self.summary.is_none() => self.latency = Some(theirs.clone()),
@@ -408,7 +409,7 @@ impl Second {
 }
 
 fn combine_quantiles(a: Quantiles, b: Quantiles) -> Quantiles {
-    let count = a.count + b.count;
+    let count = a.count.saturating_add(b.count);
     if count == 0 {
         return Quantiles::default();
     }
@@ -487,7 +488,7 @@ impl OpenModel {
         self.requests_uncorrected.add(&o.requests_uncorrected);
         self.hits.add(&o.hits);
         self.hits_uncorrected.add(&o.hits_uncorrected);
-        self.dropped += o.dropped;
+        self.dropped = self.dropped.saturating_add(o.dropped);
     }
 
     fn reset(&mut self) {
@@ -612,7 +613,7 @@ impl Stats {
             .iter_mut()
             .find(|p| p.outcome == outcome && p.message == message && p.test == test)
         {
-            p.count += count;
+            p.count = p.count.saturating_add(count);
         } else if self.problems.len() < MAX_PROBLEMS {
             self.problems.push(Problem {
                 outcome,
@@ -623,7 +624,7 @@ impl Stats {
                 count,
             });
         } else {
-            self.problems_dropped += count;
+            self.problems_dropped = self.problems_dropped.saturating_add(count);
         }
     }
 
@@ -652,11 +653,11 @@ impl Stats {
         match direction {
             Direction::Received => {
                 self.sockets.messages_received += 1;
-                self.sockets.bytes_received += size;
+                self.sockets.bytes_received = self.sockets.bytes_received.saturating_add(size);
             }
             Direction::Sent => {
                 self.sockets.messages_sent += 1;
-                self.sockets.bytes_sent += size;
+                self.sockets.bytes_sent = self.sockets.bytes_sent.saturating_add(size);
             }
         }
         self.timeline.entry(second).or_default().socket_messages += 1;
@@ -730,7 +731,8 @@ impl Stats {
         }
         for (name, n) in &other.counters {
             if *n > 0 {
-                *self.counters.entry(name.clone()).or_insert(0) += n;
+                let c = self.counters.entry(name.clone()).or_insert(0);
+                *c = c.saturating_add(*n);
             }
         }
         self.sockets.add(&other.sockets);
@@ -744,7 +746,7 @@ impl Stats {
                 p.count,
             );
         }
-        self.problems_dropped += other.problems_dropped;
+        self.problems_dropped = self.problems_dropped.saturating_add(other.problems_dropped);
         for (t, s) in &other.timeline {
             self.timeline.entry(*t).or_default().add(s);
         }

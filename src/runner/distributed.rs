@@ -124,6 +124,7 @@ fn subscribe(
     let sub = z("subscriber", ctx.socket(zmq::SUB))?;
     z("linger", sub.set_linger(0))?;
     z("subscriber queue", sub.set_rcvhwm(100_000))?;
+    crate::transport::security::secure_client(&sub)?;
     // One SUB socket on both of the broker's PUB sockets: runs and heartbeat.
     z(
         &format!("connecting to {publisher}"),

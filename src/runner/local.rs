@@ -99,6 +99,7 @@ impl LocalRunner {
         }
         let test = find_test(&args.test)?;
         let plan = args.plan()?;
+        ensure_open_files(peak_users(&plan))?;
         let mut args = args;
         args.test = test.full_name();
         if args.run_id.is_empty() {
@@ -454,6 +455,50 @@ fn collect<S: EventSink>(
     }
     sink.ingest(Event::StopTestRun);
     sink
+}
+
+/// The most virtual users the plan has at once.
+fn peak_users(plan: &Plan) -> u64 {
+    match &plan.model {
+        Model::Cycles => plan.users.values().iter().copied().max().unwrap_or(1),
+        Model::Stages(stages) => stages.iter().map(|(u, _)| *u).max().unwrap_or(0),
+        Model::Rate { max_users, .. } => *max_users,
+    }
+}
+
+/// Files a run needs besides one connection per user (runtime, sockets, logs, outputs).
+const SPARE_FILES: u64 = 256;
+
+/// Makes sure `users` virtual users (a connection each) fit in the open-file limit: raises the
+/// soft limit up to the hard one when needed, and otherwise says what to do, instead of a run
+/// full of "too many open files" errors.
+fn ensure_open_files(users: u64) -> Result<(), RunError> {
+    let need = users.saturating_add(SPARE_FILES);
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Ok(());
+    }
+    let (soft, hard): (u64, u64) = (lim.rlim_cur, lim.rlim_max);
+    if need <= soft {
+        return Ok(());
+    }
+    if need <= hard {
+        lim.rlim_cur = need;
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0 {
+            tracing::info!(from = soft, to = need, "raised the open-file limit");
+            return Ok(());
+        }
+    }
+    Err(RunError::Usage(format!(
+        "{users} virtual users need about {need} open files (a connection each), but this process may open {soft} (hard limit {hard}): \
+         raise the limit (e.g. `ulimit -n {need}` in this shell, as root or after raising the hard limit in /etc/security/limits.conf) \
+         or spread the users over agents (--agents N)"
+    )))
 }
 
 /// What the drivers share.

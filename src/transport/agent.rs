@@ -68,6 +68,7 @@ pub fn run_agent(
     let socket = z("agent socket", ctx.socket(zmq::DEALER))?;
     z("agent identity", socket.set_identity(id.as_bytes()))?;
     z("agent linger", socket.set_linger(1000))?;
+    super::security::secure_client(&socket)?;
     z(
         &format!("connecting to {}", opts.broker),
         socket.connect(&opts.broker),
@@ -501,7 +502,20 @@ fn start(
     let job_file = opts.work_dir.join(format!("{}.job.json", job.run_id));
     let stderr = opts.work_dir.join(format!("{}.stderr", job.run_id));
     let prepared = std::fs::create_dir_all(&dir)
-        .and_then(|_| std::fs::write(&job_file, to_frame(job).unwrap_or_default()))
+        .and_then(|_| {
+            // The job file carries this agent's keys for the worker: readable by us only.
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let mut job = job.clone();
+            job.curve = super::security::client_keys().cloned();
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&job_file)?;
+            f.write_all(&to_frame(&job).unwrap_or_default())
+        })
         .and_then(|_| {
             // Included files: plain relative paths (checked on receipt), copied from the cache.
             for f in &job.files {

@@ -38,6 +38,10 @@ pub struct BrokerOptions {
     pub db: PathBuf,
     /// Agents silent for this long are dropped (and their runs lose them).
     pub agent_timeout: Duration,
+    /// CURVE: the broker's key pair and the public keys it admits.
+    pub keys: Option<super::security::ServerKeys>,
+    /// Let endpoints beyond loopback be bound without keys.
+    pub insecure: bool,
 }
 
 struct Agent {
@@ -87,6 +91,7 @@ struct Broker {
     runs: BTreeMap<String, ActiveRun>,
     pending: Vec<(String, String)>,
     rejected: u64,
+    refused_keys: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Reads the chunk of the file at `path` that starts at `offset`, and the file's size.
@@ -102,6 +107,10 @@ fn read_chunk(path: &std::path::Path, offset: u64) -> std::io::Result<(Vec<u8>, 
     f.take(super::BINARY_CHUNK as u64).read_to_end(&mut buf)?;
     Ok((buf, total))
 }
+
+/// Largest message a caller may send (a test binary with `put_binary`); larger ones are refused
+/// by ZeroMQ, which drops the connection instead of allocating them.
+pub const MAX_CALLER_MESSAGE: i64 = 1024 * 1024 * 1024;
 
 /// Size from which a run's pending events are published at once, without waiting for the end
 /// of the loop turn.
@@ -132,7 +141,33 @@ pub fn run_broker(
     stop: Arc<AtomicBool>,
     on_ready: impl FnOnce(&PingInfo),
 ) -> Result<(), TransportError> {
+    // Nothing beyond loopback without keys, unless asked for.
+    match super::security::check_binds(
+        &[
+            &opts.frontend,
+            &opts.backend,
+            &opts.receiver,
+            &opts.publisher,
+            &opts.heartbeat,
+        ],
+        opts.keys.is_some(),
+        opts.insecure,
+    ) {
+        Ok(Some(warning)) => eprintln!("{warning}"),
+        Ok(None) => {}
+        Err(e) => return Err(TransportError::Message(e.to_string())),
+    }
     let ctx = zmq::Context::new();
+    let refused_keys = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let zap = match &opts.keys {
+        Some(k) => Some(super::security::start_zap(
+            &ctx,
+            k.authorized.clone(),
+            refused_keys.clone(),
+            stop.clone(),
+        )?),
+        None => None,
+    };
     let front = z("front socket", ctx.socket(zmq::ROUTER))?;
     let back = z("back socket", ctx.socket(zmq::ROUTER))?;
     let receiver = z("receiver socket", ctx.socket(zmq::PULL))?;
@@ -140,6 +175,9 @@ pub fn run_broker(
     let heartbeat = z("heartbeat socket", ctx.socket(zmq::PUB))?;
     for s in [&front, &back, &receiver, &publisher, &heartbeat] {
         z("linger", s.set_linger(1000))?;
+        if let Some(k) = &opts.keys {
+            k.apply(s)?;
+        }
     }
     // Room for bursts of raw events; a subscriber that still falls behind loses publications
     // and fetches them from the database at the end (see `Publication::End`).
@@ -150,6 +188,8 @@ pub fn run_broker(
         receiver.set_maxmsgsize(64 * 1024 * 1024),
     )?;
     z("max message size", back.set_maxmsgsize(1024 * 1024))?;
+    // Callers send test binaries (a debug build is a few hundred MiB) and small requests.
+    z("max message size", front.set_maxmsgsize(MAX_CALLER_MESSAGE))?;
     let mut bound = BTreeMap::new();
     bound.insert("frontend", bind(&front, &opts.frontend)?);
     bound.insert("backend", bind(&back, &opts.backend)?);
@@ -175,6 +215,7 @@ pub fn run_broker(
         runs: BTreeMap::new(),
         pending: Vec::new(),
         rejected: 0,
+        refused_keys,
     };
     on_ready(&b.ping());
     let mut last_beat = Instant::now() - Duration::from_secs(1);
@@ -229,6 +270,10 @@ pub fn run_broker(
                 let _ = b.db.update_run(&run.row);
             }
         }
+    }
+    // The ZAP handler sees the stop flag too; its socket must close before the context ends.
+    if let Some(h) = zap {
+        let _ = h.join();
     }
     Ok(())
 }
@@ -299,6 +344,9 @@ impl Broker {
                 })
                 .collect(),
             active_runs: self.runs.keys().cloned().collect(),
+            curve: self.opts.keys.is_some(),
+            rejected: self.rejected,
+            refused_keys: self.refused_keys.load(Ordering::Relaxed),
         }
     }
 
@@ -314,11 +362,16 @@ impl Broker {
             self.rejected += 1;
             return;
         }
-        // What callers read from the database must include every event published so far.
-        self.flush();
         let reply = match from_frame::<CallerRequest>(&frames[2]) {
-            Err(e) => refuse("bad_request", format!("bad request: {e}")),
-            Ok(req) => self.handle(req, frames.get(3).map(Vec::as_slice), back),
+            Err(e) => {
+                self.rejected += 1;
+                refuse("bad_request", format!("bad request: {e}"))
+            }
+            Ok(req) => {
+                // What callers read from the database must include every event published so far.
+                self.flush();
+                self.handle(req, frames.get(3).map(Vec::as_slice), back)
+            }
         };
         let body = serde_json::to_vec(&reply).unwrap_or_default();
         let _ = front.send_multipart([frames[0].as_slice(), b"", &body], 0);
@@ -480,6 +533,7 @@ impl Broker {
                 platform: platform.clone(),
                 receiver: self.bound["receiver"].clone(),
                 files: files.clone(),
+                curve: None,
             }));
             if let Ok(frame) = to_frame(&job) {
                 let _ = back.send_multipart([id.as_bytes(), &frame], 0);
@@ -522,6 +576,23 @@ impl Broker {
                 return;
             }
         };
+        // Only a registered agent may fetch blobs or speak for a run, and only for a run it
+        // was given: a forged or stale identity changes nothing.
+        let registered = self.agents.contains_key(&id);
+        let in_run = |runs: &BTreeMap<String, ActiveRun>, run_id: &str| {
+            runs.get(run_id).is_some_and(|r| r.agents.contains(&id))
+        };
+        let allowed = match &msg {
+            FromAgent::Register { .. } | FromAgent::Heartbeat { .. } => true,
+            FromAgent::NeedBinary { .. } => registered,
+            FromAgent::WorkerReady { run_id } | FromAgent::WorkerExited { run_id, .. } => {
+                in_run(&self.runs, run_id) || !self.runs.contains_key(run_id)
+            }
+        };
+        if !allowed {
+            self.rejected += 1;
+            return;
+        }
         match msg {
             FromAgent::Register { host, pid } => {
                 self.agents.insert(

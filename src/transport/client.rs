@@ -30,6 +30,7 @@ impl BrokerClient {
         let ctx = zmq::Context::new();
         let socket = z("caller socket", ctx.socket(zmq::REQ))?;
         z("linger", socket.set_linger(0))?;
+        super::security::secure_client(&socket)?;
         z(
             &format!("connecting to {endpoint}"),
             socket.connect(endpoint),

@@ -14,11 +14,17 @@
 //!
 //! libzmq sockets are not thread-safe: each is owned by one thread (the broker's and the
 //! agent's loops, the worker's collector thread, the caller's loop) and never shared.
+//!
+//! With CURVE keys ([`security`]) every broker socket is a CURVE server and admits only the
+//! authorised public keys; agents, callers and workers connect as CURVE clients. Every frame is
+//! decoded as untrusted input ([`decode_any`] is the fuzz target): what does not decode is
+//! counted and dropped, and each socket has a size limit that ZeroMQ enforces before reading.
 
 pub mod agent;
 pub mod broker;
 pub mod client;
 pub mod relay;
+pub mod security;
 
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
@@ -55,7 +61,9 @@ pub enum TransportError {
     #[error("bad message: {0}")]
     Message(String),
     /// The broker did not answer in time.
-    #[error("the broker at {0} did not answer; is `loads broker` running there?")]
+    #[error(
+        "the broker at {0} did not answer; is `loads broker` running there? (A broker with CURVE keys never answers a key it does not accept: check --curve-key and --broker-key.)"
+    )]
     NoBroker(String),
     /// The broker answered with an error.
     #[error("{0}")]
@@ -205,6 +213,15 @@ pub struct PingInfo {
     pub agents: Vec<AgentStatus>,
     /// Active runs.
     pub active_runs: Vec<String>,
+    /// Whether the broker requires CURVE keys.
+    #[serde(default)]
+    pub curve: bool,
+    /// Messages the broker rejected (malformed, unknown run, oversized) since it started.
+    #[serde(default)]
+    pub rejected: u64,
+    /// Connections refused for their key (CURVE) since it started.
+    #[serde(default)]
+    pub refused_keys: u64,
 }
 
 /// Everything stored about a run, for `loads report` and re-attaching.
@@ -321,6 +338,10 @@ pub struct Job {
     /// Files to put in the run's test directory.
     #[serde(default)]
     pub files: Vec<IncludedFile>,
+    /// The agent's CURVE keys, for its worker's connection to the receiver (added by the agent
+    /// to the job file it writes, mode 0600; never sent over the network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub curve: Option<security::ClientKeys>,
 }
 
 /// A file shipped with a run (`--include-file`), content-addressed like the test binary.
@@ -428,6 +449,30 @@ pub(crate) fn from_frame<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<T
     serde_json::from_slice(frame).map_err(|e| TransportError::Message(e.to_string()))
 }
 
+/// Decodes `frame` the way every socket of the cluster does (a caller's request, an agent's
+/// message, a broker's message to an agent or publication, a worker's event) and, for an event,
+/// applies it to statistics as the broker and the caller do. Never panics, whatever the bytes:
+/// this is the fuzz target's entry point (`fuzz/`), and the regression tests run it too.
+pub fn decode_any(frame: &[u8]) {
+    let _ = from_frame::<CallerRequest>(frame);
+    let _ = from_frame::<FromAgent>(frame);
+    let _ = from_frame::<ToAgent>(frame);
+    let _ = from_frame::<Publication>(frame);
+    if let Ok(env) = from_frame::<Envelope>(frame) {
+        let mut stats = crate::result::Stats::default();
+        stats.apply(&env.event, crate::result::unix_now());
+        // Twice: the counts of a hostile batch must not overflow when they add up.
+        let mut merged = crate::result::Stats::default();
+        merged.merge(&stats);
+        merged.merge(&stats);
+        let _ = merged.totals();
+        if let Some(o) = &merged.open {
+            let _ = o.requests_uncorrected.quantiles();
+        }
+        let _ = merged.requests.latency.quantiles();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,5 +512,13 @@ mod tests {
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+}
+
+#[cfg(test)]
+mod curve_build_tests {
+    #[test]
+    fn libzmq_is_built_with_curve() {
+        assert_eq!(zmq::has("curve"), Some(true));
     }
 }

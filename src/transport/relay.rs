@@ -24,6 +24,7 @@ impl Relay {
         let ctx = zmq::Context::new();
         let socket = z("relay socket", ctx.socket(zmq::PUSH))?;
         z("relay linger", socket.set_linger(30_000))?;
+        super::security::secure_client(&socket)?;
         z(
             &format!("connecting to {receiver}"),
             socket.connect(receiver),

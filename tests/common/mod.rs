@@ -107,6 +107,14 @@ impl DemoServer {
     }
 }
 
+impl DemoServer {
+    /// Stops the server now (by its PID), as if it crashed.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for DemoServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
