@@ -1602,3 +1602,77 @@ fn a_broker_killed_mid_run_is_a_clear_error_and_agents_come_back_after_its_resta
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+#[test]
+fn an_agent_takes_a_flood_of_malformed_frames_and_keeps_working() {
+    // A broker of our own (a ROUTER) that the agent registers with, then floods.
+    let ctx = zmq::Context::new();
+    let router = ctx.socket(zmq::ROUTER).expect("router");
+    // Queue the whole flood: none of it may be dropped on our side.
+    router.set_sndhwm(0).expect("hwm");
+    router.bind("tcp://127.0.0.1:*").expect("bind");
+    let ep = router.get_last_endpoint().expect("endpoint").expect("utf8");
+    let dir = std::env::temp_dir().join(format!("loads-agent-flood-{}", std::process::id()));
+    let mut agent = loads()
+        .args([
+            "agent",
+            "--broker",
+            &ep,
+            "--cache-dir",
+            dir.join("cache").to_str().expect("utf8"),
+            "--test-dir",
+            dir.join("work").to_str().expect("utf8"),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("agent");
+    let recv = |timeout_ms: i64| -> Option<(Vec<u8>, serde_json::Value)> {
+        let mut items = [router.as_poll_item(zmq::POLLIN)];
+        zmq::poll(&mut items, timeout_ms).ok()?;
+        if !items[0].is_readable() {
+            return None;
+        }
+        let frames = router.recv_multipart(0).ok()?;
+        let v = serde_json::from_slice(frames.get(1)?).ok()?;
+        Some((frames[0].clone(), v))
+    };
+    let (id, hello) = recv(30_000).expect("the agent registers");
+    assert_eq!(hello["command"], "register", "{hello}");
+    router
+        .send_multipart([id.as_slice(), b"{\"command\":\"welcome\"}"], 0)
+        .expect("welcome");
+    let mut seed = 0x1234_5678_9ABC_DEF0u64;
+    for i in 0..100_000usize {
+        let frame = match i % 5 {
+            0 => b"{\"command\":\"run\",\"run_id\":5}".to_vec(),
+            1 => b"{\"command\":\"binary\",\"sha256\":\"zz\",\"offset\":18446744073709551615,\"total\":1}".to_vec(),
+            2 => b"{\"command\":\"go\"".to_vec(),
+            _ => {
+                let len = (seed % 200) as usize;
+                noise(&mut seed, len)
+            }
+        };
+        let _ = router.send_multipart([id.as_slice(), &frame, &frame], zmq::DONTWAIT);
+    }
+    // Behind the flood, a real request: the agent answers it once it has read everything.
+    router
+        .send_multipart([id.as_slice(), b"{\"command\":\"reregister\"}"], 0)
+        .expect("reregister");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut answered = false;
+    while Instant::now() < deadline && !answered {
+        if let Some((_, v)) = recv(1000) {
+            answered = v["command"] == "register";
+        }
+    }
+    assert!(answered, "the agent did not answer after the flood");
+    assert!(agent.try_wait().expect("wait").is_none(), "the agent died");
+    let _ = std::process::Command::new("kill")
+        .args(["-s", "KILL", "--", &format!("-{}", agent.id())])
+        .status();
+    let _ = agent.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -97,27 +97,31 @@ fn more_users_than_open_files_is_a_clear_error_before_the_run() {
     ]);
     // 5 000 000 is over the per-step maximum: a usage error of its own.
     assert_eq!(out.status.code(), Some(2));
-    // Just over the hard limit of open files (read from /proc).
-    let limits = std::fs::read_to_string("/proc/self/limits").expect("limits");
-    let hard: u64 = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(4))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1_048_576);
-    if hard >= 900_000 {
-        eprintln!("skipped: the open-file hard limit ({hard}) is above the user maximum");
-        return;
-    }
-    let users = (hard + 1).to_string();
-    let out = run(&[
+    // A process allowed 1024 open files (soft and hard) asked for 2000 users.
+    use std::os::unix::process::CommandExt as _;
+    let mut cmd = loads();
+    cmd.args([
         "run",
         "example::health",
         "-u",
-        &users,
+        "2000",
         "-s",
         "http://127.0.0.1:9",
     ]);
+    // SAFETY: setrlimit is async-signal-safe; it only lowers this child's limit.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 1024,
+                rlim_max: 1024,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run");
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(

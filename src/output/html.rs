@@ -186,6 +186,23 @@ pub fn render(result: &TestResult) -> String {
         );
     }
     o.push_str("</div>");
+    if let Some(om) = &s.open_model {
+        let u = &om.latency_uncorrected;
+        let _ = write!(
+            o,
+            "<p id=\"open-model\">Open model: the request times above count from each hit's intended start \
+             (coordinated omission corrected). Uncorrected: mean {} · p50 {} · p95 {} · p99 {} · max {}. \
+             Hit time p99 {} (uncorrected {}). Dropped starts: <b>{}</b>.</p>",
+            esc(&ms(u.mean)),
+            esc(&ms(u.p50)),
+            esc(&ms(u.p95)),
+            esc(&ms(u.p99)),
+            esc(&ms(u.max)),
+            esc(&ms(om.hit_time.p99)),
+            esc(&ms(om.hit_time_uncorrected.p99)),
+            om.dropped
+        );
+    }
     if let Some(why) = &s.aborted {
         let _ = write!(o, "<p class=\"bad\">Aborted: {}</p>", esc(why));
     }

@@ -232,7 +232,11 @@ impl LocalRunner {
                 start,
                 stages,
                 max_users,
-            } => self.drive_rate(&ctx, *start, stages, *max_users).await,
+                offset,
+            } => {
+                self.drive_rate(&ctx, *start, stages, *max_users, *offset)
+                    .await
+            }
         }
     }
 
@@ -302,8 +306,10 @@ impl LocalRunner {
             tokio::time::sleep_until((end + GRACE).into()).await;
             grace_cancel.cancel();
         });
-        let mut live: Vec<Arc<AtomicBool>> = Vec::new();
-        let mut tasks = Vec::new();
+        // Users counted in the line, and users told to stop after their hit (with their task).
+        let mut live: Vec<(Arc<AtomicBool>, usize)> = Vec::new();
+        let mut retiring: Vec<(Arc<AtomicBool>, usize)> = Vec::new();
+        let mut tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
         let mut next_user = 1u64;
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
@@ -313,19 +319,29 @@ impl LocalRunner {
                 break;
             }
             let target = users_at(stages, now - start);
+            retiring.retain(|(_, i)| !tasks[*i].is_finished());
+            // A user that ended anyway (its task died) no longer counts.
+            live.retain(|(_, i)| !tasks[*i].is_finished());
             while (live.len() as u64) < target {
+                // A user still finishing its last hit comes back before a new one starts.
+                if let Some((r, i)) = retiring.pop() {
+                    r.store(false, Ordering::Relaxed);
+                    live.push((r, i));
+                    continue;
+                }
                 let w = (next_user as usize - 1) % ctx.workers.len();
                 let mut vu = self.user(ctx, w, target, next_user);
                 vu.deadline = Some(end);
                 let retire = Arc::new(AtomicBool::new(false));
                 vu.retire = Some(retire.clone());
-                live.push(retire);
+                live.push((retire, tasks.len()));
                 tasks.push(ctx.workers[w].handle.spawn(vu.run()));
                 next_user += 1;
             }
             while (live.len() as u64) > target {
-                if let Some(r) = live.pop() {
+                if let Some((r, i)) = live.pop() {
                     r.store(true, Ordering::Relaxed);
+                    retiring.push((r, i));
                 }
             }
         }
@@ -341,6 +357,7 @@ impl LocalRunner {
         start_rate: f64,
         stages: &[(f64, Duration)],
         max_users: u64,
+        offset: f64,
     ) {
         let step_cancel = ctx.control.cancel.child_token();
         let start = Instant::now();
@@ -360,6 +377,7 @@ impl LocalRunner {
                 end,
                 lane: (w as u64, n),
                 pool,
+                offset,
                 cancel: step_cancel.clone(),
             };
             tasks.push(worker.handle.spawn(scheduler.run()));
@@ -462,7 +480,16 @@ fn peak_users(plan: &Plan) -> u64 {
     match &plan.model {
         Model::Cycles => plan.users.values().iter().copied().max().unwrap_or(1),
         Model::Stages(stages) => stages.iter().map(|(u, _)| *u).max().unwrap_or(0),
-        Model::Rate { max_users, .. } => *max_users,
+        // The pool grows on demand: count what 30 s of the peak rate could need at most.
+        Model::Rate {
+            start,
+            stages,
+            max_users,
+            ..
+        } => {
+            let peak = stages.iter().map(|(r, _)| *r).fold(*start, f64::max);
+            (*max_users).min((peak * 30.0).ceil() as u64 + 1)
+        }
     }
 }
 
@@ -594,6 +621,8 @@ struct Scheduler {
     /// `(w, n)`: this worker takes arrivals w+1, w+1+n, w+1+2n...
     lane: (u64, u64),
     pool: u64,
+    /// Phase of this process's arrivals (see `Model::Rate`).
+    offset: f64,
     cancel: CancellationToken,
 }
 
@@ -606,20 +635,28 @@ struct PoolUser {
 }
 
 impl Scheduler {
+    /// Counts `n` starts that never happened (at once, so that an abort loses none).
+    fn drop_starts(&self, n: u64) {
+        if n > 0 {
+            self.template
+                .recorder
+                .record(|s| s.open_mut().dropped = s.open_mut().dropped.saturating_add(n));
+        }
+    }
+
     async fn run(self) {
         let (back_tx, mut back_rx) = tokio::sync::mpsc::unbounded_channel::<PoolUser>();
+        // The hits in flight: aborted with the scheduler (an abandoned hit is not recorded).
+        let mut hits = tokio::task::JoinSet::new();
         let mut idle: Vec<PoolUser> = Vec::new();
         let mut backlog: std::collections::VecDeque<Instant> = Default::default();
         let backlog_max = (self.pool as usize).saturating_mul(BACKLOG_PER_USER);
-        let (mut created, mut in_flight, mut dropped) = (0u64, 0u64, 0u64);
+        let (mut created, mut in_flight) = (0u64, 0u64);
         let mut k = 0u64;
         let arrival = |k: u64| {
-            super::plan::arrival_time(
-                self.start_rate,
-                &self.stages,
-                k * self.lane.1 + self.lane.0 + 1,
-            )
-            .map(|t| self.start + Duration::from_secs_f64(t))
+            let j = k * self.lane.1 + self.lane.0 + 1;
+            super::plan::arrival_at(self.start_rate, &self.stages, j as f64 - self.offset)
+                .map(|t| self.start + Duration::from_secs_f64(t))
         };
         let mut next = arrival(k);
         let control = self.template.control.clone();
@@ -627,13 +664,14 @@ impl Scheduler {
             if control.stopping.load(Ordering::Relaxed) {
                 break;
             }
+            let waiting_for_end = next.is_none() && !backlog.is_empty();
             tokio::select! {
                 _ = tokio::time::sleep_until(next.unwrap_or(self.end).into()), if next.is_some() => {
                     if let Some(t) = next {
                         backlog.push_back(t);
                         if backlog.len() > backlog_max {
                             backlog.pop_front();
-                            dropped += 1;
+                            self.drop_starts(1);
                         }
                     }
                     k += 1;
@@ -643,6 +681,7 @@ impl Scheduler {
                     in_flight -= 1;
                     idle.push(u);
                 }
+                _ = tokio::time::sleep_until(self.end.into()), if waiting_for_end => {}
                 _ = self.cancel.cancelled() => break,
             }
             while let Some(&intended) = backlog.front() {
@@ -667,7 +706,7 @@ impl Scheduler {
                 backlog.pop_front();
                 in_flight += 1;
                 let back = back_tx.clone();
-                tokio::spawn(async move {
+                hits.spawn(async move {
                     let mut user = user;
                     let now = Instant::now();
                     let lag = now.saturating_duration_since(intended);
@@ -690,28 +729,24 @@ impl Scheduler {
                     let _ = back.send(user);
                 });
             }
+            // Reap finished hit tasks (their users came back through the channel).
+            while hits.try_join_next().is_some() {}
             if next.is_none() {
-                // The plan's arrivals are over: what still waits never starts.
-                dropped += backlog.len() as u64;
-                backlog.clear();
-                if in_flight == 0 {
+                // The plan's arrivals are over: late starts may still get a user until the
+                // plan's end; what waits then never starts.
+                if Instant::now() >= self.end {
+                    self.drop_starts(backlog.len() as u64);
+                    backlog.clear();
+                }
+                if backlog.is_empty() && in_flight == 0 {
                     break;
                 }
             }
         }
-        // Wait for the hits in flight (the driver aborts them after the grace period).
-        while in_flight > 0 {
-            tokio::select! {
-                Some(_) = back_rx.recv() => in_flight -= 1,
-                _ = self.cancel.cancelled() => break,
-            }
-        }
-        dropped += backlog.len() as u64;
-        if dropped > 0 {
-            self.template
-                .recorder
-                .record(|s| s.open_mut().dropped += dropped);
-        }
+        self.drop_starts(backlog.len() as u64);
+        // Wait for the hits in flight (the driver aborts this task, and them, after the grace
+        // period).
+        while hits.join_next().await.is_some() {}
     }
 }
 

@@ -313,10 +313,14 @@ impl RunArgs {
                 stages.into_iter().map(|(r, d)| (part(r), d)).collect();
             let total: Duration = stages.iter().map(|(_, d)| *d).sum();
             plan.stop = Stop::Duration(total);
+            if self.raw_events {
+                return Err("--raw-events sends request times as measured, not from each hit's intended start: it cannot be used with --rate".into());
+            }
             plan.model = Model::Rate {
                 start: part(start),
                 stages,
                 max_users: share_of(max_users, share).max(1),
+                offset: share.0 as f64 / count.max(1) as f64,
             };
         }
         Ok(())

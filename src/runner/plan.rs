@@ -162,6 +162,9 @@ pub enum Model {
         stages: Vec<(f64, Duration)>,
         /// Most virtual users in the pool.
         max_users: u64,
+        /// Phase of this process's arrivals, as a fraction of one arrival (agent i of n takes
+        /// i/n), so that a cluster's agents start their hits in turn rather than together.
+        offset: f64,
     },
 }
 
@@ -223,9 +226,7 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
         .map_err(|_| format!("{s:?} is not a rate such as 200/s"))?;
     let rate = n / per;
     if !rate.is_finite() || !(0.0..=MAX_RATE).contains(&rate) {
-        return Err(format!(
-            "{s:?}: a rate is between 0 and {MAX_RATE}/s (spread more over agents)"
-        ));
+        return Err(format!("{s:?}: a rate is between 0 and {MAX_RATE}/s"));
     }
     Ok(rate)
 }
@@ -272,7 +273,11 @@ pub fn parse_think_time(s: &str) -> Result<(Duration, Duration), String> {
 /// The time (seconds from the start) of arrival number `n` (1-based) for a rate moving
 /// linearly from `start` through `stages`; `None` when the plan ends before it.
 pub fn arrival_time(start: f64, stages: &[(f64, Duration)], n: u64) -> Option<f64> {
-    let target = n as f64;
+    arrival_at(start, stages, n as f64)
+}
+
+/// The time at which the hits of the plan reach `target` (which may be fractional).
+pub fn arrival_at(start: f64, stages: &[(f64, Duration)], target: f64) -> Option<f64> {
     let (mut t0, mut count, mut r0) = (0.0, 0.0, start);
     for (r1, d) in stages {
         let len = d.as_secs_f64();
@@ -422,6 +427,7 @@ impl Plan {
                 start,
                 stages,
                 max_users,
+                ..
             } => {
                 let rates: Vec<String> = stages
                     .iter()

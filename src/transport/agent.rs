@@ -87,7 +87,17 @@ pub fn run_agent(
     let mut asked: std::collections::HashSet<String> = Default::default();
     let mut downloads = Downloads::default();
     let mut last_beat = Instant::now();
+    let started = Instant::now();
+    let mut warned = false;
     while !stop.load(Ordering::SeqCst) {
+        if ready.is_some() && !warned && started.elapsed() > Duration::from_secs(10) {
+            // Still not welcomed: say why it may be, and go on trying.
+            warned = true;
+            eprintln!(
+                "loads agent: no answer from the broker at {} after 10 s; is it running, and does it accept this agent's key (--curve-key, --broker-key)? Still trying.",
+                opts.broker
+            );
+        }
         let mut items = [socket.as_poll_item(zmq::POLLIN)];
         super::poll(&mut items, 200)?;
         if items[0].is_readable() {
@@ -372,6 +382,33 @@ fn prune_cache(cache: &Path, keep: usize, needed: impl Fn(&str) -> bool) {
     }
 }
 
+/// Checks that the file at `path` hashes to `sha` (SHA-256, hex).
+fn verify_blob(path: &Path, sha: &str) -> Result<(), String> {
+    use sha2::Digest as _;
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(path)
+        .map_err(|e| format!("cannot read the cached {}: {e}", path.display()))?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| format!("cannot read the cached {}: {e}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    let digest: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    if digest != sha {
+        return Err(format!(
+            "the cached {} no longer matches its SHA-256 {sha}: removed; the next run fetches it again",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
 /// A binary being received chunk by chunk: written to a part file and hashed as it comes.
 struct Download {
     file: std::fs::File,
@@ -489,6 +526,19 @@ fn start(
     {
         return fail(format!("invalid run id {:?}", job.run_id));
     }
+    // What runs is what was asked for: the cached binary and files are hashed again now (a
+    // cache is a directory anyone with access could write to).
+    let blobs = std::iter::once((binary.to_path_buf(), job.binary_sha256.as_str())).chain(
+        job.files
+            .iter()
+            .map(|f| (opts.cache_dir.join(&f.sha256), f.sha256.as_str())),
+    );
+    for (path, sha) in blobs {
+        if let Err(e) = verify_blob(&path, sha) {
+            let _ = std::fs::remove_file(&path);
+            return fail(e);
+        }
+    }
     // Old runs' test directories go, but for the most recent ones (and the running ones).
     prune_runs(&opts.work_dir, KEEP_RUNS, |id| workers.contains_key(id));
     // The binary was just used: the cache keeps the most recently used ones.
@@ -508,6 +558,8 @@ fn start(
             use std::os::unix::fs::OpenOptionsExt as _;
             let mut job = job.clone();
             job.curve = super::security::client_keys().cloned();
+            // A new file, created private (an old one may have other permissions).
+            let _ = std::fs::remove_file(&job_file);
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
@@ -666,5 +718,21 @@ mod tests {
         assert_eq!(left, vec![format!("{:064x}", 0), format!("{:064x}", 3)]);
         let _ = std::fs::remove_dir_all(&work);
         let _ = std::fs::remove_dir_all(&cache);
+    }
+}
+
+#[cfg(test)]
+mod verify_tests {
+    use super::*;
+
+    #[test]
+    fn cached_blobs_are_hashed_again_before_they_run() {
+        let p = std::env::temp_dir().join(format!("loads-verify-{}", std::process::id()));
+        std::fs::write(&p, b"binary").expect("write");
+        let sha = crate::transport::sha256_hex(b"binary");
+        assert!(verify_blob(&p, &sha).is_ok());
+        std::fs::write(&p, b"tampered").expect("write");
+        assert!(verify_blob(&p, &sha).is_err());
+        let _ = std::fs::remove_file(&p);
     }
 }

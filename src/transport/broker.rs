@@ -159,12 +159,13 @@ pub fn run_broker(
     }
     let ctx = zmq::Context::new();
     let refused_keys = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let zap = match &opts.keys {
-        Some(k) => Some(super::security::start_zap(
+    // Declared before the sockets, so dropped after them on every way out (an error too):
+    // the key check outlives every socket that needs it.
+    let _zap = match &opts.keys {
+        Some(k) => Some(super::security::ZapGuard::start(
             &ctx,
             k.authorized.clone(),
             refused_keys.clone(),
-            stop.clone(),
         )?),
         None => None,
     };
@@ -190,6 +191,10 @@ pub fn run_broker(
     z("max message size", back.set_maxmsgsize(1024 * 1024))?;
     // Callers send test binaries (a debug build is a few hundred MiB) and small requests.
     z("max message size", front.set_maxmsgsize(MAX_CALLER_MESSAGE))?;
+    // Subscribers only send subscriptions (a run id).
+    for s in [&publisher, &heartbeat] {
+        z("max message size", s.set_maxmsgsize(1024))?;
+    }
     let mut bound = BTreeMap::new();
     bound.insert("frontend", bind(&front, &opts.frontend)?);
     bound.insert("backend", bind(&back, &opts.backend)?);
@@ -270,10 +275,6 @@ pub fn run_broker(
                 let _ = b.db.update_run(&run.row);
             }
         }
-    }
-    // The ZAP handler sees the stop flag too; its socket must close before the context ends.
-    if let Some(h) = zap {
-        let _ = h.join();
     }
     Ok(())
 }
@@ -670,7 +671,12 @@ impl Broker {
             self.rejected += 1;
             return;
         };
-        let Some(run) = self.runs.get_mut(&env.run_id) else {
+        // Only the run's own agents' workers speak for it.
+        let Some(run) = self
+            .runs
+            .get_mut(&env.run_id)
+            .filter(|r| r.agents.contains(&env.agent_id))
+        else {
             self.rejected += 1;
             return;
         };

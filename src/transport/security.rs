@@ -83,8 +83,13 @@ impl KeyPair {
     pub fn write(&self, prefix: &Path) -> Result<(PathBuf, PathBuf), KeyError> {
         use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt as _;
-        let key = prefix.with_extension("key");
-        let public = prefix.with_extension("pub");
+        // NAME.key and NAME.pub, whatever dots NAME has (`host1.example.com.key`).
+        let with = |ext: &str| {
+            let mut s = prefix.as_os_str().to_owned();
+            s.push(format!(".{ext}"));
+            PathBuf::from(s)
+        };
+        let (key, public) = (with("key"), with("pub"));
         for p in [&key, &public] {
             if p.exists() {
                 return Err(KeyError::Invalid(format!(
@@ -265,6 +270,38 @@ impl ServerKeys {
     }
 }
 
+/// The running ZAP handler of a broker: stopped and joined when dropped. Keep it alive longer
+/// than the sockets it checks (declare it first).
+pub struct ZapGuard {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ZapGuard {
+    /// Starts the ZAP handler of `ctx` for `authorized` keys, counting refusals in `refused`.
+    pub fn start(
+        ctx: &zmq::Context,
+        authorized: HashSet<[u8; 32]>,
+        refused: Arc<AtomicU64>,
+    ) -> Result<ZapGuard, TransportError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = start_zap(ctx, authorized, refused, stop.clone())?;
+        Ok(ZapGuard {
+            stop,
+            handle: Some(handle),
+        })
+    }
+}
+
+impl Drop for ZapGuard {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 /// Starts the ZAP handler of `ctx`: it admits CURVE clients whose public key is in
 /// `authorized` and counts the others in `refused`, until `stop` is set.
 pub fn start_zap(
@@ -284,6 +321,7 @@ pub fn start_zap(
                     continue;
                 }
                 let Ok(frames) = handler.recv_multipart(0) else {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
                     continue;
                 };
                 // ZAP 1.0: version, request id, domain, address, identity, mechanism,
@@ -304,8 +342,13 @@ pub fn start_zap(
                     (b"400", b"key not authorised")
                 };
                 let user: &[u8] = if ok { b"loads" } else { b"" };
-                let _ = handler
-                    .send_multipart([version.as_slice(), &request_id, code, text, user, b""], 0);
+                if handler
+                    .send_multipart([version.as_slice(), &request_id, code, text, user, b""], 0)
+                    .is_err()
+                {
+                    // Not answered: that connection waits and is never admitted. Do not spin.
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
             }
         })
         .map_err(|source| TransportError::Io {
