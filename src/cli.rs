@@ -240,48 +240,102 @@ struct KeygenArgs {
 
 #[derive(Args, Debug)]
 struct BrokerArgs {
+    /// TOML file with these options (keys: the long names, and curve-key); the command line wins
+    #[arg(short = 'c', long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// The public keys admitted (agents and callers): a directory of .pub files, or a file with
-    /// one key per line; requires --curve-key (the broker's key pair)
-    #[arg(long, value_name = "DIR|FILE", requires = "curve_key")]
+    /// one key per line; with --curve-key (the broker's key pair)
+    #[arg(long, value_name = "DIR|FILE")]
     authorized_keys: Option<PathBuf>,
     /// Bind endpoints beyond loopback without keys (anyone who reaches them can run code on the
     /// agents): only on a network you trust
     #[arg(long)]
     insecure: bool,
-    /// Front socket, for callers
-    #[arg(long, default_value = crate::transport::DEFAULT_FRONTEND, value_name = "ENDPOINT")]
-    frontend: String,
-    /// Back socket, for agents
-    #[arg(long, default_value = crate::transport::DEFAULT_BACKEND, value_name = "ENDPOINT")]
-    backend: String,
-    /// Receiver, for the workers' results
-    #[arg(long, default_value = crate::transport::DEFAULT_RECEIVER, value_name = "ENDPOINT")]
-    receiver: String,
-    /// Publisher, for callers
-    #[arg(long, default_value = crate::transport::DEFAULT_PUBLISHER, value_name = "ENDPOINT")]
-    publisher: String,
-    /// Heartbeat, for callers
-    #[arg(long, default_value = crate::transport::DEFAULT_HEARTBEAT, value_name = "ENDPOINT")]
-    heartbeat: String,
+    /// Front socket, for callers [default: tcp://127.0.0.1:7780]
+    #[arg(long, value_name = "ENDPOINT")]
+    frontend: Option<String>,
+    /// Back socket, for agents [default: tcp://127.0.0.1:7781]
+    #[arg(long, value_name = "ENDPOINT")]
+    backend: Option<String>,
+    /// Receiver, for the workers' results [default: tcp://127.0.0.1:7782]
+    #[arg(long, value_name = "ENDPOINT")]
+    receiver: Option<String>,
+    /// Publisher, for callers [default: tcp://127.0.0.1:7783]
+    #[arg(long, value_name = "ENDPOINT")]
+    publisher: Option<String>,
+    /// Heartbeat, for callers [default: tcp://127.0.0.1:7784]
+    #[arg(long, value_name = "ENDPOINT")]
+    heartbeat: Option<String>,
     /// The SQLite file [default: $XDG_DATA_HOME/loads/broker.sqlite or ~/.local/share/loads/broker.sqlite]
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
-    /// Drop agents silent for this long
-    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
-    agent_timeout: Duration,
+    /// Drop agents silent for this long [default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    agent_timeout: Option<Duration>,
+}
+
+/// The broker's config file: its long option names as keys.
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct BrokerConfig {
+    authorized_keys: Option<PathBuf>,
+    insecure: Option<bool>,
+    frontend: Option<String>,
+    backend: Option<String>,
+    receiver: Option<String>,
+    publisher: Option<String>,
+    heartbeat: Option<String>,
+    db: Option<PathBuf>,
+    agent_timeout: Option<DurationValue>,
+    curve_key: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
 struct AgentArgs {
-    /// The broker's back socket
-    #[arg(long, default_value = crate::transport::DEFAULT_BACKEND, value_name = "ENDPOINT")]
-    broker: String,
+    /// TOML file with these options (keys: the long names, curve-key and broker-key); the
+    /// command line wins
+    #[arg(short = 'c', long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The broker's back socket [default: tcp://127.0.0.1:7781]
+    #[arg(long, value_name = "ENDPOINT")]
+    broker: Option<String>,
     /// Where test binaries are cached [default: ~/.cache/loads/binaries]
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
     /// Where each run gets its test directory [default: a loads-agent directory under the temp dir]
     #[arg(long, value_name = "DIR")]
     test_dir: Option<PathBuf>,
+}
+
+/// The agent's config file: its long option names as keys.
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct AgentConfig {
+    broker: Option<String>,
+    cache_dir: Option<PathBuf>,
+    test_dir: Option<PathBuf>,
+    curve_key: Option<PathBuf>,
+    broker_key: Option<String>,
+}
+
+/// Reads the TOML config file of a command (`what`: "broker", "agent").
+fn read_toml<T: for<'de> Deserialize<'de> + Default>(
+    path: Option<&Path>,
+    what: &str,
+) -> Result<T, CliError> {
+    let Some(path) = path else {
+        return Ok(T::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the config file {}", path.display()))
+        .map_err(CliError::Usage)?;
+    toml::from_str(&text).map_err(|e| {
+        CliError::Usage(anyhow::anyhow!(
+            "invalid config file {}: {} (keys are the long options of `loads {what}`)",
+            path.display(),
+            e.to_string().trim_end()
+        ))
+    })
 }
 
 #[derive(Args, Debug)]
@@ -801,7 +855,10 @@ pub(crate) fn stop_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicBool>
 }
 
 fn cmd_broker(o: &BrokerArgs, curve: &CurveFlags) -> Result<u8, CliError> {
-    let keys = match (&curve.curve_key, &o.authorized_keys) {
+    let file: BrokerConfig = read_toml(o.config.as_deref(), "broker")?;
+    let curve_key = curve.curve_key.clone().or(file.curve_key);
+    let authorized = o.authorized_keys.clone().or(file.authorized_keys);
+    let keys = match (&curve_key, &authorized) {
         (Some(k), Some(dir)) => Some(crate::transport::security::ServerKeys {
             pair: crate::transport::security::KeyPair::read(k)
                 .map_err(|e| CliError::Usage(e.into()))?,
@@ -813,18 +870,51 @@ fn cmd_broker(o: &BrokerArgs, curve: &CurveFlags) -> Result<u8, CliError> {
                 "--curve-key needs --authorized-keys DIR|FILE: the public keys of the agents and callers the broker admits"
             )));
         }
-        _ => None,
+        (None, Some(_)) => {
+            return Err(CliError::Usage(anyhow::anyhow!(
+                "--authorized-keys needs --curve-key FILE: the broker's own key pair (`loads keygen broker`)"
+            )));
+        }
+        (None, None) => None,
+    };
+    let pick = |cli: &Option<String>, file: Option<String>, default: &str| {
+        cli.clone().or(file).unwrap_or_else(|| default.to_owned())
+    };
+    let agent_timeout = match (o.agent_timeout, &file.agent_timeout) {
+        (Some(d), _) => d,
+        (None, Some(d)) => d.get("agent-timeout").map_err(CliError::Usage)?,
+        (None, None) => Duration::from_secs(10),
     };
     let opts = crate::transport::broker::BrokerOptions {
         keys,
-        insecure: o.insecure,
-        frontend: o.frontend.clone(),
-        backend: o.backend.clone(),
-        receiver: o.receiver.clone(),
-        publisher: o.publisher.clone(),
-        heartbeat: o.heartbeat.clone(),
-        db: o.db.clone().unwrap_or_else(crate::db::default_path),
-        agent_timeout: o.agent_timeout,
+        insecure: o.insecure || file.insecure.unwrap_or(false),
+        frontend: pick(
+            &o.frontend,
+            file.frontend,
+            crate::transport::DEFAULT_FRONTEND,
+        ),
+        backend: pick(&o.backend, file.backend, crate::transport::DEFAULT_BACKEND),
+        receiver: pick(
+            &o.receiver,
+            file.receiver,
+            crate::transport::DEFAULT_RECEIVER,
+        ),
+        publisher: pick(
+            &o.publisher,
+            file.publisher,
+            crate::transport::DEFAULT_PUBLISHER,
+        ),
+        heartbeat: pick(
+            &o.heartbeat,
+            file.heartbeat,
+            crate::transport::DEFAULT_HEARTBEAT,
+        ),
+        db: o
+            .db
+            .clone()
+            .or(file.db)
+            .unwrap_or_else(crate::db::default_path),
+        agent_timeout,
     };
     let db = opts.db.clone();
     crate::transport::broker::run_broker(opts, stop_on_signals(), |info| {
@@ -845,17 +935,29 @@ fn cmd_broker(o: &BrokerArgs, curve: &CurveFlags) -> Result<u8, CliError> {
     Ok(EXIT_OK)
 }
 
-fn cmd_agent(o: &AgentArgs) -> Result<u8, CliError> {
+fn cmd_agent(o: &AgentArgs, curve: &CurveFlags) -> Result<u8, CliError> {
+    let file: AgentConfig = read_toml(o.config.as_deref(), "agent")?;
+    // The agent's keys: the command line (or environment) over the config file.
+    let flags = CurveFlags {
+        curve_key: curve.curve_key.clone().or(file.curve_key),
+        broker_key: curve.broker_key.clone().or(file.broker_key),
+    };
+    crate::transport::security::set_client_keys(flags.client().map_err(CliError::Usage)?);
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
     let opts = crate::transport::agent::AgentOptions {
-        broker: o.broker.clone(),
+        broker: o
+            .broker
+            .clone()
+            .or(file.broker)
+            .unwrap_or_else(|| crate::transport::DEFAULT_BACKEND.to_owned()),
         cache_dir: o
             .cache_dir
             .clone()
+            .or(file.cache_dir)
             .unwrap_or_else(|| home.join(".cache/loads/binaries")),
-        work_dir: o.test_dir.clone().unwrap_or_else(|| {
+        work_dir: o.test_dir.clone().or(file.test_dir).unwrap_or_else(|| {
             std::env::temp_dir().join(format!("loads-agent-{}", std::process::id()))
         }),
         heartbeat: Duration::from_secs(1),
@@ -1106,7 +1208,7 @@ where
     // takes its agent's from the job file).
     if !matches!(
         cli.command,
-        Command::Broker(_) | Command::Worker(_) | Command::Run(_)
+        Command::Broker(_) | Command::Worker(_) | Command::Run(_) | Command::Agent(_)
     ) {
         match cli.curve.client() {
             Ok(keys) => crate::transport::security::set_client_keys(keys),
@@ -1123,7 +1225,7 @@ where
         Command::DemoServer(o) => cmd_demo_server(o),
         Command::Keygen(o) => cmd_keygen(o),
         Command::Broker(o) => cmd_broker(o, &cli.curve),
-        Command::Agent(o) => cmd_agent(o),
+        Command::Agent(o) => cmd_agent(o, &cli.curve),
         Command::Ping(o) => cmd_ping(o),
         Command::Runs(o) => cmd_runs(o),
         Command::Report(o) => cmd_report(o),

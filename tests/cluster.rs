@@ -782,6 +782,29 @@ fn an_agent_stopped_with_sigterm_stops_its_workers() {
         assert!(Instant::now() < deadline, "the worker outlived its agent");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // What the worker had recorded reached the run.
+    let run_id = stdout(&out)
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_default()
+        .trim_end_matches(';')
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let report = run_with_limit(
+            &["report", &run_id, "--broker", &cluster.front],
+            Duration::from_secs(30),
+        );
+        let text = stdout(&report);
+        if text.lines().any(|l| l.starts_with("Hits:")) && figure(&text, "Hits:") > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no hit of the stopped worker: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 #[test]
@@ -1177,42 +1200,36 @@ fn curve_keys_admit_only_authorised_agents_and_callers() {
         .expect("copy");
     }
     let p = |f: &str| dir.join(f).to_str().expect("utf8").to_owned();
-    let broker = Proc::start(&[
-        "broker",
-        "--curve-key",
-        &p("broker.key"),
-        "--authorized-keys",
-        &p("authorized"),
-        "--frontend",
-        "tcp://127.0.0.1:*",
-        "--backend",
-        "tcp://127.0.0.1:*",
-        "--receiver",
-        "tcp://127.0.0.1:*",
-        "--publisher",
-        "tcp://127.0.0.1:*",
-        "--heartbeat",
-        "tcp://127.0.0.1:*",
-        "--db",
-        &p("broker.sqlite"),
-    ]);
+    // The broker and the agent take their keys from config files, the caller from flags.
+    std::fs::write(
+        dir.join("broker.toml"),
+        format!(
+            "curve-key = {:?}\nauthorized-keys = {:?}\nfrontend = \"tcp://127.0.0.1:*\"\n\
+             backend = \"tcp://127.0.0.1:*\"\nreceiver = \"tcp://127.0.0.1:*\"\n\
+             publisher = \"tcp://127.0.0.1:*\"\nheartbeat = \"tcp://127.0.0.1:*\"\ndb = {:?}\n",
+            p("broker.key"),
+            p("authorized"),
+            p("broker.sqlite")
+        ),
+    )
+    .expect("broker config");
+    let broker = Proc::start(&["broker", "-c", &p("broker.toml")]);
     let (front, back) = (
         endpoint(&broker.line, "front"),
         endpoint(&broker.line, "back"),
     );
-    let agent = Proc::start(&[
-        "agent",
-        "--broker",
-        &back,
-        "--curve-key",
-        &p("agent.key"),
-        "--broker-key",
-        &p("broker.pub"),
-        "--cache-dir",
-        &p("cache"),
-        "--test-dir",
-        &p("work"),
-    ]);
+    std::fs::write(
+        dir.join("agent.toml"),
+        format!(
+            "broker = {back:?}\ncurve-key = {:?}\nbroker-key = {:?}\ncache-dir = {:?}\ntest-dir = {:?}\n",
+            p("agent.key"),
+            p("broker.pub"),
+            p("cache"),
+            p("work")
+        ),
+    )
+    .expect("agent config");
+    let agent = Proc::start(&["agent", "-c", &p("agent.toml")]);
     assert!(agent.line.contains("registered"), "{}", agent.line);
     // An agent with a key the broker does not know never registers.
     let mut stranger_agent = loads()
@@ -1675,4 +1692,70 @@ fn an_agent_takes_a_flood_of_malformed_frames_and_keeps_working() {
         .status();
     let _ = agent.wait();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_worker_that_exits_with_an_error_is_a_problem_of_the_run() {
+    let server = DemoServer::start();
+    let cluster = Cluster::start("workererror", 0);
+    // An agent allowed 512 open files: its worker cannot take 1000 users, and says so.
+    let dir = cluster.dir.join("lowlimit");
+    let mut cmd = loads();
+    cmd.args([
+        "agent",
+        "--broker",
+        &cluster.back,
+        "--cache-dir",
+        dir.join("cache").to_str().expect("utf8"),
+        "--test-dir",
+        dir.join("work").to_str().expect("utf8"),
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .process_group(0);
+    // SAFETY: setrlimit is async-signal-safe; it only lowers the child's own limit.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 512,
+                rlim_max: 512,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("agent");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("banner");
+    let agent = Proc { child, line };
+    assert!(agent.line.contains("registered"), "{}", agent.line);
+    let out = run_with_limit(
+        &[
+            "run",
+            "example::health",
+            "--agents",
+            "1",
+            "-u",
+            "1000",
+            "--hits",
+            "1",
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+        ],
+        Duration::from_secs(120),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("open files") && text.contains("agent "),
+        "the worker's error, named by agent: {text}"
+    );
+    drop(agent);
 }

@@ -485,13 +485,25 @@ impl DistributedRunner {
             .as_bool()
             .unwrap_or(false);
         if !present {
-            let slow = BrokerClient::connect(&self.broker, Duration::from_secs(120))?;
-            slow.call(
-                &CallerRequest::PutBinary {
-                    sha256: sha.clone(),
-                },
-                Some(bytes),
-            )?;
+            // In chunks: the broker never takes (nor allocates) a huge message.
+            let slow = BrokerClient::connect(&self.broker, Duration::from_secs(60))?;
+            let total = bytes.len() as u64;
+            let mut offset = 0usize;
+            loop {
+                let end = (offset + crate::transport::BINARY_CHUNK).min(bytes.len());
+                slow.call(
+                    &CallerRequest::PutBinary {
+                        sha256: sha.clone(),
+                        offset: offset as u64,
+                        total: Some(total),
+                    },
+                    Some(&bytes[offset..end]),
+                )?;
+                offset = end;
+                if offset >= bytes.len() {
+                    break;
+                }
+            }
         }
         Ok(sha)
     }

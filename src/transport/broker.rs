@@ -94,6 +94,53 @@ struct Broker {
     refused_keys: Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// Most bytes a blob (test binary, included file) may have.
+const MAX_BLOB: u64 = 4 * 1024 * 1024 * 1024;
+
+/// Appends a caller's chunk to the blob being uploaded to `path`; verifies and stores the blob
+/// once complete (returns whether it is).
+fn store_chunk(
+    path: &std::path::Path,
+    sha: &str,
+    offset: u64,
+    total: u64,
+    bytes: &[u8],
+) -> Result<bool, String> {
+    use std::io::Write as _;
+    let end = offset.saturating_add(bytes.len() as u64);
+    if total > MAX_BLOB || end > total || (bytes.is_empty() && total > 0) {
+        return Err(format!(
+            "chunk {offset}..{end} of a {total}-byte blob is out of bounds (at most {MAX_BLOB} bytes)"
+        ));
+    }
+    let part = path.with_extension("part");
+    let mut f = if offset == 0 {
+        std::fs::File::create(&part)
+    } else {
+        std::fs::OpenOptions::new().append(true).open(&part)
+    }
+    .map_err(|e| format!("cannot store the blob: {e}"))?;
+    let have = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if have != offset {
+        return Err(format!(
+            "chunk at {offset} does not follow the {have} bytes received: send the blob again from 0"
+        ));
+    }
+    f.write_all(bytes)
+        .map_err(|e| format!("cannot store the blob: {e}"))?;
+    drop(f);
+    if end < total {
+        return Ok(false);
+    }
+    let data = std::fs::read(&part).map_err(|e| format!("cannot read the blob back: {e}"))?;
+    if super::sha256_hex(&data) != sha {
+        let _ = std::fs::remove_file(&part);
+        return Err("the blob does not match its SHA-256".into());
+    }
+    std::fs::rename(&part, path).map_err(|e| format!("cannot store the blob: {e}"))?;
+    Ok(true)
+}
+
 /// Reads the chunk of the file at `path` that starts at `offset`, and the file's size.
 fn read_chunk(path: &std::path::Path, offset: u64) -> std::io::Result<(Vec<u8>, u64)> {
     use std::io::{Read as _, Seek as _};
@@ -108,9 +155,10 @@ fn read_chunk(path: &std::path::Path, offset: u64) -> std::io::Result<(Vec<u8>, 
     Ok((buf, total))
 }
 
-/// Largest message a caller may send (a test binary with `put_binary`); larger ones are refused
-/// by ZeroMQ, which drops the connection instead of allocating them.
-pub const MAX_CALLER_MESSAGE: i64 = 1024 * 1024 * 1024;
+/// Largest message a caller may send (a chunk of a test binary with `put_binary` is at most
+/// [`BINARY_CHUNK`](super::BINARY_CHUNK)); larger ones are refused by ZeroMQ, which drops the
+/// connection instead of allocating them.
+pub const MAX_CALLER_MESSAGE: i64 = 16 * 1024 * 1024;
 
 /// Size from which a run's pending events are published at once, without waiting for the end
 /// of the loop turn.
@@ -385,23 +433,21 @@ impl Broker {
                 let present = self.binary_path(&sha256).is_some_and(|p| p.is_file());
                 ok(json!({ "present": present }))
             }
-            CallerRequest::PutBinary { sha256 } => {
+            CallerRequest::PutBinary {
+                sha256,
+                offset,
+                total,
+            } => {
                 let (Some(path), Some(bytes)) = (self.binary_path(&sha256), extra) else {
                     return refuse(
                         "bad_request",
                         "put_binary needs a SHA-256 and the bytes".into(),
                     );
                 };
-                if super::sha256_hex(bytes) != sha256 {
-                    return refuse(
-                        "hash_mismatch",
-                        "the binary does not match its SHA-256".into(),
-                    );
-                }
-                let tmp = path.with_extension("part");
-                match std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, &path)) {
-                    Ok(()) => ok(json!({})),
-                    Err(e) => refuse("io", format!("cannot store the binary: {e}")),
+                let total = total.unwrap_or(bytes.len() as u64);
+                match store_chunk(&path, &sha256, offset, total, bytes) {
+                    Ok(complete) => ok(json!({ "complete": complete })),
+                    Err(e) => refuse("bad_chunk", e),
                 }
             }
             CallerRequest::Runs => match self.db.runs() {
@@ -833,5 +879,36 @@ impl Broker {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_upload_in_chunks_and_are_verified() {
+        let dir = std::env::temp_dir().join(format!("loads-chunks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+        let sha = super::super::sha256_hex(&data);
+        let path = dir.join(&sha);
+        let total = data.len() as u64;
+        assert_eq!(store_chunk(&path, &sha, 0, total, &data[..4000]), Ok(false));
+        // Out of order: refused.
+        assert!(store_chunk(&path, &sha, 8000, total, &data[8000..]).is_err());
+        assert_eq!(
+            store_chunk(&path, &sha, 4000, total, &data[4000..8000]),
+            Ok(false)
+        );
+        assert_eq!(
+            store_chunk(&path, &sha, 8000, total, &data[8000..]),
+            Ok(true)
+        );
+        assert_eq!(std::fs::read(&path).expect("stored"), data);
+        // Beyond the announced size, or not the announced hash: refused.
+        assert!(store_chunk(&path, &sha, 0, 5, &data[..10]).is_err());
+        assert!(store_chunk(&path, &sha, 0, 3, b"abc").is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -110,10 +110,18 @@ pub enum CallerRequest {
         /// SHA-256, hex.
         sha256: String,
     },
-    /// Stores a test binary (its bytes follow in a second frame).
+    /// Stores a test binary or included file, in chunks of at most [`BINARY_CHUNK`]: the bytes
+    /// `offset..offset + len` follow in a second frame; the blob is verified once `total` bytes
+    /// have arrived.
     PutBinary {
         /// SHA-256, hex.
         sha256: String,
+        /// Where this chunk starts.
+        #[serde(default)]
+        offset: u64,
+        /// Size of the whole blob (`None`: this chunk is the whole blob).
+        #[serde(default)]
+        total: Option<u64>,
     },
     /// Starts a run on `agents` agents with the binary `binary_sha256`.
     Run(Box<RunRequest>),
