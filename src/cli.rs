@@ -318,24 +318,32 @@ struct AgentConfig {
     broker_key: Option<String>,
 }
 
-/// Reads the TOML config file of a command (`what`: "broker", "agent").
-fn read_toml<T: for<'de> Deserialize<'de> + Default>(
+/// Reads a TOML config file; `keys` says what its keys are, for the error message. No file:
+/// the defaults.
+fn parse_toml<T: for<'de> Deserialize<'de> + Default>(
     path: Option<&Path>,
-    what: &str,
-) -> Result<T, CliError> {
+    keys: &str,
+) -> anyhow::Result<T> {
     let Some(path) = path else {
         return Ok(T::default());
     };
     let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the config file {}", path.display()))
-        .map_err(CliError::Usage)?;
+        .with_context(|| format!("cannot read the config file {}", path.display()))?;
     toml::from_str(&text).map_err(|e| {
-        CliError::Usage(anyhow::anyhow!(
-            "invalid config file {}: {} (keys are the long options of `loads {what}`)",
+        anyhow::anyhow!(
+            "invalid config file {}: {}\n(keys are {keys})",
             path.display(),
             e.to_string().trim_end()
-        ))
+        )
     })
+}
+
+/// Reads the TOML config file of `loads broker` or `loads agent` (`what`).
+fn read_toml<T: for<'de> Deserialize<'de> + Default>(
+    path: Option<&Path>,
+    what: &str,
+) -> Result<T, CliError> {
+    parse_toml(path, &format!("the long options of `loads {what}`")).map_err(CliError::Usage)
 }
 
 #[derive(Args, Debug)]
@@ -465,7 +473,7 @@ struct DemoServerOptions {
 }
 
 /// A duration in the config file: a number of seconds or a string such as "1m30s".
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Clone)]
 #[serde(
     untagged,
     expecting = "a duration: a number of seconds or a string such as \"30s\" or \"1m30s\""
@@ -485,7 +493,7 @@ impl DurationValue {
     }
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Clone)]
 #[serde(
     untagged,
     expecting = "an output name such as \"stdout\", or a list of them"
@@ -496,7 +504,7 @@ enum OneOrMany {
 }
 
 /// The config file: the long option names of `loads run` as keys.
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct ConfigFile {
     test: Option<String>,
@@ -537,26 +545,19 @@ struct ConfigFile {
     max_users: Option<u64>,
 }
 
-fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the config file {}", path.display()))?;
-    toml::from_str(&text).map_err(|e| {
-        anyhow::anyhow!(
-            "invalid config file {}: {}\n(keys are the long options of `loads run`: test, users, hits, \
-             duration, server-url, output, output-html-path, threshold, baseline, quiet, project-name, \
-             request-timeout, threads...; see `loads run --help`)",
-            path.display(),
-            e.to_string().trim_end()
-        )
-    })
+/// Reads `loads run`'s config file (`--config`), or gives the defaults without one.
+fn read_config(opts: &RunOptions) -> anyhow::Result<ConfigFile> {
+    parse_toml(
+        opts.config.as_deref(),
+        "the long options of `loads run`: test, users, hits, duration, server-url, output, \
+         output-html-path, threshold, baseline, quiet, project-name, request-timeout, threads...; \
+         see `loads run --help`",
+    )
 }
 
-/// Merges the command line over the config file into run arguments.
-fn run_args(opts: &RunOptions) -> anyhow::Result<RunArgs> {
-    let mut file = match &opts.config {
-        Some(p) => read_config(p)?,
-        None => ConfigFile::default(),
-    };
+/// Merges the command line over the config file `file` (see [`read_config`]) into run
+/// arguments.
+fn run_args(opts: &RunOptions, mut file: ConfigFile) -> anyhow::Result<RunArgs> {
     let output_options = opts.out.options(&file);
     let test = opts.test.clone().or(file.test.take()).ok_or_else(|| {
         anyhow::anyhow!("no test given: `loads run SUITE::TEST` (see `loads list`)")
@@ -673,11 +674,9 @@ fn report_output_errors(result: &TestResult) {
 }
 
 fn cmd_run(opts: &RunOptions, curve: &CurveFlags) -> Result<u8, CliError> {
-    let args = run_args(opts).map_err(CliError::Usage)?;
-    let file = match &opts.config {
-        Some(p) => read_config(p).map_err(CliError::Usage)?,
-        None => ConfigFile::default(),
-    };
+    // The config file is read once; the run arguments take their part of it.
+    let file = read_config(opts).map_err(CliError::Usage)?;
+    let args = run_args(opts, file.clone()).map_err(CliError::Usage)?;
     // The caller's keys: the command line (or environment) over the config file.
     let flags = CurveFlags {
         curve_key: curve.curve_key.clone().or(file.curve_key.clone()),
@@ -1254,6 +1253,11 @@ pub fn main() -> ExitCode {
 mod tests {
     use super::*;
 
+    /// The run arguments of `opts`, config file included.
+    fn run_args_of(opts: &RunOptions) -> anyhow::Result<RunArgs> {
+        run_args(opts, read_config(opts)?)
+    }
+
     fn parse(args: &[&str]) -> RunOptions {
         let mut v = vec!["loads", "run"];
         v.extend_from_slice(args);
@@ -1275,21 +1279,21 @@ mod tests {
         )
         .expect("write");
         let p = path.to_str().expect("utf8");
-        let a = run_args(&parse(&["--config", p])).expect("args");
+        let a = run_args_of(&parse(&["--config", p])).expect("args");
         assert_eq!(a.test, "example::health");
         assert_eq!(a.users.values(), &[2, 3]);
         assert_eq!(a.hits.as_ref().map(|h| h.values().to_vec()), Some(vec![4]));
         assert_eq!(a.outputs, vec!["stdout", "null"]);
         assert_eq!(a.request_timeout, 2.0);
-        let b =
-            run_args(&parse(&["--config", p, "-u", "7", "-d", "3", "-q", "x::y"])).expect("args");
+        let b = run_args_of(&parse(&["--config", p, "-u", "7", "-d", "3", "-q", "x::y"]))
+            .expect("args");
         assert_eq!(b.test, "x::y");
         assert_eq!(b.users.values(), &[7]);
         assert_eq!(b.hits, None);
         assert_eq!(b.duration, Some(3.0));
         assert_eq!(b.outputs, vec!["null"]);
         std::fs::write(&path, "userz = 3\n").expect("write");
-        let err = run_args(&parse(&["--config", p, "a::b"])).expect_err("unknown key");
+        let err = run_args_of(&parse(&["--config", p, "a::b"])).expect_err("unknown key");
         assert!(err.to_string().contains("userz"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -129,6 +129,21 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Pings the broker until `ok` holds for its output (polling), failing after `limit`.
+    fn ping_until(&self, limit: Duration, ok: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let ping = run_with_limit(&["ping", "--broker", &self.front], Duration::from_secs(30));
+            if ok(&stdout(&ping)) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{}", stdout(&ping));
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.agents.clear();
@@ -1530,18 +1545,7 @@ fn a_frozen_agent_is_dropped_then_comes_back_by_itself() {
     );
     assert!(figure(&text, "Hits:") > 0, "{text}");
     // Resumed, it registers again by itself.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let ping = run_with_limit(
-            &["ping", "--broker", &cluster.front],
-            Duration::from_secs(30),
-        );
-        if stdout(&ping).contains("Agents:       2") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{}", stdout(&ping));
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    cluster.ping_until(Duration::from_secs(20), |p| p.contains("Agents:       2"));
 }
 
 #[test]
@@ -1576,18 +1580,9 @@ fn a_broker_killed_mid_run_is_a_clear_error_and_agents_come_back_after_its_resta
         .spawn()
         .expect("caller");
     // Once the run is going (the test binary has reached the broker and the agent).
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let ping = run_with_limit(
-            &["ping", "--broker", &cluster.front],
-            Duration::from_secs(30),
-        );
-        if !stdout(&ping).contains("Active runs:  none") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the run never started");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    cluster.ping_until(Duration::from_secs(90), |p| {
+        !p.contains("Active runs:  none")
+    });
     std::thread::sleep(Duration::from_secs(2));
     cluster.broker.kill_group();
     let started = Instant::now();
@@ -1606,18 +1601,7 @@ fn a_broker_killed_mid_run_is_a_clear_error_and_agents_come_back_after_its_resta
         Duration::from_secs(30),
     );
     assert!(stdout(&runs).contains("interrupted"), "{}", stdout(&runs));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let ping = run_with_limit(
-            &["ping", "--broker", &cluster.front],
-            Duration::from_secs(30),
-        );
-        if stdout(&ping).contains("Agents:       1") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{}", stdout(&ping));
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    cluster.ping_until(Duration::from_secs(20), |p| p.contains("Agents:       1"));
 }
 
 #[test]
@@ -1714,19 +1698,7 @@ fn a_worker_that_exits_with_an_error_is_a_problem_of_the_run() {
     .stdout(Stdio::piped())
     .stderr(Stdio::null())
     .process_group(0);
-    // SAFETY: setrlimit is async-signal-safe; it only lowers the child's own limit.
-    unsafe {
-        cmd.pre_exec(|| {
-            let lim = libc::rlimit {
-                rlim_cur: 512,
-                rlim_max: 512,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    common::limit_open_files(&mut cmd, 512);
     let mut child = cmd.spawn().expect("agent");
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout"))

@@ -98,7 +98,6 @@ fn more_users_than_open_files_is_a_clear_error_before_the_run() {
     // 5 000 000 is over the per-step maximum: a usage error of its own.
     assert_eq!(out.status.code(), Some(2));
     // A process allowed 1024 open files (soft and hard) asked for 2000 users.
-    use std::os::unix::process::CommandExt as _;
     let mut cmd = loads();
     cmd.args([
         "run",
@@ -108,19 +107,7 @@ fn more_users_than_open_files_is_a_clear_error_before_the_run() {
         "-s",
         "http://127.0.0.1:9",
     ]);
-    // SAFETY: setrlimit is async-signal-safe; it only lowers this child's limit.
-    unsafe {
-        cmd.pre_exec(|| {
-            let lim = libc::rlimit {
-                rlim_cur: 1024,
-                rlim_max: 1024,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    common::limit_open_files(&mut cmd, 1024);
     let out = cmd.output().expect("run");
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);

@@ -45,12 +45,7 @@ fn ms(us: f64) -> String {
 }
 
 fn stats_row(kind: &str, name: &str, r: &RequestStats, secs: f64) -> Vec<String> {
-    let failures: u64 = r
-        .statuses
-        .iter()
-        .filter(|(s, _)| **s == 0 || **s >= 400)
-        .map(|(_, n)| n)
-        .sum();
+    let failures = r.http_errors();
     let per_s = |n: u64| {
         if secs > 0.0 {
             format!("{:.3}", n as f64 / secs)

@@ -239,7 +239,7 @@ pub fn render(result: &TestResult) -> String {
             esc(&b.test),
             esc(&b.started)
         );
-        for d in result.baseline_deltas() {
+        for d in crate::result::summary::compare(&s, b) {
             let fmt = |v: f64| match d.unit.as_str() {
                 "ms" => ms(v),
                 "/s" => format!("{v:.1}/s"),

@@ -268,6 +268,15 @@ impl RequestStats {
             .map(|(_, n)| n)
             .sum()
     }
+
+    /// Requests without a response (status 0) or with a status of 400 or more.
+    pub fn http_errors(&self) -> u64 {
+        self.statuses
+            .iter()
+            .filter(|(s, _)| **s == 0 || **s >= 400)
+            .map(|(_, n)| n)
+            .sum()
+    }
 }
 
 /// WebSocket totals.

@@ -219,12 +219,7 @@ impl Summary {
                     url: url.clone(),
                     requests: r.count,
                     rps: per_second(r.count, secs),
-                    http_errors: r
-                        .statuses
-                        .iter()
-                        .filter(|(s, _)| **s == 0 || **s >= 400)
-                        .map(|(_, n)| n)
-                        .sum(),
+                    http_errors: r.http_errors(),
                     statuses: statuses(r),
                     latency: LatencySummary::of(&r.latency),
                 });

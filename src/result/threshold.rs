@@ -327,12 +327,7 @@ impl Threshold {
             }),
             Metric::Errors if self.scoped() => {
                 let r = self.requests(stats);
-                let bad: u64 = r
-                    .statuses
-                    .iter()
-                    .filter(|(s, _)| **s == 0 || **s >= 400)
-                    .map(|(_, n)| n)
-                    .sum();
+                let bad = r.http_errors();
                 Ok(match self.unit {
                     Unit::Percent if r.count == 0 => 0.0,
                     Unit::Percent => bad as f64 * 100.0 / r.count as f64,

@@ -1,7 +1,8 @@
 //! The distributed runner: hands a run to a broker and rebuilds its results, through the same
 //! [`TestResult`] and outputs as a local run, from the events the broker publishes. Also the
-//! worker side ([`run_worker`]: the local runner in slave mode, with the relay in place of the
-//! test result) and [`replay`], which rebuilds a stored run for `loads report`.
+//! worker side ([`run_worker`]: the local or external runner in slave mode, with the relay in
+//! place of the test result) and [`report`], which rebuilds a stored run page by page for
+//! `loads report`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -467,17 +467,8 @@ fn receive<S: EventSink>(mut sink: S, socket: &zmq::Socket, r: &Receiving) -> (S
         if finished || last_flush.elapsed() >= r.every {
             last_flush = Instant::now();
             let users = r.users.load(Ordering::Relaxed);
-            let now = unix_now();
-            let upto = if finished { now } else { now - 1 };
-            while sampled_until < upto {
-                sampled_until += 1;
-                batch.sample_users(sampled_until, users);
-            }
-            if !batch.is_empty() {
-                sink.ingest(Event::Batch(Box::new(std::mem::take(&mut batch))));
-            }
-            sink.tick(users);
-            if sink.should_stop() {
+            let batch = std::mem::take(&mut batch);
+            if super::local::deliver(&mut sink, batch, users, &mut sampled_until, finished) {
                 r.stop.store(true, Ordering::SeqCst);
             }
         }

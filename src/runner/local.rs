@@ -450,19 +450,8 @@ fn collect<S: EventSink>(
         recorder.drain_raw(|e| sink.ingest(e));
         let mut batch = Stats::default();
         recorder.drain_into(&mut batch);
-        // Sample the active users once for every second that has fully passed (and, at the end,
-        // for the last partial second).
-        let now = unix_now();
-        let upto = if finished { now } else { now - 1 };
-        while sampled_until < upto {
-            sampled_until += 1;
-            batch.sample_users(sampled_until, users);
-        }
-        if !batch.is_empty() {
-            sink.ingest(Event::Batch(Box::new(batch)));
-        }
-        sink.tick(users);
-        if sink.should_stop() && !control.stopping.swap(true, Ordering::SeqCst) {
+        let stop = deliver(&mut sink, batch, users, &mut sampled_until, finished);
+        if stop && !control.stopping.swap(true, Ordering::SeqCst) {
             // --abort-on-threshold: stop the users as Ctrl-C would, but the run is not
             // "interrupted": the test result says why it stopped.
             control.cancel.cancel();
@@ -473,6 +462,30 @@ fn collect<S: EventSink>(
     }
     sink.ingest(Event::StopTestRun);
     sink
+}
+
+/// Hands a collected `batch` to `sink` with the active `users` sampled once for every second
+/// that has fully passed since `sampled_until` (and, when `finished`, for the last partial
+/// second), then ticks the sink; returns whether the sink asks the run to stop. Every collector
+/// (native and external runs) delivers this way.
+pub(crate) fn deliver<S: EventSink>(
+    sink: &mut S,
+    mut batch: Stats,
+    users: u64,
+    sampled_until: &mut i64,
+    finished: bool,
+) -> bool {
+    let now = unix_now();
+    let upto = if finished { now } else { now - 1 };
+    while *sampled_until < upto {
+        *sampled_until += 1;
+        batch.sample_users(*sampled_until, users);
+    }
+    if !batch.is_empty() {
+        sink.ingest(Event::Batch(Box::new(batch)));
+    }
+    sink.tick(users);
+    sink.should_stop()
 }
 
 /// The most virtual users the plan has at once.

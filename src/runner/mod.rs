@@ -1,10 +1,14 @@
-//! Runners: what executes a run. One trait, [`Runner`], with [`LocalRunner`] as its first
-//! implementation. A runner is built from one serialisable argument struct, [`RunArgs`] (the
-//! struct that will travel to agents), and started with [`Runner::execute`].
+//! Runners: what executes a run. One trait, [`Runner`], with three implementations:
+//! [`LocalRunner`] (in this process; in a worker, with the relay in place of the test result),
+//! [`DistributedRunner`] (hands the run to a broker and rebuilds the results it publishes) and
+//! [`ExternalRunner`] (one process per virtual user for tests in other languages). Each is built
+//! from one serialisable argument struct, [`RunArgs`] (the struct that travels to agents), and
+//! started with [`Runner::execute`]. [`Plan`] is the load plan: cycles, stages or an arrival rate.
 //!
 //! Data flow of a local run: `RunArgs` → [`Plan`] → virtual-user tasks → per-worker
 //! [`Recorder`](crate::result::Recorder) shards → collector thread → `Event::Batch` →
-//! [`TestResult`] → outputs.
+//! [`TestResult`] → outputs. An external run replaces the first steps by runner processes whose
+//! events a receiver merges into the same batches.
 
 pub mod distributed;
 pub mod external;

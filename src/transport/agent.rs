@@ -384,22 +384,8 @@ fn prune_cache(cache: &Path, keep: usize, needed: impl Fn(&str) -> bool) {
 
 /// Checks that the file at `path` hashes to `sha` (SHA-256, hex).
 fn verify_blob(path: &Path, sha: &str) -> Result<(), String> {
-    use sha2::Digest as _;
-    use std::io::Read as _;
-    let mut f = std::fs::File::open(path)
+    let digest = super::sha256_file(path)
         .map_err(|e| format!("cannot read the cached {}: {e}", path.display()))?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| format!("cannot read the cached {}: {e}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    let digest: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
     if digest != sha {
         return Err(format!(
             "the cached {} no longer matches its SHA-256 {sha}: removed; the next run fetches it again",
@@ -483,12 +469,7 @@ impl Downloads {
             return Ok(Chunk::More(grown));
         }
         let d = self.0.remove(sha).ok_or("download vanished")?;
-        let digest: String = d
-            .hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let digest = super::hex(&d.hasher.finalize());
         if digest != sha {
             let _ = std::fs::remove_file(&d.tmp);
             return Err(format!(

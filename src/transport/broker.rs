@@ -132,8 +132,9 @@ fn store_chunk(
     if end < total {
         return Ok(false);
     }
-    let data = std::fs::read(&part).map_err(|e| format!("cannot read the blob back: {e}"))?;
-    if super::sha256_hex(&data) != sha {
+    let digest =
+        super::sha256_file(&part).map_err(|e| format!("cannot read the blob back: {e}"))?;
+    if digest != sha {
         let _ = std::fs::remove_file(&part);
         return Err("the blob does not match its SHA-256".into());
     }
