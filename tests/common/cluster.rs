@@ -1,0 +1,178 @@
+//! Helpers for the cluster tests: a real broker and real agents, each its own process, over
+//! ZeroMQ on loopback, stopped by their PIDs (and process groups) when dropped.
+#![allow(dead_code)]
+
+use super::{loads, run_with_limit, stdout, stderr};
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// A process we started, stopped by its PID (and its process group) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub line: String,
+}
+
+impl Proc {
+    pub fn start(args: &[&str]) -> Proc {
+        let mut child = loads()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .spawn()
+            .expect("start loads");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("banner");
+        Proc { child, line }
+    }
+
+    pub fn kill_group(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill_group();
+    }
+}
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub broker: Proc,
+    pub front: String,
+    pub back: String,
+    pub agents: Vec<Proc>,
+}
+
+pub fn endpoint(line: &str, name: &str) -> String {
+    let at = line
+        .find(&format!("{name} tcp://"))
+        .unwrap_or_else(|| panic!("no {name} in {line:?}"));
+    line[at + name.len() + 1..]
+        .split([',', ';', ' '])
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+impl Cluster {
+    pub fn start(name: &str, agents: usize) -> Cluster {
+        let dir = std::env::temp_dir().join(format!("loads-cluster-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let broker = Self::broker(&dir, ["tcp://127.0.0.1:*"; 5]);
+        let front = endpoint(&broker.line, "front");
+        let back = endpoint(&broker.line, "back");
+        let mut c = Cluster {
+            dir,
+            broker,
+            front,
+            back,
+            agents: Vec::new(),
+        };
+        for _ in 0..agents {
+            c.add_agent();
+        }
+        c
+    }
+
+    pub fn broker(dir: &std::path::Path, eps: [&str; 5]) -> Proc {
+        let db = dir.join("broker.sqlite");
+        Proc::start(&[
+            "broker",
+            "--frontend",
+            eps[0],
+            "--backend",
+            eps[1],
+            "--receiver",
+            eps[2],
+            "--publisher",
+            eps[3],
+            "--heartbeat",
+            eps[4],
+            "--db",
+            db.to_str().expect("utf8"),
+            "--agent-timeout",
+            // Long enough for an agent busy storing a 100 MB debug binary on a loaded machine.
+            "6s",
+        ])
+    }
+
+    pub fn add_agent(&mut self) {
+        let i = self.agents.len();
+        let cache = self.dir.join(format!("cache{i}"));
+        let work = self.dir.join(format!("work{i}"));
+        let agent = Proc::start(&[
+            "agent",
+            "--broker",
+            &self.back,
+            "--cache-dir",
+            cache.to_str().expect("utf8"),
+            "--test-dir",
+            work.to_str().expect("utf8"),
+        ]);
+        assert!(agent.line.contains("registered"), "{}", agent.line);
+        self.agents.push(agent);
+    }
+}
+
+impl Cluster {
+    /// Pings the broker until `ok` holds for its output (polling), failing after `limit`.
+    pub fn ping_until(&self, limit: Duration, ok: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let ping = run_with_limit(&["ping", "--broker", &self.front], Duration::from_secs(30));
+            if ok(&stdout(&ping)) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{}", stdout(&ping));
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.agents.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn run_id_of(text: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix("Run id:"))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|| panic!("no run id in {text}"))
+}
+
+/// Runs `loads keygen NAME` in `dir`.
+pub fn keygen(dir: &std::path::Path, name: &str) {
+    let out = super::run_in(dir, &["keygen", name], Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+
+/// A cheap, deterministic stream of bytes.
+pub fn noise(seed: &mut u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            (*seed >> 24) as u8
+        })
+        .collect()
+}
+
