@@ -243,8 +243,18 @@ struct BrokerArgs {
     /// TOML file with these options (keys: the long names, and curve-key); the command line wins
     #[arg(short = 'c', long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// The public keys admitted (agents and callers): a directory of .pub files, or a file with
-    /// one key per line; with --curve-key (the broker's key pair)
+    /// The agents' public keys (they register, take jobs, and their workers send results): a
+    /// directory of .pub files, or a file with one key per line; with --curve-key
+    #[arg(long, value_name = "DIR|FILE")]
+    authorized_agents: Option<PathBuf>,
+    /// The callers' public keys (they start runs, and see and stop their own runs only)
+    #[arg(long, value_name = "DIR|FILE")]
+    authorized_callers: Option<PathBuf>,
+    /// Admins' public keys: callers that see and act on every caller's runs
+    #[arg(long, value_name = "DIR|FILE")]
+    admin_keys: Option<PathBuf>,
+    /// Deprecated: keys admitted both as agents and as callers (use --authorized-agents and
+    /// --authorized-callers, so that a caller's key cannot register as an agent)
     #[arg(long, value_name = "DIR|FILE")]
     authorized_keys: Option<PathBuf>,
     /// Bind endpoints beyond loopback without keys (anyone who reaches them can run code on the
@@ -272,13 +282,21 @@ struct BrokerArgs {
     /// Drop agents silent for this long [default: 10s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     agent_timeout: Option<Duration>,
+    /// A run's workers must be ready (binary fetched, worker started) within this long; past
+    /// it the run starts without the late ones, or fails when none is ready [default: 30s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    ready_timeout: Option<Duration>,
 }
 
 /// The broker's config file: its long option names as keys.
 #[derive(Deserialize, Debug, Default)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct BrokerConfig {
+    authorized_agents: Option<PathBuf>,
+    authorized_callers: Option<PathBuf>,
+    admin_keys: Option<PathBuf>,
     authorized_keys: Option<PathBuf>,
+    ready_timeout: Option<DurationValue>,
     insecure: Option<bool>,
     frontend: Option<String>,
     backend: Option<String>,
@@ -855,26 +873,17 @@ pub(crate) fn stop_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicBool>
 
 fn cmd_broker(o: &BrokerArgs, curve: &CurveFlags) -> Result<u8, CliError> {
     let file: BrokerConfig = read_toml(o.config.as_deref(), "broker")?;
-    let curve_key = curve.curve_key.clone().or(file.curve_key);
-    let authorized = o.authorized_keys.clone().or(file.authorized_keys);
-    let keys = match (&curve_key, &authorized) {
-        (Some(k), Some(dir)) => Some(crate::transport::security::ServerKeys {
-            pair: crate::transport::security::KeyPair::read(k)
+    let curve_key = curve.curve_key.clone().or(file.curve_key.clone());
+    let keys = match curve_key {
+        Some(k) => Some(crate::transport::security::ServerKeys {
+            pair: crate::transport::security::KeyPair::read(&k)
                 .map_err(|e| CliError::Usage(e.into()))?,
-            authorized: crate::transport::security::read_authorized(dir)
-                .map_err(|e| CliError::Usage(e.into()))?,
+            roles: broker_roles(o, &file, true)?,
         }),
-        (Some(_), None) => {
-            return Err(CliError::Usage(anyhow::anyhow!(
-                "--curve-key needs --authorized-keys DIR|FILE: the public keys of the agents and callers the broker admits"
-            )));
+        None => {
+            broker_roles(o, &file, false)?;
+            None
         }
-        (None, Some(_)) => {
-            return Err(CliError::Usage(anyhow::anyhow!(
-                "--authorized-keys needs --curve-key FILE: the broker's own key pair (`loads keygen broker`)"
-            )));
-        }
-        (None, None) => None,
     };
     let pick = |cli: &Option<String>, file: Option<String>, default: &str| {
         cli.clone().or(file).unwrap_or_else(|| default.to_owned())
@@ -883,6 +892,11 @@ fn cmd_broker(o: &BrokerArgs, curve: &CurveFlags) -> Result<u8, CliError> {
         (Some(d), _) => d,
         (None, Some(d)) => d.get("agent-timeout").map_err(CliError::Usage)?,
         (None, None) => Duration::from_secs(10),
+    };
+    let ready_timeout = match (o.ready_timeout, &file.ready_timeout) {
+        (Some(d), _) => d,
+        (None, Some(d)) => d.get("ready-timeout").map_err(CliError::Usage)?,
+        (None, None) => crate::transport::broker::DEFAULT_READY_TIMEOUT,
     };
     let opts = crate::transport::broker::BrokerOptions {
         keys,
@@ -914,6 +928,7 @@ fn cmd_broker(o: &BrokerArgs, curve: &CurveFlags) -> Result<u8, CliError> {
             .or(file.db)
             .unwrap_or_else(crate::db::default_path),
         agent_timeout,
+        ready_timeout,
     };
     let db = opts.db.clone();
     crate::transport::broker::run_broker(opts, stop_on_signals(), |info| {
@@ -932,6 +947,62 @@ fn cmd_broker(o: &BrokerArgs, curve: &CurveFlags) -> Result<u8, CliError> {
     })
     .map_err(|e| CliError::Other(e.into()))?;
     Ok(EXIT_OK)
+}
+
+/// The broker's key lists by role, from its options and config file; with `keyed` (the broker
+/// has its key pair) at least one list is needed, without it none may be given.
+fn broker_roles(
+    o: &BrokerArgs,
+    file: &BrokerConfig,
+    keyed: bool,
+) -> Result<crate::transport::security::Roles, CliError> {
+    use crate::transport::security::read_authorized;
+    let pick = |cli: &Option<PathBuf>, f: &Option<PathBuf>| cli.clone().or(f.clone());
+    let (agents, callers, admins, both) = (
+        pick(&o.authorized_agents, &file.authorized_agents),
+        pick(&o.authorized_callers, &file.authorized_callers),
+        pick(&o.admin_keys, &file.admin_keys),
+        pick(&o.authorized_keys, &file.authorized_keys),
+    );
+    let given = [&agents, &callers, &admins, &both]
+        .iter()
+        .any(|p| p.is_some());
+    if !keyed {
+        if given {
+            return Err(CliError::Usage(anyhow::anyhow!(
+                "--authorized-agents, --authorized-callers, --admin-keys and --authorized-keys need --curve-key FILE: the broker's own key pair (`loads keygen broker`)"
+            )));
+        }
+        return Ok(Default::default());
+    }
+    if !given {
+        return Err(CliError::Usage(anyhow::anyhow!(
+            "--curve-key needs the keys the broker admits: --authorized-agents DIR|FILE and --authorized-callers DIR|FILE (and --admin-keys for callers that see every run)"
+        )));
+    }
+    let read = |p: &Option<PathBuf>| -> Result<std::collections::HashSet<[u8; 32]>, CliError> {
+        match p {
+            Some(p) => read_authorized(p).map_err(|e| CliError::Usage(e.into())),
+            None => Ok(Default::default()),
+        }
+    };
+    let mut roles = crate::transport::security::Roles {
+        agents: read(&agents)?,
+        callers: read(&callers)?,
+        admins: read(&admins)?,
+    };
+    if both.is_some() {
+        eprintln!(
+            "warning: --authorized-keys is deprecated: its keys are admitted both as agents and as callers, so a caller's key can register as an agent and receive jobs; use --authorized-agents and --authorized-callers"
+        );
+        let both = read(&both)?;
+        roles.agents.extend(both.iter().copied());
+        roles.callers.extend(both);
+    }
+    if roles.agents.is_empty() {
+        eprintln!("warning: no agent key is admitted (--authorized-agents): no agent can register");
+    }
+    Ok(roles)
 }
 
 fn cmd_agent(o: &AgentArgs, curve: &CurveFlags) -> Result<u8, CliError> {
@@ -1035,11 +1106,17 @@ fn cmd_runs(o: &BrokerAddr) -> Result<u8, CliError> {
         "RUN", "TEST", "STARTED", "DURATION", "HITS", "AGENTS"
     );
     for r in rows {
-        let lost = if r.lost_agents.is_empty() {
+        let mut lost = if r.lost_agents.is_empty() {
             String::new()
         } else {
             format!(" ({} lost)", r.lost_agents.len())
         };
+        if r.unstored > 0 {
+            lost.push_str(&format!(
+                " (incompletely stored: {} events lost)",
+                r.unstored
+            ));
+        }
         println!(
             "{:<16} {:<28} {:<26} {:>8.1}s {:>10} {:>7}  {}{lost}",
             r.run_id,

@@ -54,26 +54,56 @@ impl Db {
                 run_id TEXT NOT NULL,
                 data TEXT NOT NULL
             );
-            CREATE INDEX IF NOT EXISTS events_run ON events(run_id, id);
-            UPDATE runs SET status = 'interrupted' WHERE status = 'running';",
+            CREATE INDEX IF NOT EXISTS events_run ON events(run_id, id);",
         )?;
+        // Columns added since the first version: who started a run, and how many of its
+        // events could not be stored.
+        for (column, decl) in [
+            ("owner", "TEXT NOT NULL DEFAULT ''"),
+            ("unstored", "INTEGER NOT NULL DEFAULT 0"),
+        ] {
+            let present: bool = conn
+                .prepare("SELECT 1 FROM pragma_table_info('runs') WHERE name = ?1")?
+                .exists(params![column])?;
+            if !present {
+                conn.execute_batch(&format!("ALTER TABLE runs ADD COLUMN {column} {decl}"))?;
+            }
+        }
+        // The row of a run is stored with its events, in one transaction: a run left
+        // `running` by a broker that died has the hits and the duration of its stored events.
+        conn.execute_batch("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")?;
         Ok(Db { conn })
     }
 
-    /// Records a new run.
-    pub fn insert_run(&self, row: &RunRow, meta: &RunMeta) -> Result<(), TransportError> {
+    /// Records a new run, started by the caller whose key is `owner` (empty without CURVE).
+    pub fn insert_run(
+        &self,
+        row: &RunRow,
+        meta: &RunMeta,
+        owner: &str,
+    ) -> Result<(), TransportError> {
         let meta =
             serde_json::to_string(meta).map_err(|e| TransportError::Message(e.to_string()))?;
         self.conn.execute(
-            "INSERT INTO runs (run_id, test, meta, agents, started, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![row.run_id, row.test, meta, row.agents as i64, row.started, row.status],
+            "INSERT INTO runs (run_id, test, meta, agents, started, status, owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![row.run_id, row.test, meta, row.agents as i64, row.started, row.status, owner],
         )?;
         Ok(())
     }
 
     /// Stores events (`(run_id, envelope JSON)`) in one transaction.
     pub fn add_events(&mut self, events: &[(String, String)]) -> Result<(), TransportError> {
-        if events.is_empty() {
+        self.store(events, &[])
+    }
+
+    /// Stores events (`(run_id, envelope JSON)`) and updates run rows, in one transaction:
+    /// all of it is stored, or none.
+    pub fn store(
+        &mut self,
+        events: &[(String, String)],
+        rows: &[RunRow],
+    ) -> Result<(), TransportError> {
+        if events.is_empty() && rows.is_empty() {
             return Ok(());
         }
         let tx = self.conn.transaction()?;
@@ -83,6 +113,9 @@ impl Db {
             for (run, data) in events {
                 stmt.execute(params![run, data])?;
             }
+            for row in rows {
+                Self::update_in(&tx, row)?;
+            }
         }
         tx.commit()?;
         Ok(())
@@ -90,15 +123,32 @@ impl Db {
 
     /// Updates a run's hit count, and its end when it has ended.
     pub fn update_run(&self, row: &RunRow) -> Result<(), TransportError> {
+        Self::update_in(&self.conn, row)
+    }
+
+    fn update_in(conn: &Connection, row: &RunRow) -> Result<(), TransportError> {
         let lost = serde_json::to_string(&row.lost_agents).unwrap_or_else(|_| "[]".into());
-        self.conn.execute(
-            "UPDATE runs SET hits = ?2, status = ?3, duration = ?4, lost = ?5, started = ?6 WHERE run_id = ?1",
-            params![row.run_id, row.hits as i64, row.status, row.duration, lost, row.started],
-        )?;
+        conn.prepare_cached(
+            "UPDATE runs SET hits = ?2, status = ?3, duration = ?4, lost = ?5, started = ?6, unstored = ?7 WHERE run_id = ?1",
+        )?
+        .execute(params![
+            row.run_id,
+            row.hits as i64,
+            row.status,
+            row.duration,
+            lost,
+            row.started,
+            row.unstored as i64
+        ])?;
         Ok(())
     }
 
-    fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RunRow, String)> {
+    const COLUMNS: &str =
+        "run_id, test, agents, started, duration, hits, status, lost, meta, owner, unstored";
+
+    /// A row of `runs` (selected with [`Self::COLUMNS`]): the run's row, its metadata (JSON) and
+    /// its owner.
+    fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RunRow, String, String)> {
         let lost: String = r.get(7)?;
         Ok((
             RunRow {
@@ -110,18 +160,24 @@ impl Db {
                 hits: r.get::<_, i64>(5)? as u64,
                 status: r.get(6)?,
                 lost_agents: serde_json::from_str(&lost).unwrap_or_default(),
+                unstored: r.get::<_, i64>(10)?.max(0) as u64,
             },
             r.get(8)?,
+            r.get(9)?,
         ))
     }
 
-    /// Every run, newest first.
-    pub fn runs(&self) -> Result<Vec<RunRow>, TransportError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT run_id, test, agents, started, duration, hits, status, lost, meta FROM runs ORDER BY started DESC",
-        )?;
+    /// Every run with its owner, newest first.
+    pub fn runs(&self) -> Result<Vec<(RunRow, String)>, TransportError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {} FROM runs ORDER BY started DESC",
+            Self::COLUMNS
+        ))?;
         let rows = stmt.query_map([], Self::row_of)?;
-        Ok(rows.filter_map(Result::ok).map(|(r, _)| r).collect())
+        Ok(rows
+            .filter_map(Result::ok)
+            .map(|(r, _, owner)| (r, owner))
+            .collect())
     }
 
     /// A run's row, without its events.
@@ -129,31 +185,31 @@ impl Db {
         Ok(self
             .conn
             .query_row(
-                "SELECT run_id, test, agents, started, duration, hits, status, lost, meta FROM runs WHERE run_id = ?1",
+                &format!("SELECT {} FROM runs WHERE run_id = ?1", Self::COLUMNS),
                 params![run_id],
                 Self::row_of,
             )
             .optional()?
-            .map(|(r, _)| r))
+            .map(|(r, _, _)| r))
     }
 
     /// A run with one page of its events, those after the cursor `after` (see
-    /// [`CallerRequest::GetRun`](crate::transport::CallerRequest::GetRun)), and the cursor of the
-    /// next page when there is one.
+    /// [`CallerRequest::GetRun`](crate::transport::CallerRequest::GetRun)), the cursor of the
+    /// next page when there is one, and the run's owner.
     pub fn get_run(
         &self,
         run_id: &str,
         after: Option<i64>,
-    ) -> Result<Option<(StoredRun, Option<i64>)>, TransportError> {
+    ) -> Result<Option<(StoredRun, Option<i64>, String)>, TransportError> {
         let found = self
             .conn
             .query_row(
-                "SELECT run_id, test, agents, started, duration, hits, status, lost, meta FROM runs WHERE run_id = ?1",
+                &format!("SELECT {} FROM runs WHERE run_id = ?1", Self::COLUMNS),
                 params![run_id],
                 Self::row_of,
             )
             .optional()?;
-        let Some((row, meta)) = found else {
+        let Some((row, meta, owner)) = found else {
             return Ok(None);
         };
         let meta: RunMeta =
@@ -193,6 +249,7 @@ impl Db {
         Ok(Some((
             StoredRun { row, meta, events },
             if more { next } else { None },
+            owner,
         )))
     }
 }
@@ -215,10 +272,12 @@ mod tests {
             status: "running".into(),
             agents: 2,
             lost_agents: vec![],
+            unstored: 0,
         };
         {
             let mut db = Db::open(&path).expect("open");
-            db.insert_run(&row, &RunMeta::default()).expect("insert");
+            db.insert_run(&row, &RunMeta::default(), "")
+                .expect("insert");
             let ev = Envelope {
                 run_id: "r1".into(),
                 agent_id: "a".into(),
@@ -232,10 +291,10 @@ mod tests {
         let runs = db.runs().expect("runs");
         assert_eq!(runs.len(), 1);
         assert_eq!(
-            runs[0].status, "interrupted",
+            runs[0].0.status, "interrupted",
             "a run left running by a dead broker"
         );
-        let (stored, next) = db.get_run("r1", None).expect("get").expect("some");
+        let (stored, next, _) = db.get_run("r1", None).expect("get").expect("some");
         assert_eq!(stored.events.len(), 1);
         assert_eq!(next, None);
         assert!(db.get_run("nope", None).expect("get").is_none());
@@ -254,9 +313,9 @@ mod tests {
             .map(|_| ("r1".to_owned(), data.clone()))
             .collect();
         db.add_events(&many).expect("add");
-        let (first, next) = db.get_run("r1", None).expect("get").expect("some");
+        let (first, next, _) = db.get_run("r1", None).expect("get").expect("some");
         assert_eq!(first.events.len(), RUN_PAGE_EVENTS);
-        let (second, last) = db.get_run("r1", next).expect("get").expect("some");
+        let (second, last, _) = db.get_run("r1", next).expect("get").expect("some");
         assert_eq!(second.events.len(), 6);
         assert_eq!(last, None);
         let _ = std::fs::remove_dir_all(&dir);

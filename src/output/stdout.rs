@@ -35,6 +35,9 @@ impl StdoutOutput {
     }
 
     fn live(result: &TestResult) -> String {
+        if let Some(w) = result.waiting() {
+            return w.to_owned();
+        }
         let stats = result.stats();
         let t = result.totals();
         // The last complete second gives the current rate.

@@ -102,6 +102,7 @@ pub struct TestResult {
     abort_on_threshold: bool,
     aborted: Option<String>,
     baseline: Option<Summary>,
+    waiting: Option<String>,
 }
 
 impl TestResult {
@@ -124,6 +125,7 @@ impl TestResult {
             abort_on_threshold: false,
             aborted: None,
             baseline: None,
+            waiting: None,
         }
     }
 
@@ -200,6 +202,17 @@ impl TestResult {
             f(o.as_mut(), self);
         }
         self.observers = observers;
+    }
+
+    /// What the run waits for before it starts (a cluster run's workers), or `None` once it
+    /// has started: the live outputs show it.
+    pub fn set_waiting(&mut self, waiting: Option<String>) {
+        self.waiting = waiting;
+    }
+
+    /// What the run waits for before it starts, if anything.
+    pub fn waiting(&self) -> Option<&str> {
+        self.waiting.as_deref()
     }
 
     /// Marks the run as interrupted (Ctrl-C, stop): outputs say so.

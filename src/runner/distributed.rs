@@ -1,6 +1,6 @@
 //! The distributed runner: hands a run to a broker and rebuilds its results, through the same
 //! [`TestResult`] and outputs as a local run, from the events the broker publishes. Also the
-//! worker side ([`run_worker`]: the local or external runner in slave mode, with the relay in
+//! worker side ([`run_worker`]: the local or external runner as a worker, with the relay in
 //! place of the test result) and [`report`], which rebuilds a stored run page by page for
 //! `loads report`.
 
@@ -23,6 +23,11 @@ const GO_TIMEOUT: Duration = Duration::from_secs(300);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The caller gives up on a broker silent for this long.
 const BROKER_SILENCE: Duration = Duration::from_secs(5);
+/// How long the caller's status checks wait for an answer (a broker gone is noticed by its
+/// silence within [`BROKER_SILENCE`], never by a request left hanging).
+const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a caller that stopped a run waits for its end.
+const STOP_WAIT: Duration = Duration::from_secs(30);
 
 impl From<TransportError> for RunError {
     fn from(e: TransportError) -> Self {
@@ -183,11 +188,23 @@ fn ctrl_c_counter() -> Arc<AtomicUsize> {
     count
 }
 
-/// Asks "(s)top the test or (d)etach?"; stop when there is no terminal to ask.
-fn ask_stop_or_detach() -> bool {
+/// What Ctrl-C (SIGINT) does to a caller following a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnCtrlC {
+    /// Nothing: no handler (`check-cluster`, a runner driven by code).
+    Ignore,
+    /// Asks "(s)top or (d)etach?" on a terminal; stops the run without one (`loads run`).
+    AskOrStop,
+    /// Asks on a terminal; detaches without one (`loads attach`: an observer does not stop
+    /// what it did not start).
+    AskOrDetach,
+}
+
+/// Asks "(s)top the test or (d)etach?"; `without_terminal` when there is no terminal to ask.
+fn ask_stop_or_detach(without_terminal: bool) -> bool {
     use std::io::{BufRead as _, IsTerminal as _, Write as _};
     if !std::io::stdin().is_terminal() {
-        return true;
+        return without_terminal;
     }
     loop {
         eprint!("\n(s)top the test or (d)etach? ");
@@ -212,14 +229,15 @@ fn follow(
     mut result: TestResult,
     run_id: &str,
     skip: u64,
-    interactive: bool,
+    on_ctrl_c: OnCtrlC,
 ) -> Result<Followed, RunError> {
-    let presses = interactive.then(ctrl_c_counter);
+    let presses = (on_ctrl_c != OnCtrlC::Ignore).then(ctrl_c_counter);
     z("subscribe", sub.set_subscribe(run_id.as_bytes()))?;
     let mut broker_pid: Option<u32> = None;
     let mut last_status = Instant::now();
     let mut handled = 0;
     let mut stopping = false;
+    let mut stopped_at: Option<Instant> = None;
     let mut last_beat = Instant::now();
     let mut last_tick = Instant::now();
     // Which events (by sequence number) arrived, to fetch the missed ones at the end.
@@ -231,15 +249,25 @@ fn follow(
             && p.load(Ordering::SeqCst) > handled
         {
             handled = p.load(Ordering::SeqCst);
-            if !stopping && ask_stop_or_detach() {
+            if !stopping && ask_stop_or_detach(on_ctrl_c == OnCtrlC::AskOrStop) {
                 stopping = true;
-                eprintln!("Stopping run {run_id}: its workers flush what they have");
+                stopped_at = Some(Instant::now());
                 let stop = CallerRequest::Stop {
                     run_id: run_id.to_owned(),
                 };
-                // `unknown_run`: it is ending on its own; its end is on the way.
-                let _ = client.request(&stop, None)?;
                 result.set_interrupted();
+                if !went {
+                    // Still waiting for its workers: nothing ran, nothing to flush; the wait
+                    // ends now, whatever the workers do.
+                    let _ = client.request_within(&stop, None, STATUS_TIMEOUT);
+                    eprintln!("Stopped run {run_id} before it started");
+                    result.set_waiting(None);
+                    result.finish();
+                    return Ok(Followed::Ended(Box::new(result)));
+                }
+                eprintln!("Stopping run {run_id}: its workers flush what they have");
+                // `unknown_run`: it is ending on its own; its end is on the way.
+                let _ = client.request_within(&stop, None, STATUS_TIMEOUT);
             } else if !stopping {
                 return Ok(Followed::Detached(run_id.to_owned()));
             }
@@ -262,7 +290,7 @@ fn follow(
                                     "the broker at {} restarted during the run; the results received so far are shown",
                                     client.endpoint()
                                 ));
-                                result.set_interrupted();
+                                result.set_waiting(None);
                                 result.finish();
                                 return Ok(Followed::Ended(Box::new(result)));
                             }
@@ -294,6 +322,7 @@ fn follow(
                             // from its submission (binary transfer, start-up).
                             if !went {
                                 went = true;
+                                result.set_waiting(None);
                                 result.set_started(chrono::Utc::now());
                             }
                         }
@@ -308,22 +337,49 @@ fn follow(
                             take(first + i as u64, envelope);
                         }
                     }
+                    Ok(Publication::Waiting {
+                        ready,
+                        agents,
+                        waiting_for,
+                        deadline,
+                    }) if !went => {
+                        result.set_waiting(Some(format!(
+                            "waiting for workers: {ready}/{agents} ready; the run starts without {} in {deadline:.0}s",
+                            if waiting_for.is_empty() {
+                                "the others".to_owned()
+                            } else {
+                                waiting_for.join(", ")
+                            }
+                        )));
+                    }
                     Ok(Publication::End {
                         status,
                         lost_agents,
                         errors,
                         events,
+                        unstored,
                     }) => {
-                        let received = seen.iter().filter(|s| **s).count() as u64;
-                        if received < events.saturating_sub(skip) {
+                        result.set_waiting(None);
+                        let expected = events.saturating_sub(skip);
+                        let mut received = seen.iter().filter(|s| **s).count() as u64;
+                        if received < expected {
                             // The publisher dropped some (a slow subscriber): take them from
                             // the broker's storage, so that the totals are exact.
-                            take_missed(client, run_id, skip, &seen, &mut result)?;
+                            received += take_missed(client, run_id, skip, &seen, &mut result)?.1;
+                        }
+                        if received < expected {
+                            result.add_run_problem(format!(
+                                "{} of the run's {expected} events reached neither this caller nor the broker's storage: these results are incomplete",
+                                expected - received
+                            ));
+                        }
+                        if unstored > 0 {
+                            result.add_run_problem(format!(
+                                "the broker could not store {unstored} of the run's {events} events (its database failed: see the broker's log); this summary has them, but `loads report {run_id}` will not"
+                            ));
                         }
                         for a in lost_agents {
-                            result.add_run_problem(format!(
-                                "agent {a} was lost during the run (no heartbeat); the results it had sent are included"
-                            ));
+                            result.add_run_problem(lost_agent_problem(&a));
                         }
                         for e in errors {
                             result.add_run_problem(e);
@@ -354,19 +410,26 @@ fn follow(
                 let _ = client.request(&stop, None)?;
             }
         }
-        // The end of the run can be lost like any publication: ask now and then.
+        // The end of the run can be lost like any publication: ask now and then (briefly: a
+        // broker that went away is noticed by its silence, not by a hanging request).
         if last_status.elapsed() >= Duration::from_secs(5) {
             last_status = Instant::now();
-            if let Ok(Ok(v)) = client.request(&CallerRequest::Runs, None) {
+            if let Ok(Ok(v)) = client.request_within(&CallerRequest::Runs, None, STATUS_TIMEOUT) {
                 let rows: Vec<crate::transport::RunRow> =
                     serde_json::from_value(v["runs"].clone()).unwrap_or_default();
                 if rows
                     .iter()
                     .any(|r| r.run_id == run_id && r.status != "running")
                 {
-                    let stored = take_missed(client, run_id, skip, &seen, &mut result)?;
+                    let (stored, _) = take_missed(client, run_id, skip, &seen, &mut result)?;
                     for a in &stored.row.lost_agents {
-                        result.add_run_problem(format!("agent {a} was lost during the run; the results it had sent are included"));
+                        result.add_run_problem(lost_agent_problem(a));
+                    }
+                    if stored.row.unstored > 0 {
+                        result.add_run_problem(format!(
+                            "the broker could not store {} of the run's events (its database failed: see the broker's log)",
+                            stored.row.unstored
+                        ));
                     }
                     if stored.row.status != "finished" {
                         result.add_run_problem(format!("the run ended as {}", stored.row.status));
@@ -378,37 +441,58 @@ fn follow(
             }
         }
         if last_beat.elapsed() > BROKER_SILENCE {
+            // Not an interruption (exit 130): the run is lost to this caller (exit 1).
             result.add_run_problem(format!(
                 "the broker at {} went away (no heartbeat for {}s); the results received so far are shown",
                 client.endpoint(),
                 BROKER_SILENCE.as_secs()
             ));
-            result.set_interrupted();
+            result.set_waiting(None);
+            result.finish();
+            return Ok(Followed::Ended(Box::new(result)));
+        }
+        if stopped_at.is_some_and(|t| t.elapsed() > STOP_WAIT) {
+            result.add_run_problem(format!(
+                "the run did not end within {}s of the stop; the results received so far are shown",
+                STOP_WAIT.as_secs()
+            ));
             result.finish();
             return Ok(Followed::Ended(Box::new(result)));
         }
     }
 }
 
+/// What the summary says of an agent lost during a run.
+fn lost_agent_problem(agent: &str) -> String {
+    format!(
+        "agent {agent} was lost during the run (no heartbeat); the results it had sent are included, and the run's duration (so its rates per second) includes the time the broker took to notice (its --agent-timeout)"
+    )
+}
+
 /// Fetches the stored run and gives `result` the events numbered above `skip` that are not
-/// `seen` (publications the subscriber missed); returns the stored run.
+/// `seen` (publications the subscriber missed); returns the stored run and how many events it
+/// gave.
 fn take_missed(
     client: &BrokerClient,
     run_id: &str,
     skip: u64,
     seen: &[bool],
     result: &mut TestResult,
-) -> Result<StoredRun, RunError> {
+) -> Result<(StoredRun, u64), RunError> {
     let (first, next) = fetch_page(client, run_id, None)?;
     let mut header = first.clone();
     header.events.clear();
+    let mut taken = 0;
     each_stored_event(client, run_id, first, next, |seq, env| {
         let missed = seq > skip && !seen.get(seq as usize).copied().unwrap_or(false);
-        if missed && !matches!(env.event, Event::StartTestRun | Event::StopTestRun) {
-            result.ingest(env.event);
+        if missed {
+            taken += 1;
+            if !matches!(env.event, Event::StartTestRun | Event::StopTestRun) {
+                result.ingest(env.event);
+            }
         }
     })?;
-    Ok(header)
+    Ok((header, taken))
 }
 
 /// One page of a stored run (see [`CallerRequest::GetRun`]) and the cursor of the next one.
@@ -554,7 +638,7 @@ impl DistributedRunner {
     }
 
     /// Submits the run and follows it with the run's outputs; `interactive`: Ctrl-C asks
-    /// whether to stop or detach.
+    /// whether to stop or detach (and stops without a terminal).
     fn submit_and_follow(&self, interactive: bool) -> Result<Followed, RunError> {
         // Outputs open their files and the baseline is read before anything is submitted: a bad
         // path stops here, not after the agents have started.
@@ -564,7 +648,12 @@ impl DistributedRunner {
         // The broker keeps our run id unless it was taken.
         result.set_run_id(&run_id);
         result.start();
-        follow(&client, &sub, result, &run_id, 0, interactive)
+        let on_ctrl_c = if interactive {
+            OnCtrlC::AskOrStop
+        } else {
+            OnCtrlC::Ignore
+        };
+        follow(&client, &sub, result, &run_id, 0, on_ctrl_c)
     }
 
     /// Runs and follows the run; Ctrl-C asks whether to stop it or detach. Returns `None` when
@@ -636,7 +725,7 @@ pub fn attach(
             result.ingest(env.event);
         }
     })?;
-    match follow(&client, &sub, result, &run_id, skip, true)? {
+    match follow(&client, &sub, result, &run_id, skip, OnCtrlC::AskOrDetach)? {
         Followed::Ended(r) => Ok(Some(*r)),
         Followed::Detached(id) => {
             println!("Detached from run {id}: it goes on; `loads attach {id}` follows it again");
@@ -694,7 +783,7 @@ pub fn run_worker(job: &Job) -> Result<(), RunError> {
                 .handle_ctrl_c(true),
         )
     };
-    let relay = Relay::connect(&job.receiver, &job.run_id, &job.agent_id)?;
+    let relay = Relay::connect(&job.receiver, &job.run_id, &job.agent_id, &job.token)?;
     // Wait for the go: the broker gives it when every worker of the run is ready, so that they
     // start together. A closed pipe (the agent stopping us) or no go in time ends the worker.
     let (tx, rx) = std::sync::mpsc::channel();
@@ -788,8 +877,12 @@ fn replay_pages(
         }
     })?;
     for a in &run.row.lost_agents {
+        result.add_run_problem(lost_agent_problem(a));
+    }
+    if run.row.unstored > 0 {
         result.add_run_problem(format!(
-            "agent {a} was lost during the run; the results it had sent are included"
+            "{} events of this run reached the broker but could not be stored (its database failed): this report misses them",
+            run.row.unstored
         ));
     }
     if run.row.status == "running" {
@@ -848,7 +941,7 @@ pub fn check_cluster(broker: &str, server_url: &str) -> Result<Vec<AgentCheck>, 
         TestResult::new(runner.meta()),
         &run_id,
         0,
-        false,
+        OnCtrlC::Ignore,
     )? {
         Followed::Ended(r) => r,
         Followed::Detached(_) => return Err(RunError::Cluster("detached".into())),

@@ -42,13 +42,22 @@ pub struct BrokerOptions {
     pub keys: Option<super::security::ServerKeys>,
     /// Let endpoints beyond loopback be bound without keys.
     pub insecure: bool,
+    /// How long the workers of a run may take to be ready (binary fetched, worker started)
+    /// before the run starts without them, or fails when none is ready.
+    pub ready_timeout: Duration,
 }
+
+/// The default of [`BrokerOptions::ready_timeout`].
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Agent {
     host: String,
     pid: u32,
     last_seen: Instant,
     busy: Option<String>,
+    /// The public key it registered with (empty without CURVE): its later messages must come
+    /// with the same key.
+    key: String,
 }
 
 /// How long the broker waits for a worker's last events after its agent reported it gone
@@ -58,11 +67,39 @@ const EXIT_GRACE: Duration = Duration::from_secs(2);
 const CLEAN_EXIT_GRACE: Duration = Duration::from_secs(10);
 /// How long a run waits for the exit of a worker that sent its last event.
 const DONE_WITHOUT_EXIT: Duration = Duration::from_secs(5);
+/// How long a stopped run waits for workers that do not exit (an agent stops its worker with
+/// SIGTERM and kills it [`STOP_GRACE`](super::agent::STOP_GRACE) later).
+const STOPPED_RUN_GRACE: Duration = Duration::from_secs(15);
+/// Most bytes of received events kept in memory while the database cannot store them (a full
+/// disk): they are retried every [`STORE_RETRY`]; beyond this bound, events are still counted,
+/// published and shown to callers, but not kept for storing, and their runs say how many of
+/// their events were not stored.
+pub const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
+/// How often a failing database is tried again.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+/// How long an ended run waits for its events to be stored before they count as lost.
+const END_STORE_GRACE: Duration = Duration::from_secs(10);
+/// Most messages a socket of the broker takes in one turn of its loop.
+const TURN_MESSAGES: usize = 10_000;
 
 struct ActiveRun {
     row: RunRow,
     args: crate::runner::RunArgs,
+    /// The key of the caller that started it (empty without CURVE).
+    owner: String,
     agents: Vec<String>,
+    /// Each agent's worker token (see [`Job::token`]).
+    tokens: BTreeMap<String, String>,
+    /// When it was submitted: its workers must be ready within the ready timeout.
+    submitted: Instant,
+    /// When its waiting was last published.
+    last_waiting: Instant,
+    /// When it could have ended but its events were not stored yet.
+    ending_since: Option<Instant>,
+    /// When a caller asked to stop it.
+    stopped_at: Option<Instant>,
+    /// It received events since its row was last stored.
+    dirty: bool,
     /// Agents whose worker sent `stopTestRun` (all its events came before it) or that were lost.
     done: HashMap<String, Instant>,
     /// Agents whose worker exited, when the agent said so, and whether it exited cleanly.
@@ -74,6 +111,8 @@ struct ActiveRun {
     seq: u64,
     /// A caller asked to stop it.
     stopped: bool,
+    /// Events received but not stored (the database failed for too long).
+    unstored: u64,
     /// Agents whose worker is ready; all of them get the go together.
     ready: HashSet<String>,
     /// The go was given.
@@ -89,9 +128,49 @@ struct Broker {
     binaries: PathBuf,
     agents: BTreeMap<String, Agent>,
     runs: BTreeMap<String, ActiveRun>,
+    /// Worker tokens of the active runs: token -> (run, agent).
+    tokens: HashMap<String, (String, String)>,
+    /// Events received and not stored yet, `(run, envelope JSON)`.
     pending: Vec<(String, String)>,
+    /// Their size.
+    pending_bytes: usize,
+    /// When storing last failed (while it keeps failing).
+    store_failed: Option<Instant>,
+    /// Rows of ended runs that the database did not take yet: shown from here, retried.
+    unsaved_rows: BTreeMap<String, RunRow>,
     rejected: u64,
     refused_keys: Arc<std::sync::atomic::AtomicU64>,
+    /// Who sent the caller request being handled: its public key with CURVE, else its
+    /// connection's identity (hex).
+    caller: String,
+    /// Whether that caller sees and acts on every run (an admin's key, or no CURVE at all).
+    caller_admin: bool,
+}
+
+/// Reads one multipart message from `socket` without waiting, with the `User-Id` the ZAP
+/// handler gave its connection (empty without CURVE). At most `max_frames` frames are kept
+/// (the rest of the message is read and dropped).
+fn recv_from(socket: &zmq::Socket, max_frames: usize) -> Option<(Vec<Vec<u8>>, String)> {
+    let mut frames = Vec::new();
+    let mut user = String::new();
+    let mut flags = zmq::DONTWAIT;
+    loop {
+        let mut msg = socket.recv_msg(flags).ok()?;
+        // The rest of a multipart message is already here.
+        flags = 0;
+        if user.is_empty()
+            && let Some(u) = msg.gets("User-Id")
+        {
+            user = u.to_owned();
+        }
+        let more = msg.get_more();
+        if frames.len() < max_frames {
+            frames.push(msg.to_vec());
+        }
+        if !more {
+            return Some((frames, user));
+        }
+    }
 }
 
 /// Most bytes a blob (test binary, included file) may have.
@@ -213,7 +292,7 @@ pub fn run_broker(
     let _zap = match &opts.keys {
         Some(k) => Some(super::security::ZapGuard::start(
             &ctx,
-            k.authorized.clone(),
+            k.roles.clone(),
             refused_keys.clone(),
         )?),
         None => None,
@@ -223,10 +302,17 @@ pub fn run_broker(
     let receiver = z("receiver socket", ctx.socket(zmq::PULL))?;
     let publisher = z("publisher socket", ctx.socket(zmq::PUB))?;
     let heartbeat = z("heartbeat socket", ctx.socket(zmq::PUB))?;
-    for s in [&front, &back, &receiver, &publisher, &heartbeat] {
+    use super::security::{DOMAIN_AGENTS, DOMAIN_CALLERS, DOMAIN_SUBSCRIBERS, DOMAIN_WORKERS};
+    for (s, domain) in [
+        (&front, DOMAIN_CALLERS),
+        (&back, DOMAIN_AGENTS),
+        (&receiver, DOMAIN_WORKERS),
+        (&publisher, DOMAIN_SUBSCRIBERS),
+        (&heartbeat, DOMAIN_SUBSCRIBERS),
+    ] {
         z("linger", s.set_linger(1000))?;
         if let Some(k) = &opts.keys {
-            k.apply(s)?;
+            k.apply(s, domain)?;
         }
     }
     // Room for bursts of raw events; a subscriber that still falls behind loses publications
@@ -240,9 +326,9 @@ pub fn run_broker(
     z("max message size", back.set_maxmsgsize(1024 * 1024))?;
     // Callers send test binaries (a debug build is a few hundred MiB) and small requests.
     z("max message size", front.set_maxmsgsize(MAX_CALLER_MESSAGE))?;
-    // Subscribers only send subscriptions (a run id).
+    // Subscribers only send subscriptions: a flag byte and a run id (at most 64 characters).
     for s in [&publisher, &heartbeat] {
-        z("max message size", s.set_maxmsgsize(1024))?;
+        z("max message size", s.set_maxmsgsize(1 + 64))?;
     }
     let mut bound = BTreeMap::new();
     bound.insert("frontend", bind(&front, &opts.frontend)?);
@@ -267,9 +353,15 @@ pub fn run_broker(
         binaries,
         agents: BTreeMap::new(),
         runs: BTreeMap::new(),
+        tokens: HashMap::new(),
         pending: Vec::new(),
+        pending_bytes: 0,
+        store_failed: None,
+        unsaved_rows: BTreeMap::new(),
         rejected: 0,
         refused_keys,
+        caller: String::new(),
+        caller_admin: true,
     };
     on_ready(&b.ping());
     let mut last_beat = Instant::now() - Duration::from_secs(1);
@@ -286,28 +378,34 @@ pub fn run_broker(
             items[1].is_readable(),
             items[2].is_readable(),
         );
+        // Drain what is there, bounded so that every socket is served each turn.
         if r {
-            // Drain what is there, bounded so that callers and agents are served too.
-            for _ in 0..10_000 {
-                match receiver.recv_bytes(zmq::DONTWAIT) {
-                    Ok(frame) => b.on_event(&frame, &publisher),
-                    Err(_) => break,
+            for _ in 0..TURN_MESSAGES {
+                match recv_from(&receiver, 2) {
+                    Some((frames, _)) => b.on_event(&frames, &publisher),
+                    None => break,
                 }
             }
         }
         if a {
-            while let Ok(frames) = back.recv_multipart(zmq::DONTWAIT) {
-                b.on_agent(frames, &back);
+            for _ in 0..TURN_MESSAGES {
+                match recv_from(&back, 3) {
+                    Some((frames, user)) => b.on_agent(frames, &user, &back),
+                    None => break,
+                }
             }
         }
         if f {
-            while let Ok(frames) = front.recv_multipart(zmq::DONTWAIT) {
-                b.on_caller(frames, &front, &back);
+            for _ in 0..TURN_MESSAGES {
+                match recv_from(&front, 5) {
+                    Some((frames, user)) => b.on_caller(frames, &user, &front, &back),
+                    None => break,
+                }
             }
         }
         b.publish_all(&publisher);
         b.check_agents(&publisher, &back);
-        b.flush();
+        b.flush(false);
         if last_beat.elapsed() >= Duration::from_millis(500) {
             last_beat = Instant::now();
             let beat = to_frame(&Publication::Heartbeat {
@@ -320,20 +418,66 @@ pub fn run_broker(
             for run in b.runs.values_mut() {
                 // Only the totals are used here: keep the per-second history small.
                 run.stats.compact_timeline(crate::result::unix_now());
-                run.row.hits = run.stats.totals().hits;
-                let _ = b.db.update_run(&run.row);
             }
         }
     }
+    // What was received is stored before the broker ends, if the database takes it.
+    b.flush(true);
     Ok(())
 }
 
 impl Broker {
-    fn flush(&mut self) {
-        if let Err(e) = self.db.add_events(&self.pending) {
-            eprintln!("broker: cannot store events: {e}");
+    /// Stores the pending events and, in the same transaction, the rows of the runs they
+    /// belong to (so that a stored row always agrees with its stored events), and the rows of
+    /// ended runs the database did not take before. When the database fails, everything is
+    /// kept and tried again [`STORE_RETRY`] later (`force`: now).
+    fn flush(&mut self, force: bool) {
+        let retry_rows = !self.unsaved_rows.is_empty();
+        if self.pending.is_empty() && !retry_rows {
+            return;
         }
-        self.pending.clear();
+        if !force && self.store_failed.is_some_and(|t| t.elapsed() < STORE_RETRY) {
+            return;
+        }
+        let mut rows: Vec<RunRow> = self.unsaved_rows.values().cloned().collect();
+        for run in self.runs.values_mut().filter(|r| r.dirty) {
+            run.row.hits = run.stats.totals().hits;
+            if run.going {
+                run.row.duration = Some(run.started.elapsed().as_secs_f64());
+            }
+            rows.push(run.row.clone());
+        }
+        match self.db.store(&self.pending, &rows) {
+            Ok(()) => {
+                if self.store_failed.take().is_some() {
+                    eprintln!(
+                        "broker: the database takes events again ({} kept while it failed are stored)",
+                        self.pending.len()
+                    );
+                }
+                self.pending.clear();
+                self.pending_bytes = 0;
+                self.unsaved_rows.clear();
+                for run in self.runs.values_mut() {
+                    run.dirty = false;
+                }
+            }
+            Err(e) => {
+                if self.store_failed.is_none() {
+                    eprintln!(
+                        "broker: cannot store events: {e}; they are kept in memory (at most {} MiB) and tried again every {}s",
+                        MAX_PENDING_BYTES >> 20,
+                        STORE_RETRY.as_secs()
+                    );
+                }
+                self.store_failed = Some(Instant::now());
+            }
+        }
+    }
+
+    /// Whether the caller of the request being handled may see and act on `owner`'s runs.
+    fn may_see(&self, owner: &str) -> bool {
+        self.caller_admin || owner == self.caller
     }
 
     fn stop_run(&mut self, run_id: &str, back: &zmq::Socket) -> bool {
@@ -341,6 +485,15 @@ impl Broker {
             return false;
         };
         run.stopped = true;
+        run.stopped_at.get_or_insert_with(Instant::now);
+        if !run.going {
+            // Not started: nothing to wait for; it ends now, whatever its workers do.
+            let now = Instant::now();
+            for a in &run.agents {
+                run.done.entry(a.clone()).or_insert(now);
+                run.exited.entry(a.clone()).or_insert((now, true));
+            }
+        }
         if let Ok(f) = to_frame(&ToAgent::Stop {
             run_id: run_id.to_owned(),
         }) {
@@ -375,6 +528,8 @@ impl Broker {
     }
 
     fn ping(&self) -> PingInfo {
+        // A caller sees its own runs only (an admin, or anyone without CURVE, sees all).
+        let visible = |run: &str| self.runs.get(run).is_some_and(|r| self.may_see(&r.owner));
         PingInfo {
             pid: std::process::id(),
             frontend: self.bound["frontend"].clone(),
@@ -389,11 +544,17 @@ impl Broker {
                     id: id.clone(),
                     host: a.host.clone(),
                     pid: a.pid,
-                    busy: a.busy.clone(),
+                    busy: a.busy.as_ref().map(|r| {
+                        if visible(r) {
+                            r.clone()
+                        } else {
+                            "another caller's run".into()
+                        }
+                    }),
                     last_heartbeat: a.last_seen.elapsed().as_secs_f64(),
                 })
                 .collect(),
-            active_runs: self.runs.keys().cloned().collect(),
+            active_runs: self.runs.keys().filter(|r| visible(r)).cloned().collect(),
             curve: self.opts.keys.is_some(),
             rejected: self.rejected,
             refused_keys: self.refused_keys.load(Ordering::Relaxed),
@@ -406,25 +567,52 @@ impl Broker {
             .then(|| self.binaries.join(sha))
     }
 
-    fn on_caller(&mut self, frames: Vec<Vec<u8>>, front: &zmq::Socket, back: &zmq::Socket) {
-        // REQ envelope: identity, empty delimiter, request, [binary].
-        if frames.len() < 3 {
+    fn on_caller(
+        &mut self,
+        frames: Vec<Vec<u8>>,
+        user: &str,
+        front: &zmq::Socket,
+        back: &zmq::Socket,
+    ) {
+        // REQ envelope: identity, [request id (REQ_CORRELATE)], empty delimiter; then the
+        // request and, for `put_binary`, the bytes. The reply goes back in the same envelope.
+        let Some(delimiter) = frames.iter().take(3).position(Vec::is_empty) else {
             self.rejected += 1;
             return;
+        };
+        let (envelope, rest) = frames.split_at(delimiter + 1);
+        let Some(request) = rest.first() else {
+            self.rejected += 1;
+            return;
+        };
+        match &self.opts.keys {
+            Some(k) => {
+                self.caller = user.to_owned();
+                self.caller_admin = k.roles.is_admin(user);
+            }
+            None => {
+                self.caller = super::hex(&frames[0]);
+                self.caller_admin = true;
+            }
         }
-        let reply = match from_frame::<CallerRequest>(&frames[2]) {
+        let reply = match from_frame::<CallerRequest>(request) {
             Err(e) => {
                 self.rejected += 1;
                 refuse("bad_request", format!("bad request: {e}"))
             }
             Ok(req) => {
                 // What callers read from the database must include every event published so far.
-                self.flush();
-                self.handle(req, frames.get(3).map(Vec::as_slice), back)
+                self.flush(false);
+                self.handle(req, rest.get(1).map(Vec::as_slice), back)
             }
         };
         let body = serde_json::to_vec(&reply).unwrap_or_default();
-        let _ = front.send_multipart([frames[0].as_slice(), b"", &body], 0);
+        let reply: Vec<&[u8]> = envelope
+            .iter()
+            .map(Vec::as_slice)
+            .chain(std::iter::once(body.as_slice()))
+            .collect();
+        let _ = front.send_multipart(reply, 0);
     }
 
     fn handle(&mut self, req: CallerRequest, extra: Option<&[u8]>, back: &zmq::Socket) -> Value {
@@ -452,19 +640,22 @@ impl Broker {
                 }
             }
             CallerRequest::Runs => match self.db.runs() {
-                Ok(mut rows) => {
-                    for r in rows.iter_mut() {
-                        if let Some(active) = self.runs.get(&r.run_id) {
-                            r.hits = active.stats.totals().hits;
-                            r.duration = Some(active.started.elapsed().as_secs_f64());
-                        }
-                    }
+                Ok(rows) => {
+                    let rows: Vec<RunRow> = rows
+                        .into_iter()
+                        .filter(|(_, owner)| self.may_see(owner))
+                        .map(|(r, _)| self.current_row(r))
+                        .collect();
                     ok(json!({ "runs": rows }))
                 }
                 Err(e) => refuse("db", e.to_string()),
             },
             CallerRequest::Stop { run_id } => {
-                if self.stop_run(&run_id, back) {
+                let mine = self
+                    .runs
+                    .get(&run_id)
+                    .is_some_and(|r| self.may_see(&r.owner));
+                if mine && self.stop_run(&run_id, back) {
                     ok(json!({ "stopped": [run_id] }))
                 } else {
                     refuse(
@@ -474,21 +665,47 @@ impl Broker {
                 }
             }
             CallerRequest::Purge => {
-                let ids: Vec<String> = self.runs.keys().cloned().collect();
+                let ids: Vec<String> = self
+                    .runs
+                    .iter()
+                    .filter(|(_, r)| self.may_see(&r.owner))
+                    .map(|(id, _)| id.clone())
+                    .collect();
                 for id in &ids {
                     self.stop_run(id, back);
                 }
                 ok(json!({ "stopped": ids }))
             }
             CallerRequest::GetRun { run_id, after } => match self.db.get_run(&run_id, after) {
-                Ok(Some((run, next))) => ok(json!({ "run": run, "next": next })),
-                Ok(None) => refuse(
+                Ok(Some((mut run, next, owner))) if self.may_see(&owner) => {
+                    run.row = self.current_row(run.row);
+                    ok(json!({ "run": run, "next": next }))
+                }
+                // Another caller's run is as unknown as a run that does not exist.
+                Ok(_) => refuse(
                     "unknown_run",
                     format!("no run {run_id:?} (`loads runs` lists them)"),
                 ),
                 Err(e) => refuse("db", e.to_string()),
             },
             CallerRequest::Run(req) => self.start_run(*req, back),
+        }
+    }
+
+    /// A stored row as it is now: an active run's live figures, or an ended run's row that the
+    /// database did not take yet.
+    fn current_row(&self, stored: RunRow) -> RunRow {
+        if let Some(row) = self.unsaved_rows.get(&stored.run_id) {
+            return row.clone();
+        }
+        match self.runs.get(&stored.run_id) {
+            Some(active) => {
+                let mut r = active.row.clone();
+                r.hits = active.stats.totals().hits;
+                r.duration = active.going.then(|| active.started.elapsed().as_secs_f64());
+                r
+            }
+            None => stored,
         }
     }
 
@@ -543,7 +760,14 @@ impl Broker {
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
                 && id != HEARTBEAT_TOPIC
         };
-        if !plain(&args.run_id)
+        // With CURVE, run ids are the broker's and unguessable: a run id is what lets one
+        // follow a run's publications, and each caller learns only its own.
+        if self.opts.keys.is_some() {
+            match super::random_hex(8) {
+                Ok(r) => args.run_id = format!("{}-{r}", crate::runner::new_run_id()),
+                Err(e) => return refuse("random", e.to_string()),
+            }
+        } else if !plain(&args.run_id)
             || self.runs.contains_key(&args.run_id)
             || self.db.get_run_row(&args.run_id).ok().flatten().is_some()
         {
@@ -560,12 +784,27 @@ impl Broker {
             status: "running".into(),
             agents: wanted,
             lost_agents: Vec::new(),
+            unstored: 0,
         };
         let meta = RunMeta {
             run_id: run_id.clone(),
             ..meta
         };
-        if let Err(e) = self.db.insert_run(&row, &meta) {
+        let owner = if self.opts.keys.is_some() {
+            self.caller.clone()
+        } else {
+            String::new()
+        };
+        let mut tokens = BTreeMap::new();
+        for id in &chosen {
+            match super::random_hex(32) {
+                Ok(t) => {
+                    tokens.insert(id.clone(), t);
+                }
+                Err(e) => return refuse("random", e.to_string()),
+            }
+        }
+        if let Err(e) = self.db.insert_run(&row, &meta, &owner) {
             return refuse("db", e.to_string());
         }
         let n = chosen.len() as u64;
@@ -581,6 +820,7 @@ impl Broker {
                 platform: platform.clone(),
                 receiver: self.bound["receiver"].clone(),
                 files: files.clone(),
+                token: tokens.get(id).cloned().unwrap_or_default(),
                 curve: None,
             }));
             if let Ok(frame) = to_frame(&job) {
@@ -590,12 +830,23 @@ impl Broker {
                 a.busy = Some(run_id.clone());
             }
         }
+        for (agent, token) in &tokens {
+            self.tokens
+                .insert(token.clone(), (run_id.clone(), agent.clone()));
+        }
         self.runs.insert(
             run_id.clone(),
             ActiveRun {
                 row,
                 args: args.clone(),
+                owner,
                 agents: chosen.clone(),
+                tokens,
+                submitted: Instant::now(),
+                last_waiting: Instant::now(),
+                ending_since: None,
+                stopped_at: None,
+                dirty: false,
                 done: HashMap::new(),
                 exited: BTreeMap::new(),
                 errors: Vec::new(),
@@ -603,6 +854,7 @@ impl Broker {
                 stats: Stats::default(),
                 seq: 0,
                 stopped: false,
+                unstored: 0,
                 ready: HashSet::new(),
                 going: false,
                 outbox: Vec::new(),
@@ -611,7 +863,7 @@ impl Broker {
         ok(json!({ "run_id": run_id, "agents": chosen }))
     }
 
-    fn on_agent(&mut self, frames: Vec<Vec<u8>>, back: &zmq::Socket) {
+    fn on_agent(&mut self, frames: Vec<Vec<u8>>, user: &str, back: &zmq::Socket) {
         if frames.len() < 2 {
             self.rejected += 1;
             return;
@@ -625,8 +877,13 @@ impl Broker {
             }
         };
         // Only a registered agent may fetch blobs or speak for a run, and only for a run it
-        // was given: a forged or stale identity changes nothing.
-        let registered = self.agents.contains_key(&id);
+        // was given, and with the key it registered with: a forged or stale identity changes
+        // nothing.
+        let registered = self.agents.get(&id).is_some_and(|a| a.key == user);
+        if self.agents.contains_key(&id) && !registered {
+            self.rejected += 1;
+            return;
+        }
         let in_run = |runs: &BTreeMap<String, ActiveRun>, run_id: &str| {
             runs.get(run_id).is_some_and(|r| r.agents.contains(&id))
         };
@@ -634,7 +891,7 @@ impl Broker {
             FromAgent::Register { .. } | FromAgent::Heartbeat { .. } => true,
             FromAgent::NeedBinary { .. } => registered,
             FromAgent::WorkerReady { run_id } | FromAgent::WorkerExited { run_id, .. } => {
-                in_run(&self.runs, run_id) || !self.runs.contains_key(run_id)
+                registered && (in_run(&self.runs, run_id) || !self.runs.contains_key(run_id))
             }
         };
         if !allowed {
@@ -650,6 +907,7 @@ impl Broker {
                         pid,
                         last_seen: Instant::now(),
                         busy: None,
+                        key: user.to_owned(),
                     },
                 );
                 if let Ok(f) = to_frame(&ToAgent::Welcome) {
@@ -713,20 +971,35 @@ impl Broker {
         }
     }
 
-    fn on_event(&mut self, frame: &[u8], publisher: &zmq::Socket) {
-        let Ok(env) = from_frame::<Envelope>(frame) else {
+    fn on_event(&mut self, frames: &[Vec<u8>], publisher: &zmq::Socket) {
+        // A worker's message: its token, then its event. The token says which run and which
+        // agent it speaks for; nothing else in the message is trusted, and nothing is decoded
+        // before the token is known.
+        let [token, frame] = frames else {
             self.rejected += 1;
             return;
         };
-        // Only the run's own agents' workers speak for it.
-        let Some(run) = self
-            .runs
-            .get_mut(&env.run_id)
-            .filter(|r| r.agents.contains(&env.agent_id))
+        let Some((run_id, agent_id)) = std::str::from_utf8(token)
+            .ok()
+            .and_then(|t| self.tokens.get(t))
+            .cloned()
         else {
             self.rejected += 1;
             return;
         };
+        let Ok(env) = from_frame::<Envelope>(frame) else {
+            self.rejected += 1;
+            return;
+        };
+        let Some(run) = self
+            .runs
+            .get_mut(&run_id)
+            .filter(|_| env.run_id == run_id && env.agent_id == agent_id)
+        else {
+            self.rejected += 1;
+            return;
+        };
+        let frame = frame.as_slice();
         match &env.event {
             Event::StopTestRun => {
                 run.done.insert(env.agent_id.clone(), Instant::now());
@@ -752,10 +1025,18 @@ impl Broker {
         if run.outbox.len() >= PUBLICATION_BYTES {
             Self::publish_outbox(&env.run_id, run, publisher);
         }
+        run.dirty = true;
+        if self.pending_bytes.saturating_add(frame.len()) > MAX_PENDING_BYTES {
+            // The database has not taken events for a while: this one is published and
+            // counted, but not kept for storing.
+            run.unstored += 1;
+            return;
+        }
         // It parsed as JSON, so it is UTF-8: no second validation pass.
         let text = std::str::from_utf8(frame)
             .map(str::to_owned)
             .unwrap_or_default();
+        self.pending_bytes += text.len();
         self.pending.push((env.run_id, text));
     }
 
@@ -776,7 +1057,8 @@ impl Broker {
         }
     }
 
-    /// Drops silent agents and ends the runs whose agents are all done or lost.
+    /// Drops silent agents, starts the runs whose workers are ready (or gives up on the workers
+    /// that are not ready in time), and ends the runs whose agents are all done or lost.
     fn check_agents(&mut self, publisher: &zmq::Socket, back: &zmq::Socket) {
         let timeout = self.opts.agent_timeout;
         let silent: Vec<String> = self
@@ -786,6 +1068,10 @@ impl Broker {
             .map(|(id, _)| id.clone())
             .collect();
         for id in silent {
+            eprintln!(
+                "broker: agent {id} dropped: no heartbeat for {}s",
+                timeout.as_secs()
+            );
             if let Some(a) = self.agents.remove(&id)
                 && let Some(run) = a.busy.and_then(|r| self.runs.get_mut(&r))
                 && !run.done.contains_key(&id)
@@ -794,37 +1080,114 @@ impl Broker {
                 run.done.insert(id, Instant::now());
             }
         }
-        // A worker that failed to start, or an agent lost, must not hold the others back.
-        for run_id in self.runs.keys().cloned().collect::<Vec<_>>() {
-            if let Some(run) = self.runs.get_mut(&run_id) {
-                Self::go_when_ready(&run_id, run, back);
+        let ready_timeout = self.opts.ready_timeout;
+        for (run_id, run) in self.runs.iter_mut() {
+            if !run.going && run.submitted.elapsed() > ready_timeout {
+                // Workers that are not ready in time: the run goes on without them (it fails
+                // when none is ready), and their agents are told to stop.
+                let late: Vec<String> = run
+                    .agents
+                    .iter()
+                    .filter(|a| {
+                        !run.ready.contains(*a)
+                            && !run.done.contains_key(*a)
+                            && !run.exited.contains_key(*a)
+                    })
+                    .cloned()
+                    .collect();
+                let none_ready = run.ready.is_empty();
+                for a in late {
+                    run.errors.push(format!(
+                        "agent {a}: its worker was not ready within {}s (the broker's --ready-timeout); {}",
+                        ready_timeout.as_secs(),
+                        if none_ready {
+                            "no worker was ready, so the run did not start"
+                        } else {
+                            "the run went on without it"
+                        }
+                    ));
+                    if let Ok(f) = to_frame(&ToAgent::Stop {
+                        run_id: run_id.clone(),
+                    }) {
+                        let _ = back.send_multipart([a.as_bytes(), &f], zmq::DONTWAIT);
+                    }
+                    let now = Instant::now();
+                    run.done.insert(a.clone(), now);
+                    run.exited.insert(a, (now, false));
+                }
+            }
+            // A worker that failed to start, or an agent lost, must not hold the others back.
+            Self::go_when_ready(run_id, run, back);
+            if !run.going && run.last_waiting.elapsed() >= Duration::from_secs(1) {
+                run.last_waiting = Instant::now();
+                let waiting = Publication::Waiting {
+                    ready: run.ready.len() as u64,
+                    agents: run.agents.len() as u64,
+                    waiting_for: run
+                        .agents
+                        .iter()
+                        .filter(|a| !run.ready.contains(*a) && !run.done.contains_key(*a))
+                        .cloned()
+                        .collect(),
+                    deadline: ready_timeout
+                        .saturating_sub(run.submitted.elapsed())
+                        .as_secs_f64(),
+                };
+                if let Ok(p) = to_frame(&waiting) {
+                    let _ = publisher.send_multipart([run_id.as_bytes(), &p], zmq::DONTWAIT);
+                }
             }
         }
         let ended: Vec<String> = self
             .runs
             .iter()
             .filter(|(_, r)| {
-                r.agents.iter().all(|a| {
-                    if r.row.lost_agents.contains(a) {
-                        return true;
-                    }
-                    match (r.done.get(a), r.exited.get(a)) {
-                        // All its events, and how its worker ended (a worker reports its
-                        // problems when it exits, after its last event).
-                        (Some(_), Some(_)) => true,
-                        // A worker that lingers after its last event is not waited for long.
-                        (Some(t), None) => t.elapsed() > DONE_WITHOUT_EXIT,
-                        (None, Some((t, clean))) => {
-                            t.elapsed() > if *clean { CLEAN_EXIT_GRACE } else { EXIT_GRACE }
+                // A stopped run does not wait for ever for workers that do not exit.
+                r.stopped_at
+                    .is_some_and(|t| t.elapsed() > STOPPED_RUN_GRACE)
+                    || r.agents.iter().all(|a| {
+                        if r.row.lost_agents.contains(a) {
+                            return true;
                         }
-                        (None, None) => false,
-                    }
-                })
+                        match (r.done.get(a), r.exited.get(a)) {
+                            // All its events, and how its worker ended (a worker reports its
+                            // problems when it exits, after its last event).
+                            (Some(_), Some(_)) => true,
+                            // A worker that lingers after its last event is not waited for long.
+                            (Some(t), None) => t.elapsed() > DONE_WITHOUT_EXIT,
+                            (None, Some((t, clean))) => {
+                                t.elapsed() > if *clean { CLEAN_EXIT_GRACE } else { EXIT_GRACE }
+                            }
+                            (None, None) => false,
+                        }
+                    })
             })
             .map(|(id, _)| id.clone())
             .collect();
         for id in ended {
+            // Its events are stored before it ends; while the database fails, an ended run waits
+            // a while for it, then counts its events that are still not stored as lost.
+            let has_pending = self.pending.iter().any(|(r, _)| *r == id);
+            if has_pending {
+                self.flush(false);
+            }
+            if has_pending && self.store_failed.is_some() {
+                let Some(run) = self.runs.get_mut(&id) else {
+                    continue;
+                };
+                let since = *run.ending_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < END_STORE_GRACE {
+                    continue;
+                }
+                let before = self.pending.len();
+                self.pending.retain(|(r, _)| *r != id);
+                run.unstored += (before - self.pending.len()) as u64;
+                self.pending_bytes = self.pending.iter().map(|(_, t)| t.len()).sum();
+            }
             if let Some(mut run) = self.runs.remove(&id) {
+                for t in run.tokens.values() {
+                    self.tokens.remove(t);
+                }
                 // Its agents are free again (a worker still exiting does not hold its agent).
                 for a in &run.agents {
                     if let Some(agent) = self.agents.get_mut(a)
@@ -834,9 +1197,28 @@ impl Broker {
                     }
                 }
                 // The last events of a worker may still be in flight when its agent reports the
-                // exit; they are taken by the next turns and stored, but the caller has its end.
+                // exit; they are refused (the run is over), and the caller has its end.
                 run.row.hits = run.stats.totals().hits;
-                run.row.duration = Some(run.started.elapsed().as_secs_f64());
+                run.row.duration = Some(if run.going {
+                    run.started.elapsed().as_secs_f64()
+                } else {
+                    0.0
+                });
+                run.row.unstored = run.unstored;
+                if run
+                    .stopped_at
+                    .is_some_and(|t| t.elapsed() > STOPPED_RUN_GRACE)
+                {
+                    // Workers that did not exit when stopped.
+                    for a in &run.agents {
+                        if !run.exited.contains_key(a) && !run.row.lost_agents.contains(a) {
+                            run.errors.push(format!(
+                                "agent {a}: its worker did not exit within {}s of the stop",
+                                STOPPED_RUN_GRACE.as_secs()
+                            ));
+                        }
+                    }
+                }
                 run.row.status = if run.stopped {
                     "stopped"
                 } else if run.errors.is_empty() {
@@ -845,9 +1227,10 @@ impl Broker {
                     "failed"
                 }
                 .into();
-                let _ = self.db.add_events(&self.pending);
-                self.pending.clear();
-                let _ = self.db.update_run(&run.row);
+                // Stored with the run's last events when the database takes them; until then
+                // the broker shows it from memory.
+                self.unsaved_rows.insert(id.clone(), run.row.clone());
+                self.flush(true);
                 if !run.args.observers.is_empty() {
                     let summary = crate::observer::RunSummary::new(
                         &id,
@@ -874,6 +1257,7 @@ impl Broker {
                     lost_agents: run.row.lost_agents.clone(),
                     errors: run.errors.clone(),
                     events: run.seq,
+                    unstored: run.unstored,
                 };
                 if let Ok(p) = to_frame(&end) {
                     let _ = publisher.send_multipart([id.as_bytes(), &p], 0);

@@ -30,6 +30,10 @@ impl BrokerClient {
         let ctx = zmq::Context::new();
         let socket = z("caller socket", ctx.socket(zmq::REQ))?;
         z("linger", socket.set_linger(0))?;
+        // A request that timed out does not wedge the socket: the next one may be sent, and a
+        // late reply to the old one is told apart and dropped.
+        z("relaxed requests", socket.set_req_relaxed(true))?;
+        z("correlated requests", socket.set_req_correlate(true))?;
         super::security::secure_client(&socket)?;
         z(
             &format!("connecting to {endpoint}"),
@@ -60,6 +64,16 @@ impl BrokerClient {
         req: &CallerRequest,
         extra: Option<&[u8]>,
     ) -> Result<Result<Value, Refusal>, TransportError> {
+        self.request_within(req, extra, self.timeout)
+    }
+
+    /// Like [`request`](Self::request), waiting at most `timeout` for the answer.
+    pub fn request_within(
+        &self,
+        req: &CallerRequest,
+        extra: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<Result<Value, Refusal>, TransportError> {
         let frame = to_frame(req)?;
         match extra {
             Some(bytes) => z(
@@ -69,7 +83,7 @@ impl BrokerClient {
             None => z("sending", self.socket.send(frame, 0))?,
         }
         let mut items = [self.socket.as_poll_item(zmq::POLLIN)];
-        let ms = self.timeout.as_millis().min(i64::MAX as u128) as i64;
+        let ms = timeout.as_millis().min(i64::MAX as u128) as i64;
         super::poll(&mut items, ms)?;
         if !items[0].is_readable() {
             return Err(TransportError::NoBroker(self.endpoint.clone()));

@@ -199,6 +199,14 @@ pub struct RunRow {
     pub agents: u64,
     /// Agents lost during the run.
     pub lost_agents: Vec<String>,
+    /// Events the broker received and published but could not store (a full disk, a failing
+    /// database): a report of the run shows fewer than its callers saw.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unstored: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What a broker answers to `ping`.
@@ -346,6 +354,12 @@ pub struct Job {
     /// Files to put in the run's test directory.
     #[serde(default)]
     pub files: Vec<IncludedFile>,
+    /// The worker's secret for this run: the first frame of every message its relay sends to
+    /// the receiver. The broker counts an event only when it comes with the token it gave
+    /// this agent for this run, so that knowing a run id and an agent id is not enough to
+    /// speak for a worker. Never listed, published or stored.
+    #[serde(default)]
+    pub token: String,
     /// The agent's CURVE keys, for its worker's connection to the receiver (added by the agent
     /// to the job file it writes, mode 0600; never sent over the network).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -401,12 +415,39 @@ pub enum Publication {
         /// (a publisher drops what a slow subscriber cannot take) fetches them from storage.
         #[serde(default)]
         events: u64,
+        /// Of those, how many the broker could not store (see [`RunRow::unstored`]).
+        #[serde(default)]
+        unstored: u64,
+    },
+    /// The run waits for its workers to be ready (published about once a second until the go).
+    Waiting {
+        /// Agents whose worker is ready.
+        ready: u64,
+        /// Agents of the run.
+        agents: u64,
+        /// Agents not ready yet.
+        waiting_for: Vec<String>,
+        /// Seconds left before the run starts without them (or fails, when none is ready).
+        deadline: f64,
     },
     /// The broker is alive.
     Heartbeat {
         /// The broker's pid.
         pid: u32,
     },
+}
+
+/// `n` random bytes from the system's generator, in hex (tokens, run ids).
+pub fn random_hex(n: usize) -> Result<String, TransportError> {
+    use std::io::Read as _;
+    let mut buf = vec![0u8; n.min(64)];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|source| TransportError::Io {
+            what: "cannot read /dev/urandom".into(),
+            source,
+        })?;
+    Ok(hex(&buf))
 }
 
 /// `ARCH-OS` of this process.

@@ -1,7 +1,8 @@
 //! The relay: a drop-in replacement for the test result in a worker. It is an
 //! [`EventSink`] that sends every event it is given (in a local run: the periodic batches) to the
-//! broker's receiver over a ZeroMQ PUSH socket, wrapped in an [`Envelope`]. The worker's code
-//! does not know whether it records locally or remotely.
+//! broker's receiver over a ZeroMQ PUSH socket, wrapped in an [`Envelope`] and preceded by the
+//! worker's token ([`Job::token`](super::Job::token)), which the broker checks before it
+//! decodes anything. The worker's code does not know whether it records locally or remotely.
 
 use crate::result::{Envelope, Event, EventSink};
 
@@ -15,12 +16,19 @@ pub struct Relay {
     run_id: String,
     agent_id: String,
     hostname: String,
+    token: String,
     failures: u64,
 }
 
 impl Relay {
-    /// A relay to `receiver` for `run_id`, on behalf of `agent_id`.
-    pub fn connect(receiver: &str, run_id: &str, agent_id: &str) -> Result<Relay, TransportError> {
+    /// A relay to `receiver` for `run_id`, on behalf of `agent_id`, whose messages carry the
+    /// worker's `token`.
+    pub fn connect(
+        receiver: &str,
+        run_id: &str,
+        agent_id: &str,
+        token: &str,
+    ) -> Result<Relay, TransportError> {
         let ctx = zmq::Context::new();
         let socket = z("relay socket", ctx.socket(zmq::PUSH))?;
         z("relay linger", socket.set_linger(30_000))?;
@@ -35,6 +43,7 @@ impl Relay {
             run_id: run_id.to_owned(),
             agent_id: agent_id.to_owned(),
             hostname: hostname(),
+            token: token.to_owned(),
             failures: 0,
         })
     }
@@ -56,7 +65,11 @@ impl EventSink for Relay {
         match serde_json::to_vec(&env) {
             // A blocking send: when the broker is slow, the worker waits rather than drops.
             Ok(bytes) => {
-                if self.socket.send(bytes, 0).is_err() {
+                if self
+                    .socket
+                    .send_multipart([self.token.as_bytes(), &bytes], 0)
+                    .is_err()
+                {
                     self.failures += 1;
                 }
             }

@@ -3,10 +3,12 @@
 //! - `loads keygen NAME` writes a key pair: `NAME.key` (public and secret, mode 0600) and
 //!   `NAME.pub` (the public key, to give to others).
 //! - The broker takes its key pair ([`ServerKeys`]) and the public keys it accepts (a directory
-//!   of `*.pub` files, or a file with one key per line). With keys, every broker socket is a
-//!   CURVE server, and a ZAP handler ([`start_zap`]) admits only the listed public keys: an
-//!   agent's, a caller's or a worker's connection with another key never completes, so its
-//!   messages never reach a run or the database.
+//!   of `*.pub` files, or a file with one key per line) by role ([`Roles`]: agents, callers,
+//!   admins). With keys, every broker socket is a CURVE server with a ZAP domain of its own,
+//!   and a ZAP handler ([`start_zap`]) admits on each socket only the keys of the role that
+//!   socket serves: a connection with another key never completes, so its messages never reach
+//!   a run or the database. Admitted connections are named by their public key, which the
+//!   broker uses to tell whose runs are whose.
 //! - Agents, callers and workers take their own key pair and the broker's public key
 //!   ([`ClientKeys`]); workers get their agent's keys in their job file.
 //! - Without keys the broker binds loopback endpoints only, unless `--insecure`
@@ -181,7 +183,7 @@ pub fn read_authorized(path: &Path) -> Result<HashSet<[u8; 32]>, KeyError> {
     }
     if keys.is_empty() {
         return Err(KeyError::Invalid(format!(
-            "no public key in {}: put the agents' and callers' .pub files there (`loads keygen`)",
+            "no public key in {}: put .pub files there (`loads keygen NAME` writes them)",
             path.display()
         )));
     }
@@ -250,23 +252,77 @@ pub fn apply_client(keys: Option<&ClientKeys>, socket: &zmq::Socket) -> Result<(
     }
 }
 
-/// The broker's side: its key pair and the public keys it admits.
+/// ZAP domain of the broker's back socket: agents.
+pub const DOMAIN_AGENTS: &str = "agents";
+/// ZAP domain of the broker's receiver: workers, which connect with their agent's key.
+pub const DOMAIN_WORKERS: &str = "workers";
+/// ZAP domain of the broker's front socket: callers.
+pub const DOMAIN_CALLERS: &str = "callers";
+/// ZAP domain of the broker's publisher and heartbeat: callers following runs.
+pub const DOMAIN_SUBSCRIBERS: &str = "subscribers";
+
+/// Which public keys may do what on a broker with CURVE.
+///
+/// - `agents` may connect to the back socket (register, take jobs, fetch binaries) and, for
+///   their workers, to the receiver;
+/// - `callers` may connect to the front socket and the publisher: they start runs and see and
+///   act on **their own runs only** (a run belongs to the key that started it);
+/// - `admins` are callers that see and act on every run.
+///
+/// A key in one list only is refused on the other sockets: a caller's key cannot register as
+/// an agent (and so never receives jobs), an agent's key cannot start or stop runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Roles {
+    /// Agents (and their workers).
+    pub agents: HashSet<[u8; 32]>,
+    /// Callers.
+    pub callers: HashSet<[u8; 32]>,
+    /// Callers that may see and act on every caller's runs.
+    pub admins: HashSet<[u8; 32]>,
+}
+
+impl Roles {
+    /// Whether the key `key` may connect to a socket of ZAP domain `domain`.
+    pub fn admits(&self, domain: &[u8], key: &[u8; 32]) -> bool {
+        let caller = || self.callers.contains(key) || self.admins.contains(key);
+        match domain {
+            d if d == DOMAIN_AGENTS.as_bytes() || d == DOMAIN_WORKERS.as_bytes() => {
+                self.agents.contains(key)
+            }
+            d if d == DOMAIN_CALLERS.as_bytes() || d == DOMAIN_SUBSCRIBERS.as_bytes() => caller(),
+            _ => false,
+        }
+    }
+
+    /// Whether the public key `z85` (as the ZAP handler names a connection) is an admin's.
+    pub fn is_admin(&self, z85: &str) -> bool {
+        decode_key(z85).is_ok_and(|k| self.admins.contains(&k))
+    }
+
+    /// Whether no key at all is admitted.
+    pub fn is_empty(&self) -> bool {
+        self.agents.is_empty() && self.callers.is_empty() && self.admins.is_empty()
+    }
+}
+
+/// The broker's side: its key pair and who it admits.
 #[derive(Debug, Clone)]
 pub struct ServerKeys {
     /// The broker's key pair.
     pub pair: KeyPair,
-    /// The admitted public keys.
-    pub authorized: HashSet<[u8; 32]>,
+    /// The admitted public keys, by role.
+    pub roles: Roles,
 }
 
 impl ServerKeys {
-    /// Makes `socket` a CURVE server whose clients the ZAP handler checks (before it binds).
-    pub fn apply(&self, socket: &zmq::Socket) -> Result<(), TransportError> {
+    /// Makes `socket` a CURVE server whose clients the ZAP handler checks against the role of
+    /// `domain` (one of the `DOMAIN_*` constants), before it binds.
+    pub fn apply(&self, socket: &zmq::Socket, domain: &str) -> Result<(), TransportError> {
         let secret =
             decode_key(&self.pair.secret).map_err(|e| TransportError::Message(e.to_string()))?;
         z("curve server", socket.set_curve_server(true))?;
         z("curve secret key", socket.set_curve_secretkey(&secret))?;
-        z("zap domain", socket.set_zap_domain("loads"))
+        z("zap domain", socket.set_zap_domain(domain))
     }
 }
 
@@ -278,14 +334,14 @@ pub struct ZapGuard {
 }
 
 impl ZapGuard {
-    /// Starts the ZAP handler of `ctx` for `authorized` keys, counting refusals in `refused`.
+    /// Starts the ZAP handler of `ctx` for `roles`, counting refusals in `refused`.
     pub fn start(
         ctx: &zmq::Context,
-        authorized: HashSet<[u8; 32]>,
+        roles: Roles,
         refused: Arc<AtomicU64>,
     ) -> Result<ZapGuard, TransportError> {
         let stop = Arc::new(AtomicBool::new(false));
-        let handle = start_zap(ctx, authorized, refused, stop.clone())?;
+        let handle = start_zap(ctx, roles, refused, stop.clone())?;
         Ok(ZapGuard {
             stop,
             handle: Some(handle),
@@ -302,11 +358,13 @@ impl Drop for ZapGuard {
     }
 }
 
-/// Starts the ZAP handler of `ctx`: it admits CURVE clients whose public key is in
-/// `authorized` and counts the others in `refused`, until `stop` is set.
+/// Starts the ZAP handler of `ctx`: it admits CURVE clients whose public key `roles` admits on
+/// the socket's domain, names each admitted connection by its public key in Z85 (the
+/// `User-Id` property of its messages), and counts the others in `refused`, until `stop` is
+/// set.
 pub fn start_zap(
     ctx: &zmq::Context,
-    authorized: HashSet<[u8; 32]>,
+    roles: Roles,
     refused: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, TransportError> {
@@ -328,22 +386,37 @@ pub fn start_zap(
                 // credentials...
                 let version = frames.first().cloned().unwrap_or_default();
                 let request_id = frames.get(1).cloned().unwrap_or_default();
+                let domain = frames.get(2).map(Vec::as_slice).unwrap_or_default();
                 let mechanism = frames.get(5).map(Vec::as_slice).unwrap_or_default();
-                let key = frames.get(6).map(Vec::as_slice).unwrap_or_default();
-                let ok = version == b"1.0"
-                    && mechanism == b"CURVE"
-                    && <[u8; 32]>::try_from(key).is_ok_and(|k| authorized.contains(&k));
-                if !ok {
+                let key = frames
+                    .get(6)
+                    .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok());
+                let admitted = key.filter(|k| {
+                    version == b"1.0" && mechanism == b"CURVE" && roles.admits(domain, k)
+                });
+                if admitted.is_none() {
                     refused.fetch_add(1, Ordering::Relaxed);
                 }
-                let (code, text): (&[u8], &[u8]) = if ok {
+                let user = admitted
+                    .and_then(|k| zmq::z85_encode(&k).ok())
+                    .unwrap_or_default();
+                let (code, text): (&[u8], &[u8]) = if admitted.is_some() {
                     (b"200", b"OK")
                 } else {
-                    (b"400", b"key not authorised")
+                    (b"400", b"key not authorised for this socket")
                 };
-                let user: &[u8] = if ok { b"loads" } else { b"" };
                 if handler
-                    .send_multipart([version.as_slice(), &request_id, code, text, user, b""], 0)
+                    .send_multipart(
+                        [
+                            version.as_slice(),
+                            &request_id,
+                            code,
+                            text,
+                            user.as_bytes(),
+                            b"",
+                        ],
+                        0,
+                    )
                     .is_err()
                 {
                     // Not answered: that connection waits and is never admitted. Do not spin.

@@ -2,7 +2,7 @@
 //! ZeroMQ on loopback, stopped by their PIDs (and process groups) when dropped.
 #![allow(dead_code)]
 
-use super::{loads, run_with_limit, stdout, stderr};
+use super::{loads, run_with_limit, stderr, stdout};
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
@@ -69,10 +69,24 @@ pub fn endpoint(line: &str, name: &str) -> String {
 
 impl Cluster {
     pub fn start(name: &str, agents: usize) -> Cluster {
+        Self::start_with(name, agents, None, &[])
+    }
+
+    /// A cluster whose broker keeps its database at `db` (default: in the cluster's directory)
+    /// and takes the options `extra`.
+    pub fn start_with(
+        name: &str,
+        agents: usize,
+        db: Option<&std::path::Path>,
+        extra: &[&str],
+    ) -> Cluster {
         let dir = std::env::temp_dir().join(format!("loads-cluster-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
-        let broker = Self::broker(&dir, ["tcp://127.0.0.1:*"; 5]);
+        let db = db
+            .map(|p| p.to_path_buf())
+            .unwrap_or_else(|| dir.join("broker.sqlite"));
+        let broker = Self::broker_at(&db, ["tcp://127.0.0.1:*"; 5], extra);
         let front = endpoint(&broker.line, "front");
         let back = endpoint(&broker.line, "back");
         let mut c = Cluster {
@@ -89,8 +103,13 @@ impl Cluster {
     }
 
     pub fn broker(dir: &std::path::Path, eps: [&str; 5]) -> Proc {
-        let db = dir.join("broker.sqlite");
-        Proc::start(&[
+        Self::broker_at(&dir.join("broker.sqlite"), eps, &[])
+    }
+
+    /// A broker on `eps` (front, back, receiver, publisher, heartbeat) with its database at
+    /// `db` and the options `extra`.
+    pub fn broker_at(db: &std::path::Path, eps: [&str; 5], extra: &[&str]) -> Proc {
+        let mut args = vec![
             "broker",
             "--frontend",
             eps[0],
@@ -107,22 +126,34 @@ impl Cluster {
             "--agent-timeout",
             // Long enough for an agent busy storing a 100 MB debug binary on a loaded machine.
             "6s",
-        ])
+        ];
+        args.extend_from_slice(extra);
+        Proc::start(&args)
     }
 
     pub fn add_agent(&mut self) {
+        self.add_agent_with(&[]);
+    }
+
+    /// Starts an agent with the options `extra` too, and waits for its registration.
+    pub fn add_agent_with(&mut self, extra: &[&str]) {
         let i = self.agents.len();
         let cache = self.dir.join(format!("cache{i}"));
         let work = self.dir.join(format!("work{i}"));
-        let agent = Proc::start(&[
-            "agent",
-            "--broker",
-            &self.back,
-            "--cache-dir",
-            cache.to_str().expect("utf8"),
-            "--test-dir",
-            work.to_str().expect("utf8"),
-        ]);
+        let agent = Proc::start(
+            &[
+                "agent",
+                "--broker",
+                &self.back,
+                "--cache-dir",
+                cache.to_str().expect("utf8"),
+                "--test-dir",
+                work.to_str().expect("utf8"),
+            ]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect::<Vec<_>>(),
+        );
         assert!(agent.line.contains("registered"), "{}", agent.line);
         self.agents.push(agent);
     }
@@ -163,7 +194,6 @@ pub fn keygen(dir: &std::path::Path, name: &str) {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
-
 /// A cheap, deterministic stream of bytes.
 pub fn noise(seed: &mut u64, len: usize) -> Vec<u8> {
     (0..len)
@@ -175,4 +205,3 @@ pub fn noise(seed: &mut u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
-

@@ -1,0 +1,559 @@
+//! Trust in the cluster's numbers (issue 12): forged events, roles of keys, workers that never
+//! become ready, a full disk under the broker's database, an observer's Ctrl-C. Each test runs a
+//! real broker, real agents and the real caller, each its own process, on loopback.
+
+mod common;
+
+use common::cluster::{Cluster, endpoint, keygen, run_id_of};
+use common::{DemoServer, figure, loads, run_with_limit, stderr, stdout};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// The run id and agent id of the first busy agent in `loads ping`'s output.
+fn busy_agent(ping: &str) -> Option<(String, String)> {
+    ping.lines().find_map(|l| {
+        let l = l.trim();
+        let at = l.find("busy (")?;
+        let run = l[at + 6..].split(')').next()?.to_owned();
+        let agent = l.split_whitespace().next()?.to_owned();
+        Some((run, agent))
+    })
+}
+
+/// The seconds of the summary's `Duration:` line.
+fn duration_of(text: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix("Duration:"))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no duration in {text}"))
+}
+
+/// Sends SIGINT or SIGTERM to a process we started.
+fn signal(pid: u32, sig: &str) {
+    let _ = std::process::Command::new("kill")
+        .args(["-s", sig, &pid.to_string()])
+        .status();
+}
+
+/// Waits for `child` at most `limit`; kills it (by its PID) and fails past that.
+fn wait_within(child: std::process::Child, limit: Duration) -> std::process::Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("output"),
+        Err(_) => {
+            signal(pid, "KILL");
+            panic!("process {pid} did not end within {limit:?}");
+        }
+    }
+}
+
+#[test]
+fn forged_events_with_a_real_run_id_and_agent_id_change_nothing() {
+    let server = DemoServer::start();
+    let cluster = Cluster::start("forge", 1);
+    let receiver = endpoint(&cluster.broker.line, "receiver");
+    let caller = loads()
+        .args([
+            "run",
+            "example::health",
+            "--agents",
+            "1",
+            "-u",
+            "2",
+            "-d",
+            "8s",
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("caller");
+    // What `loads ping` tells anyone who can reach the front socket.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let (run_id, agent_id) = loop {
+        let ping = run_with_limit(
+            &["ping", "--broker", &cluster.front],
+            Duration::from_secs(30),
+        );
+        if let Some(found) = busy_agent(&stdout(&ping)) {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "{}", stdout(&ping));
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let ctx = zmq::Context::new();
+    let push = ctx.socket(zmq::PUSH).expect("push");
+    push.connect(&receiver).expect("connect");
+    let batch = serde_json::json!({
+        "data_type": "batch", "run_id": run_id, "agent_id": agent_id, "hostname": "forger",
+        "tests": {"example::health": {"started": 1_000_000, "hits": 1_000_000, "successes": 1_000_000,
+                                      "failures": 0, "errors": 0}}
+    })
+    .to_string();
+    let stop = serde_json::json!({
+        "data_type": "stopTestRun", "run_id": run_id, "agent_id": agent_id, "hostname": "forger"
+    })
+    .to_string();
+    for guess in ["", "0000", &"0".repeat(64)] {
+        for body in [&batch, &stop] {
+            if guess.is_empty() {
+                push.send(body.as_bytes(), 0).expect("send");
+            } else {
+                push.send_multipart([guess.as_bytes(), body.as_bytes()], 0)
+                    .expect("send");
+            }
+        }
+    }
+    let out = wait_within(caller, Duration::from_secs(120));
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    let hits = figure(&text, "Hits:");
+    assert!(hits > 0 && hits < 1_000_000, "forged hits counted: {text}");
+    // A forged stopTestRun did not end the run early.
+    assert!(duration_of(&text) >= 7.5, "{text}");
+    let report = run_with_limit(
+        &["report", &run_id_of(&text), "--broker", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        figure(&stdout(&report), "Hits:"),
+        hits,
+        "{}",
+        stdout(&report)
+    );
+    let ping = stdout(&run_with_limit(
+        &["ping", "--broker", &cluster.front],
+        Duration::from_secs(30),
+    ));
+    let rejected: u64 = ping
+        .split("; ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        rejected >= 6,
+        "every forged message is counted as rejected: {ping}"
+    );
+}
+
+#[test]
+fn keys_have_roles_and_callers_see_their_own_runs_only() {
+    let server = DemoServer::start();
+    let dir = std::env::temp_dir().join(format!("loads-roles-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for sub in ["agents", "callers", "admins"] {
+        std::fs::create_dir_all(dir.join(sub)).expect("dir");
+    }
+    for name in ["broker", "agent", "caller", "other", "admin"] {
+        keygen(&dir, name);
+    }
+    let p = |f: &str| dir.join(f).to_str().expect("utf8").to_owned();
+    for (name, role) in [
+        ("agent", "agents"),
+        ("caller", "callers"),
+        ("other", "callers"),
+        ("admin", "admins"),
+    ] {
+        std::fs::copy(p(&format!("{name}.pub")), p(&format!("{role}/{name}.pub"))).expect("copy");
+    }
+    let (broker_key, agents, callers, admins) =
+        (p("broker.key"), p("agents"), p("callers"), p("admins"));
+    let mut cluster = Cluster::start_with(
+        "roles",
+        0,
+        None,
+        &[
+            "--curve-key",
+            &broker_key,
+            "--authorized-agents",
+            &agents,
+            "--authorized-callers",
+            &callers,
+            "--admin-keys",
+            &admins,
+        ],
+    );
+    let broker_pub = p("broker.pub");
+    cluster.add_agent_with(&["--curve-key", &p("agent.key"), "--broker-key", &broker_pub]);
+    let as_key = |key: &str, args: &[&str]| {
+        let mut a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        a.extend([
+            "--broker".into(),
+            cluster.front.clone(),
+            "--curve-key".into(),
+            p(&format!("{key}.key")),
+            "--broker-key".into(),
+            broker_pub.clone(),
+        ]);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        run_with_limit(&a, Duration::from_secs(120))
+    };
+    // A caller's key cannot register as an agent (it would receive jobs).
+    let mut impostor = loads()
+        .args([
+            "agent",
+            "--broker",
+            &cluster.back,
+            "--curve-key",
+            &p("caller.key"),
+            "--broker-key",
+            &broker_pub,
+            "--cache-dir",
+            &p("cache-impostor"),
+            "--test-dir",
+            &p("work-impostor"),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("impostor agent");
+    std::thread::sleep(Duration::from_secs(3));
+    let ping = stdout(&as_key("admin", &["ping"]));
+    assert!(
+        ping.contains("Agents:       1"),
+        "only the real agent: {ping}"
+    );
+    let _ = impostor.kill();
+    let _ = impostor.wait();
+
+    let started = as_key(
+        "caller",
+        &[
+            "run",
+            "example::health",
+            "--agents",
+            "1",
+            "-u",
+            "1",
+            "-d",
+            "30s",
+            "-s",
+            &server.url,
+            "--detach",
+        ],
+    );
+    let text = stdout(&started);
+    assert_eq!(started.status.code(), Some(0), "{text}{}", stderr(&started));
+    let run_id = text
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_else(|| panic!("no run id in {text}"))
+        .trim_end_matches(';')
+        .to_owned();
+    // Run ids on a secured broker are the broker's own, and not guessable.
+    assert!(run_id.len() >= 20, "{run_id}");
+    // The owner sees it; another caller does not, and cannot act on it.
+    assert!(stdout(&as_key("caller", &["runs"])).contains(&run_id));
+    let other_runs = stdout(&as_key("other", &["runs"]));
+    assert!(!other_runs.contains(&run_id), "{other_runs}");
+    let other_ping = stdout(&as_key("other", &["ping"]));
+    assert!(
+        !other_ping.contains(&run_id) && other_ping.contains("another caller's run"),
+        "{other_ping}"
+    );
+    let stop = as_key("other", &["stop", &run_id]);
+    assert_eq!(stop.status.code(), Some(2), "{}", stdout(&stop));
+    let report = as_key("other", &["report", &run_id]);
+    assert_ne!(report.status.code(), Some(0), "{}", stdout(&report));
+    assert!(!stdout(&report).contains("Hits:"), "{}", stdout(&report));
+    // An admin sees every run and may stop it.
+    assert!(stdout(&as_key("admin", &["runs"])).contains(&run_id));
+    let stop = as_key("admin", &["stop", &run_id]);
+    assert_eq!(stop.status.code(), Some(0), "{}", stderr(&stop));
+    cluster.ping_until(Duration::from_secs(60), |_| {
+        stdout(&as_key("caller", &["runs"]))
+            .lines()
+            .any(|l| l.contains(&run_id) && l.contains("stopped"))
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A process that registers as an agent and heartbeats, but ignores every job.
+fn silent_agent(back: &str, id: &str) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let (back, id) = (back.to_owned(), id.to_owned());
+    let handle = std::thread::spawn(move || {
+        let ctx = zmq::Context::new();
+        let s = ctx.socket(zmq::DEALER).expect("dealer");
+        s.set_identity(id.as_bytes()).expect("identity");
+        s.set_linger(0).expect("linger");
+        s.connect(&back).expect("connect");
+        s.send(r#"{"command":"register","host":"silent","pid":1}"#, 0)
+            .expect("register");
+        while !flag.load(Ordering::SeqCst) {
+            let _ = s.send(r#"{"command":"heartbeat","busy":null}"#, zmq::DONTWAIT);
+            // Whatever the broker sends (the welcome, jobs) is read and ignored.
+            while s.recv_multipart(zmq::DONTWAIT).is_ok() {}
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    (stop, handle)
+}
+
+#[test]
+fn a_worker_that_never_becomes_ready_does_not_hang_the_run() {
+    let server = DemoServer::start();
+    let mut cluster = Cluster::start_with("unready", 1, None, &["--ready-timeout", "4s"]);
+    let (stop, handle) = silent_agent(&cluster.back, "silent-agent-1");
+    cluster.ping_until(Duration::from_secs(20), |p| p.contains("Agents:       2"));
+    // Two agents, one of which never starts its worker: the run goes on without it.
+    let started = Instant::now();
+    let out = run_with_limit(
+        &[
+            "run",
+            "example::health",
+            "--agents",
+            "2",
+            "-u",
+            "1",
+            "--hits",
+            "3",
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+        ],
+        Duration::from_secs(120),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert_eq!(figure(&text, "Hits:"), 3, "{text}");
+    assert!(
+        text.contains("silent-agent-1") && text.contains("not ready within 4s"),
+        "{text}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(90));
+    // Only the silent one: the run fails, naming it, soon after the deadline.
+    cluster.agents.clear();
+    cluster.ping_until(Duration::from_secs(30), |p| p.contains("Agents:       1"));
+    let started = Instant::now();
+    let out = run_with_limit(
+        &[
+            "run",
+            "example::health",
+            "--agents",
+            "1",
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+        ],
+        Duration::from_secs(60),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("silent-agent-1") && text.contains("no worker was ready"),
+        "{text}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30), "{text}");
+    stop.store(true, Ordering::SeqCst);
+    let _ = handle.join();
+}
+
+#[test]
+fn ctrl_c_ends_the_wait_for_workers_at_once() {
+    let server = DemoServer::start();
+    let cluster = Cluster::start_with("waitctrlc", 0, None, &["--ready-timeout", "5m"]);
+    let (stop, handle) = silent_agent(&cluster.back, "silent-agent-2");
+    cluster.ping_until(Duration::from_secs(20), |p| p.contains("Agents:       1"));
+    let caller = loads()
+        .args([
+            "run",
+            "example::health",
+            "--agents",
+            "1",
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("caller");
+    // Long enough for the binary upload and one plain progress line.
+    cluster.ping_until(Duration::from_secs(90), |p| p.contains("busy ("));
+    std::thread::sleep(Duration::from_secs(6));
+    let pid = caller.id();
+    signal(pid, "INT");
+    let sent = Instant::now();
+    let out = wait_within(caller, Duration::from_secs(20));
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("waiting for workers: 0/1 ready"),
+        "{}",
+        stderr(&out)
+    );
+    // The broker ended the run too: its agent is free again.
+    cluster.ping_until(Duration::from_secs(10), |p| {
+        p.contains("Active runs:  none")
+    });
+    stop.store(true, Ordering::SeqCst);
+    let _ = handle.join();
+}
+
+#[test]
+fn sigint_to_an_attached_observer_without_a_terminal_detaches() {
+    let server = DemoServer::start();
+    let cluster = Cluster::start("attachint", 1);
+    let started = run_with_limit(
+        &[
+            "run",
+            "example::health",
+            "--agents",
+            "1",
+            "-u",
+            "1",
+            "-d",
+            "40s",
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+            "--detach",
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(started.status.code(), Some(0), "{}", stderr(&started));
+    let observer = loads()
+        .args(["attach", "--broker", &cluster.front])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("attach");
+    std::thread::sleep(Duration::from_secs(3));
+    signal(observer.id(), "INT");
+    let out = wait_within(observer, Duration::from_secs(20));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("Detached"), "{}", stdout(&out));
+    // The run goes on.
+    let ping = stdout(&run_with_limit(
+        &["ping", "--broker", &cluster.front],
+        Duration::from_secs(30),
+    ));
+    assert!(!ping.contains("Active runs:  none"), "{ping}");
+    let _ = run_with_limit(
+        &["stop", "--broker", &cluster.front],
+        Duration::from_secs(30),
+    );
+}
+
+/// Mounts a tmpfs of `bytes` at `dir` (root only); `None` when it cannot.
+fn small_disk(dir: &std::path::Path, bytes: u64) -> Option<()> {
+    std::fs::create_dir_all(dir).ok()?;
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={bytes}")])
+        .arg("tmpfs")
+        .arg(dir)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(())
+}
+
+#[test]
+fn a_full_disk_under_the_database_is_never_silent() {
+    let base = std::env::temp_dir().join(format!("loads-fulldisk-{}", std::process::id()));
+    let disk = base.join("disk");
+    // Room for the test binary the caller uploads (kept beside the database) and a little more.
+    let binary = std::fs::metadata(env!("CARGO_BIN_EXE_loads"))
+        .expect("binary")
+        .len();
+    if small_disk(&disk, binary + 1024 * 1024).is_none() {
+        if std::env::var_os("LOADS_REQUIRE_ROOT").is_some() {
+            panic!("LOADS_REQUIRE_ROOT is set but a tmpfs cannot be mounted");
+        }
+        eprintln!("skipped: mounting a tmpfs needs root (set LOADS_REQUIRE_ROOT to fail instead)");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(disk.clone());
+    let server = DemoServer::start();
+    let db = disk.join("broker.sqlite");
+    let cluster = Cluster::start_with("fulldisk", 1, Some(&db), &[]);
+    let out = run_with_limit(
+        &[
+            "run",
+            "example::health",
+            "--agents",
+            "1",
+            "-u",
+            "10",
+            "--hits",
+            "2000",
+            "--raw-events",
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+        ],
+        Duration::from_secs(300),
+    );
+    let text = stdout(&out);
+    // The caller counted every hit, and says that the broker could not store them all.
+    assert_eq!(figure(&text, "Hits:"), 20_000, "{text}{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(text.contains("could not store"), "{text}");
+    let run_id = run_id_of(&text);
+    let runs = stdout(&run_with_limit(
+        &["runs", "--broker", &cluster.front],
+        Duration::from_secs(30),
+    ));
+    assert!(
+        runs.lines()
+            .any(|l| l.contains(&run_id) && l.contains("incompletely stored")),
+        "{runs}"
+    );
+    let report = run_with_limit(
+        &["report", &run_id, "--broker", &cluster.front],
+        Duration::from_secs(60),
+    );
+    let rtext = stdout(&report);
+    assert_eq!(report.status.code(), Some(1), "{rtext}{}", stderr(&report));
+    assert!(rtext.contains("could not be stored"), "{rtext}");
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&base);
+}
