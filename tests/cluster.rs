@@ -7,10 +7,8 @@ use common::cluster::{Cluster, Proc, endpoint, keygen, noise, run_id_of};
 use common::{DemoServer, figure, loads, run_with_limit, stderr, stdout};
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt as _;
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
 
 #[test]
 fn three_agents_make_exact_totals_and_the_run_is_stored() {

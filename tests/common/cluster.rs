@@ -2,7 +2,7 @@
 //! ZeroMQ on loopback, stopped by their PIDs (and process groups) when dropped.
 #![allow(dead_code)]
 
-use super::{loads, run_with_limit, stdout, stderr};
+use super::{loads, run_with_limit, stderr, stdout};
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
@@ -163,7 +163,6 @@ pub fn keygen(dir: &std::path::Path, name: &str) {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
-
 /// A cheap, deterministic stream of bytes.
 pub fn noise(seed: &mut u64, len: usize) -> Vec<u8> {
     (0..len)
@@ -175,4 +174,3 @@ pub fn noise(seed: &mut u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
-
