@@ -7,7 +7,6 @@ use common::cluster::{Cluster, Proc, endpoint, keygen, noise, run_id_of};
 use common::{DemoServer, figure, loads, run_with_limit, stderr, stdout};
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt as _;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 

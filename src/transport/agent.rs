@@ -68,34 +68,45 @@ pub fn run_agent(
     let socket = z("agent socket", ctx.socket(zmq::DEALER))?;
     z("agent identity", socket.set_identity(id.as_bytes()))?;
     z("agent linger", socket.set_linger(1000))?;
+    // Messages go to a connection that is up, or wait in our outbox: never queued in libzmq
+    // for a broker that is not there or that refuses our key.
+    z("agent immediate", socket.set_immediate(true))?;
     super::security::secure_client(&socket)?;
     z(
         &format!("connecting to {}", opts.broker),
         socket.connect(&opts.broker),
     )?;
+    // Nothing is ever sent blocking: what the broker cannot take now waits in the outbox,
+    // tried again every turn of the loop.
+    let outbox = std::cell::RefCell::new(Outbox::default());
     let send = |m: &FromAgent| -> Result<(), TransportError> {
-        z("sending to the broker", socket.send(to_frame(m)?, 0))
+        let mut o = outbox.borrow_mut();
+        o.push(m.clone());
+        o.flush(&socket)
     };
     send(&FromAgent::Register {
         host: host.clone(),
         pid: std::process::id(),
     })?;
     let mut ready = Some(on_ready);
+    // Since when the agent waits for the broker's welcome (at start, and when asked to register
+    // again), and whether it said it still waits.
+    let mut registering = Some(Instant::now());
     let mut workers: BTreeMap<String, Worker> = BTreeMap::new();
     // Jobs waiting for blobs (the test binary, included files) and the blobs asked for.
     let mut pending: Vec<Job> = Vec::new();
     let mut asked: std::collections::HashSet<String> = Default::default();
     let mut downloads = Downloads::default();
     let mut last_beat = Instant::now();
-    let started = Instant::now();
     let mut warned = false;
     while !stop.load(Ordering::SeqCst) {
-        if ready.is_some() && !warned && started.elapsed() > Duration::from_secs(10) {
+        if !warned && registering.is_some_and(|t| t.elapsed() > REGISTER_WARNING) {
             // Still not welcomed: say why it may be, and go on trying.
             warned = true;
             eprintln!(
-                "loads agent: no answer from the broker at {} after 10 s; is it running, and does it accept this agent's key (--curve-key, --broker-key)? Still trying.",
-                opts.broker
+                "loads agent: no answer from the broker at {} after {} s; is it running, and does it accept this agent's key (--curve-key, --broker-key)? Still trying.",
+                opts.broker,
+                REGISTER_WARNING.as_secs()
             );
         }
         let mut items = [socket.as_poll_item(zmq::POLLIN)];
@@ -109,12 +120,27 @@ pub fn run_agent(
                     ToAgent::Welcome => {
                         if let Some(f) = ready.take() {
                             f(&id);
+                        } else if registering.is_some() {
+                            eprintln!("loads agent {id}: registered again with {}", opts.broker);
                         }
+                        registering = None;
+                        warned = false;
                     }
-                    ToAgent::Reregister => send(&FromAgent::Register {
-                        host: host.clone(),
-                        pid: std::process::id(),
-                    })?,
+                    ToAgent::Reregister => {
+                        // Said once per registration (the broker answers each heartbeat sent
+                        // before it got ours).
+                        if registering.is_none() {
+                            registering = Some(Instant::now());
+                            eprintln!(
+                                "loads agent {id}: the broker at {} asks this agent to register again (it restarted, or dropped this agent for silence): registering again",
+                                opts.broker
+                            );
+                        }
+                        send(&FromAgent::Register {
+                            host: host.clone(),
+                            pid: std::process::id(),
+                        })?
+                    }
                     ToAgent::Run(mut job) => {
                         // A broker bound to a wildcard address is reached the way we reach it.
                         job.receiver = super::reachable(&job.receiver, &opts.broker);
@@ -289,6 +315,12 @@ pub fn run_agent(
                 busy: workers.keys().next().cloned(),
             })?;
         }
+        // What the broker could not take yet.
+        outbox.borrow_mut().flush(&socket)?;
+    }
+    if registering.is_some() {
+        // No broker takes our messages: nothing to wait for when the socket closes.
+        let _ = socket.set_linger(0);
     }
     // Stopping: the workers stop their users and flush (SIGTERM), then are killed.
     for w in workers.values_mut() {
@@ -307,6 +339,66 @@ pub fn run_agent(
         let _ = w.child.wait();
     }
     Ok(())
+}
+
+/// How long an agent waits for the broker's welcome before it says it is still waiting.
+pub const REGISTER_WARNING: Duration = Duration::from_secs(10);
+
+/// Most messages waiting for the broker in an agent's [`Outbox`].
+pub const OUTBOX: usize = 64;
+
+/// The agent's messages that the broker could not take yet (its connection is down, refused,
+/// or its queue is full), oldest first, sent without blocking every turn of the agent's loop.
+///
+/// Bounded: a registration, a heartbeat, a request for a blob (per blob) or a worker's
+/// readiness (per run) replaces the one of its kind still waiting; when full, the oldest
+/// message that is not a worker's exit makes room. A worker's exit is never dropped silently:
+/// only an outbox full of exits loses the oldest one, and says so.
+#[derive(Default)]
+struct Outbox(std::collections::VecDeque<FromAgent>);
+
+impl Outbox {
+    /// Queues `m` behind the waiting messages (in place of one of its kind).
+    fn push(&mut self, m: FromAgent) {
+        let same = |w: &FromAgent| match (w, &m) {
+            (FromAgent::Register { .. }, FromAgent::Register { .. })
+            | (FromAgent::Heartbeat { .. }, FromAgent::Heartbeat { .. }) => true,
+            (FromAgent::NeedBinary { sha256: a, .. }, FromAgent::NeedBinary { sha256: b, .. }) => {
+                a == b
+            }
+            (FromAgent::WorkerReady { run_id: a }, FromAgent::WorkerReady { run_id: b }) => a == b,
+            _ => false,
+        };
+        self.0.retain(|w| !same(w));
+        if self.0.len() >= OUTBOX {
+            let victim = self
+                .0
+                .iter()
+                .position(|w| !matches!(w, FromAgent::WorkerExited { .. }))
+                .unwrap_or(0);
+            if let Some(FromAgent::WorkerExited { run_id, .. }) = self.0.remove(victim) {
+                eprintln!(
+                    "loads agent: {OUTBOX} messages wait for the broker: the report that the worker of run {run_id} ended is dropped"
+                );
+            }
+        }
+        self.0.push_back(m);
+    }
+
+    /// Sends what waits, in order, without blocking, until the broker takes no more.
+    fn flush(&mut self, socket: &zmq::Socket) -> Result<(), TransportError> {
+        while let Some(m) = self.0.front() {
+            match socket.send(to_frame(m)?, zmq::DONTWAIT) {
+                Ok(()) => {
+                    self.0.pop_front();
+                }
+                // Not now (no connection, a full queue, a signal): next turn.
+                Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => return Ok(()),
+                Err(e) => return z("sending to the broker", Err(e)),
+            }
+        }
+        Ok(())
+    }
 }
 
 fn rand_u16() -> u16 {
@@ -699,6 +791,50 @@ mod tests {
         assert_eq!(left, vec![format!("{:064x}", 0), format!("{:064x}", 3)]);
         let _ = std::fs::remove_dir_all(&work);
         let _ = std::fs::remove_dir_all(&cache);
+    }
+}
+
+#[cfg(test)]
+mod outbox_tests {
+    use super::*;
+
+    #[test]
+    fn the_outbox_coalesces_and_keeps_every_worker_exit() {
+        let mut o = Outbox::default();
+        let exit = |i: usize| FromAgent::WorkerExited {
+            run_id: format!("run{i}"),
+            code: Some(0),
+            error: None,
+        };
+        for _ in 0..10 {
+            o.push(FromAgent::Register {
+                host: "h".into(),
+                pid: 1,
+            });
+            o.push(FromAgent::Heartbeat { busy: None });
+            o.push(FromAgent::NeedBinary {
+                sha256: "a".into(),
+                offset: 0,
+            });
+        }
+        assert_eq!(o.0.len(), 3, "one of each kind");
+        for i in 0..OUTBOX {
+            o.push(exit(i));
+        }
+        assert_eq!(o.0.len(), OUTBOX);
+        let exits =
+            o.0.iter()
+                .filter(|m| matches!(m, FromAgent::WorkerExited { .. }))
+                .count();
+        assert_eq!(exits, OUTBOX, "the others made room for the exits");
+        // A socket with no broker takes nothing: nothing is lost, nothing blocks.
+        let ctx = zmq::Context::new();
+        let s = ctx.socket(zmq::DEALER).expect("socket");
+        s.set_immediate(true).expect("immediate");
+        s.set_linger(0).expect("linger");
+        s.connect("tcp://127.0.0.1:9").expect("connect");
+        o.flush(&s).expect("flush");
+        assert_eq!(o.0.len(), OUTBOX);
     }
 }
 

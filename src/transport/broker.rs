@@ -145,6 +145,8 @@ struct Broker {
     caller: String,
     /// Whether that caller sees and acts on every run (an admin's key, or no CURVE at all).
     caller_admin: bool,
+    /// The unfinished uploads of blobs (see [`super::blobs`]).
+    uploads: super::blobs::Uploads,
 }
 
 /// Reads one multipart message from `socket` without waiting, with the `User-Id` the ZAP
@@ -171,68 +173,6 @@ fn recv_from(socket: &zmq::Socket, max_frames: usize) -> Option<(Vec<Vec<u8>>, S
             return Some((frames, user));
         }
     }
-}
-
-/// Most bytes a blob (test binary, included file) may have.
-const MAX_BLOB: u64 = 4 * 1024 * 1024 * 1024;
-
-/// Appends a caller's chunk to the blob being uploaded to `path`; verifies and stores the blob
-/// once complete (returns whether it is).
-fn store_chunk(
-    path: &std::path::Path,
-    sha: &str,
-    offset: u64,
-    total: u64,
-    bytes: &[u8],
-) -> Result<bool, String> {
-    use std::io::Write as _;
-    let end = offset.saturating_add(bytes.len() as u64);
-    if total > MAX_BLOB || end > total || (bytes.is_empty() && total > 0) {
-        return Err(format!(
-            "chunk {offset}..{end} of a {total}-byte blob is out of bounds (at most {MAX_BLOB} bytes)"
-        ));
-    }
-    let part = path.with_extension("part");
-    let mut f = if offset == 0 {
-        std::fs::File::create(&part)
-    } else {
-        std::fs::OpenOptions::new().append(true).open(&part)
-    }
-    .map_err(|e| format!("cannot store the blob: {e}"))?;
-    let have = f.metadata().map(|m| m.len()).unwrap_or(0);
-    if have != offset {
-        return Err(format!(
-            "chunk at {offset} does not follow the {have} bytes received: send the blob again from 0"
-        ));
-    }
-    f.write_all(bytes)
-        .map_err(|e| format!("cannot store the blob: {e}"))?;
-    drop(f);
-    if end < total {
-        return Ok(false);
-    }
-    let digest =
-        super::sha256_file(&part).map_err(|e| format!("cannot read the blob back: {e}"))?;
-    if digest != sha {
-        let _ = std::fs::remove_file(&part);
-        return Err("the blob does not match its SHA-256".into());
-    }
-    std::fs::rename(&part, path).map_err(|e| format!("cannot store the blob: {e}"))?;
-    Ok(true)
-}
-
-/// Reads the chunk of the file at `path` that starts at `offset`, and the file's size.
-fn read_chunk(path: &std::path::Path, offset: u64) -> std::io::Result<(Vec<u8>, u64)> {
-    use std::io::{Read as _, Seek as _};
-    let mut f = std::fs::File::open(path)?;
-    let total = f.metadata()?.len();
-    if offset > total {
-        return Err(std::io::Error::other("offset past the end"));
-    }
-    f.seek(std::io::SeekFrom::Start(offset))?;
-    let mut buf = Vec::with_capacity(super::BINARY_CHUNK.min((total - offset) as usize));
-    f.take(super::BINARY_CHUNK as u64).read_to_end(&mut buf)?;
-    Ok((buf, total))
 }
 
 /// Largest message a caller may send (a chunk of a test binary with `put_binary` is at most
@@ -350,6 +290,8 @@ pub fn run_broker(
         opts,
         bound,
         db,
+        // Before `binaries` moves in: part files a previous broker left there are removed.
+        uploads: super::blobs::Uploads::new(binaries.clone()),
         binaries,
         agents: BTreeMap::new(),
         runs: BTreeMap::new(),
@@ -415,6 +357,8 @@ pub fn run_broker(
         }
         if last_save.elapsed() >= Duration::from_secs(1) {
             last_save = Instant::now();
+            // Uploads abandoned by their callers go, with their part files.
+            b.uploads.expire(Instant::now());
             for run in b.runs.values_mut() {
                 // Only the totals are used here: keep the per-second history small.
                 run.stats.compact_timeline(crate::result::unix_now());
@@ -626,17 +570,23 @@ impl Broker {
                 sha256,
                 offset,
                 total,
+                upload,
             } => {
-                let (Some(path), Some(bytes)) = (self.binary_path(&sha256), extra) else {
+                let Some(bytes) = extra else {
                     return refuse(
                         "bad_request",
                         "put_binary needs a SHA-256 and the bytes".into(),
                     );
                 };
+                let key = super::blobs::UploadKey {
+                    caller: self.caller.clone(),
+                    sha256,
+                    upload: upload.unwrap_or_default(),
+                };
                 let total = total.unwrap_or(bytes.len() as u64);
-                match store_chunk(&path, &sha256, offset, total, bytes) {
+                match self.uploads.put(key, offset, total, bytes, Instant::now()) {
                     Ok(complete) => ok(json!({ "complete": complete })),
-                    Err(e) => refuse("bad_chunk", e),
+                    Err(e) => refuse(e.code(), e.to_string()),
                 }
             }
             CallerRequest::Runs => match self.db.runs() {
@@ -928,7 +878,7 @@ impl Broker {
             FromAgent::NeedBinary { sha256, offset } => {
                 let chunk = self
                     .binary_path(&sha256)
-                    .and_then(|p| read_chunk(&p, offset).ok());
+                    .and_then(|p| super::blobs::read_chunk(&p, offset).ok());
                 if let Some((bytes, total)) = chunk
                     && let Ok(f) = to_frame(&ToAgent::Binary {
                         sha256,
@@ -1264,36 +1214,5 @@ impl Broker {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn blobs_upload_in_chunks_and_are_verified() {
-        let dir = std::env::temp_dir().join(format!("loads-chunks-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
-        let sha = super::super::sha256_hex(&data);
-        let path = dir.join(&sha);
-        let total = data.len() as u64;
-        assert_eq!(store_chunk(&path, &sha, 0, total, &data[..4000]), Ok(false));
-        // Out of order: refused.
-        assert!(store_chunk(&path, &sha, 8000, total, &data[8000..]).is_err());
-        assert_eq!(
-            store_chunk(&path, &sha, 4000, total, &data[4000..8000]),
-            Ok(false)
-        );
-        assert_eq!(
-            store_chunk(&path, &sha, 8000, total, &data[8000..]),
-            Ok(true)
-        );
-        assert_eq!(std::fs::read(&path).expect("stored"), data);
-        // Beyond the announced size, or not the announced hash: refused.
-        assert!(store_chunk(&path, &sha, 0, 5, &data[..10]).is_err());
-        assert!(store_chunk(&path, &sha, 0, 3, b"abc").is_err());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -21,6 +21,7 @@
 //! counted and dropped, and each socket has a size limit that ZeroMQ enforces before reading.
 
 pub mod agent;
+pub mod blobs;
 pub mod broker;
 pub mod client;
 pub mod relay;
@@ -112,7 +113,8 @@ pub enum CallerRequest {
     },
     /// Stores a test binary or included file, in chunks of at most [`BINARY_CHUNK`]: the bytes
     /// `offset..offset + len` follow in a second frame; the blob is verified once `total` bytes
-    /// have arrived.
+    /// have arrived. Each upload has its own part file; a chunk of a blob the broker already
+    /// has is answered `complete` and not stored (see [`blobs`]).
     PutBinary {
         /// SHA-256, hex.
         sha256: String,
@@ -122,6 +124,11 @@ pub enum CallerRequest {
         /// Size of the whole blob (`None`: this chunk is the whole blob).
         #[serde(default)]
         total: Option<u64>,
+        /// The caller's name for this upload (at most 64 bytes), so that uploads of one blob
+        /// by one caller at once (two runs with the same key) stay apart; chunks of an upload
+        /// carry the same name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        upload: Option<String>,
     },
     /// Starts a run on `agents` agents with the binary `binary_sha256`.
     Run(Box<RunRequest>),
