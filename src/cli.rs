@@ -1237,12 +1237,29 @@ fn cmd_worker(o: &WorkerArgs) -> Result<u8, CliError> {
 /// An error the CLI reports before exiting.
 #[derive(Debug, thiserror::Error)]
 enum CliError {
-    #[error("{0:#}")]
+    #[error("{}", chain(.0))]
     Usage(anyhow::Error),
     #[error(transparent)]
     Run(#[from] RunError),
-    #[error("{0:#}")]
+    #[error("{}", chain(.0))]
     Other(anyhow::Error),
+}
+
+/// An error and its causes on one line, each cause once: a cause whose text its error already
+/// shows (many errors print their source in their own message) is not repeated.
+fn chain(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if text.contains(&c) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&c);
+    }
+    text
 }
 
 impl CliError {
@@ -1289,7 +1306,7 @@ where
         match cli.curve.client() {
             Ok(keys) => crate::transport::security::set_client_keys(keys),
             Err(e) => {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", chain(&e));
                 return EXIT_USAGE;
             }
         }

@@ -1413,11 +1413,27 @@ fn a_broker_killed_mid_run_is_a_clear_error_and_agents_come_back_after_its_resta
         .stderr(Stdio::piped())
         .spawn()
         .expect("caller");
-    // Once the run is going (the test binary has reached the broker and the agent).
-    cluster.ping_until(Duration::from_secs(90), |p| {
-        !p.contains("Active runs:  none")
-    });
-    std::thread::sleep(Duration::from_secs(2));
+    // Once the run is going and has stored hits (the test binary has reached the broker and the
+    // agent, the worker has sent a batch).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let runs = stdout(&run_with_limit(
+            &["runs", "--broker", &cluster.front],
+            Duration::from_secs(30),
+        ));
+        let hits = runs
+            .lines()
+            .find(|l| l.contains("running"))
+            .and_then(|l| l.split_whitespace().nth(4))
+            .and_then(|h| h.parse::<u64>().ok())
+            .unwrap_or(0);
+        if hits > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{runs}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
     cluster.broker.kill_group();
     let started = Instant::now();
     let out = caller.wait_with_output().expect("caller");

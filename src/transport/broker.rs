@@ -180,6 +180,36 @@ fn recv_from(socket: &zmq::Socket, max_frames: usize) -> Option<(Vec<Vec<u8>>, S
 /// connection instead of allocating them.
 pub const MAX_CALLER_MESSAGE: i64 = 16 * 1024 * 1024;
 
+/// Largest message a subscriber may send to the publisher or the heartbeat: a subscription (a
+/// run id), or a CURVE handshake command.
+pub const SUBSCRIBER_MESSAGE: i64 = 1024;
+
+/// Makes `socket` (an XPUB) apply no subscription by itself: the broker reads each one and
+/// applies it, or not ([`Broker::on_subscription`]). So a subscriber cannot take every run's
+/// publications with an empty prefix, and garbage topics cost the broker no memory.
+fn xpub_manual(socket: &mut zmq::Socket) -> Result<(), TransportError> {
+    let on: std::os::raw::c_int = 1;
+    // SAFETY: the socket is alive (borrowed), and the option value is an int that outlives the
+    // call, of the size given, as zmq_setsockopt(3) requires for ZMQ_XPUB_MANUAL.
+    let rc = unsafe {
+        zmq_sys::zmq_setsockopt(
+            socket.as_mut_ptr(),
+            zmq_sys::ZMQ_XPUB_MANUAL as std::os::raw::c_int,
+            (&on as *const std::os::raw::c_int).cast(),
+            std::mem::size_of::<std::os::raw::c_int>(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        // SAFETY: zmq_errno only reads this thread's error number.
+        z(
+            "manual subscriptions",
+            Err(zmq::Error::from_raw(unsafe { zmq_sys::zmq_errno() })),
+        )
+    }
+}
+
 /// Size from which a run's pending events are published at once, without waiting for the end
 /// of the loop turn.
 const PUBLICATION_BYTES: usize = 1024 * 1024;
@@ -240,8 +270,13 @@ pub fn run_broker(
     let front = z("front socket", ctx.socket(zmq::ROUTER))?;
     let back = z("back socket", ctx.socket(zmq::ROUTER))?;
     let receiver = z("receiver socket", ctx.socket(zmq::PULL))?;
-    let publisher = z("publisher socket", ctx.socket(zmq::PUB))?;
-    let heartbeat = z("heartbeat socket", ctx.socket(zmq::PUB))?;
+    // XPUBs whose subscriptions the broker applies itself: only to a run that exists (on the
+    // publisher) or to the heartbeat topic (on the heartbeat); see `Broker::on_subscription`.
+    let mut publisher = z("publisher socket", ctx.socket(zmq::XPUB))?;
+    let mut heartbeat = z("heartbeat socket", ctx.socket(zmq::XPUB))?;
+    for s in [&mut publisher, &mut heartbeat] {
+        xpub_manual(s)?;
+    }
     use super::security::{DOMAIN_AGENTS, DOMAIN_CALLERS, DOMAIN_SUBSCRIBERS, DOMAIN_WORKERS};
     for (s, domain) in [
         (&front, DOMAIN_CALLERS),
@@ -266,9 +301,10 @@ pub fn run_broker(
     z("max message size", back.set_maxmsgsize(1024 * 1024))?;
     // Callers send test binaries (a debug build is a few hundred MiB) and small requests.
     z("max message size", front.set_maxmsgsize(MAX_CALLER_MESSAGE))?;
-    // Subscribers only send subscriptions: a flag byte and a run id (at most 64 characters).
+    // Subscribers only send subscriptions (and, with CURVE, the handshake); a larger message
+    // drops the subscriber's connection.
     for s in [&publisher, &heartbeat] {
-        z("max message size", s.set_maxmsgsize(1 + 64))?;
+        z("max message size", s.set_maxmsgsize(SUBSCRIBER_MESSAGE))?;
     }
     let mut bound = BTreeMap::new();
     bound.insert("frontend", bind(&front, &opts.frontend)?);
@@ -313,13 +349,27 @@ pub fn run_broker(
             front.as_poll_item(zmq::POLLIN),
             back.as_poll_item(zmq::POLLIN),
             receiver.as_poll_item(zmq::POLLIN),
+            publisher.as_poll_item(zmq::POLLIN),
+            heartbeat.as_poll_item(zmq::POLLIN),
         ];
         super::poll(&mut items, 100)?;
-        let (f, a, r) = (
+        let (f, a, r, p, h) = (
             items[0].is_readable(),
             items[1].is_readable(),
             items[2].is_readable(),
+            items[3].is_readable(),
+            items[4].is_readable(),
         );
+        for (readable, socket, heartbeats) in [(p, &publisher, false), (h, &heartbeat, true)] {
+            if readable {
+                for _ in 0..TURN_MESSAGES {
+                    match socket.recv_bytes(zmq::DONTWAIT) {
+                        Ok(sub) => b.on_subscription(socket, &sub, heartbeats),
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
         // Drain what is there, bounded so that every socket is served each turn.
         if r {
             for _ in 0..TURN_MESSAGES {
@@ -395,7 +445,7 @@ impl Broker {
             Ok(()) => {
                 if self.store_failed.take().is_some() {
                     eprintln!(
-                        "broker: the database takes events again ({} kept while it failed are stored)",
+                        "broker: the database takes writes again ({} events kept while it failed are stored)",
                         self.pending.len()
                     );
                 }
@@ -417,6 +467,32 @@ impl Broker {
                 self.store_failed = Some(Instant::now());
             }
         }
+    }
+
+    /// Applies a subscription (`\x01TOPIC`) or an unsubscription (`\x00TOPIC`) that `socket`
+    /// (an XPUB in manual mode) just received, when its topic is one a subscriber may follow: on
+    /// the publisher, the id of a run that exists (active: a caller learns only its own run ids,
+    /// and with CURVE they are not guessable); on the heartbeat, the heartbeat topic. Anything
+    /// else (an empty prefix, which would match every run; a made-up topic) is dropped.
+    fn on_subscription(&mut self, socket: &zmq::Socket, sub: &[u8], heartbeats: bool) {
+        let Some((&flag, topic)) = sub.split_first() else {
+            return;
+        };
+        let allowed = if heartbeats {
+            topic == HEARTBEAT_TOPIC.as_bytes()
+        } else {
+            std::str::from_utf8(topic).is_ok_and(|t| self.runs.contains_key(t))
+        };
+        if !allowed {
+            // Not counted as rejected: a caller's one subscriber socket sends its heartbeat
+            // subscription to the publisher too.
+            return;
+        }
+        let _ = match flag {
+            1 => socket.set_subscribe(topic),
+            0 => socket.set_unsubscribe(topic),
+            _ => Ok(()),
+        };
     }
 
     /// Whether the caller of the request being handled may see and act on `owner`'s runs.

@@ -8,15 +8,18 @@
 //! |---|---|---|
 //! | front, `tcp://127.0.0.1:7780` | ROUTER | callers (REQ): ping, run, runs, get a run |
 //! | back, `tcp://127.0.0.1:7781` | ROUTER | agents (DEALER): register, heartbeat, jobs, binaries |
-//! | receiver, `tcp://127.0.0.1:7782` | PULL | workers (PUSH): the events of a run, as [`Envelope`]s |
-//! | publisher, `tcp://127.0.0.1:7783` | PUB | callers (SUB): a run's events and end (topic: the run id) |
-//! | heartbeat, `tcp://127.0.0.1:7784` | PUB | callers (SUB): the broker's pid twice a second |
+//! | receiver, `tcp://127.0.0.1:7782` | PULL | workers (PUSH): the events of a run, as [`Envelope`]s after the worker's token |
+//! | publisher, `tcp://127.0.0.1:7783` | XPUB | callers (SUB): a run's events and end (topic: the run id; only the ids of existing runs are accepted as subscriptions) |
+//! | heartbeat, `tcp://127.0.0.1:7784` | XPUB | callers (SUB): the broker's pid twice a second |
 //!
 //! libzmq sockets are not thread-safe: each is owned by one thread (the broker's and the
 //! agent's loops, the worker's collector thread, the caller's loop) and never shared.
 //!
 //! With CURVE keys ([`security`]) every broker socket is a CURVE server and admits only the
-//! authorised public keys; agents, callers and workers connect as CURVE clients. Every frame is
+//! public keys of its role (agents on the back socket and the receiver, callers and admins on
+//! the others); agents, callers and workers connect as CURVE clients. A caller sees and acts on
+//! its own runs only, unless its key is an admin's. A worker's events count only with the token
+//! the broker put in its job ([`Job::token`]). Every frame is
 //! decoded as untrusted input ([`decode_any`] is the fuzz target): what does not decode is
 //! counted and dropped, and each socket has a size limit that ZeroMQ enforces before reading.
 

@@ -505,6 +505,31 @@ mod tests {
     }
 
     #[test]
+    fn each_socket_admits_the_keys_of_its_role_only() {
+        let key = |b: u8| [b; 32];
+        let roles = Roles {
+            agents: [key(1)].into(),
+            callers: [key(2)].into(),
+            admins: [key(3)].into(),
+        };
+        for d in [DOMAIN_AGENTS, DOMAIN_WORKERS] {
+            assert!(roles.admits(d.as_bytes(), &key(1)));
+            assert!(!roles.admits(d.as_bytes(), &key(2)), "a caller as an agent");
+            assert!(!roles.admits(d.as_bytes(), &key(3)), "an admin as an agent");
+        }
+        for d in [DOMAIN_CALLERS, DOMAIN_SUBSCRIBERS] {
+            assert!(!roles.admits(d.as_bytes(), &key(1)), "an agent as a caller");
+            assert!(roles.admits(d.as_bytes(), &key(2)));
+            assert!(roles.admits(d.as_bytes(), &key(3)));
+        }
+        assert!(!roles.admits(b"loads", &key(1)), "an unknown domain");
+        let z = |k: [u8; 32]| zmq::z85_encode(&k).expect("z85");
+        assert!(roles.is_admin(&z(key(3))));
+        assert!(!roles.is_admin(&z(key(2))));
+        assert!(!roles.is_admin("not a key"));
+    }
+
+    #[test]
     fn only_loopback_binds_without_keys() {
         assert!(is_loopback("tcp://127.0.0.1:7780"));
         assert!(is_loopback("tcp://localhost:7780"));
