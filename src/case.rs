@@ -17,9 +17,9 @@ use std::sync::{Arc, Once};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::config::RunArgs;
 use crate::measure::{HttpError, Session, WebSocket, WsError};
 use crate::result::{ExcInfo, LoadsStatus, UserRecorder};
-use crate::runner::RunArgs;
 
 /// The result of a test, of a set-up or of a tear-down.
 pub type Outcome = Result<(), TestError>;

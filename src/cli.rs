@@ -829,46 +829,12 @@ fn cmd_demo_server(opts: &DemoServerOptions) -> Result<u8, CliError> {
         println!("loads demo server listening on http://{addr} (Ctrl-C to stop)");
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
-        crate::demo::serve(listener, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("demo server")
-        .map_err(CliError::Other)?;
+        crate::demo::serve(listener, crate::config::signals::interrupts().wait())
+            .await
+            .context("demo server")
+            .map_err(CliError::Other)?;
         Ok(EXIT_OK)
     })
-}
-
-/// A flag set by SIGINT or SIGTERM, for the broker's and the agent's loops: they end cleanly
-/// (the agent stops its workers first).
-pub(crate) fn stop_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
-    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let f = flag.clone();
-    let _ = std::thread::Builder::new()
-        .name("loads-signals".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                use tokio::signal::unix::{SignalKind, signal};
-                let (Ok(mut int), Ok(mut term)) = (
-                    signal(SignalKind::interrupt()),
-                    signal(SignalKind::terminate()),
-                ) else {
-                    return;
-                };
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
-                }
-                f.store(true, std::sync::atomic::Ordering::SeqCst);
-            });
-        });
-    flag
 }
 
 fn cmd_broker(o: &BrokerArgs, curve: &CurveFlags) -> Result<u8, CliError> {
@@ -931,7 +897,7 @@ fn cmd_broker(o: &BrokerArgs, curve: &CurveFlags) -> Result<u8, CliError> {
         ready_timeout,
     };
     let db = opts.db.clone();
-    crate::transport::broker::run_broker(opts, stop_on_signals(), |info| {
+    crate::transport::broker::run_broker(opts, crate::config::signals::stop_flag(), |info| {
         println!(
             "loads broker {} listening: front {}, back {}, receiver {}, publisher {}, heartbeat {}; database {}",
             info.pid,
@@ -1033,7 +999,7 @@ fn cmd_agent(o: &AgentArgs, curve: &CurveFlags) -> Result<u8, CliError> {
         heartbeat: Duration::from_secs(1),
     };
     let broker = opts.broker.clone();
-    crate::transport::agent::run_agent(opts, stop_on_signals(), |id| {
+    crate::transport::agent::run_agent(opts, crate::config::signals::stop_flag(), |id| {
         println!("loads agent {id} registered with {broker}");
         use std::io::Write as _;
         let _ = std::io::stdout().flush();

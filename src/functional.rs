@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use crate::case::{Suite, SuiteEntry, TestCase, TestError, TestRef, run_hit};
+use crate::config::RunArgs;
 use crate::result::{Recorder, Stats, UserRecorder};
-use crate::runner::RunArgs;
 
 /// The outcome a functional test expects: `#[loads(expected = "failure")]` on a test that
 /// demonstrates failures makes its cargo test pass only when it fails.

@@ -49,11 +49,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod case;
 pub mod cli;
+pub mod config;
 pub mod db;
 pub mod demo;
 pub mod functional;
 pub mod measure;
-pub mod observer;
+pub mod notify;
 pub mod output;
 pub mod result;
 pub mod runner;

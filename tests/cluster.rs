@@ -698,7 +698,19 @@ fn ctrl_c_on_a_distributed_run_without_a_terminal_stops_it() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("caller");
-    std::thread::sleep(Duration::from_secs(4));
+    // Once the run is going and hits are coming in.
+    cluster.ping_until(Duration::from_secs(90), |p| p.contains("busy ("));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !stdout(&run_with_limit(
+        &["runs", "--broker", &cluster.front],
+        Duration::from_secs(30),
+    ))
+    .lines()
+    .any(|l| l.contains("running") && l.split_whitespace().nth(4) != Some("0"))
+    {
+        assert!(Instant::now() < deadline, "no hits");
+        std::thread::sleep(Duration::from_millis(300));
+    }
     std::process::Command::new("kill")
         .args(["-s", "INT", &caller.id().to_string()])
         .status()

@@ -3,33 +3,8 @@
 
 use std::fmt::Write as _;
 
+pub use crate::config::units::{format_bytes, format_micros};
 use crate::result::{ProblemKind, RequestStats, TestResult};
-
-/// A latency in microseconds, human-readable: `850 µs`, `1.23 ms`, `2.50 s`.
-pub fn format_micros(us: f64) -> String {
-    if us < 1000.0 {
-        format!("{us:.0} µs")
-    } else if us < 1_000_000.0 {
-        format!("{:.2} ms", us / 1000.0)
-    } else {
-        format!("{:.2} s", us / 1_000_000.0)
-    }
-}
-
-/// A byte count, human-readable: `512 B`, `1.5 KiB`, `3.2 MiB`.
-pub fn format_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64 / 1024.0;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
-}
 
 /// Text from tests or the network, without control characters (but for newlines and tabs), so
 /// that it cannot move the cursor or colour the terminal.

@@ -22,8 +22,8 @@ pub use stdout::StdoutOutput;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use crate::config::{OutputOptions, RunArgs, UsageError};
 use crate::result::{Observer, OutputError, RunMeta, Summary, TestResult, threshold};
-use crate::runner::{OutputOptions, RunArgs, RunError};
 
 /// The outputs this build knows, with a line of help each.
 pub const OUTPUTS: &[(&str, &str)] = &[
@@ -58,8 +58,8 @@ pub const OUTPUTS: &[(&str, &str)] = &[
 ];
 
 /// The usage error for an output name this build does not know.
-pub fn unknown_output(name: &str) -> RunError {
-    RunError::Usage(format!(
+pub fn unknown_output(name: &str) -> UsageError {
+    UsageError(format!(
         "unknown output {name:?}; available outputs: {}",
         OUTPUTS
             .iter()
@@ -70,7 +70,7 @@ pub fn unknown_output(name: &str) -> RunError {
 }
 
 /// Builds the output called `name` for a run with `args`.
-pub fn create(name: &str, args: &RunArgs) -> Result<Box<dyn Observer>, RunError> {
+pub fn create(name: &str, args: &RunArgs) -> Result<Box<dyn Observer>, UsageError> {
     let o: &OutputOptions = &args.output_options;
     let path = |given: &Option<String>, default: &str| -> PathBuf {
         PathBuf::from(given.as_deref().unwrap_or(default))
@@ -109,9 +109,9 @@ pub fn create(name: &str, args: &RunArgs) -> Result<Box<dyn Observer>, RunError>
 }
 
 /// Creates (truncates) an output's file now, so that a bad path stops the run before it starts.
-fn open(output: &str, option: &str, path: &Path) -> Result<File, RunError> {
+fn open(output: &str, option: &str, path: &Path) -> Result<File, UsageError> {
     File::create(path).map_err(|e| {
-        RunError::Usage(format!(
+        UsageError(format!(
             "output {output}: cannot write {}: {e}; choose another file with --output-{option}",
             path.display()
         ))
@@ -129,14 +129,14 @@ pub(crate) fn write_error(output: &str, path: &Path, e: impl std::fmt::Display) 
 /// Builds the test result of a run described by `meta`, with the outputs, thresholds and
 /// baseline that `args` asks for. Thresholds come from `args`, or else from `meta` (a stored
 /// run's own).
-pub fn build_result(mut meta: RunMeta, args: &RunArgs) -> Result<TestResult, RunError> {
+pub fn build_result(mut meta: RunMeta, args: &RunArgs) -> Result<TestResult, UsageError> {
     if !args.thresholds.is_empty() {
         meta.thresholds = args.thresholds.clone();
     }
     let thresholds =
-        threshold::parse_all(&meta.thresholds).map_err(|e| RunError::Usage(e.to_string()))?;
+        threshold::parse_all(&meta.thresholds).map_err(|e| UsageError(e.to_string()))?;
     let baseline = match &args.baseline {
-        Some(p) => Some(Summary::read(Path::new(p)).map_err(RunError::Usage)?),
+        Some(p) => Some(Summary::read(Path::new(p)).map_err(UsageError)?),
         None => None,
     };
     let mut result = TestResult::new(meta);

@@ -4,8 +4,6 @@
 //! place of the test result) and [`report`], which rebuilds a stored run page by page for
 //! `loads report`.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{LocalRunner, RunArgs, RunError, Runner};
@@ -60,7 +58,7 @@ impl DistributedRunner {
         } else {
             LocalRunner::new(args)?.args().clone()
         };
-        let plan = args.plan()?;
+        let plan = super::checked_plan(&args)?;
         Ok(DistributedRunner {
             args,
             plan,
@@ -163,29 +161,12 @@ enum Followed {
     Detached(String),
 }
 
-/// Counts Ctrl-C presses in a background thread, for the synchronous caller loop.
-fn ctrl_c_counter() -> Arc<AtomicUsize> {
-    let count = Arc::new(AtomicUsize::new(0));
-    let c = count.clone();
-    let _ = std::thread::Builder::new()
-        .name("loads-signals".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                while tokio::signal::ctrl_c().await.is_ok() {
-                    if c.fetch_add(1, Ordering::SeqCst) >= 1 {
-                        // The second Ctrl-C quits at once.
-                        std::process::exit(130);
-                    }
-                }
-            });
-        });
-    count
+/// The process's interrupts, for the synchronous caller loop: Ctrl-C presses are counted (the
+/// second one quits at once).
+fn ctrl_c_counter() -> &'static crate::config::signals::Interrupts {
+    let i = crate::config::signals::interrupts();
+    i.quit_on_second_press();
+    i
 }
 
 /// What Ctrl-C (SIGINT) does to a caller following a run.
@@ -231,6 +212,7 @@ fn follow(
     skip: u64,
     on_ctrl_c: OnCtrlC,
 ) -> Result<Followed, RunError> {
+    // Counted from when the caller installed it (before the run was submitted, for `run`).
     let presses = (on_ctrl_c != OnCtrlC::Ignore).then(ctrl_c_counter);
     z("subscribe", sub.set_subscribe(run_id.as_bytes()))?;
     let mut broker_pid: Option<u32> = None;
@@ -245,11 +227,13 @@ fn follow(
     // Whether a worker has started (attaching to a running run: it has).
     let mut went = skip > 0;
     loop {
+        // SIGTERM stops the run as a Ctrl-C without a terminal would.
         if let Some(p) = &presses
-            && p.load(Ordering::SeqCst) > handled
+            && (p.presses() > handled || (p.terminated() && !stopping))
         {
-            handled = p.load(Ordering::SeqCst);
-            if !stopping && ask_stop_or_detach(on_ctrl_c == OnCtrlC::AskOrStop) {
+            handled = p.presses();
+            if !stopping && (p.terminated() || ask_stop_or_detach(on_ctrl_c == OnCtrlC::AskOrStop))
+            {
                 stopping = true;
                 stopped_at = Some(Instant::now());
                 let stop = CallerRequest::Stop {
@@ -647,6 +631,11 @@ impl DistributedRunner {
         // Outputs open their files and the baseline is read before anything is submitted: a bad
         // path stops here, not after the agents have started.
         let mut result = crate::output::build_result(self.meta(), &self.args)?;
+        // Ctrl-C is counted from now on: one pressed while the binary uploads stops the run as
+        // soon as it is submitted (it then has not started: it ends at once).
+        if interactive {
+            ctrl_c_counter();
+        }
         let (client, sub) = connect(&self.broker)?;
         let run_id = self.submit(&client)?;
         // The broker keeps our run id unless it was taken.

@@ -83,7 +83,7 @@ impl ExternalRunner {
             ));
         }
         let command = split_command(&line, &args.test)?;
-        let plan = args.plan()?;
+        let plan = super::checked_plan(&args)?;
         if plan.model != super::Model::Cycles || plan.ramp_up.is_some() || plan.think.is_some() {
             return Err(RunError::Usage(
                 "--stages, --rate, --ramp-up and --think-time are not supported with --test-runner: a runner's process runs its user's hits at its own pace (use users × hits or a duration)".into(),
@@ -154,7 +154,7 @@ impl ExternalRunner {
             ))
         })?;
         let stop = if self.handle_signals {
-            crate::cli::stop_on_signals()
+            crate::config::signals::stop_flag()
         } else {
             Arc::new(AtomicBool::new(false))
         };

@@ -14,9 +14,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::plan::{Model, Plan, Stop};
 use super::{RunArgs, RunError, Runner};
 use crate::case::{TestCase, TestError, TestRef, find_test, run_hit};
+use crate::config::new_run_id;
+use crate::config::plan::{Model, Plan, Stop};
 use crate::result::{
     Event, EventSink, LoadsStatus, ProblemKind, Recorder, RunMeta, Stats, TestResult, UserRecorder,
     unix_now,
@@ -98,7 +99,7 @@ impl LocalRunner {
             ));
         }
         let test = find_test(&args.test)?;
-        let plan = args.plan()?;
+        let plan = super::checked_plan(&args)?;
         ensure_open_files(peak_users(&plan))?;
         let mut args = args;
         args.test = test.full_name();
@@ -188,32 +189,21 @@ impl LocalRunner {
 
     async fn drive(&self, workers: &[Worker], recorder: &Arc<Recorder>, control: &Arc<Control>) {
         if self.handle_ctrl_c {
-            // SIGTERM (an agent stopping its worker, a process manager) stops the run cleanly.
-            if let Ok(mut term) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            {
-                let control = control.clone();
-                tokio::spawn(async move {
-                    if term.recv().await.is_some() {
-                        control.interrupted.store(true, Ordering::SeqCst);
-                        control.stopping.store(true, Ordering::SeqCst);
-                        control.cancel.cancel();
-                    }
-                });
-            }
+            // Ctrl-C, or SIGTERM (an agent stopping its worker, a process manager), stops the
+            // run cleanly; a second Ctrl-C quits at once.
+            let interrupts = crate::config::signals::interrupts();
+            interrupts.quit_on_second_press();
             let control = control.clone();
             tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
+                interrupts.wait().await;
+                if interrupts.presses() > 0 {
                     eprintln!(
                         "\nInterrupted: stopping the virtual users (press Ctrl-C again to quit at once)"
                     );
-                    control.interrupted.store(true, Ordering::SeqCst);
-                    control.stopping.store(true, Ordering::SeqCst);
-                    control.cancel.cancel();
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        std::process::exit(130);
-                    }
                 }
+                control.interrupted.store(true, Ordering::SeqCst);
+                control.stopping.store(true, Ordering::SeqCst);
+                control.cancel.cancel();
             });
         }
         let args = Arc::new(self.args.clone());
@@ -392,7 +382,7 @@ impl LocalRunner {
     }
 
     fn build_result(&self) -> Result<TestResult, RunError> {
-        crate::output::build_result(self.meta(), &self.args)
+        Ok(crate::output::build_result(self.meta(), &self.args)?)
     }
 }
 
@@ -417,18 +407,6 @@ impl Runner for LocalRunner {
         );
         Ok(result)
     }
-}
-
-/// A new run id: time-based and unique enough to tell runs apart.
-pub fn new_run_id() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    format!(
-        "{:x}-{:04x}",
-        now.as_secs(),
-        (now.subsec_nanos() >> 8) & 0xffff ^ std::process::id() & 0xffff
-    )
 }
 
 /// The collector thread: drains the recorder into batches until the users are done.
@@ -668,7 +646,7 @@ impl Scheduler {
         let mut k = 0u64;
         let arrival = |k: u64| {
             let j = k * self.lane.1 + self.lane.0 + 1;
-            super::plan::arrival_at(self.start_rate, &self.stages, j as f64 - self.offset)
+            crate::config::plan::arrival_at(self.start_rate, &self.stages, j as f64 - self.offset)
                 .map(|t| self.start + Duration::from_secs_f64(t))
         };
         let mut next = arrival(k);

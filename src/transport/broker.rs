@@ -84,7 +84,7 @@ const TURN_MESSAGES: usize = 10_000;
 
 struct ActiveRun {
     row: RunRow,
-    args: crate::runner::RunArgs,
+    args: crate::config::RunArgs,
     /// The key of the caller that started it (empty without CURVE).
     owner: String,
     agents: Vec<String>,
@@ -790,14 +790,14 @@ impl Broker {
         // follow a run's publications, and each caller learns only its own.
         if self.opts.keys.is_some() {
             match super::random_hex(8) {
-                Ok(r) => args.run_id = format!("{}-{r}", crate::runner::new_run_id()),
+                Ok(r) => args.run_id = format!("{}-{r}", crate::config::new_run_id()),
                 Err(e) => return refuse("random", e.to_string()),
             }
         } else if !plain(&args.run_id)
             || self.runs.contains_key(&args.run_id)
             || self.db.get_run_row(&args.run_id).ok().flatten().is_some()
         {
-            args.run_id = crate::runner::new_run_id();
+            args.run_id = crate::config::new_run_id();
         }
         let run_id = args.run_id.clone();
         let chosen: Vec<String> = idle.into_iter().take(wanted as usize).collect();
@@ -1258,7 +1258,7 @@ impl Broker {
                 self.unsaved_rows.insert(id.clone(), run.row.clone());
                 self.flush(true);
                 if !run.args.observers.is_empty() {
-                    let summary = crate::observer::RunSummary::new(
+                    let summary = crate::notify::RunSummary::new(
                         &id,
                         &run.row.test,
                         &run.row.status,
@@ -1273,7 +1273,7 @@ impl Broker {
                     let _ = std::thread::Builder::new()
                         .name("loads-observers".into())
                         .spawn(move || {
-                            for e in crate::observer::notify_all(&args, &summary) {
+                            for e in crate::notify::notify_all(&args, &summary) {
                                 eprintln!("broker: run {}: observer failed: {e}", summary.run_id);
                             }
                         });

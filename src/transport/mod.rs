@@ -33,8 +33,8 @@ pub mod security;
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
+use crate::config::RunArgs;
 use crate::result::{Envelope, RunMeta};
-use crate::runner::RunArgs;
 
 /// Default endpoint of the broker's front socket (callers).
 pub const DEFAULT_FRONTEND: &str = "tcp://127.0.0.1:7780";

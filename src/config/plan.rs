@@ -13,6 +13,8 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+
+use super::units::{MAX_DURATION, parse_duration};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -103,42 +105,6 @@ impl fmt::Display for Cycles {
         let parts: Vec<String> = self.0.iter().map(u64::to_string).collect();
         f.write_str(&parts.join(":"))
     }
-}
-
-/// The longest duration accepted anywhere (a run step, a timeout): 366 days.
-pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
-
-const DURATION_FORMS: &str = "expected e.g. 30, 30s, 1m30s or 500ms";
-
-/// Checks a duration given in seconds: positive, finite, at most [`MAX_DURATION`].
-pub fn duration_from_secs(secs: f64) -> Result<Duration, String> {
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("{secs} is not a valid duration; {DURATION_FORMS}"));
-    }
-    if secs > MAX_DURATION.as_secs_f64() {
-        return Err(format!(
-            "{secs} s is too long: at most {}",
-            humantime::format_duration(MAX_DURATION)
-        ));
-    }
-    let d = Duration::from_secs_f64(secs);
-    if d.is_zero() {
-        return Err("a duration must be longer than zero, e.g. 30s".into());
-    }
-    Ok(d)
-}
-
-/// Parses a duration: `30` (seconds), `30s`, `1m30s`, `500ms`, `2h`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if let Ok(secs) = s.parse::<f64>() {
-        return duration_from_secs(secs);
-    }
-    let d = humantime::parse_duration(s).map_err(|e| match e {
-        humantime::DurationError::NumberOverflow => format!("{s:?} is too long"),
-        _ => format!("{s:?} is not a valid duration; {DURATION_FORMS}"),
-    })?;
-    duration_from_secs(d.as_secs_f64())
 }
 
 /// Most virtual users in one cycle step of one process.

@@ -6,8 +6,8 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+use crate::config::RunArgs;
 use crate::result::Stats;
-use crate::runner::RunArgs;
 
 /// The observers that exist.
 pub const OBSERVERS: &[&str] = &["webhook", "email"];
