@@ -7,6 +7,19 @@
 //! recorded in microseconds. Data enters through the `record_*` methods (virtual users, via
 //! [`Recorder`](super::Recorder)), [`Stats::apply`] (single events from external programs) and
 //! [`Stats::merge`] (batches); it leaves through the accessors and serde.
+//!
+//! # Memory bounds
+//!
+//! A histogram covers at most 1 µs..=[`MAX_LATENCY_MICROS`] (a day) with at most
+//! [`MAX_SIGFIG`] significant figures: at most 28 672 counters (224 KiB) with
+//! [`LATENCY_SIGFIG`], 3 968 (31 KiB) with [`TIMELINE_SIGFIG`]. Recording and merging saturate
+//! there, and decoding checks the encoded header before anything is allocated by a size the
+//! input claims ([`decode_histogram`]). A [`Stats`] holds at most [`MAX_BATCH_REQUEST_STATS`]
+//! `(URL, method)` entries, whether built by recording, by merging or by decoding; a decoded one
+//! (a worker's batch) at most [`MAX_BATCH_SECONDS`] timeline seconds. So the histograms of one
+//! decoded batch take at most (1 + 1017 + 3) × 224 KiB + 600 × 31 KiB ≈ 242 MiB, however small
+//! the message; those of a run's merged result (1 + 1017 + 3) × 224 KiB ≈ 224 MiB plus 31 KiB
+//! for each timeline second not yet compacted (see [`Stats::compact_timeline`]).
 
 use base64::Engine as _;
 use hdrhistogram::Histogram;
@@ -1188,9 +1201,20 @@ impl Stats {
             && self.open.as_ref().is_none_or(|o| o.is_empty())
     }
 
-    /// Replaces the histograms of seconds older than `now - TIMELINE_KEEP_FULL` by summaries.
+    /// Replaces the histograms of seconds older than `now - TIMELINE_KEEP_FULL`, and of seconds
+    /// more than `TIMELINE_KEEP_FULL` in the future (a skewed or hostile clock), by summaries:
+    /// at most `2 × TIMELINE_KEEP_FULL + 1` seconds keep a histogram.
     pub fn compact_timeline(&mut self, now: i64) {
-        for (_, s) in self.timeline.range_mut(..now - TIMELINE_KEEP_FULL) {
+        for (_, s) in self
+            .timeline
+            .range_mut(..now.saturating_sub(TIMELINE_KEEP_FULL))
+        {
+            s.compact();
+        }
+        for (_, s) in self
+            .timeline
+            .range_mut(now.saturating_add(TIMELINE_KEEP_FULL + 1)..)
+        {
             s.compact();
         }
     }
@@ -1324,6 +1348,26 @@ mod tests {
         assert!(s.timeline[&5].latency.is_none());
         assert_eq!(before, after);
         assert_eq!(s.timeline[&5].requests, 100);
+        // Seconds far in the future are compacted too; recent ones keep their histograms.
+        for t in [
+            100,
+            100 + TIMELINE_KEEP_FULL,
+            100 + TIMELINE_KEEP_FULL + 1,
+            i64::MAX,
+        ] {
+            s.record_request("GET", "/a", 200, 1000, t);
+        }
+        s.compact_timeline(100);
+        assert!(s.timeline[&100].latency.is_some());
+        assert!(s.timeline[&(100 + TIMELINE_KEEP_FULL)].latency.is_some());
+        assert!(
+            s.timeline[&(100 + TIMELINE_KEEP_FULL + 1)]
+                .latency
+                .is_none()
+        );
+        assert!(s.timeline[&i64::MAX].latency.is_none());
+        assert_eq!(s.timeline[&i64::MAX].quantiles().map(|q| q.count), Some(1));
+        s.compact_timeline(i64::MIN);
     }
 
     /// `h` in the V2 encoding, with its header patched by `patch` (and the length rewritten).
