@@ -7,6 +7,19 @@
 //! recorded in microseconds. Data enters through the `record_*` methods (virtual users, via
 //! [`Recorder`](super::Recorder)), [`Stats::apply`] (single events from external programs) and
 //! [`Stats::merge`] (batches); it leaves through the accessors and serde.
+//!
+//! # Memory bounds
+//!
+//! A histogram covers at most 1 µs..=[`MAX_LATENCY_MICROS`] (a day) with at most
+//! [`MAX_SIGFIG`] significant figures: at most 28 672 counters (224 KiB) with
+//! [`LATENCY_SIGFIG`], 3 968 (31 KiB) with [`TIMELINE_SIGFIG`]. Recording and merging saturate
+//! there, and decoding checks the encoded header before anything is allocated by a size the
+//! input claims ([`decode_histogram`]). A [`Stats`] holds at most [`MAX_BATCH_REQUEST_STATS`]
+//! `(URL, method)` entries, whether built by recording, by merging or by decoding; a decoded one
+//! (a worker's batch) at most [`MAX_BATCH_SECONDS`] timeline seconds. So the histograms of one
+//! decoded batch take at most (1 + 1017 + 3) × 224 KiB + 600 × 31 KiB ≈ 242 MiB, however small
+//! the message; those of a run's merged result (1 + 1017 + 3) × 224 KiB ≈ 224 MiB plus 31 KiB
+//! for each timeline second not yet compacted (see [`Stats::compact_timeline`]).
 
 use base64::Engine as _;
 use hdrhistogram::Histogram;
@@ -24,12 +37,234 @@ pub const LATENCY_SIGFIG: u8 = 3;
 pub const TIMELINE_SIGFIG: u8 = 2;
 /// Distinct `(method, URL)` pairs kept; more are counted under [`OTHER_URL`].
 pub const MAX_URLS: usize = 1000;
+/// Distinct methods kept under [`OTHER_URL`]; more are counted under
+/// `(OTHER_URL, OTHER_METHOD)`.
+pub const MAX_OTHER_METHODS: usize = 16;
+/// The method under which requests beyond [`MAX_OTHER_METHODS`] are counted in [`OTHER_URL`].
+pub const OTHER_METHOD: &str = "(other methods)";
+/// The most `(URL, method)` entries (each with a histogram) a decoded [`Stats`] may carry:
+/// what a [`Stats`] can hold at all, [`MAX_URLS`] pairs plus [`OTHER_URL`]'s methods. A batch
+/// with more is refused.
+pub const MAX_BATCH_REQUEST_STATS: usize = MAX_URLS + MAX_OTHER_METHODS + 1;
+/// The most timeline seconds a decoded [`Stats`] (a worker's batch) may carry; a batch with more
+/// is refused. A worker sends a batch every second (or 5 a second), with the seconds that
+/// changed since the last one: a second or two of hits and samples, plus one per distinct start
+/// second of the requests that ended meanwhile (requests are dated by their start). Ten minutes
+/// is more than a request timeout normally allows.
+pub const MAX_BATCH_SECONDS: usize = 600;
 /// Distinct failure/error messages kept; more are counted in [`Stats::problems_dropped`].
 pub const MAX_PROBLEMS: usize = 100;
 /// The URL under which requests beyond [`MAX_URLS`] distinct URLs are counted.
 pub const OTHER_URL: &str = "(other URLs)";
 /// Seconds of the timeline for which full histograms are kept before compaction.
 pub const TIMELINE_KEEP_FULL: i64 = 10;
+/// The longest request time a histogram tracks, in µs: one day. A longer value is recorded as
+/// this one (it saturates), and a decoded histogram may not track or hold more. A histogram of
+/// [`LATENCY_SIGFIG`] figures over 1 µs..=this has 28 672 counters (224 KiB); one of
+/// [`TIMELINE_SIGFIG`] figures has 3 968 (31 KiB): see [`histogram_counters`].
+pub const MAX_LATENCY_MICROS: u64 = 86_400_000_000;
+/// The most significant figures a decoded histogram may have (loads writes [`LATENCY_SIGFIG`]
+/// and [`TIMELINE_SIGFIG`]).
+pub const MAX_SIGFIG: u8 = LATENCY_SIGFIG;
+
+/// Cookie of HDR's V2 encoding (the `0x10` flag: 64-bit counts, as every V2 writer sets it).
+const V2_COOKIE: u32 = 0x1c84_9303 | 0x10;
+/// Cookie of HDR's V2 encoding compressed with zlib.
+const V2_DEFLATE_COOKIE: u32 = 0x1c84_9304 | 0x10;
+/// Size of a V2 header: cookie, payload length, normalizing offset, significant figures,
+/// lowest discernible value, highest trackable value, integer-to-double ratio.
+const V2_HEADER_LEN: usize = 40;
+/// Longest encoding of one count in a V2 payload (a LEB128-64b9B varint).
+const V2_MAX_VARINT_LEN: usize = 9;
+
+/// Why an encoded histogram was refused. Checked before anything is allocated by a size the
+/// input claims.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HistogramError {
+    /// The text is not base64.
+    #[error("bad base64: {0}")]
+    Base64(String),
+    /// The input ends inside a header or payload.
+    #[error("truncated")]
+    Truncated,
+    /// Neither the V2 nor the V2-deflate cookie.
+    #[error("unknown cookie {0:#x}")]
+    Cookie(u32),
+    /// A V2-deflate length larger than the input.
+    #[error("compressed length {claimed} but {available} bytes follow")]
+    CompressedLength {
+        /// What the header says.
+        claimed: usize,
+        /// What the input has.
+        available: usize,
+    },
+    /// The compressed stream does not inflate.
+    #[error("bad deflate stream: {0}")]
+    Inflate(String),
+    /// A normalizing offset or integer-to-double ratio (not written by any V2 writer of
+    /// integer histograms).
+    #[error("unsupported normalizing offset or integer-to-double ratio")]
+    Unsupported,
+    /// Significant figures outside `1..=MAX_SIGFIG`.
+    #[error("{0} significant figures (at most {max} accepted)", max = MAX_SIGFIG)]
+    SigFig(u32),
+    /// A range wider than `1..=MAX_LATENCY_MICROS` (more buckets than that range needs), or
+    /// narrower than HDR allows.
+    #[error("range {low}..={high} (at most the buckets of 1..={max})", max = MAX_LATENCY_MICROS)]
+    Range {
+        /// Lowest discernible value.
+        low: u64,
+        /// Highest trackable value.
+        high: u64,
+    },
+    /// A payload longer than a histogram of the header's range and precision can need, or
+    /// than the input holds.
+    #[error("payload of {claimed} bytes (at most {max} for this histogram)")]
+    PayloadLength {
+        /// What the header says.
+        claimed: usize,
+        /// The most this histogram can need (or what the input holds, if less).
+        max: usize,
+    },
+    /// HDR refused the payload.
+    #[error("bad payload: {0}")]
+    Payload(String),
+    /// A recorded value above [`MAX_LATENCY_MICROS`].
+    #[error("a value of {0} µs (above a day)")]
+    ValueAboveRange(u64),
+}
+
+/// The number of counters an HDR histogram of `sigfig` significant figures has when it covers
+/// `low..=high` (the length of its counts array), computed as `hdrhistogram` does, without
+/// creating it. `low` must be at least 1 and `sigfig` at most 5.
+pub fn histogram_counters(low: u64, high: u64, sigfig: u8) -> usize {
+    let largest = 2 * 10u64.pow(u32::from(sigfig.min(5)));
+    // ceil(log2(largest)) and floor(log2(low)).
+    let sub_bucket_count_magnitude = 64 - (largest - 1).leading_zeros();
+    let sub_bucket_count = 1u64 << sub_bucket_count_magnitude;
+    let unit_magnitude = 63 - low.max(1).leading_zeros();
+    let mut smallest_untrackable = sub_bucket_count.checked_shl(unit_magnitude).unwrap_or(0);
+    let mut buckets: u64 = 1;
+    while smallest_untrackable <= high {
+        if smallest_untrackable > u64::MAX / 2 {
+            buckets += 1;
+            break;
+        }
+        smallest_untrackable <<= 1;
+        buckets += 1;
+    }
+    ((buckets + 1) * (sub_bucket_count / 2)) as usize
+}
+
+/// Checks a V2 header (without its cookie, which the caller checked) and returns the payload
+/// length it claims, bounded by what a histogram of its range and precision can need.
+fn check_v2_header(header: &[u8; V2_HEADER_LEN]) -> Result<usize, HistogramError> {
+    let u32_at =
+        |i: usize| u32::from_be_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+    let u64_at = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&header[i..i + 8]);
+        u64::from_be_bytes(b)
+    };
+    let payload_len = u32_at(4) as usize;
+    let normalizing_offset = u32_at(8);
+    let sigfig = u32_at(12);
+    let low = u64_at(16);
+    let high = u64_at(24);
+    let ratio = f64::from_bits(u64_at(32));
+    if normalizing_offset != 0 || ratio != 1.0 {
+        return Err(HistogramError::Unsupported);
+    }
+    if !(1..=u32::from(MAX_SIGFIG)).contains(&sigfig) {
+        return Err(HistogramError::SigFig(sigfig));
+    }
+    // An auto-resized histogram reports the top of its last bucket as its highest trackable
+    // value: accept any range that needs no more buckets than one up to a day.
+    if !(1..=MAX_LATENCY_MICROS / 2).contains(&low)
+        || high < low.saturating_mul(2)
+        || histogram_counters(low, high, sigfig as u8)
+            > histogram_counters(low, MAX_LATENCY_MICROS, sigfig as u8)
+    {
+        return Err(HistogramError::Range { low, high });
+    }
+    // sigfig <= MAX_SIGFIG here.
+    let max = histogram_counters(low, high, sigfig as u8) * V2_MAX_VARINT_LEN;
+    if payload_len > max {
+        return Err(HistogramError::PayloadLength {
+            claimed: payload_len,
+            max,
+        });
+    }
+    Ok(payload_len)
+}
+
+/// Decodes a histogram in HDR's V2 or V2-deflate encoding, checking its header before
+/// anything is allocated: significant figures at most [`MAX_SIGFIG`], range within
+/// 1..=[`MAX_LATENCY_MICROS`], a payload no longer than such a histogram can need (inflated
+/// through a reader that stops there), and no value above a day.
+pub fn decode_histogram(bytes: &[u8]) -> Result<Histogram<u64>, HistogramError> {
+    use std::io::Read as _;
+    let be32 = |i: usize| -> Result<u32, HistogramError> {
+        bytes
+            .get(i..i + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes)
+            .ok_or(HistogramError::Truncated)
+    };
+    let mut header = [0u8; V2_HEADER_LEN];
+    let v2: std::borrow::Cow<[u8]> = match be32(0)? {
+        V2_COOKIE => {
+            header.copy_from_slice(
+                bytes
+                    .get(..V2_HEADER_LEN)
+                    .ok_or(HistogramError::Truncated)?,
+            );
+            let len = check_v2_header(&header)?;
+            let whole = bytes
+                .get(..V2_HEADER_LEN + len)
+                .ok_or(HistogramError::Truncated)?;
+            std::borrow::Cow::Borrowed(whole)
+        }
+        V2_DEFLATE_COOKIE => {
+            let claimed = be32(4)? as usize;
+            let rest = &bytes[8..];
+            let compressed = rest
+                .get(..claimed)
+                .ok_or(HistogramError::CompressedLength {
+                    claimed,
+                    available: rest.len(),
+                })?;
+            let mut z = flate2::read::ZlibDecoder::new(compressed);
+            z.read_exact(&mut header).map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => HistogramError::Truncated,
+                _ => HistogramError::Inflate(e.to_string()),
+            })?;
+            match u32::from_be_bytes([header[0], header[1], header[2], header[3]]) {
+                V2_COOKIE => {}
+                other => return Err(HistogramError::Cookie(other)),
+            }
+            let len = check_v2_header(&header)?;
+            // Bounded by check_v2_header (at most 258 KB), and inflated no further.
+            let mut v2 = Vec::with_capacity(V2_HEADER_LEN + len);
+            v2.extend_from_slice(&header);
+            z.take(len as u64)
+                .read_to_end(&mut v2)
+                .map_err(|e| HistogramError::Inflate(e.to_string()))?;
+            if v2.len() != V2_HEADER_LEN + len {
+                return Err(HistogramError::Truncated);
+            }
+            std::borrow::Cow::Owned(v2)
+        }
+        other => return Err(HistogramError::Cookie(other)),
+    };
+    let h: Histogram<u64> = HdrDeserializer::new()
+        .deserialize(&mut &v2[..])
+        .map_err(|e| HistogramError::Payload(format!("{e:?}")))?;
+    if h.max() > h.highest_equivalent(MAX_LATENCY_MICROS) {
+        return Err(HistogramError::ValueAboveRange(h.max()));
+    }
+    Ok(h)
+}
 
 /// A latency histogram in microseconds. Serialised in HDR's standard compressed form
 /// (V2 + deflate), base64-encoded.
@@ -43,8 +278,10 @@ impl Latency {
         Latency(Histogram::new(sigfig).expect("valid significant figures"))
     }
 
-    /// Records one value in microseconds.
+    /// Records one value in microseconds; a value above [`MAX_LATENCY_MICROS`] is recorded as
+    /// that (so the histogram never grows beyond 1 µs..=one day).
     pub fn record(&mut self, micros: u64) {
+        let micros = micros.min(MAX_LATENCY_MICROS);
         // An auto-resizing histogram accepts any u64 up to its bounds; saturate otherwise.
         if self.0.record(micros).is_err() {
             let high = self.0.high();
@@ -52,15 +289,22 @@ impl Latency {
         }
     }
 
-    /// Adds every value of `other`.
+    /// Adds every value of `other` (values above [`MAX_LATENCY_MICROS`] saturate, as in
+    /// [`Latency::record`]).
     pub fn add(&mut self, other: &Latency) {
         if other.0.is_empty() {
             return;
         }
-        if self.0.add(&other.0).is_err() {
-            // Only when the histograms have different precision: copy value by value.
-            for v in other.0.iter_recorded() {
-                let _ = self.0.record_n(v.value_iterated_to(), v.count_at_value());
+        // Within the bound, HDR's own addition (it grows `self` to `other`'s largest value).
+        if other.0.max() <= MAX_LATENCY_MICROS && self.0.add(&other.0).is_ok() {
+            return;
+        }
+        // Different precision, or values to saturate: copy value by value.
+        for v in other.0.iter_recorded() {
+            let value = v.value_iterated_to().min(MAX_LATENCY_MICROS);
+            if self.0.record_n(value, v.count_at_value()).is_err() {
+                let high = self.0.high();
+                let _ = self.0.record_n(high, v.count_at_value());
             }
         }
     }
@@ -124,10 +368,10 @@ impl<'de> Deserialize<'de> for Latency {
         let text = String::deserialize(d)?;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(text.as_bytes())
-            .map_err(|e| serde::de::Error::custom(format!("histogram: bad base64: {e}")))?;
-        let mut h: Histogram<u64> = HdrDeserializer::new()
-            .deserialize(&mut bytes.as_slice())
-            .map_err(|e| serde::de::Error::custom(format!("histogram: {e:?}")))?;
+            .map_err(|e| HistogramError::Base64(e.to_string()))
+            .map_err(|e| serde::de::Error::custom(format!("histogram: {e}")))?;
+        let mut h = decode_histogram(&bytes)
+            .map_err(|e| serde::de::Error::custom(format!("histogram: {e}")))?;
         h.auto(true);
         Ok(Latency(h))
     }
@@ -163,6 +407,108 @@ mod int_keys {
                     .map_err(|_| D::Error::custom(format!("expected an integer key, got {k:?}")))
             })
             .collect()
+    }
+}
+
+/// Decoding of the [`Stats`] maps that carry histograms, refusing a map with more entries than a
+/// legitimate batch has before decoding (allocating) the entry over the bound.
+mod bounded {
+    use super::{
+        MAX_BATCH_REQUEST_STATS, MAX_BATCH_SECONDS, RequestStats, Second, TIMELINE_SIGFIG,
+    };
+    use serde::Deserializer;
+    use serde::de::{DeserializeSeed, Error as _, MapAccess, Visitor};
+    use std::collections::BTreeMap;
+    use std::fmt;
+
+    type Urls = BTreeMap<String, BTreeMap<String, RequestStats>>;
+
+    /// `urls`: at most [`MAX_BATCH_REQUEST_STATS`] `(URL, method)` entries in all.
+    pub fn urls<'de, D: Deserializer<'de>>(d: D) -> Result<Urls, D::Error> {
+        struct ByUrl;
+        impl<'de> Visitor<'de> for ByUrl {
+            type Value = Urls;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of URLs to maps of methods to request statistics")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Urls, A::Error> {
+                let mut left = MAX_BATCH_REQUEST_STATS;
+                let mut out = Urls::new();
+                while let Some(url) = map.next_key::<String>()? {
+                    let methods = map.next_value_seed(ByMethod { left: &mut left })?;
+                    out.insert(url, methods);
+                }
+                Ok(out)
+            }
+        }
+        struct ByMethod<'a> {
+            left: &'a mut usize,
+        }
+        impl<'de> DeserializeSeed<'de> for ByMethod<'_> {
+            type Value = BTreeMap<String, RequestStats>;
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_map(self)
+            }
+        }
+        impl<'de> Visitor<'de> for ByMethod<'_> {
+            type Value = BTreeMap<String, RequestStats>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of methods to request statistics")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(method) = map.next_key::<String>()? {
+                    if *self.left == 0 {
+                        return Err(A::Error::custom(format!(
+                            "more than {MAX_BATCH_REQUEST_STATS} (URL, method) entries"
+                        )));
+                    }
+                    *self.left -= 1;
+                    out.insert(method, map.next_value::<RequestStats>()?);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(ByUrl)
+    }
+
+    /// `timeline`: integer keys (as strings), at most [`MAX_BATCH_SECONDS`] of them, with
+    /// histograms of at most [`TIMELINE_SIGFIG`] significant figures.
+    pub fn timeline<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<i64, Second>, D::Error> {
+        struct Seconds;
+        impl<'de> Visitor<'de> for Seconds {
+            type Value = BTreeMap<i64, Second>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of unix seconds to per-second figures")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = BTreeMap::new();
+                let mut seen = 0usize;
+                while let Some(key) = map.next_key::<String>()? {
+                    seen += 1;
+                    if seen > MAX_BATCH_SECONDS {
+                        return Err(A::Error::custom(format!(
+                            "more than {MAX_BATCH_SECONDS} timeline seconds"
+                        )));
+                    }
+                    let t = key.parse::<i64>().map_err(|_| {
+                        A::Error::custom(format!("expected an integer key, got {key:?}"))
+                    })?;
+                    let second = map.next_value::<Second>()?;
+                    if let Some(h) = &second.latency
+                        && h.0.sigfig() > TIMELINE_SIGFIG
+                    {
+                        return Err(A::Error::custom(format!(
+                            "a per-second histogram of {} significant figures (at most {TIMELINE_SIGFIG})",
+                            h.0.sigfig()
+                        )));
+                    }
+                    out.insert(t, second);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(Seconds)
     }
 }
 
@@ -442,8 +788,8 @@ pub struct Stats {
     /// All HTTP requests together.
     #[serde(default)]
     pub requests: RequestStats,
-    /// HTTP requests per URL, then per method.
-    #[serde(default)]
+    /// HTTP requests per URL, then per method (decoded: at most [`MAX_BATCH_REQUEST_STATS`]).
+    #[serde(default, deserialize_with = "bounded::urls")]
     pub urls: BTreeMap<String, BTreeMap<String, RequestStats>>,
     /// Custom counters.
     #[serde(default)]
@@ -457,8 +803,13 @@ pub struct Stats {
     /// Failures and errors not kept in `problems` because there were too many distinct ones.
     #[serde(default)]
     pub problems_dropped: u64,
-    /// Per-second history, keyed by unix time in seconds.
-    #[serde(default, with = "int_keys")]
+    /// Per-second history, keyed by unix time in seconds (decoded: at most
+    /// [`MAX_BATCH_SECONDS`], with histograms of at most [`TIMELINE_SIGFIG`] figures).
+    #[serde(
+        default,
+        serialize_with = "int_keys::serialize",
+        deserialize_with = "bounded::timeline"
+    )]
     pub timeline: BTreeMap<i64, Second>,
     /// Figures of the open model (`--rate`), absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -533,11 +884,32 @@ impl Stats {
         s.latency_mut().record(micros);
     }
 
+    /// The entry of `(url, method)`: at most [`MAX_URLS`] pairs, then `(OTHER_URL, method)` for
+    /// at most [`MAX_OTHER_METHODS`] methods, then `(OTHER_URL, OTHER_METHOD)`.
     fn url_entry(&mut self, method: &str, url: &str) -> &mut RequestStats {
-        let url = if self.urls.contains_key(url) || self.urls.len() < MAX_URLS {
-            url
+        let known = self.urls.get(url).is_some_and(|m| m.contains_key(method));
+        let room = || {
+            url != OTHER_URL
+                && self.urls.len() < MAX_URLS + 1
+                && self
+                    .urls
+                    .iter()
+                    .filter(|(u, _)| u.as_str() != OTHER_URL)
+                    .map(|(_, m)| m.len())
+                    .sum::<usize>()
+                    < MAX_URLS
+        };
+        let (url, method) = if known || room() {
+            (url, method)
         } else {
-            OTHER_URL
+            let other = self.urls.get(OTHER_URL);
+            if other.is_some_and(|m| m.contains_key(method))
+                || other.map_or(0, BTreeMap::len) < MAX_OTHER_METHODS
+            {
+                (OTHER_URL, method)
+            } else {
+                (OTHER_URL, OTHER_METHOD)
+            }
         };
         if !self.urls.contains_key(url) {
             self.urls.insert(url.to_owned(), BTreeMap::new());
@@ -829,9 +1201,20 @@ impl Stats {
             && self.open.as_ref().is_none_or(|o| o.is_empty())
     }
 
-    /// Replaces the histograms of seconds older than `now - TIMELINE_KEEP_FULL` by summaries.
+    /// Replaces the histograms of seconds older than `now - TIMELINE_KEEP_FULL`, and of seconds
+    /// more than `TIMELINE_KEEP_FULL` in the future (a skewed or hostile clock), by summaries:
+    /// at most `2 × TIMELINE_KEEP_FULL + 1` seconds keep a histogram.
     pub fn compact_timeline(&mut self, now: i64) {
-        for (_, s) in self.timeline.range_mut(..now - TIMELINE_KEEP_FULL) {
+        for (_, s) in self
+            .timeline
+            .range_mut(..now.saturating_sub(TIMELINE_KEEP_FULL))
+        {
+            s.compact();
+        }
+        for (_, s) in self
+            .timeline
+            .range_mut(now.saturating_add(TIMELINE_KEEP_FULL + 1)..)
+        {
             s.compact();
         }
     }
@@ -965,5 +1348,288 @@ mod tests {
         assert!(s.timeline[&5].latency.is_none());
         assert_eq!(before, after);
         assert_eq!(s.timeline[&5].requests, 100);
+        // Seconds far in the future are compacted too; recent ones keep their histograms.
+        for t in [
+            100,
+            100 + TIMELINE_KEEP_FULL,
+            100 + TIMELINE_KEEP_FULL + 1,
+            i64::MAX,
+        ] {
+            s.record_request("GET", "/a", 200, 1000, t);
+        }
+        s.compact_timeline(100);
+        assert!(s.timeline[&100].latency.is_some());
+        assert!(s.timeline[&(100 + TIMELINE_KEEP_FULL)].latency.is_some());
+        assert!(
+            s.timeline[&(100 + TIMELINE_KEEP_FULL + 1)]
+                .latency
+                .is_none()
+        );
+        assert!(s.timeline[&i64::MAX].latency.is_none());
+        assert_eq!(s.timeline[&i64::MAX].quantiles().map(|q| q.count), Some(1));
+        s.compact_timeline(i64::MIN);
+    }
+
+    /// `h` in the V2 encoding, with its header patched by `patch` (and the length rewritten).
+    fn v2_bytes(h: &Histogram<u64>) -> Vec<u8> {
+        let mut buf = Vec::new();
+        hdrhistogram::serialization::V2Serializer::new()
+            .serialize(h, &mut buf)
+            .expect("ser");
+        buf
+    }
+
+    fn deflated(v2: &[u8]) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(v2).expect("deflate");
+        let body = z.finish().expect("deflate");
+        let mut out = V2_DEFLATE_COOKIE.to_be_bytes().to_vec();
+        out.extend((body.len() as u32).to_be_bytes());
+        out.extend(body);
+        out
+    }
+
+    fn latency_json(bytes: &[u8]) -> String {
+        format!(
+            "\"{}\"",
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        )
+    }
+
+    #[test]
+    fn counters_are_computed_as_hdrhistogram_does() {
+        for (low, high, sigfig) in [
+            (1, 2, 1),
+            (1, 1000, 2),
+            (1, MAX_LATENCY_MICROS, 2),
+            (1, MAX_LATENCY_MICROS, 3),
+            (1000, MAX_LATENCY_MICROS, 3),
+            (7, 1 << 40, 3),
+            (1, u64::MAX / 2, 5),
+        ] {
+            let h = Histogram::<u64>::new_with_bounds(low, high, sigfig).expect("h");
+            assert_eq!(
+                histogram_counters(low, high, sigfig),
+                h.distinct_values(),
+                "{low} {high} {sigfig}"
+            );
+        }
+        assert_eq!(histogram_counters(1, MAX_LATENCY_MICROS, 3), 28_672);
+        assert_eq!(histogram_counters(1, MAX_LATENCY_MICROS, 2), 3_968);
+    }
+
+    #[test]
+    fn histograms_loads_writes_round_trip_in_both_encodings() {
+        for sigfig in [LATENCY_SIGFIG, TIMELINE_SIGFIG] {
+            let mut l = Latency::new(sigfig);
+            for v in [1, 999, 123_456, 60_000_000, MAX_LATENCY_MICROS, u64::MAX] {
+                l.record(v);
+            }
+            assert_eq!(l.max(), l.0.highest_equivalent(MAX_LATENCY_MICROS));
+            let json = serde_json::to_string(&l).expect("ser");
+            let back: Latency = serde_json::from_str(&json).expect("de");
+            assert_eq!(back, l);
+            let plain: Latency = serde_json::from_str(&latency_json(&v2_bytes(&l.0))).expect("v2");
+            assert_eq!(plain, l);
+        }
+    }
+
+    #[test]
+    fn histogram_headers_are_checked_before_allocating() {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("h");
+        h.record(1000).expect("record");
+        let good = v2_bytes(&h);
+        assert!(decode_histogram(&deflated(&good)).is_ok());
+        let patched = |at: usize, bytes: &[u8]| {
+            let mut v = good.clone();
+            v[at..at + bytes.len()].copy_from_slice(bytes);
+            v
+        };
+        let refused = |v2: &[u8]| {
+            let plain = decode_histogram(v2).expect_err("plain accepted");
+            let compressed = decode_histogram(&deflated(v2)).expect_err("deflated accepted");
+            assert_eq!(plain, compressed);
+            plain
+        };
+        // A payload claim of 1 GiB, or just more than the histogram can need.
+        assert!(matches!(
+            refused(&patched(4, &(1u32 << 30).to_be_bytes())),
+            HistogramError::PayloadLength {
+                claimed: 1_073_741_824,
+                ..
+            }
+        ));
+        let need = histogram_counters(1, 3_600_000_000, 3) * V2_MAX_VARINT_LEN;
+        assert!(matches!(
+            refused(&patched(4, &(need as u32 + 1).to_be_bytes())),
+            HistogramError::PayloadLength { .. }
+        ));
+        // Precision.
+        for sigfig in [0u32, 4, 5, 255] {
+            assert_eq!(
+                refused(&patched(12, &sigfig.to_be_bytes())),
+                HistogramError::SigFig(sigfig)
+            );
+        }
+        // Range: low 0, high above a day, high below twice low.
+        assert!(matches!(
+            refused(&patched(16, &0u64.to_be_bytes())),
+            HistogramError::Range { low: 0, .. }
+        ));
+        assert!(matches!(
+            refused(&patched(24, &(2048u64 << 26).to_be_bytes())),
+            HistogramError::Range { .. }
+        ));
+        // The top of the last bucket of a day is what an auto-resized histogram reports.
+        assert!(decode_histogram(&patched(24, &((2048u64 << 26) - 1).to_be_bytes())).is_ok());
+        assert!(matches!(
+            refused(&patched(24, &(1u64 << 62).to_be_bytes())),
+            HistogramError::Range { .. }
+        ));
+        assert!(matches!(
+            refused(&patched(16, &3_000_000_000u64.to_be_bytes())),
+            HistogramError::Range { .. }
+        ));
+        // Unsupported fields.
+        assert_eq!(
+            refused(&patched(8, &1u32.to_be_bytes())),
+            HistogramError::Unsupported
+        );
+        assert_eq!(
+            refused(&patched(32, &2.0f64.to_be_bytes())),
+            HistogramError::Unsupported
+        );
+        // Cookies, truncation, a compressed length beyond the input, garbage inside.
+        assert_eq!(
+            decode_histogram(&patched(0, &0x1c84_9303u32.to_be_bytes())),
+            Err(HistogramError::Cookie(0x1c84_9303))
+        );
+        assert_eq!(decode_histogram(&[0x1c]), Err(HistogramError::Truncated));
+        assert_eq!(
+            decode_histogram(&good[..good.len() - 1]),
+            Err(HistogramError::Truncated)
+        );
+        let mut d = deflated(&good);
+        d.truncate(d.len() - 4);
+        assert!(decode_histogram(&d).is_err());
+        let mut d = deflated(&good);
+        d[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(
+            decode_histogram(&d),
+            Err(HistogramError::CompressedLength { .. })
+        ));
+        let mut d = deflated(&good);
+        let n = d.len();
+        d[10..n].fill(0xAA);
+        assert!(decode_histogram(&d).is_err());
+        // A serde error, as any malformed field.
+        let bad = latency_json(&deflated(&patched(12, &5u32.to_be_bytes())));
+        let e = serde_json::from_str::<Latency>(&bad).expect_err("5 figures");
+        assert!(e.to_string().contains("significant figures"), "{e}");
+    }
+
+    #[test]
+    fn decoded_values_above_a_day_are_refused() {
+        // A range that ends at a day but a count at the last index, far above it.
+        let mut h = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_MICROS, 3).expect("h");
+        // The last bucket of 28 672 counters ends at 2048 << 26 µs (38 hours).
+        let top = (2048u64 << 26) - 1;
+        h.record(top).expect("record");
+        assert!(matches!(
+            decode_histogram(&deflated(&v2_bytes(&h))),
+            Err(HistogramError::ValueAboveRange(_))
+        ));
+    }
+
+    #[test]
+    fn record_and_merge_stay_within_a_day() {
+        let bound = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_MICROS, LATENCY_SIGFIG)
+            .expect("h")
+            .distinct_values();
+        let mut l = Latency::new(LATENCY_SIGFIG);
+        l.record(u64::MAX);
+        assert_eq!(l.max(), l.0.highest_equivalent(MAX_LATENCY_MICROS));
+        assert!(l.0.distinct_values() <= bound);
+        // A histogram built around the checks (the field is public) with a value far above.
+        let mut wide = Latency(Histogram::new_with_bounds(1, u64::MAX / 2, 3).expect("h"));
+        wide.0.record(1 << 61).expect("record");
+        let mut merged = Latency::new(LATENCY_SIGFIG);
+        merged.add(&wide);
+        assert_eq!(merged.len(), 1);
+        assert_eq!(
+            merged.max(),
+            merged.0.highest_equivalent(MAX_LATENCY_MICROS)
+        );
+        assert!(merged.0.distinct_values() <= bound);
+        // Different precision: value by value, same bound.
+        let mut coarse = Latency::new(TIMELINE_SIGFIG);
+        coarse.record(MAX_LATENCY_MICROS);
+        merged.add(&coarse);
+        assert_eq!(merged.len(), 2);
+        assert!(merged.0.distinct_values() <= bound);
+    }
+
+    #[test]
+    fn request_entries_are_bounded_by_pairs() {
+        let mut s = Stats::default();
+        for i in 0..MAX_URLS {
+            for m in ["GET", "POST"] {
+                s.record_request(m, &format!("/u{i}"), 200, 10, 0);
+            }
+        }
+        for i in 0..40 {
+            s.record_request(&format!("M{i}"), "/u0", 200, 10, 0);
+        }
+        let pairs: usize = s.urls.values().map(BTreeMap::len).sum();
+        assert_eq!(pairs, MAX_BATCH_REQUEST_STATS);
+        assert_eq!(s.urls[OTHER_URL].len(), MAX_OTHER_METHODS + 1);
+        assert_eq!(s.requests.count, 2 * MAX_URLS as u64 + 40);
+        let counted: u64 = s
+            .urls
+            .values()
+            .flat_map(|m| m.values())
+            .map(|r| r.count)
+            .sum();
+        assert_eq!(counted, s.requests.count);
+        // The fullest Stats there can be still decodes as a batch.
+        let back: Stats =
+            serde_json::from_str(&serde_json::to_string(&s).expect("ser")).expect("de");
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn batches_over_the_bounds_are_refused() {
+        let h = serde_json::to_string(&Latency::new(LATENCY_SIGFIG)).expect("ser");
+        let rs = format!("{{\"count\":1,\"statuses\":{{}},\"latency\":{h}}}");
+        let urls = |n: usize| {
+            let entries: Vec<String> = (0..n)
+                .map(|i| format!("\"/u{}\":{{\"GET\":{rs},\"PUT\":{rs}}}", i))
+                .collect();
+            format!("{{\"urls\":{{{}}}}}", entries.join(","))
+        };
+        assert!(serde_json::from_str::<Stats>(&urls(MAX_BATCH_REQUEST_STATS / 2)).is_ok());
+        let e = serde_json::from_str::<Stats>(&urls(MAX_BATCH_REQUEST_STATS / 2 + 1))
+            .expect_err("over the bound");
+        assert!(e.to_string().contains("(URL, method) entries"), "{e}");
+
+        let t = serde_json::to_string(&Latency::new(TIMELINE_SIGFIG)).expect("ser");
+        let second = format!(
+            "{{\"hits\":1,\"successes\":1,\"failures\":0,\"errors\":0,\"requests\":0,\
+             \"socket_messages\":0,\"users\":0,\"latency\":{t}}}"
+        );
+        let timeline = |n: usize| {
+            let entries: Vec<String> = (0..n).map(|i| format!("\"{i}\":{second}")).collect();
+            format!("{{\"timeline\":{{{}}}}}", entries.join(","))
+        };
+        assert!(serde_json::from_str::<Stats>(&timeline(MAX_BATCH_SECONDS)).is_ok());
+        let e = serde_json::from_str::<Stats>(&timeline(MAX_BATCH_SECONDS + 1))
+            .expect_err("over the bound");
+        assert!(e.to_string().contains("timeline seconds"), "{e}");
+        // Per-second histograms are of the timeline's precision.
+        let fine = second.replace(&t, &h);
+        let e = serde_json::from_str::<Stats>(&format!("{{\"timeline\":{{\"1\":{fine}}}}}"))
+            .expect_err("3 figures");
+        assert!(e.to_string().contains("per-second histogram"), "{e}");
     }
 }
