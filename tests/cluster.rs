@@ -1405,6 +1405,7 @@ fn a_broker_killed_mid_run_is_a_clear_error_and_agents_come_back_after_its_resta
         endpoint(&cluster.broker.line, "publisher"),
         endpoint(&cluster.broker.line, "heartbeat"),
     ];
+    let spawned = Instant::now();
     let caller = loads()
         .args([
             "run",
@@ -1446,10 +1447,22 @@ fn a_broker_killed_mid_run_is_a_clear_error_and_agents_come_back_after_its_resta
         std::thread::sleep(Duration::from_millis(300));
     }
     std::thread::sleep(Duration::from_millis(1500));
+    let killed_after = spawned.elapsed();
     cluster.broker.kill_group();
     let started = Instant::now();
     let out = caller.wait_with_output().expect("caller");
     let text = stdout(&out);
+    // Its duration ends with the last results, not with the silence that follows.
+    let duration: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Duration:"))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no duration in {text}"));
+    assert!(
+        duration <= killed_after.as_secs_f64() + 0.5,
+        "{duration} s, killed after {killed_after:?}: {text}"
+    );
     // A lost broker is a failed run (1), not an interruption (130), and it is said within the
     // 5 s of silence the caller allows (plus a second of slack for a loaded machine).
     assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));

@@ -270,6 +270,43 @@ fn keys_have_roles_and_callers_see_their_own_runs_only() {
     let report = as_key("other", &["report", &run_id]);
     assert_ne!(report.status.code(), Some(0), "{}", stdout(&report));
     assert!(!stdout(&report).contains("Hits:"), "{}", stdout(&report));
+    // Another caller cannot follow it on the publisher either, even knowing its id.
+    assert_eq!(
+        subscribed_messages(
+            &p("other.key"),
+            &broker_pub,
+            &endpoint(&cluster.broker.line, "publisher"),
+            &run_id,
+        ),
+        0
+    );
+    assert!(
+        subscribed_messages(
+            &p("caller.key"),
+            &broker_pub,
+            &endpoint(&cluster.broker.line, "publisher"),
+            &run_id,
+        ) > 0,
+        "the owner follows its run"
+    );
+    // Notifiers make the broker connect where they say: an admin's only.
+    let notify = as_key(
+        "caller",
+        &[
+            "run",
+            "example::health",
+            "--agents",
+            "1",
+            "-s",
+            &server.url,
+            "--observer",
+            "webhook",
+            "--observer-webhook-url",
+            "http://127.0.0.1:9/",
+        ],
+    );
+    assert_ne!(notify.status.code(), Some(0));
+    assert!(stderr(&notify).contains("admin"), "{}", stderr(&notify));
     // An admin sees every run and may stop it.
     assert!(stdout(&as_key("admin", &["runs"])).contains(&run_id));
     let stop = as_key("admin", &["stop", &run_id]);
@@ -280,6 +317,46 @@ fn keys_have_roles_and_callers_see_their_own_runs_only() {
             .any(|l| l.contains(&run_id) && l.contains("stopped"))
     });
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The key pair in a `loads keygen` key file, decoded.
+fn key_pair(path: &str) -> ([u8; 32], [u8; 32]) {
+    let text = std::fs::read_to_string(path).expect("key file");
+    let field = |name: &str| {
+        let z85 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|r| r.split('"').nth(1))
+            .expect("key");
+        <[u8; 32]>::try_from(zmq::z85_decode(z85).expect("z85")).expect("32 bytes")
+    };
+    (field("public"), field("secret"))
+}
+
+/// How many publications a subscriber with the key pair in `key` gets in 3 s on `publisher`
+/// for topic `run_id`.
+fn subscribed_messages(key: &str, broker_pub: &str, publisher: &str, run_id: &str) -> usize {
+    let (public, secret) = key_pair(key);
+    let server = std::fs::read_to_string(broker_pub).expect("broker.pub");
+    let server = zmq::z85_decode(server.trim()).expect("z85");
+    let ctx = zmq::Context::new();
+    let sub = ctx.socket(zmq::SUB).expect("sub");
+    sub.set_curve_serverkey(&server).expect("server key");
+    sub.set_curve_publickey(&public).expect("public");
+    sub.set_curve_secretkey(&secret).expect("secret");
+    sub.set_linger(0).expect("linger");
+    sub.connect(publisher).expect("connect");
+    sub.set_subscribe(run_id.as_bytes()).expect("subscribe");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut n = 0;
+    while Instant::now() < deadline {
+        if sub.poll(zmq::POLLIN, 100).unwrap_or(0) > 0 {
+            while sub.recv_multipart(zmq::DONTWAIT).is_ok() {
+                n += 1;
+            }
+        }
+    }
+    n
 }
 
 /// A process that registers as an agent and heartbeats, but ignores every job.
@@ -514,6 +591,7 @@ fn a_full_disk_under_the_database_is_never_silent() {
     let server = DemoServer::start();
     let db = disk.join("broker.sqlite");
     let cluster = Cluster::start_with("fulldisk", 1, Some(&db), &[]);
+    let wall = Instant::now();
     let out = run_with_limit(
         &[
             "run",
@@ -537,6 +615,14 @@ fn a_full_disk_under_the_database_is_never_silent() {
     assert_eq!(figure(&text, "Hits:"), 20_000, "{text}{}", stderr(&out));
     assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
     assert!(text.contains("could not store"), "{text}");
+    // The 10 s the broker waited for its database are not part of the run's duration (nor of
+    // its rates).
+    assert!(
+        duration_of(&text) + 8.0 < wall.elapsed().as_secs_f64(),
+        "{} s of {:?}: {text}",
+        duration_of(&text),
+        wall.elapsed()
+    );
     let run_id = run_id_of(&text);
     let runs = stdout(&run_with_limit(
         &["runs", "--broker", &cluster.front],
@@ -556,4 +642,57 @@ fn a_full_disk_under_the_database_is_never_silent() {
     assert!(rtext.contains("could not be stored"), "{rtext}");
     drop(cluster);
     let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn an_agent_whose_worker_outlived_a_broker_restart_is_not_given_new_runs() {
+    let server = DemoServer::start();
+    let mut cluster = Cluster::start("orphan", 1);
+    let eps = [
+        cluster.front.clone(),
+        cluster.back.clone(),
+        endpoint(&cluster.broker.line, "receiver"),
+        endpoint(&cluster.broker.line, "publisher"),
+        endpoint(&cluster.broker.line, "heartbeat"),
+    ];
+    let started = run_with_limit(
+        &[
+            "run",
+            "example::health",
+            "--agents",
+            "1",
+            "-d",
+            "40s",
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+            "--detach",
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(started.status.code(), Some(0), "{}", stderr(&started));
+    cluster.ping_until(Duration::from_secs(90), |p| p.contains("busy ("));
+    std::thread::sleep(Duration::from_secs(2));
+    cluster.broker.kill_group();
+    cluster.broker = Cluster::broker(&cluster.dir, [&eps[0], &eps[1], &eps[2], &eps[3], &eps[4]]);
+    // The agent registers again, still running the old run's worker: it is busy, not idle.
+    cluster.ping_until(Duration::from_secs(30), |p| {
+        p.contains("Agents:       1") && p.contains("outlived a restart")
+    });
+    let out = run_with_limit(
+        &[
+            "run",
+            "example::health",
+            "--agents",
+            "1",
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("0 available"), "{}", stderr(&out));
 }

@@ -445,6 +445,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::units::duration_from_secs;
 
     fn plan(users: &str, hits: &str) -> Plan {
         Plan::cycles(

@@ -1,12 +1,81 @@
 //! The broker's storage: one SQLite file (WAL) with every run's metadata and every event its
 //! workers sent. Written by the broker's loop (events in one transaction per loop turn), read
-//! back for `loads runs`, `loads report` and re-attaching, also after a broker restart.
+//! back for `loads runs`, `loads report` and re-attaching, also after a broker restart. It owns
+//! the types of what it stores ([`RunRow`], [`StoredRun`]), which the broker's protocol sends as
+//! they are.
 
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 use crate::result::{Envelope, RunMeta};
-use crate::transport::{RUN_PAGE_BYTES, RUN_PAGE_EVENTS, RunRow, StoredRun, TransportError};
+
+/// Why the database failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// SQLite refused or failed (a full disk, a locked or corrupt file).
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored value could not be read or written as JSON.
+    #[error("database: bad stored data: {0}")]
+    Data(String),
+    /// The database's directory could not be made.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One row of `loads runs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRow {
+    /// The run.
+    pub run_id: String,
+    /// Its test.
+    pub test: String,
+    /// When it started (ISO 8601).
+    pub started: String,
+    /// How long it ran, when it ended.
+    pub duration: Option<f64>,
+    /// Hits so far.
+    pub hits: u64,
+    /// `running`, `finished`, `failed`.
+    pub status: String,
+    /// Agents the run had.
+    pub agents: u64,
+    /// Agents lost during the run.
+    pub lost_agents: Vec<String>,
+    /// Events the broker received and published but could not store (a full disk, a failing
+    /// database): a report of the run shows fewer than its callers saw.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unstored: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Everything stored about a run, for `loads report` and re-attaching.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredRun {
+    /// The run's row.
+    pub row: RunRow,
+    /// What outputs show.
+    pub meta: RunMeta,
+    /// Every stored event, in arrival order (numbered 1, 2, ... in the run).
+    pub events: Vec<Envelope>,
+}
+
+/// Most events in one page of [`CallerRequest::GetRun`](crate::transport::CallerRequest::GetRun).
+pub const RUN_PAGE_EVENTS: usize = 20_000;
+/// Most bytes of stored events in one page of [`CallerRequest::GetRun`](crate::transport::CallerRequest::GetRun) (a page has at least one
+/// event).
+pub const RUN_PAGE_BYTES: usize = 8 * 1024 * 1024;
 
 /// The broker's database.
 pub struct Db {
@@ -27,9 +96,9 @@ pub fn default_path() -> PathBuf {
 impl Db {
     /// Opens (creating it and its directory on first use) the database at `path`. Runs left
     /// `running` by a broker that died are marked `interrupted`.
-    pub fn open(path: &Path) -> Result<Db, TransportError> {
+    pub fn open(path: &Path) -> Result<Db, DbError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| TransportError::Io {
+            std::fs::create_dir_all(dir).map_err(|source| DbError::Io {
                 what: format!("cannot create {}", dir.display()),
                 source,
             })?;
@@ -71,19 +140,21 @@ impl Db {
         }
         // The row of a run is stored with its events, in one transaction: a run left
         // `running` by a broker that died has the hits and the duration of its stored events.
-        conn.execute_batch("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")?;
+        // On a full disk this fails: the broker still starts (and serves what is stored), and
+        // says so; such runs show `running` until the database takes writes.
+        if let Err(e) =
+            conn.execute_batch("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
+        {
+            eprintln!(
+                "broker: cannot mark the runs of a previous broker as interrupted ({e}); is the disk full?"
+            );
+        }
         Ok(Db { conn })
     }
 
     /// Records a new run, started by the caller whose key is `owner` (empty without CURVE).
-    pub fn insert_run(
-        &self,
-        row: &RunRow,
-        meta: &RunMeta,
-        owner: &str,
-    ) -> Result<(), TransportError> {
-        let meta =
-            serde_json::to_string(meta).map_err(|e| TransportError::Message(e.to_string()))?;
+    pub fn insert_run(&self, row: &RunRow, meta: &RunMeta, owner: &str) -> Result<(), DbError> {
+        let meta = serde_json::to_string(meta).map_err(|e| DbError::Data(e.to_string()))?;
         self.conn.execute(
             "INSERT INTO runs (run_id, test, meta, agents, started, status, owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![row.run_id, row.test, meta, row.agents as i64, row.started, row.status, owner],
@@ -92,17 +163,13 @@ impl Db {
     }
 
     /// Stores events (`(run_id, envelope JSON)`) in one transaction.
-    pub fn add_events(&mut self, events: &[(String, String)]) -> Result<(), TransportError> {
+    pub fn add_events(&mut self, events: &[(String, String)]) -> Result<(), DbError> {
         self.store(events, &[])
     }
 
     /// Stores events (`(run_id, envelope JSON)`) and updates run rows, in one transaction:
     /// all of it is stored, or none.
-    pub fn store(
-        &mut self,
-        events: &[(String, String)],
-        rows: &[RunRow],
-    ) -> Result<(), TransportError> {
+    pub fn store(&mut self, events: &[(String, String)], rows: &[RunRow]) -> Result<(), DbError> {
         if events.is_empty() && rows.is_empty() {
             return Ok(());
         }
@@ -122,11 +189,11 @@ impl Db {
     }
 
     /// Updates a run's hit count, and its end when it has ended.
-    pub fn update_run(&self, row: &RunRow) -> Result<(), TransportError> {
+    pub fn update_run(&self, row: &RunRow) -> Result<(), DbError> {
         Self::update_in(&self.conn, row)
     }
 
-    fn update_in(conn: &Connection, row: &RunRow) -> Result<(), TransportError> {
+    fn update_in(conn: &Connection, row: &RunRow) -> Result<(), DbError> {
         let lost = serde_json::to_string(&row.lost_agents).unwrap_or_else(|_| "[]".into());
         conn.prepare_cached(
             "UPDATE runs SET hits = ?2, status = ?3, duration = ?4, lost = ?5, started = ?6, unstored = ?7 WHERE run_id = ?1",
@@ -168,7 +235,7 @@ impl Db {
     }
 
     /// Every run with its owner, newest first.
-    pub fn runs(&self) -> Result<Vec<(RunRow, String)>, TransportError> {
+    pub fn runs(&self) -> Result<Vec<(RunRow, String)>, DbError> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {} FROM runs ORDER BY started DESC",
             Self::COLUMNS
@@ -181,7 +248,7 @@ impl Db {
     }
 
     /// A run's row, without its events.
-    pub fn get_run_row(&self, run_id: &str) -> Result<Option<RunRow>, TransportError> {
+    pub fn get_run_row(&self, run_id: &str) -> Result<Option<RunRow>, DbError> {
         Ok(self
             .conn
             .query_row(
@@ -200,7 +267,7 @@ impl Db {
         &self,
         run_id: &str,
         after: Option<i64>,
-    ) -> Result<Option<(StoredRun, Option<i64>, String)>, TransportError> {
+    ) -> Result<Option<(StoredRun, Option<i64>, String)>, DbError> {
         let found = self
             .conn
             .query_row(
@@ -213,7 +280,7 @@ impl Db {
             return Ok(None);
         };
         let meta: RunMeta =
-            serde_json::from_str(&meta).map_err(|e| TransportError::Message(e.to_string()))?;
+            serde_json::from_str(&meta).map_err(|e| DbError::Data(e.to_string()))?;
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, data FROM events WHERE run_id = ?1 AND id > ?2 ORDER BY id",
         )?;

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::path::PathBuf;
 
 use super::write_error;
-use crate::result::{Observer, OutputError, RequestStats, Summary, TestResult};
+use crate::result::{Observer, OutputError, RequestStats, TestResult};
 
 /// Percentile columns of the stats file.
 const PERCENTILES: [(f64, &str); 11] = [
@@ -121,7 +121,7 @@ impl Observer for CsvOutput {
         rows.push(stats_row("", "Aggregated", &stats.requests, secs));
         write_csv(stats_file, &header, rows).map_err(|e| write_error("csv", &self.paths.0, e))?;
 
-        let summary = Summary::of(result);
+        let summary = result.summary();
         let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
         let rows = summary.timeline.iter().map(|s| {
             vec![

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use super::format::{format_bytes, format_micros};
 use super::write_error;
-use crate::result::{Observer, OutputError, ProblemKind, Summary, TestResult};
+use crate::result::{Observer, OutputError, ProblemKind, TestResult};
 
 /// Writes the HTML report.
 pub struct HtmlOutput {
@@ -119,7 +119,7 @@ type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
 
 /// The whole page.
 pub fn render(result: &TestResult) -> String {
-    let s = Summary::of(result);
+    let s = result.summary();
     let mut o = String::with_capacity(64 * 1024);
     let title = format!("loads report: {}", s.test);
     let _ = write!(

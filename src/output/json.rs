@@ -6,7 +6,7 @@ use std::io::{BufWriter, Write as _};
 use std::path::PathBuf;
 
 use super::write_error;
-use crate::result::{Observer, OutputError, Summary, TestResult};
+use crate::result::{Observer, OutputError, TestResult};
 
 /// Writes the JSON summary.
 pub struct JsonOutput {
@@ -34,7 +34,7 @@ impl Observer for JsonOutput {
             return Ok(());
         };
         let mut w = BufWriter::new(file);
-        serde_json::to_writer_pretty(&mut w, &Summary::of(result))
+        serde_json::to_writer_pretty(&mut w, &result.summary())
             .map_err(|e| write_error("json", &self.path, e))?;
         writeln!(w)
             .and_then(|_| w.flush())

@@ -13,7 +13,8 @@ use serde::ser::{SerializeTuple, Serializer};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-use super::stats::Stats;
+pub use super::stats::Direction;
+use super::stats::{ProblemKind, Stats};
 
 /// `[hits, users, current_hit, current_user]`: the hits and users of the current cycle step, and
 /// which hit and which user an event belongs to (both 1-based). Serialised as a JSON array.
@@ -89,23 +90,6 @@ impl ExcInfo {
     /// Where it happened: a source location, a panic backtrace or an error's source chain.
     pub fn traceback(&self) -> &str {
         &self.2
-    }
-}
-
-/// Direction of a WebSocket message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    /// Received from the system under test (the seed protocol's only direction).
-    #[default]
-    Received,
-    /// Sent to the system under test.
-    Sent,
-}
-
-impl Direction {
-    fn is_received(&self) -> bool {
-        *self == Direction::Received
     }
 }
 
@@ -210,6 +194,54 @@ pub enum Event {
 }
 
 impl Event {
+    /// Applies this event to `stats`. `now` (unix seconds) dates the events that carry no time of their own.
+    /// Run-level events (`startTestRun`, `stopTestRun`) change nothing here.
+    pub fn apply_to(&self, stats: &mut Stats, now: i64) {
+        match self {
+            Event::StartTestRun | Event::StopTestRun | Event::StopTest { .. } => {}
+            Event::StartTest { test, .. } => stats.record_start(test),
+            Event::AddSuccess { test, .. } => stats.record_success(test, now),
+            Event::AddFailure { test, exc_info, .. } => stats.record_problem(
+                ProblemKind::Failure,
+                test,
+                exc_info.message(),
+                exc_info.kind(),
+                exc_info.traceback(),
+                now,
+            ),
+            Event::AddError { test, exc_info, .. } => stats.record_problem(
+                ProblemKind::Error,
+                test,
+                exc_info.message(),
+                exc_info.kind(),
+                exc_info.traceback(),
+                now,
+            ),
+            Event::AddHit {
+                url,
+                method,
+                status,
+                started,
+                elapsed,
+                ..
+            } => {
+                let micros = if elapsed.is_finite() && *elapsed > 0.0 {
+                    (elapsed * 1e6).round() as u64
+                } else {
+                    0
+                };
+                stats.record_request(method, url, *status, micros, started.timestamp());
+            }
+            Event::SocketOpen => stats.socket_open(),
+            Event::SocketClose => stats.socket_close(),
+            Event::SocketMessage { size, direction } => {
+                stats.socket_message(*size, *direction, now)
+            }
+            Event::IncrCounter { name, .. } => stats.incr_counter(name),
+            Event::Batch(b) => stats.merge(b),
+        }
+    }
+
     /// The `data_type` tag of this event.
     pub fn data_type(&self) -> &'static str {
         match self {

@@ -5,7 +5,7 @@
 //! merged run are those of one histogram that saw every value) and memory depends on the number
 //! of distinct URLs, tests, counters and seconds, never on the number of hits. Latencies are
 //! recorded in microseconds. Data enters through the `record_*` methods (virtual users, via
-//! [`Recorder`](super::Recorder)), [`Stats::apply`] (single events from external programs) and
+//! [`Recorder`](super::Recorder)), [`Event::apply_to`](super::Event::apply_to) (single events from external programs) and
 //! [`Stats::merge`] (batches); it leaves through the accessors and serde.
 //!
 //! # Memory bounds
@@ -29,7 +29,22 @@ use hdrhistogram::serialization::{
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use super::event::{Direction, Event};
+/// Direction of a WebSocket message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Received from the system under test (the seed protocol's only direction).
+    #[default]
+    Received,
+    /// Sent to the system under test.
+    Sent,
+}
+
+impl Direction {
+    pub(crate) fn is_received(&self) -> bool {
+        *self == Direction::Received
+    }
+}
 
 /// Significant figures of the whole-run latency histograms.
 pub const LATENCY_SIGFIG: u8 = 3;
@@ -1047,52 +1062,6 @@ impl Stats {
     /// Sets the active-users sample of unix second `second`.
     pub fn sample_users(&mut self, second: i64, users: u64) {
         self.timeline.entry(second).or_default().users += users;
-    }
-
-    /// Applies one event. `now` (unix seconds) dates the events that carry no time of their own.
-    /// Run-level events (`startTestRun`, `stopTestRun`) change nothing here.
-    pub fn apply(&mut self, event: &Event, now: i64) {
-        match event {
-            Event::StartTestRun | Event::StopTestRun | Event::StopTest { .. } => {}
-            Event::StartTest { test, .. } => self.record_start(test),
-            Event::AddSuccess { test, .. } => self.record_success(test, now),
-            Event::AddFailure { test, exc_info, .. } => self.record_problem(
-                ProblemKind::Failure,
-                test,
-                exc_info.message(),
-                exc_info.kind(),
-                exc_info.traceback(),
-                now,
-            ),
-            Event::AddError { test, exc_info, .. } => self.record_problem(
-                ProblemKind::Error,
-                test,
-                exc_info.message(),
-                exc_info.kind(),
-                exc_info.traceback(),
-                now,
-            ),
-            Event::AddHit {
-                url,
-                method,
-                status,
-                started,
-                elapsed,
-                ..
-            } => {
-                let micros = if elapsed.is_finite() && *elapsed > 0.0 {
-                    (elapsed * 1e6).round() as u64
-                } else {
-                    0
-                };
-                self.record_request(method, url, *status, micros, started.timestamp());
-            }
-            Event::SocketOpen => self.socket_open(),
-            Event::SocketClose => self.socket_close(),
-            Event::SocketMessage { size, direction } => self.socket_message(*size, *direction, now),
-            Event::IncrCounter { name, .. } => self.incr_counter(name),
-            Event::Batch(b) => self.merge(b),
-        }
     }
 
     /// Adds everything in `other` to `self`.

@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::stats::{Latency, Problem, RequestStats, SocketStats, TestCounts};
-use super::test_result::TestResult;
 use super::threshold::Verdict;
 
 /// Version of the summary format; bumped when a field changes meaning.
@@ -193,102 +192,18 @@ pub struct Summary {
     pub success: bool,
 }
 
-fn statuses(r: &RequestStats) -> BTreeMap<String, u64> {
+pub(super) fn statuses(r: &RequestStats) -> BTreeMap<String, u64> {
     r.statuses
         .iter()
         .map(|(s, n)| (s.to_string(), *n))
         .collect()
 }
 
-fn per_second(n: u64, secs: f64) -> f64 {
+pub(super) fn per_second(n: u64, secs: f64) -> f64 {
     if secs > 0.0 { n as f64 / secs } else { 0.0 }
 }
 
 impl Summary {
-    /// The summary of `result` as it is now.
-    pub fn of(result: &TestResult) -> Summary {
-        let meta = result.meta();
-        let stats = result.stats();
-        let totals = stats.totals();
-        let secs = result.duration().as_secs_f64();
-        let mut urls = Vec::new();
-        for (url, methods) in &stats.urls {
-            for (method, r) in methods {
-                urls.push(UrlSummary {
-                    method: method.clone(),
-                    url: url.clone(),
-                    requests: r.count,
-                    rps: per_second(r.count, secs),
-                    http_errors: r.http_errors(),
-                    statuses: statuses(r),
-                    latency: LatencySummary::of(&r.latency),
-                });
-            }
-        }
-        let ms = |us: u64| us as f64 / 1000.0;
-        let timeline = stats
-            .timeline
-            .iter()
-            .map(|(t, s)| {
-                let q = s.quantiles();
-                SecondSummary {
-                    time: *t,
-                    hits: s.hits,
-                    successes: s.successes,
-                    failures: s.failures,
-                    errors: s.errors,
-                    requests: s.requests,
-                    socket_messages: s.socket_messages,
-                    users: s.users,
-                    p50: q.map(|q| ms(q.p50)),
-                    p95: q.map(|q| ms(q.p95)),
-                    p99: q.map(|q| ms(q.p99)),
-                    mean: q.map(|q| q.mean / 1000.0),
-                }
-            })
-            .collect();
-        let thresholds = result.verdicts();
-        Summary {
-            format: SUMMARY_FORMAT,
-            run_id: meta.run_id.clone(),
-            test: meta.test.clone(),
-            project_name: meta.project_name.clone(),
-            server_url: meta.server_url.clone(),
-            plan: meta.plan.clone(),
-            agents: meta.agents,
-            started: result.started().to_rfc3339(),
-            ended: result.ended().map(|e| e.to_rfc3339()),
-            duration: secs,
-            interrupted: result.interrupted(),
-            aborted: result.aborted().map(str::to_owned),
-            hits: totals.hits,
-            successes: totals.successes,
-            failures: totals.failures,
-            errors: totals.errors,
-            hits_per_second: per_second(totals.hits, secs),
-            requests: stats.requests.count,
-            rps: per_second(stats.requests.count, secs),
-            latency: LatencySummary::of(&stats.requests.latency),
-            statuses: statuses(&stats.requests),
-            urls,
-            tests: stats.tests.clone(),
-            counters: stats.counters.clone(),
-            sockets: stats.sockets,
-            problems: stats.problems.clone(),
-            problems_dropped: stats.problems_dropped,
-            run_problems: result.run_problems().to_vec(),
-            timeline,
-            open_model: stats.open.as_ref().map(|o| OpenSummary {
-                latency_uncorrected: LatencySummary::of(&o.requests_uncorrected),
-                hit_time: LatencySummary::of(&o.hits),
-                hit_time_uncorrected: LatencySummary::of(&o.hits_uncorrected),
-                dropped: o.dropped,
-            }),
-            success: result.is_success() && thresholds.iter().all(|v| v.pass),
-            thresholds,
-        }
-    }
-
     /// Reads a summary written by the `json` output (for `--baseline`).
     pub fn read(path: &std::path::Path) -> Result<Summary, String> {
         let text = std::fs::read_to_string(path)
@@ -418,47 +333,5 @@ impl Delta {
             (Some(p), _) => format!("{p:+.1}%"),
             (None, _) => format!("{:+}", self.current - self.baseline),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::result::{Event, EventSink, RunMeta, Stats};
-
-    #[test]
-    fn summary_round_trips_and_compares() {
-        let mut r = TestResult::new(RunMeta {
-            test: "s::t".into(),
-            ..RunMeta::default()
-        });
-        let mut s = Stats::default();
-        s.record_request("GET", "http://127.0.0.1:1/a", 200, 2_000, 0);
-        s.record_request("GET", "http://127.0.0.1:1/a", 503, 4_000, 0);
-        s.record_start("s::t");
-        s.record_success("s::t", 0);
-        r.start();
-        r.ingest(Event::Batch(Box::new(s)));
-        r.finish();
-        let sum = Summary::of(&r);
-        assert_eq!(sum.requests, 2);
-        assert_eq!(sum.urls[0].http_errors, 1);
-        assert_eq!(sum.statuses["503"], 1);
-        assert!((sum.latency.p50 - 2.0).abs() < 0.01);
-        let text = serde_json::to_string(&sum).expect("json");
-        let back: Summary = serde_json::from_str(&text).expect("parse");
-        // Floats may come back a last bit apart (serde_json's default float parsing).
-        assert_eq!(back.urls.len(), sum.urls.len());
-        assert_eq!(back.statuses, sum.statuses);
-        assert_eq!(back.tests, sum.tests);
-        assert_eq!(back.started, sum.started);
-        assert!((back.duration - sum.duration).abs() < 1e-9);
-        assert!((back.latency.p50 - sum.latency.p50).abs() < 1e-9);
-        let mut base = sum.clone();
-        base.latency.p95 = sum.latency.p95 * 2.0;
-        let d = compare(&sum, &base);
-        let p95 = d.iter().find(|d| d.name == "p95").expect("p95");
-        assert_eq!(p95.better, Some(true));
-        assert_eq!(p95.change_text(), "-50.0%");
     }
 }

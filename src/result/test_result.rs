@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use super::event::Event;
 use super::recorder::unix_now;
 use super::stats::{Stats, TestCounts};
-use super::summary::{Delta, Summary, compare};
+use super::summary::{
+    Delta, LatencySummary, OpenSummary, SUMMARY_FORMAT, SecondSummary, Summary, UrlSummary,
+    compare, per_second as rate, statuses,
+};
 use super::threshold::{Threshold, Verdict};
 
 /// Where a runner sends events: the [`TestResult`] locally, a relay in a worker.
@@ -168,7 +171,7 @@ impl TestResult {
     /// This run's main figures against the baseline's (empty without a baseline).
     pub fn baseline_deltas(&self) -> Vec<Delta> {
         match &self.baseline {
-            Some(b) => compare(&Summary::of(self), b),
+            Some(b) => compare(&self.summary(), b),
             None => Vec::new(),
         }
     }
@@ -367,7 +370,7 @@ impl EventSink for TestResult {
             }
             other => {
                 let now = unix_now();
-                self.stats.apply(other, now);
+                other.apply_to(&mut self.stats, now);
             }
         }
         self.notify(|o, r| o.on_event(&event, r));
@@ -390,10 +393,135 @@ fn per_second(n: u64, d: Duration) -> f64 {
     if s > 0.0 { n as f64 / s } else { 0.0 }
 }
 
+impl TestResult {
+    /// The summary of this result as it is now (what the `json` output writes).
+    pub fn summary(&self) -> Summary {
+        let result = self;
+        let meta = result.meta();
+        let stats = result.stats();
+        let totals = stats.totals();
+        let secs = result.duration().as_secs_f64();
+        let mut urls = Vec::new();
+        for (url, methods) in &stats.urls {
+            for (method, r) in methods {
+                urls.push(UrlSummary {
+                    method: method.clone(),
+                    url: url.clone(),
+                    requests: r.count,
+                    rps: rate(r.count, secs),
+                    http_errors: r.http_errors(),
+                    statuses: statuses(r),
+                    latency: LatencySummary::of(&r.latency),
+                });
+            }
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        let timeline = stats
+            .timeline
+            .iter()
+            .map(|(t, s)| {
+                let q = s.quantiles();
+                SecondSummary {
+                    time: *t,
+                    hits: s.hits,
+                    successes: s.successes,
+                    failures: s.failures,
+                    errors: s.errors,
+                    requests: s.requests,
+                    socket_messages: s.socket_messages,
+                    users: s.users,
+                    p50: q.map(|q| ms(q.p50)),
+                    p95: q.map(|q| ms(q.p95)),
+                    p99: q.map(|q| ms(q.p99)),
+                    mean: q.map(|q| q.mean / 1000.0),
+                }
+            })
+            .collect();
+        let thresholds = result.verdicts();
+        Summary {
+            format: SUMMARY_FORMAT,
+            run_id: meta.run_id.clone(),
+            test: meta.test.clone(),
+            project_name: meta.project_name.clone(),
+            server_url: meta.server_url.clone(),
+            plan: meta.plan.clone(),
+            agents: meta.agents,
+            started: result.started().to_rfc3339(),
+            ended: result.ended().map(|e| e.to_rfc3339()),
+            duration: secs,
+            interrupted: result.interrupted(),
+            aborted: result.aborted().map(str::to_owned),
+            hits: totals.hits,
+            successes: totals.successes,
+            failures: totals.failures,
+            errors: totals.errors,
+            hits_per_second: rate(totals.hits, secs),
+            requests: stats.requests.count,
+            rps: rate(stats.requests.count, secs),
+            latency: LatencySummary::of(&stats.requests.latency),
+            statuses: statuses(&stats.requests),
+            urls,
+            tests: stats.tests.clone(),
+            counters: stats.counters.clone(),
+            sockets: stats.sockets,
+            problems: stats.problems.clone(),
+            problems_dropped: stats.problems_dropped,
+            run_problems: result.run_problems().to_vec(),
+            timeline,
+            open_model: stats.open.as_ref().map(|o| OpenSummary {
+                latency_uncorrected: LatencySummary::of(&o.requests_uncorrected),
+                hit_time: LatencySummary::of(&o.hits),
+                hit_time_uncorrected: LatencySummary::of(&o.hits_uncorrected),
+                dropped: o.dropped,
+            }),
+            success: result.is_success() && thresholds.iter().all(|v| v.pass),
+            thresholds,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::result::event::{ExcInfo, LoadsStatus};
+    use crate::result::{Event, EventSink, RunMeta, Stats};
+
+    #[test]
+    fn summary_round_trips_and_compares() {
+        let mut r = TestResult::new(RunMeta {
+            test: "s::t".into(),
+            ..RunMeta::default()
+        });
+        let mut s = Stats::default();
+        s.record_request("GET", "http://127.0.0.1:1/a", 200, 2_000, 0);
+        s.record_request("GET", "http://127.0.0.1:1/a", 503, 4_000, 0);
+        s.record_start("s::t");
+        s.record_success("s::t", 0);
+        r.start();
+        r.ingest(Event::Batch(Box::new(s)));
+        r.finish();
+        let sum = r.summary();
+        assert_eq!(sum.requests, 2);
+        assert_eq!(sum.urls[0].http_errors, 1);
+        assert_eq!(sum.statuses["503"], 1);
+        assert!((sum.latency.p50 - 2.0).abs() < 0.01);
+        let text = serde_json::to_string(&sum).expect("json");
+        let back: Summary = serde_json::from_str(&text).expect("parse");
+        // Floats may come back a last bit apart (serde_json's default float parsing).
+        assert_eq!(back.urls.len(), sum.urls.len());
+        assert_eq!(back.statuses, sum.statuses);
+        assert_eq!(back.tests, sum.tests);
+        assert_eq!(back.started, sum.started);
+        assert!((back.duration - sum.duration).abs() < 1e-9);
+        assert!((back.latency.p50 - sum.latency.p50).abs() < 1e-9);
+        let mut base = sum.clone();
+        base.latency.p95 = sum.latency.p95 * 2.0;
+        let d = compare(&sum, &base);
+        let p95 = d.iter().find(|d| d.name == "p95").expect("p95");
+        assert_eq!(p95.better, Some(true));
+        assert_eq!(p95.change_text(), "-50.0%");
+    }
+
     use std::sync::{Arc, Mutex};
 
     struct Spy(Arc<Mutex<Vec<String>>>);

@@ -407,7 +407,7 @@ impl Threshold {
 
     fn format_value(&self, v: f64) -> String {
         match self.unit {
-            Unit::Micros => crate::output::format_micros(v),
+            Unit::Micros => crate::config::units::format_micros(v),
             Unit::Percent => format!("{v:.2}%"),
             Unit::Number if v.fract() == 0.0 => format!("{v:.0}"),
             Unit::Number => format!("{v:.2}"),

@@ -226,6 +226,9 @@ fn follow(
     let mut seen: Vec<bool> = Vec::new();
     // Whether a worker has started (attaching to a running run: it has).
     let mut went = skip > 0;
+    // How long the run had lasted at its last event (a run cut short by a lost broker ends
+    // there: the silence that follows is not part of its duration).
+    let mut last_event: Option<Duration> = None;
     loop {
         // SIGTERM stops the run as a Ctrl-C without a terminal would.
         if let Some(p) = &presses
@@ -270,6 +273,9 @@ fn follow(
                             None => broker_pid = Some(pid),
                             Some(p) if p != pid => {
                                 // Another broker process: the one that had the run is gone.
+                                if let Some(d) = last_event {
+                                    result.set_timing(result.started(), d);
+                                }
                                 result.add_run_problem(format!(
                                     "the broker at {} restarted during the run; the results received so far are shown",
                                     client.endpoint()
@@ -300,6 +306,7 @@ fn follow(
                         return;
                     }
                     seen[i] = true;
+                    last_event = Some(result.duration());
                     match envelope.event {
                         Event::StartTestRun => {
                             // The first worker started: the run is dated from the go, not
@@ -342,8 +349,15 @@ fn follow(
                         errors,
                         events,
                         unstored,
+                        duration,
                     }) => {
                         result.set_waiting(None);
+                        // The broker's measure of the run, from the go to its last worker's end:
+                        // the same as the stored row's, without the waits that followed.
+                        if let Some(d) = duration.and_then(|d| Duration::try_from_secs_f64(d).ok())
+                        {
+                            result.set_timing(result.started(), d);
+                        }
                         let expected = events.saturating_sub(skip);
                         let mut received = seen.iter().filter(|s| **s).count() as u64;
                         if received < expected {
@@ -426,6 +440,9 @@ fn follow(
         }
         if last_beat.elapsed() > BROKER_SILENCE {
             // Not an interruption (exit 130): the run is lost to this caller (exit 1).
+            if let Some(d) = last_event {
+                result.set_timing(result.started(), d);
+            }
             result.add_run_problem(format!(
                 "the broker at {} went away (no heartbeat for {}s); the results received so far are shown",
                 client.endpoint(),
@@ -943,10 +960,8 @@ pub fn check_cluster(broker: &str, server_url: &str) -> Result<Vec<AgentCheck>, 
         Default::default();
     let (first, next) = fetch_page(&client, &run_id, None)?;
     each_stored_event(&client, &run_id, first, next, |_, env| {
-        per_agent
-            .entry(env.agent_id.clone())
-            .or_default()
-            .apply(&env.event, crate::result::unix_now());
+        let stats = per_agent.entry(env.agent_id.clone()).or_default();
+        env.event.apply_to(stats, crate::result::unix_now());
     })?;
     let checks = per_agent
         .into_iter()

@@ -516,7 +516,7 @@ fn accept<S: EventSink>(
         // The runner's own start and stop are not the run's.
         Event::StartTestRun | Event::StopTestRun => {}
         event if r.raw => sink.ingest(event),
-        event => batch.apply(&event, unix_now()),
+        event => event.apply_to(batch, unix_now()),
     }
 }
 

@@ -296,7 +296,7 @@ pub fn run_broker(
     // Refuse absurd messages by size instead of allocating them.
     z(
         "max message size",
-        receiver.set_maxmsgsize(64 * 1024 * 1024),
+        receiver.set_maxmsgsize(super::MAX_WORKER_MESSAGE as i64),
     )?;
     z("max message size", back.set_maxmsgsize(1024 * 1024))?;
     // Callers send test binaries (a debug build is a few hundred MiB) and small requests.
@@ -363,8 +363,11 @@ pub fn run_broker(
         for (readable, socket, heartbeats) in [(p, &publisher, false), (h, &heartbeat, true)] {
             if readable {
                 for _ in 0..TURN_MESSAGES {
-                    match socket.recv_bytes(zmq::DONTWAIT) {
-                        Ok(sub) => b.on_subscription(socket, &sub, heartbeats),
+                    match socket.recv_msg(zmq::DONTWAIT) {
+                        Ok(mut sub) => {
+                            let user = sub.gets("User-Id").unwrap_or_default().to_owned();
+                            b.on_subscription(socket, &sub, &user, heartbeats);
+                        }
                         Err(_) => break,
                     }
                 }
@@ -436,6 +439,9 @@ impl Broker {
         let mut rows: Vec<RunRow> = self.unsaved_rows.values().cloned().collect();
         for run in self.runs.values_mut().filter(|r| r.dirty) {
             run.row.hits = run.stats.totals().hits;
+            // Its hits count every event received; those that were not kept for storing are
+            // counted beside them, so that the row says how many its stored events lack.
+            run.row.unstored = run.unstored;
             if run.going {
                 run.row.duration = Some(run.started.elapsed().as_secs_f64());
             }
@@ -470,18 +476,27 @@ impl Broker {
     }
 
     /// Applies a subscription (`\x01TOPIC`) or an unsubscription (`\x00TOPIC`) that `socket`
-    /// (an XPUB in manual mode) just received, when its topic is one a subscriber may follow: on
-    /// the publisher, the id of a run that exists (active: a caller learns only its own run ids,
-    /// and with CURVE they are not guessable); on the heartbeat, the heartbeat topic. Anything
+    /// (an XPUB in manual mode) just received from the connection whose key is `user`, when its
+    /// topic is one that subscriber may follow: on the publisher, the id of an active run that
+    /// is its own (with CURVE; an admin's key follows any); on the heartbeat, the heartbeat
+    /// topic. Anything
     /// else (an empty prefix, which would match every run; a made-up topic) is dropped.
-    fn on_subscription(&mut self, socket: &zmq::Socket, sub: &[u8], heartbeats: bool) {
+    fn on_subscription(&mut self, socket: &zmq::Socket, sub: &[u8], user: &str, heartbeats: bool) {
         let Some((&flag, topic)) = sub.split_first() else {
             return;
         };
         let allowed = if heartbeats {
             topic == HEARTBEAT_TOPIC.as_bytes()
         } else {
-            std::str::from_utf8(topic).is_ok_and(|t| self.runs.contains_key(t))
+            // With CURVE, only the run's owner (or an admin) may follow it.
+            let may_follow = |owner: &str| match &self.opts.keys {
+                Some(k) => owner == user || k.roles.is_admin(user),
+                None => true,
+            };
+            std::str::from_utf8(topic)
+                .ok()
+                .and_then(|t| self.runs.get(t))
+                .is_some_and(|r| may_follow(&r.owner))
         };
         if !allowed {
             // Not counted as rejected: a caller's one subscriber socket sends its heartbeat
@@ -567,6 +582,8 @@ impl Broker {
                     busy: a.busy.as_ref().map(|r| {
                         if visible(r) {
                             r.clone()
+                        } else if !self.runs.contains_key(r) {
+                            "a run of an earlier broker: its worker outlived a restart".into()
                         } else {
                             "another caller's run".into()
                         }
@@ -736,6 +753,14 @@ impl Broker {
     }
 
     fn start_run(&mut self, req: super::RunRequest, back: &zmq::Socket) -> Value {
+        // Notifiers make the broker connect where the run says (a webhook, an SMTP server): on
+        // a secured broker only an admin may ask for them.
+        if self.opts.keys.is_some() && !self.caller_admin && !req.args.observers.is_empty() {
+            return refuse(
+                "not_allowed",
+                "end-of-run notifiers (--observer) make the broker connect to the given address: on a broker with CURVE keys they need an admin's key (--admin-keys)".into(),
+            );
+        }
         let super::RunRequest {
             mut args,
             agents: wanted,
@@ -941,7 +966,16 @@ impl Broker {
                 }
             }
             FromAgent::Heartbeat { busy } => match self.agents.get_mut(&id) {
-                Some(a) => a.last_seen = Instant::now(),
+                Some(a) => {
+                    a.last_seen = Instant::now();
+                    match (busy, &a.busy) {
+                        // Busy with a run this broker does not know (its worker outlived a
+                        // broker restart): not given new runs until that worker ends.
+                        (Some(r), None) => a.busy = Some(r),
+                        (None, Some(r)) if !self.runs.contains_key(r) => a.busy = None,
+                        _ => {}
+                    }
+                }
                 None => {
                     // A broker restart, or a silence, forgot this agent: ask it to register
                     // again (runs it still works for are unknown here: they end on their own).
@@ -1031,7 +1065,7 @@ impl Broker {
                 run.done.insert(env.agent_id.clone(), Instant::now());
             }
             Event::StartTestRun => {}
-            other => run.stats.apply(other, crate::result::unix_now()),
+            other => other.apply_to(&mut run.stats, crate::result::unix_now()),
         }
         run.seq += 1;
         let seq = run.seq;
@@ -1191,6 +1225,10 @@ impl Broker {
             .map(|(id, _)| id.clone())
             .collect();
         for id in ended {
+            // When it could first end: its duration ends there, whatever it waits for after.
+            if let Some(run) = self.runs.get_mut(&id) {
+                run.ending_since.get_or_insert_with(Instant::now);
+            }
             // Its events are stored before it ends; while the database fails, an ended run waits
             // a while for it, then counts its events that are still not stored as lost.
             let has_pending = self.pending.iter().any(|(r, _)| *r == id);
@@ -1225,8 +1263,9 @@ impl Broker {
                 // The last events of a worker may still be in flight when its agent reports the
                 // exit; they are refused (the run is over), and the caller has its end.
                 run.row.hits = run.stats.totals().hits;
+                let end_at = run.ending_since.unwrap_or_else(Instant::now);
                 run.row.duration = Some(if run.going {
-                    run.started.elapsed().as_secs_f64()
+                    end_at.saturating_duration_since(run.started).as_secs_f64()
                 } else {
                     0.0
                 });
@@ -1284,6 +1323,7 @@ impl Broker {
                     errors: run.errors.clone(),
                     events: run.seq,
                     unstored: run.unstored,
+                    duration: run.row.duration.filter(|_| run.going),
                 };
                 if let Ok(p) = to_frame(&end) {
                     let _ = publisher.send_multipart([id.as_bytes(), &p], 0);

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
 use crate::config::RunArgs;
+pub use crate::db::{RUN_PAGE_BYTES, RUN_PAGE_EVENTS, RunRow, StoredRun};
 use crate::result::{Envelope, RunMeta};
 
 /// Default endpoint of the broker's front socket (callers).
@@ -73,8 +74,8 @@ pub enum TransportError {
     #[error("{0}")]
     Refused(String),
     /// The database failed.
-    #[error("database: {0}")]
-    Db(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
     /// A file could not be read or written.
     #[error("{what}: {source}")]
     Io {
@@ -190,35 +191,6 @@ pub struct AgentStatus {
     pub last_heartbeat: f64,
 }
 
-/// One row of `loads runs`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunRow {
-    /// The run.
-    pub run_id: String,
-    /// Its test.
-    pub test: String,
-    /// When it started (ISO 8601).
-    pub started: String,
-    /// How long it ran, when it ended.
-    pub duration: Option<f64>,
-    /// Hits so far.
-    pub hits: u64,
-    /// `running`, `finished`, `failed`.
-    pub status: String,
-    /// Agents the run had.
-    pub agents: u64,
-    /// Agents lost during the run.
-    pub lost_agents: Vec<String>,
-    /// Events the broker received and published but could not store (a full disk, a failing
-    /// database): a report of the run shows fewer than its callers saw.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub unstored: u64,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
-
 /// What a broker answers to `ping`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PingInfo {
@@ -250,26 +222,15 @@ pub struct PingInfo {
     pub refused_keys: u64,
 }
 
-/// Everything stored about a run, for `loads report` and re-attaching.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StoredRun {
-    /// The run's row.
-    pub row: RunRow,
-    /// What outputs show.
-    pub meta: RunMeta,
-    /// Every stored event, in arrival order (numbered 1, 2, ... in the run).
-    pub events: Vec<Envelope>,
-}
+/// Largest message a worker may send to the broker's receiver (its token and one event or
+/// batch). A real batch is far smaller (at most [`MAX_URLS`](crate::result::stats::MAX_URLS)
+/// URLs of compressed histograms); the bound keeps what decoding one message can cost near
+/// 300 MiB (see [`crate::result::stats`]).
+pub const MAX_WORKER_MESSAGE: usize = 16 * 1024 * 1024;
 
 /// Size of the chunks in which agents fetch binaries and files from the broker: a large debug
 /// binary never travels (nor sits in a queue) as one message.
 pub const BINARY_CHUNK: usize = 4 * 1024 * 1024;
-
-/// Most events in one page of [`CallerRequest::GetRun`].
-pub const RUN_PAGE_EVENTS: usize = 20_000;
-/// Most bytes of stored events in one page of [`CallerRequest::GetRun`] (a page has at least one
-/// event).
-pub const RUN_PAGE_BYTES: usize = 8 * 1024 * 1024;
 
 /// A message from the broker to an agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -428,6 +389,10 @@ pub enum Publication {
         /// Of those, how many the broker could not store (see [`RunRow::unstored`]).
         #[serde(default)]
         unstored: u64,
+        /// How long the run lasted, from the go to when its last worker was done, in seconds
+        /// (what the broker stores; waits after that — for a failing database — are not in it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration: Option<f64>,
     },
     /// The run waits for its workers to be ready (published about once a second until the go).
     Waiting {
@@ -538,7 +503,7 @@ pub fn decode_any(frame: &[u8]) {
     let _ = from_frame::<Publication>(frame);
     if let Ok(env) = from_frame::<Envelope>(frame) {
         let mut stats = crate::result::Stats::default();
-        stats.apply(&env.event, crate::result::unix_now());
+        env.event.apply_to(&mut stats, crate::result::unix_now());
         // As the broker and the caller, which keep the merged figures, not the message.
         drop(env);
         // Twice: the counts of a hostile batch must not overflow when they add up.

@@ -64,6 +64,11 @@ impl EventSink for Relay {
         };
         match serde_json::to_vec(&env) {
             // A blocking send: when the broker is slow, the worker waits rather than drops.
+            // Larger than the receiver takes: ZeroMQ would drop the connection, and the events
+            // with it; counted as not sent instead (the worker then fails, saying so).
+            Ok(bytes) if bytes.len() + self.token.len() > super::MAX_WORKER_MESSAGE => {
+                self.failures += 1
+            }
             Ok(bytes) => {
                 if self
                     .socket
