@@ -1,4 +1,4 @@
-//! The code's direction of dependencies (DESIGN.md, "Layout"): each module of `src/` stands on a
+//! The code's direction of dependencies (README, "How it is built"): each module of `src/` stands on a
 //! floor and imports only modules of lower floors, and no files import each other in a circle.
 //! Std only: the `crate::` and `super::` paths of every file are read (comments aside) and
 //! resolved to the files they name.
@@ -303,7 +303,7 @@ fn every_import_points_down_and_no_files_import_each_other_in_a_circle() {
     }
     assert!(
         problems.is_empty(),
-        "the layout of DESIGN.md is broken:\n{}",
+        "the layout of README \"How it is built\" is broken:\n{}",
         problems.join("\n")
     );
 }

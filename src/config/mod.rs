@@ -1,4 +1,4 @@
-//! The run's configuration, at the bottom of the layout (DESIGN.md, "Layout"): what a run is
+//! The run's configuration, at the bottom of the layout (README, "How it is built"): what a run is
 //! asked to do, before anything runs. It imports nothing of the crate, and every other floor may
 //! import it.
 //!

@@ -1,4 +1,4 @@
-//! The load plan (DESIGN.md, "Load plan"), in one of three [`Model`]s:
+//! The load plan (README, "Load models"), in one of three [`Model`]s:
 //!
 //! - **cycles** (the seed system's): for each users value, in order, that many virtual users
 //!   start (together, or spread over `--ramp-up`); each runs, for each hits value in order, the

@@ -4,7 +4,7 @@
 //! such as the [`TestResult`](super::TestResult).
 //!
 //! The JSON form of an event is also the wire format: a `data_type` tag plus the fields of
-//! the seed system's published external-runner protocol (DESIGN.md, "Events"). Over the wire an
+//! the seed system's published external-runner protocol (docs/external-runners.md). Over the wire an
 //! event travels in an [`Envelope`] that adds `run_id`, `agent_id` and `hostname`.
 
 use chrono::{DateTime, Utc};

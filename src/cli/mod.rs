@@ -1,0 +1,291 @@
+//! The `loads` command line and its config files. [`main`] is the whole CLI: the stock binary and
+//! every user's load-test binary call it, with their own suites registered.
+//!
+//! - [`options`]: the options of `run`, `broker` and `agent`, each declared once for the command
+//!   line and the config file (a TOML file whose keys are the long option names; the command
+//!   line wins), merged in one place;
+//! - [`run`]: `run`, `list`, `demo`, `demo-server`;
+//! - [`cluster`]: `broker`, `agent`, `ping`, `runs`, `report`, `attach`, `stop`, `purge`,
+//!   `check-cluster`, `keygen`, `worker`.
+//!
+//! Exit codes: 0 when every hit succeeded, 1 when any failure or error happened (or an output
+//! could not write its report), 2 for usage and configuration errors, 99 when a `--threshold`
+//! failed (whatever the hits did), 130 when the run was interrupted with Ctrl-C.
+
+mod cluster;
+mod options;
+mod run;
+
+pub use run::exit_code;
+
+use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::runner::RunError;
+use cluster::*;
+use options::{AgentArgs, BrokerArgs, RunOptions};
+use run::{DemoOptions, DemoServerOptions, cmd_demo, cmd_demo_server, cmd_list, cmd_run};
+
+/// Exit code: every hit succeeded.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: some hit failed or errored.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: bad usage or configuration.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: a threshold failed (or `--abort-on-threshold` stopped the run).
+pub const EXIT_THRESHOLD: u8 = 99;
+/// Exit code: interrupted by Ctrl-C.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "loads",
+    version,
+    about = "Load-test HTTP and WebSocket services with tests written like unit tests",
+    after_help = "Start with `loads demo`: it runs the bundled suite against the embedded demo server.\n\
+                  Exit codes: 0 every hit succeeded, 1 failures or errors, 2 usage error, 99 a threshold failed,\n\
+                  130 interrupted."
+)]
+struct Cli {
+    #[command(flatten)]
+    curve: CurveFlags,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// CURVE keys of the cluster commands (see `loads keygen` and the README's "Security").
+#[derive(Args, serde::Serialize, serde::Deserialize, Debug, Default, Clone)]
+#[serde(default, rename_all = "kebab-case")]
+pub(super) struct CurveFlags {
+    /// This process's CURVE key pair (from `loads keygen`): the broker's own, or an agent's or
+    /// a caller's
+    #[arg(long, global = true, value_name = "FILE", env = "LOADS_CURVE_KEY")]
+    pub(super) curve_key: Option<PathBuf>,
+    /// Agents and callers: the broker's public key (its .pub file, or the key itself)
+    #[arg(long, global = true, value_name = "FILE|KEY", env = "LOADS_BROKER_KEY")]
+    pub(super) broker_key: Option<String>,
+}
+
+impl CurveFlags {
+    /// The client keys of an agent or a caller, when given.
+    pub(super) fn client(&self) -> anyhow::Result<Option<crate::transport::security::ClientKeys>> {
+        match (&self.curve_key, &self.broker_key) {
+            (None, None) => Ok(None),
+            (Some(k), Some(b)) => Ok(Some(crate::transport::security::ClientKeys::load(k, b)?)),
+            _ => anyhow::bail!(
+                "give both --curve-key (this process's key pair) and --broker-key (the broker's public key), or neither"
+            ),
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write a CURVE key pair: NAME.key (keep it secret) and NAME.pub (give it to the broker)
+    Keygen(KeygenArgs),
+    /// Run a test with many virtual users
+    Run(Box<RunOptions>),
+    /// List the registered tests
+    List,
+    /// Start the demo server in-process and load-test it with the bundled suite
+    Demo(DemoOptions),
+    /// Serve the demo target (HTML, JSON, delays, status codes, echo, auth, WebSocket)
+    DemoServer(DemoServerOptions),
+    /// Start a broker: it hands runs to agents, stores results and publishes them
+    Broker(BrokerArgs),
+    /// Start an agent: it runs the jobs a broker gives it in worker processes
+    Agent(AgentArgs),
+    /// Show the broker's pid, endpoints, agents and active runs
+    Ping(BrokerAddr),
+    /// List the broker's active and past runs
+    Runs(BrokerAddr),
+    /// Render a stored run again with the outputs
+    Report(ReportArgs),
+    /// Follow a run of the cluster again (the active one, or RUN_ID)
+    Attach(AttachArgs),
+    /// Stop a run of the cluster (its workers flush what they have)
+    Stop(StopArgs),
+    /// Stop every active run of the cluster
+    Purge(BrokerAddr),
+    /// Run the bundled health test once on every idle agent and report each one
+    CheckCluster(CheckArgs),
+    /// Run one job of an agent (started by the agent)
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+/// An error the CLI reports before exiting.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum CliError {
+    #[error("{}", chain(.0))]
+    Usage(anyhow::Error),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("{}", chain(.0))]
+    Other(anyhow::Error),
+}
+
+/// An error and its causes on one line, each cause once: a cause whose text its error already
+/// shows (many errors print their source in their own message) is not repeated.
+fn chain(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if text.contains(&c) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&c);
+    }
+    text
+}
+
+impl CliError {
+    fn code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => EXIT_USAGE,
+            CliError::Run(e) if e.is_usage() => EXIT_USAGE,
+            _ => EXIT_FAILED,
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOADS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    use std::io::IsTerminal as _;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs the `loads` command line with `args` (the program name first) and returns the exit code.
+pub fn run_cli<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+        }
+    };
+    init_logging();
+    // Agents, callers and workers talk to brokers with this process's keys, if any (a worker
+    // takes its agent's from the job file).
+    if !matches!(
+        cli.command,
+        Command::Broker(_) | Command::Worker(_) | Command::Run(_) | Command::Agent(_)
+    ) {
+        match cli.curve.client() {
+            Ok(keys) => crate::transport::security::set_client_keys(keys),
+            Err(e) => {
+                eprintln!("error: {}", chain(&e));
+                return EXIT_USAGE;
+            }
+        }
+    }
+    let outcome = match &cli.command {
+        Command::Run(o) => cmd_run(o, &cli.curve),
+        Command::List => Ok(cmd_list()),
+        Command::Demo(o) => cmd_demo(o),
+        Command::DemoServer(o) => cmd_demo_server(o),
+        Command::Keygen(o) => cmd_keygen(o),
+        Command::Broker(o) => cmd_broker(o, &cli.curve),
+        Command::Agent(o) => cmd_agent(o, &cli.curve),
+        Command::Ping(o) => cmd_ping(o),
+        Command::Runs(o) => cmd_runs(o),
+        Command::Report(o) => cmd_report(o),
+        Command::Attach(o) => cmd_attach(o),
+        Command::Stop(o) => cmd_stop(&o.broker, Some(&o.run_id)),
+        Command::Purge(o) => cmd_stop(&o.broker, None),
+        Command::CheckCluster(o) => cmd_check(o),
+        Command::Worker(o) => cmd_worker(o),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.code()
+        }
+    }
+}
+
+/// The `loads` command line, with every suite linked into this binary. Call it from `main`:
+/// `fn main() -> std::process::ExitCode { loads::main() }`.
+pub fn main() -> ExitCode {
+    ExitCode::from(run_cli(std::env::args_os()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The run arguments of `opts`, config file included.
+    fn run_args_of(opts: &RunOptions) -> anyhow::Result<crate::runner::RunArgs> {
+        options::run_args(&options::run_options(opts)?)
+    }
+
+    fn parse(args: &[&str]) -> RunOptions {
+        let mut v = vec!["loads", "run"];
+        v.extend_from_slice(args);
+        match Cli::try_parse_from(v).expect("parse").command {
+            Command::Run(o) => *o,
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn command_line_wins_over_config_file() {
+        let dir = std::env::temp_dir().join(format!("loads-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "test = \"example::health\"\nusers = \"2:3\"\nhits = 4\nserver-url = \"http://127.0.0.1:1\"\n\
+             output = [\"stdout\", \"null\"]\nproject-name = \"p\"\nrequest-timeout = \"2s\"\n",
+        )
+        .expect("write");
+        let p = path.to_str().expect("utf8");
+        let a = run_args_of(&parse(&["--config", p])).expect("args");
+        assert_eq!(a.test, "example::health");
+        assert_eq!(a.users.values(), &[2, 3]);
+        assert_eq!(a.hits.as_ref().map(|h| h.values().to_vec()), Some(vec![4]));
+        assert_eq!(a.outputs, vec!["stdout", "null"]);
+        assert_eq!(a.request_timeout, 2.0);
+        let b = run_args_of(&parse(&["--config", p, "-u", "7", "-d", "3", "-q", "x::y"]))
+            .expect("args");
+        assert_eq!(b.test, "x::y");
+        assert_eq!(b.users.values(), &[7]);
+        assert_eq!(b.hits, None);
+        assert_eq!(b.duration, Some(3.0));
+        assert_eq!(b.outputs, vec!["null"]);
+        std::fs::write(&path, "userz = 3\n").expect("write");
+        let err = run_args_of(&parse(&["--config", p, "a::b"])).expect_err("unknown key");
+        assert!(err.to_string().contains("userz"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bad_values_name_the_option() {
+        let e = Cli::try_parse_from(["loads", "run", "a::b", "-u", "0"]).expect_err("zero users");
+        let text = e.to_string();
+        assert!(
+            text.contains("--users") && text.contains("at least 1"),
+            "{text}"
+        );
+        let e = Cli::try_parse_from(["loads", "run", "a::b", "--hits", "2", "-d", "1s"])
+            .expect_err("both");
+        assert!(e.to_string().contains("cannot be used with"), "{e}");
+        let e = Cli::try_parse_from(["loads", "run", "a::b", "-d", "soon"]).expect_err("duration");
+        assert!(e.to_string().contains("--duration"), "{e}");
+    }
+}
