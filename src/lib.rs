@@ -28,12 +28,14 @@
 //! fn main() -> std::process::ExitCode { loads::main() }
 //! ```
 //!
-//! Modules, following the data flow: [`case`] (what a test sees), [`measure`] (instrumented
-//! HTTP and WebSocket clients), [`result`] (events, statistics, the test result), [`runner`]
-//! (load plan and execution: local, distributed, worker), [`output`] (reports), [`transport`]
-//! (the cluster over ZeroMQ: broker, agent, relay), [`db`] (the broker's SQLite storage),
-//! [`observer`] (end-of-run notifiers), [`cli`] (the command line), [`demo`] (the embedded target
-//! server), [`functional`] (running tests under `cargo test`).
+//! Modules, bottom floor first (each imports only those before it; `tests/layers.rs` keeps it
+//! so): [`config`] (run arguments, load plan, units, signals), [`result`] (events, statistics,
+//! the test result), [`measure`] (instrumented HTTP and WebSocket clients), [`case`] (what a test
+//! sees), [`output`] (reports), [`notify`] (end-of-run notifiers), [`db`] (the broker's SQLite
+//! storage), [`transport`] (the cluster over ZeroMQ: broker, agent, relay), [`runner`]
+//! (execution: local, distributed, worker, external), [`cli`] (the command line),
+//! [`functional`] (running tests under `cargo test`); [`demo`] (the embedded target server)
+//! stands apart.
 
 #![warn(missing_docs)]
 
@@ -69,8 +71,14 @@ pub use cli::main;
 /// (`LOADS_SERVER_URL` overrides it).
 pub use loads_macros::suite;
 
+/// What the `#[loads::suite]` attribute's expansion names (not an API: it may change with any
+/// release).
 #[doc(hidden)]
-pub use inventory;
+pub mod __private {
+    pub use crate::case::{BoxFuture, SuiteEntry, TestInfo};
+    pub use crate::functional::{Expect, run_test};
+    pub use inventory;
+}
 
 /// What a test file needs: `use loads::prelude::*;`.
 pub mod prelude {

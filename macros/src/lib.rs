@@ -198,7 +198,7 @@ fn expand(
     let suite_doc = doc_of(&imp.attrs);
     let infos = tests.iter().map(|(ident, doc, _)| {
         let n = ident.to_string();
-        quote! { ::loads::case::TestInfo { name: #n, doc: #doc } }
+        quote! { ::loads::__private::TestInfo { name: #n, doc: #doc } }
     });
     let arms = tests.iter().enumerate().map(|(i, (ident, _, _))| {
         quote! { #i => ::std::boxed::Box::pin(<#ty>::#ident(self, t)), }
@@ -206,7 +206,7 @@ fn expand(
     let setup = has_setup.then(|| {
         quote! {
             fn setup<'a>(&'a mut self, t: &'a mut ::loads::TestCase)
-                -> ::core::option::Option<::loads::case::BoxFuture<'a, ::loads::Outcome>> {
+                -> ::core::option::Option<::loads::__private::BoxFuture<'a, ::loads::Outcome>> {
                 ::core::option::Option::Some(::std::boxed::Box::pin(<#ty>::setup(self, t)))
             }
         }
@@ -214,7 +214,7 @@ fn expand(
     let teardown = has_teardown.then(|| {
         quote! {
             fn teardown<'a>(&'a mut self, t: &'a mut ::loads::TestCase)
-                -> ::core::option::Option<::loads::case::BoxFuture<'a, ::loads::Outcome>> {
+                -> ::core::option::Option<::loads::__private::BoxFuture<'a, ::loads::Outcome>> {
                 ::core::option::Option::Some(::std::boxed::Box::pin(<#ty>::teardown(self, t)))
             }
         }
@@ -227,14 +227,14 @@ fn expand(
     let functional = tests.iter().map(|(ident, _, expected)| {
         let n = ident.to_string();
         let expect = match expected.as_deref() {
-            Some("failure") => quote! { ::loads::functional::Expect::Failure },
-            Some("error") => quote! { ::loads::functional::Expect::Error },
-            _ => quote! { ::loads::functional::Expect::Success },
+            Some("failure") => quote! { ::loads::__private::Expect::Failure },
+            Some("error") => quote! { ::loads::__private::Expect::Error },
+            _ => quote! { ::loads::__private::Expect::Success },
         };
         quote! {
             #[test]
             fn #ident() {
-                ::loads::functional::run_test::<super::#ty>(#n, #server_expr, #expect);
+                ::loads::__private::run_test::<super::#ty>(#n, #server_expr, #expect);
             }
         }
     });
@@ -245,12 +245,12 @@ fn expand(
         impl ::loads::Suite for #ty {
             const NAME: &'static str = #name;
             const DOC: &'static str = #suite_doc;
-            const TESTS: &'static [::loads::case::TestInfo] = &[#(#infos),*];
+            const TESTS: &'static [::loads::__private::TestInfo] = &[#(#infos),*];
             fn new_user() -> Self {
                 <Self as ::core::default::Default>::default()
             }
             fn run_test<'a>(&'a mut self, index: usize, t: &'a mut ::loads::TestCase)
-                -> ::loads::case::BoxFuture<'a, ::loads::Outcome> {
+                -> ::loads::__private::BoxFuture<'a, ::loads::Outcome> {
                 match index {
                     #(#arms)*
                     _ => ::std::boxed::Box::pin(async move {
@@ -263,7 +263,7 @@ fn expand(
             #teardown
         }
 
-        ::loads::inventory::submit! { ::loads::case::SuiteEntry::of::<#ty>() }
+        ::loads::__private::inventory::submit! { ::loads::__private::SuiteEntry::of::<#ty>() }
 
         #[cfg(test)]
         mod #module {

@@ -1,11 +1,11 @@
 //! The `loads` command line and its config files. [`main`] is the whole CLI: the stock binary and
 //! every user's load-test binary call it, with their own suites registered.
 //!
-//! - [`options`]: the options of `run`, `broker` and `agent`, each declared once for the command
+//! - `options`: the options of `run`, `broker` and `agent`, each declared once for the command
 //!   line and the config file (a TOML file whose keys are the long option names; the command
 //!   line wins), merged in one place;
-//! - [`run`]: `run`, `list`, `demo`, `demo-server`;
-//! - [`cluster`]: `broker`, `agent`, `ping`, `runs`, `report`, `attach`, `stop`, `purge`,
+//! - `run`: `run`, `list`, `demo`, `demo-server`;
+//! - `cluster`: `broker`, `agent`, `ping`, `runs`, `report`, `attach`, `stop`, `purge`,
 //!   `check-cluster`, `keygen`, `worker`.
 //!
 //! Exit codes: 0 when every hit succeeded, 1 when any failure or error happened (or an output

@@ -1,4 +1,4 @@
-//! Outputs: observers of the [`TestResult`](crate::result::TestResult) that report a run. Each is
+//! Outputs: observers of the [`TestResult`] that report a run. Each is
 //! chosen by name with `--output NAME` (repeatable) and takes its options as
 //! `--output-NAME-OPTION` ([`OutputOptions`]); [`create`] builds one from its name and the run's
 //! arguments, and [`build_result`] builds a run's test result with its outputs, thresholds and

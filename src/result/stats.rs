@@ -1,5 +1,5 @@
 //! Mergeable statistics: the aggregates that a [`TestResult`](super::TestResult) keeps and that
-//! workers send as [`Event::Batch`].
+//! workers send as [`Event::Batch`](super::Event::Batch).
 //!
 //! Everything here is a sum or an HDR histogram, so two [`Stats`] merge exactly (percentiles of a
 //! merged run are those of one histogram that saw every value) and memory depends on the number

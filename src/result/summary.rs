@@ -1,6 +1,6 @@
 //! The run summary as one documented, stable JSON document ([`Summary`]): what the `json` output
 //! writes, what `--baseline` reads back, and what the HTML report and the webhook observer show.
-//! Built from a finished (or running) [`TestResult`]; request times are in milliseconds.
+//! Built from a finished (or running) [`TestResult`](super::TestResult); request times are in milliseconds.
 //! The fields are described in `docs/outputs.md`.
 
 use serde::{Deserialize, Serialize};

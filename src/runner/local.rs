@@ -5,7 +5,7 @@
 //! records into that worker's shard of the run's [`Recorder`], so recording never contends. A
 //! driver runtime on the calling thread starts the cycle steps, keeps time and handles Ctrl-C. A
 //! collector thread drains the recorder five times a second into an `Event::Batch` for the
-//! [`EventSink`] (the [`TestResult`] in a normal run, a relay in slave mode) and ticks it so
+//! [`EventSink`] (the [`TestResult`] in a normal run, a relay in a worker) and ticks it so
 //! that live outputs refresh.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -344,7 +344,7 @@ pub fn run_agent(
 /// How long an agent waits for the broker's welcome before it says it is still waiting.
 pub const REGISTER_WARNING: Duration = Duration::from_secs(10);
 
-/// Most messages waiting for the broker in an agent's [`Outbox`].
+/// Most messages waiting for the broker in an agent's outbox.
 pub const OUTBOX: usize = 64;
 
 /// The agent's messages that the broker could not take yet (its connection is down, refused,

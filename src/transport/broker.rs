@@ -71,7 +71,7 @@ const DONE_WITHOUT_EXIT: Duration = Duration::from_secs(5);
 /// SIGTERM and kills it [`STOP_GRACE`](super::agent::STOP_GRACE) later).
 const STOPPED_RUN_GRACE: Duration = Duration::from_secs(15);
 /// Most bytes of received events kept in memory while the database cannot store them (a full
-/// disk): they are retried every [`STORE_RETRY`]; beyond this bound, events are still counted,
+/// disk): they are retried every second; beyond this bound, events are still counted,
 /// published and shown to callers, but not kept for storing, and their runs say how many of
 /// their events were not stored.
 pub const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
