@@ -7,11 +7,13 @@
 //! external programs enter the same way, one by one.
 
 pub mod event;
+pub mod latency;
 pub mod recorder;
 pub mod stats;
 pub mod summary;
 mod test_result;
 pub mod threshold;
+pub mod timeline;
 
 pub use event::{Direction, Envelope, Event, ExcInfo, LoadsStatus};
 pub use recorder::{Recorder, UserRecorder, unix_now, unix_second_at};

@@ -1,0 +1,111 @@
+//! The per-second timeline of a run: what happened in each second ([`Second`]: counts, active
+//! users, and the request times of the requests started in it). Recent seconds keep their full
+//! histogram; older ones are compacted to their summary ([`Second::compact`]), so that a long run
+//! keeps a bounded history. Seconds enter by recording and merging; they leave through the
+//! summary and the outputs' charts.
+
+use serde::{Deserialize, Serialize};
+
+use super::latency::{Latency, Quantiles, TIMELINE_SIGFIG};
+
+/// Seconds of the timeline for which full histograms are kept before compaction.
+pub const TIMELINE_KEEP_FULL: i64 = 10;
+
+/// What happened during one second of the run (unix time).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Second {
+    /// Hits finished.
+    pub hits: u64,
+    /// Successful hits.
+    pub successes: u64,
+    /// Failed hits.
+    pub failures: u64,
+    /// Errored hits.
+    pub errors: u64,
+    /// HTTP requests started.
+    pub requests: u64,
+    /// WebSocket messages (both directions).
+    pub socket_messages: u64,
+    /// Active virtual users, sampled once per second by each worker (summed across workers).
+    pub users: u64,
+    /// Request times of the requests started in this second (recent seconds only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Latency>,
+    /// Summary of the request times, once the histogram has been compacted away.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Quantiles>,
+}
+
+impl Second {
+    pub(super) fn add(&mut self, o: &Second) {
+        self.hits = self.hits.saturating_add(o.hits);
+        self.successes = self.successes.saturating_add(o.successes);
+        self.failures = self.failures.saturating_add(o.failures);
+        self.errors = self.errors.saturating_add(o.errors);
+        self.requests = self.requests.saturating_add(o.requests);
+        self.socket_messages = self.socket_messages.saturating_add(o.socket_messages);
+        self.users = self.users.saturating_add(o.users);
+        match (&mut self.latency, &o.latency) {
+            (Some(mine), Some(theirs)) => mine.add(theirs),
+            (None, Some(theirs)) if self.summary.is_none() => self.latency = Some(theirs.clone()),
+            (None, Some(theirs)) => {
+                // Late data for a compacted second: combine the summaries. Counts and means are
+                // exact; percentiles are the larger of the two (an upper bound).
+                let q = theirs.quantiles();
+                self.summary = Some(combine_quantiles(self.summary.unwrap_or_default(), q));
+            }
+            _ => {}
+        }
+        if let Some(q) = o.summary {
+            match &mut self.latency {
+                Some(h) => {
+                    let mine = h.quantiles();
+                    self.latency = None;
+                    self.summary = Some(combine_quantiles(mine, q));
+                }
+                None => self.summary = Some(combine_quantiles(self.summary.unwrap_or_default(), q)),
+            }
+        }
+    }
+
+    /// The request-time summary of this second, from the histogram or its compacted form.
+    pub fn quantiles(&self) -> Option<Quantiles> {
+        match (&self.latency, self.summary) {
+            (Some(h), _) if !h.is_empty() => Some(h.quantiles()),
+            (_, Some(q)) if q.count > 0 => Some(q),
+            _ => None,
+        }
+    }
+
+    /// Replaces the histogram by its summary to save memory.
+    pub fn compact(&mut self) {
+        if let Some(h) = self.latency.take() {
+            let q = h.quantiles();
+            self.summary = Some(match self.summary {
+                Some(old) => combine_quantiles(old, q),
+                None => q,
+            });
+        }
+    }
+
+    pub(super) fn latency_mut(&mut self) -> &mut Latency {
+        self.latency
+            .get_or_insert_with(|| Latency::new(TIMELINE_SIGFIG))
+    }
+}
+
+fn combine_quantiles(a: Quantiles, b: Quantiles) -> Quantiles {
+    let count = a.count.saturating_add(b.count);
+    if count == 0 {
+        return Quantiles::default();
+    }
+    Quantiles {
+        count,
+        mean: (a.mean * a.count as f64 + b.mean * b.count as f64) / count as f64,
+        p50: a.p50.max(b.p50),
+        p90: a.p90.max(b.p90),
+        p95: a.p95.max(b.p95),
+        p99: a.p99.max(b.p99),
+        max: a.max.max(b.max),
+    }
+}
