@@ -1,0 +1,212 @@
+//! The suites linked into the binary: the [`Suite`] trait that `#[loads::suite]` implements,
+//! the per-user state behind it ([`UserState`]), the registry the macro fills through `inventory`
+//! ([`SuiteEntry`], [`suites`], [`all_tests`]) and test lookup by name with suggestions
+//! ([`find_test`]).
+
+use std::fmt;
+
+use super::context::TestCase;
+use super::outcome::{BoxFuture, Outcome};
+
+/// A test of a suite: its name and the first line of its doc comment.
+#[derive(Debug, Clone, Copy)]
+pub struct TestInfo {
+    /// The test's name within its suite.
+    pub name: &'static str,
+    /// What it does (its doc comment).
+    pub doc: &'static str,
+}
+
+/// A suite: per-user state whose async methods are tests. Implemented by `#[loads::suite]`.
+pub trait Suite: Send + 'static {
+    /// The suite's name (snake case of the type name unless given).
+    const NAME: &'static str;
+    /// The suite's doc comment.
+    const DOC: &'static str;
+    /// The tests, in source order.
+    const TESTS: &'static [TestInfo];
+    /// Creates the state of a new virtual user.
+    fn new_user() -> Self
+    where
+        Self: Sized;
+    /// Runs test number `index`.
+    fn run_test<'a>(&'a mut self, index: usize, t: &'a mut TestCase) -> BoxFuture<'a, Outcome>;
+    /// Runs before each hit (the suite's `setup` method, if any).
+    fn setup<'a>(&'a mut self, t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>> {
+        let _ = t;
+        None
+    }
+    /// Runs after each hit whose set-up succeeded (the suite's `teardown` method, if any).
+    fn teardown<'a>(&'a mut self, t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>> {
+        let _ = t;
+        None
+    }
+}
+
+/// The object-safe face of a suite's per-user state.
+pub trait UserState: Send {
+    /// Runs test number `index`.
+    fn run_test<'a>(&'a mut self, index: usize, t: &'a mut TestCase) -> BoxFuture<'a, Outcome>;
+    /// The set-up hook, if any.
+    fn setup<'a>(&'a mut self, t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>>;
+    /// The tear-down hook, if any.
+    fn teardown<'a>(&'a mut self, t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>>;
+}
+
+impl<S: Suite> UserState for S {
+    fn run_test<'a>(&'a mut self, index: usize, t: &'a mut TestCase) -> BoxFuture<'a, Outcome> {
+        Suite::run_test(self, index, t)
+    }
+    fn setup<'a>(&'a mut self, t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>> {
+        Suite::setup(self, t)
+    }
+    fn teardown<'a>(&'a mut self, t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>> {
+        Suite::teardown(self, t)
+    }
+}
+
+pub(super) fn new_user_boxed<S: Suite>() -> Box<dyn UserState> {
+    Box::new(S::new_user())
+}
+
+/// A suite as the registry knows it.
+pub struct SuiteEntry {
+    /// The suite's name.
+    pub name: &'static str,
+    /// Its doc comment.
+    pub doc: &'static str,
+    /// Its tests.
+    pub tests: &'static [TestInfo],
+    /// Creates a virtual user's state.
+    pub new_user: fn() -> Box<dyn UserState>,
+}
+
+impl SuiteEntry {
+    /// The entry of suite `S`.
+    pub const fn of<S: Suite>() -> SuiteEntry {
+        SuiteEntry {
+            name: S::NAME,
+            doc: S::DOC,
+            tests: S::TESTS,
+            new_user: new_user_boxed::<S>,
+        }
+    }
+}
+
+inventory::collect!(SuiteEntry);
+
+/// One test of one suite.
+#[derive(Clone, Copy)]
+pub struct TestRef {
+    /// The suite.
+    pub suite: &'static SuiteEntry,
+    /// The test's index in the suite.
+    pub index: usize,
+}
+
+impl TestRef {
+    /// `suite::test`.
+    pub fn full_name(&self) -> String {
+        format!("{}::{}", self.suite.name, self.info().name)
+    }
+
+    /// Name and doc of the test.
+    pub fn info(&self) -> &'static TestInfo {
+        &self.suite.tests[self.index]
+    }
+}
+
+impl fmt::Debug for TestRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.full_name())
+    }
+}
+
+/// Every suite linked into this binary, sorted by name.
+pub fn suites() -> Vec<&'static SuiteEntry> {
+    let mut v: Vec<_> = inventory::iter::<SuiteEntry>.into_iter().collect();
+    v.sort_by_key(|s| s.name);
+    v
+}
+
+/// Every test linked into this binary, sorted by suite then source order.
+pub fn all_tests() -> Vec<TestRef> {
+    suites()
+        .into_iter()
+        .flat_map(|suite| (0..suite.tests.len()).map(move |index| TestRef { suite, index }))
+        .collect()
+}
+
+/// A test name that matches no registered test.
+#[derive(Debug, thiserror::Error)]
+pub struct UnknownTest {
+    /// The name asked for.
+    pub name: String,
+    /// Registered names close to it, closest first.
+    pub suggestions: Vec<String>,
+    /// Several tests share this bare name.
+    pub ambiguous: bool,
+}
+
+impl fmt::Display for UnknownTest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.ambiguous {
+            write!(
+                f,
+                "test name {:?} is ambiguous; use the full SUITE::TEST name:",
+                self.name
+            )?;
+        } else {
+            write!(f, "no test named {:?}", self.name)?;
+            if self.suggestions.is_empty() {
+                return write!(f, " (`loads list` shows the registered tests)");
+            }
+            write!(f, "; the closest names are:")?;
+        }
+        for s in &self.suggestions {
+            write!(f, "\n  {s}")?;
+        }
+        write!(f, "\n(`loads list` shows every registered test)")
+    }
+}
+
+/// Finds a test by its full name `suite::test`, or by a bare test name that only one suite has.
+pub fn find_test(name: &str) -> Result<TestRef, UnknownTest> {
+    find_in(&all_tests(), name)
+}
+
+pub(super) fn find_in(tests: &[TestRef], name: &str) -> Result<TestRef, UnknownTest> {
+    if let Some(t) = tests.iter().find(|t| t.full_name() == name) {
+        return Ok(*t);
+    }
+    if !name.contains("::") {
+        let bare: Vec<_> = tests.iter().filter(|t| t.info().name == name).collect();
+        match bare.as_slice() {
+            [one] => return Ok(**one),
+            [] => {}
+            many => {
+                return Err(UnknownTest {
+                    name: name.to_owned(),
+                    suggestions: many.iter().map(|t| t.full_name()).collect(),
+                    ambiguous: true,
+                });
+            }
+        }
+    }
+    let mut scored: Vec<(f64, String)> = tests
+        .iter()
+        .map(|t| {
+            let full = t.full_name();
+            let score =
+                strsim::jaro_winkler(name, &full).max(strsim::jaro_winkler(name, t.info().name));
+            (score, full)
+        })
+        .filter(|(s, _)| *s > 0.6)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    Err(UnknownTest {
+        name: name.to_owned(),
+        suggestions: scored.into_iter().take(3).map(|(_, n)| n).collect(),
+        ambiguous: false,
+    })
+}
