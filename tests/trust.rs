@@ -696,3 +696,76 @@ fn an_agent_whose_worker_outlived_a_broker_restart_is_not_given_new_runs() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("0 available"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_subscriber_gets_only_the_runs_it_names() {
+    let server = DemoServer::start();
+    let cluster = Cluster::start("subs", 1);
+    let started = run_with_limit(
+        &[
+            "run",
+            "example::health",
+            "--agents",
+            "1",
+            "-d",
+            "20s",
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+            "--detach",
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(started.status.code(), Some(0), "{}", stderr(&started));
+    let run_id = stdout(&started)
+        .split_whitespace()
+        .nth(2)
+        .expect("run id")
+        .trim_end_matches(';')
+        .to_owned();
+    cluster.ping_until(Duration::from_secs(90), |p| p.contains("busy ("));
+    let publisher = endpoint(&cluster.broker.line, "publisher");
+    let count = |topic: &[u8]| {
+        let ctx = zmq::Context::new();
+        let sub = ctx.socket(zmq::SUB).expect("sub");
+        sub.set_linger(0).expect("linger");
+        sub.connect(&publisher).expect("connect");
+        sub.set_subscribe(topic).expect("subscribe");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut n = 0;
+        while Instant::now() < deadline {
+            if sub.poll(zmq::POLLIN, 100).unwrap_or(0) > 0 {
+                while sub.recv_multipart(zmq::DONTWAIT).is_ok() {
+                    n += 1;
+                }
+            }
+        }
+        n
+    };
+    // Everything (an empty prefix), a prefix of the run id, a made-up topic: nothing.
+    assert_eq!(count(b""), 0);
+    assert_eq!(count(&run_id.as_bytes()[..4]), 0);
+    assert_eq!(count(&[b'x'; 200]), 0);
+    // The run's id: its publications.
+    assert!(count(run_id.as_bytes()) > 0);
+    let _ = run_with_limit(
+        &["stop", "--broker", &cluster.front],
+        Duration::from_secs(30),
+    );
+}
+
+#[test]
+fn a_database_that_cannot_be_opened_is_named_once() {
+    let out = run_with_limit(
+        &["broker", "--db", "/proc/loads-no-such-dir/broker.sqlite"],
+        Duration::from_secs(30),
+    );
+    assert_ne!(out.status.code(), Some(0));
+    let err = stderr(&out);
+    assert_eq!(
+        err.matches("/proc/loads-no-such-dir").count(),
+        1,
+        "the path once: {err}"
+    );
+}

@@ -450,10 +450,12 @@ impl Broker {
         match self.db.store(&self.pending, &rows) {
             Ok(()) => {
                 if self.store_failed.take().is_some() {
-                    eprintln!(
-                        "broker: the database takes writes again ({} events kept while it failed are stored)",
-                        self.pending.len()
-                    );
+                    match self.pending.len() {
+                        0 => eprintln!("broker: the database takes writes again"),
+                        n => eprintln!(
+                            "broker: the database takes writes again ({n} events kept while it failed are stored)"
+                        ),
+                    }
                 }
                 self.pending.clear();
                 self.pending_bytes = 0;
