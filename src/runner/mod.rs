@@ -10,6 +10,7 @@
 //! [`TestResult`] → outputs. An external run replaces the first steps by runner processes whose
 //! events a receiver merges into the same batches.
 
+mod collector;
 pub mod distributed;
 pub mod external;
 mod local;
