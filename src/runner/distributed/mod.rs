@@ -22,7 +22,7 @@ pub use worker::run_worker;
 
 use std::time::{Duration, Instant};
 
-use super::{LocalRunner, RunArgs, RunError, Runner};
+use super::{RunArgs, RunError, Runner};
 use crate::result::{RunMeta, TestResult};
 use crate::transport::client::BrokerClient;
 use crate::transport::{
@@ -61,11 +61,7 @@ impl DistributedRunner {
         }
         // The test and plan are checked as a local run would check them: a registered test,
         // or an external command.
-        let args = if args.test_runner.is_some() {
-            super::ExternalRunner::new(args)?.args().clone()
-        } else {
-            LocalRunner::new(args)?.args().clone()
-        };
+        let args = super::runner_for(args)?.args().clone();
         let plan = super::checked_plan(&args)?;
         Ok(DistributedRunner {
             args,

@@ -1,11 +1,12 @@
 //! The worker process of a cluster run: [`run_worker`] takes a [`Job`] from its agent, runs it
-//! with the local runner (or the external one, for `--test-runner`) once the broker gives the
-//! go, and sends every event through a [`Relay`] to the broker instead of into a test result.
-//! What went wrong (failed runners, unsent events, an interruption) leaves as the error.
+//! with the runner that [`runner_for`] picks (the local one, or the external one for
+//! `--test-runner`) once the broker gives the go, and sends every event through a [`Relay`] to
+//! the broker instead of into a test result. What went wrong (failed runners, unsent events, an
+//! interruption) leaves as the error.
 
 use std::time::Duration;
 
-use crate::runner::{LocalRunner, RunError};
+use crate::runner::{LocalOrExternal, RunError, runner_for};
 use crate::transport::Job;
 use crate::transport::relay::Relay;
 
@@ -15,24 +16,10 @@ const GO_TIMEOUT: Duration = Duration::from_secs(300);
 /// The worker: runs a job with the local runner, sending its events through a relay.
 pub fn run_worker(job: &Job) -> Result<(), RunError> {
     // A registered test runs in this process; an external one in processes of its own.
-    enum Either {
-        Native(LocalRunner),
-        External(crate::runner::ExternalRunner),
-    }
-    let runner = if job.args.test_runner.is_some() {
-        Either::External(
-            crate::runner::ExternalRunner::new(job.args.clone())?
-                .collect_every(Duration::from_secs(1))
-                .agent_id(&job.agent_id)
-                .handle_ctrl_c(true),
-        )
-    } else {
-        Either::Native(
-            LocalRunner::new(job.args.clone())?
-                .collect_every(Duration::from_secs(1))
-                .handle_ctrl_c(true),
-        )
-    };
+    let runner = runner_for(job.args.clone())?
+        .collect_every(Duration::from_secs(1))
+        .agent_id(&job.agent_id)
+        .handle_ctrl_c(true);
     let relay = Relay::connect(&job.receiver, &job.run_id, &job.agent_id, &job.token)?;
     // Wait for the go: the broker gives it when every worker of the run is ready, so that they
     // start together. A closed pipe (the agent stopping us) or no go in time ends the worker.
@@ -54,11 +41,11 @@ pub fn run_worker(job: &Job) -> Result<(), RunError> {
         }
     }
     let (relay, interrupted, problems) = match runner {
-        Either::Native(r) => {
+        LocalOrExternal::Local(r) => {
             let (relay, interrupted) = r.run_into(relay)?;
             (relay, interrupted, Vec::new())
         }
-        Either::External(r) => {
+        LocalOrExternal::External(r) => {
             let (relay, interrupted, mut problems, rejected) = r.run_into(relay)?;
             problems.extend(rejected.problem());
             (relay, interrupted, problems)
