@@ -93,10 +93,9 @@ pub(super) fn cmd_run(cli: &RunOptions, curve: &CurveFlags) -> Result<u8, CliErr
                 None => return Ok(EXIT_OK),
             }
         }
-        None if args.test_runner.is_some() => crate::runner::ExternalRunner::new(args)?
+        None => crate::runner::runner_for(args)?
             .handle_ctrl_c(true)
             .execute()?,
-        None => LocalRunner::new(args)?.handle_ctrl_c(true).execute()?,
     };
     report_output_errors(&result);
     Ok(exit_code(&result))

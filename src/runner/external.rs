@@ -99,7 +99,7 @@ impl ExternalRunner {
             command,
             agent_id: String::new(),
             handle_signals: false,
-            collect_every: super::local::COLLECT_EVERY,
+            collect_every: super::collector::COLLECT_EVERY,
         })
     }
 
@@ -468,7 +468,7 @@ fn receive<S: EventSink>(mut sink: S, socket: &zmq::Socket, r: &Receiving) -> (S
             last_flush = Instant::now();
             let users = r.users.load(Ordering::Relaxed);
             let batch = std::mem::take(&mut batch);
-            if super::local::deliver(&mut sink, batch, users, &mut sampled_until, finished) {
+            if super::collector::deliver(&mut sink, batch, users, &mut sampled_until, finished) {
                 r.stop.store(true, Ordering::SeqCst);
             }
         }

@@ -4,12 +4,16 @@
 //! [`ExternalRunner`] (one process per virtual user for tests in other languages). Each is built
 //! from one serialisable argument struct, [`RunArgs`] (the struct that travels to agents), and
 //! started with [`Runner::execute`]. [`Plan`] is the load plan: cycles, stages or an arrival rate.
+//! [`runner_for`] is the one place that picks the local or the external runner for a `RunArgs`
+//! (for `loads run` and for a cluster's workers).
 //!
 //! Data flow of a local run: `RunArgs` → [`Plan`] → virtual-user tasks → per-worker
 //! [`Recorder`](crate::result::Recorder) shards → collector thread → `Event::Batch` →
 //! [`TestResult`] → outputs. An external run replaces the first steps by runner processes whose
-//! events a receiver merges into the same batches.
+//! events a receiver merges into the same batches; both hand their batches over through the
+//! collector's delivery (`collector`).
 
+mod collector;
 pub mod distributed;
 pub mod external;
 mod local;
@@ -23,6 +27,8 @@ pub use crate::config::units::{MAX_DURATION, duration_from_secs, parse_duration}
 pub use crate::config::{
     DEFAULT_REQUEST_TIMEOUT, MAX_THREADS, OutputOptions, RunArgs, UsageError, new_run_id, share_of,
 };
+
+use std::time::Duration;
 
 use crate::case::UnknownTest;
 use crate::result::TestResult;
@@ -93,4 +99,70 @@ pub trait Runner {
     /// Runs the plan to its end (or until interrupted) and returns the finished result: the
     /// outputs have written their reports.
     fn execute(&mut self) -> Result<TestResult, RunError>;
+}
+
+/// A runner of a run in this process, as [`runner_for`] picks it for a [`RunArgs`]: a
+/// registered test runs in this process, a test in another language in processes of its own.
+pub enum LocalOrExternal {
+    /// A registered test, with tokio tasks as virtual users.
+    Local(LocalRunner),
+    /// A `--test-runner` command, one process per virtual user.
+    External(ExternalRunner),
+}
+
+/// The one place that picks the runner of `args` in this process: the [`ExternalRunner`] when
+/// they name a `--test-runner` command, else the [`LocalRunner`]; fails as that runner's `new`
+/// does. (A run on a cluster is a [`DistributedRunner`], which the command line asks for with
+/// `--agents`; its workers pick their runner here.)
+pub fn runner_for(args: RunArgs) -> Result<LocalOrExternal, RunError> {
+    Ok(if args.test_runner.is_some() {
+        LocalOrExternal::External(ExternalRunner::new(args)?)
+    } else {
+        LocalOrExternal::Local(LocalRunner::new(args)?)
+    })
+}
+
+impl LocalOrExternal {
+    /// Stops the run cleanly on Ctrl-C (and SIGTERM), as the picked runner's `handle_ctrl_c`
+    /// does.
+    pub fn handle_ctrl_c(self, yes: bool) -> Self {
+        match self {
+            LocalOrExternal::Local(r) => LocalOrExternal::Local(r.handle_ctrl_c(yes)),
+            LocalOrExternal::External(r) => LocalOrExternal::External(r.handle_ctrl_c(yes)),
+        }
+    }
+
+    /// How often the collector hands a batch of the run's events to the sink.
+    pub fn collect_every(self, every: Duration) -> Self {
+        match self {
+            LocalOrExternal::Local(r) => LocalOrExternal::Local(r.collect_every(every)),
+            LocalOrExternal::External(r) => LocalOrExternal::External(r.collect_every(every)),
+        }
+    }
+
+    /// The agent this runner works for: given to an external runner's processes
+    /// (`LOADS_AGENT_ID`); a local run does not use it.
+    pub fn agent_id(self, id: &str) -> Self {
+        match self {
+            LocalOrExternal::Local(r) => LocalOrExternal::Local(r),
+            LocalOrExternal::External(r) => LocalOrExternal::External(r.agent_id(id)),
+        }
+    }
+
+    /// The run's checked arguments (with a run id filled in).
+    pub fn args(&self) -> &RunArgs {
+        match self {
+            LocalOrExternal::Local(r) => r.args(),
+            LocalOrExternal::External(r) => r.args(),
+        }
+    }
+}
+
+impl Runner for LocalOrExternal {
+    fn execute(&mut self) -> Result<TestResult, RunError> {
+        match self {
+            LocalOrExternal::Local(r) => r.execute(),
+            LocalOrExternal::External(r) => r.execute(),
+        }
+    }
 }

@@ -1,0 +1,72 @@
+//! The worker process of a cluster run: [`run_worker`] takes a [`Job`] from its agent, runs it
+//! with the runner that [`runner_for`] picks (the local one, or the external one for
+//! `--test-runner`) once the broker gives the go, and sends every event through a [`Relay`] to
+//! the broker instead of into a test result. What went wrong (failed runners, unsent events, an
+//! interruption) leaves as the error.
+
+use std::time::Duration;
+
+use crate::runner::{LocalOrExternal, RunError, runner_for};
+use crate::transport::Job;
+use crate::transport::relay::Relay;
+
+/// How long a worker waits for the go of its run.
+const GO_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The worker: runs a job with the local runner, sending its events through a relay.
+pub fn run_worker(job: &Job) -> Result<(), RunError> {
+    // A registered test runs in this process; an external one in processes of its own.
+    let runner = runner_for(job.args.clone())?
+        .collect_every(Duration::from_secs(1))
+        .agent_id(&job.agent_id)
+        .handle_ctrl_c(true);
+    let relay = Relay::connect(&job.receiver, &job.run_id, &job.agent_id, &job.token)?;
+    // Wait for the go: the broker gives it when every worker of the run is ready, so that they
+    // start together. A closed pipe (the agent stopping us) or no go in time ends the worker.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        let mut line = String::new();
+        let n = std::io::stdin().lock().read_line(&mut line).unwrap_or(0);
+        let _ = tx.send(n > 0 && line.trim() == "go");
+    });
+    match rx.recv_timeout(GO_TIMEOUT) {
+        Ok(true) => {}
+        Ok(false) => return Ok(()),
+        Err(_) => {
+            return Err(RunError::Cluster(format!(
+                "no go from the broker within {}s",
+                GO_TIMEOUT.as_secs()
+            )));
+        }
+    }
+    let (relay, interrupted, problems) = match runner {
+        LocalOrExternal::Local(r) => {
+            let (relay, interrupted) = r.run_into(relay)?;
+            (relay, interrupted, Vec::new())
+        }
+        LocalOrExternal::External(r) => {
+            let (relay, interrupted, mut problems, rejected) = r.run_into(relay)?;
+            problems.extend(rejected.problem());
+            (relay, interrupted, problems)
+        }
+    };
+    if !problems.is_empty() {
+        // The agent reports the worker's error (the tail of its stderr) to the broker, which
+        // shows it among the run's problems.
+        return Err(RunError::Cluster(problems.join("\n")));
+    }
+    if relay.failures() > 0 {
+        return Err(RunError::Cluster(format!(
+            "{} events could not be sent to the broker",
+            relay.failures()
+        )));
+    }
+    if interrupted {
+        // Stopped by a signal: the broker counts it as a problem unless it asked for the stop.
+        return Err(RunError::Cluster(
+            "the worker was interrupted (SIGTERM or SIGINT) before the end of its plan".into(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,279 @@
+//! The local runner: executes the plan in this process with tokio tasks as virtual users.
+//!
+//! Thread per core: each worker thread ([`worker`]) runs its own single-threaded tokio runtime,
+//! and the virtual users ([`user`]) are spread over the workers round-robin; a user stays on its
+//! worker and records into that worker's shard of the run's [`Recorder`], so recording never
+//! contends. A driver runtime on the calling thread starts the users as the plan's model says
+//! ([`cycles`], [`stages`], [`rate`], with what they share in [`drive`]), keeps time and handles
+//! Ctrl-C. A collector thread ([`collect`]) drains the recorder five times a second into an
+//! `Event::Batch` for the [`EventSink`] (the [`TestResult`] in a normal run, a relay in a
+//! worker) and ticks it so that live outputs refresh.
+//!
+//! Data enters as [`RunArgs`] ([`LocalRunner::new`] checks them into a [`Plan`]) and leaves as
+//! events into the sink given to [`LocalRunner::run_into`] (or the finished [`TestResult`] of
+//! [`Runner::execute`]).
+
+mod collect;
+mod cycles;
+mod drive;
+mod rate;
+mod stages;
+mod user;
+mod worker;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+use super::collector::COLLECT_EVERY;
+use super::{RunArgs, RunError, Runner};
+use crate::case::{TestRef, find_test};
+use crate::config::new_run_id;
+use crate::config::plan::{Model, Plan};
+use crate::result::{EventSink, Recorder, RunMeta, TestResult};
+use collect::collect;
+use drive::DriveCtx;
+use worker::Worker;
+
+/// Runs a test in this process.
+pub struct LocalRunner {
+    args: RunArgs,
+    test: TestRef,
+    plan: Plan,
+    handle_ctrl_c: bool,
+    collect_every: Duration,
+}
+
+/// Shared state of a run, seen by every virtual user.
+struct Control {
+    /// No new hits start.
+    stopping: AtomicBool,
+    /// In-flight hits are abandoned.
+    cancel: CancellationToken,
+    /// Ctrl-C or an explicit stop happened.
+    interrupted: AtomicBool,
+    /// Virtual users currently running.
+    active_users: AtomicU64,
+}
+
+impl LocalRunner {
+    /// A runner for `args`; fails on an unknown test or a bad plan.
+    pub fn new(args: RunArgs) -> Result<Self, RunError> {
+        if args.test.trim().is_empty() {
+            return Err(RunError::Usage(
+                "no test given: `loads run SUITE::TEST` (`loads list` shows the tests)".into(),
+            ));
+        }
+        let test = find_test(&args.test)?;
+        let plan = super::checked_plan(&args)?;
+        ensure_open_files(peak_users(&plan))?;
+        let mut args = args;
+        args.test = test.full_name();
+        if args.run_id.is_empty() {
+            args.run_id = new_run_id();
+        }
+        Ok(LocalRunner {
+            args,
+            test,
+            plan,
+            handle_ctrl_c: false,
+            collect_every: COLLECT_EVERY,
+        })
+    }
+
+    /// Stops the run cleanly on Ctrl-C (a second Ctrl-C exits at once). For the command line.
+    pub fn handle_ctrl_c(mut self, yes: bool) -> Self {
+        self.handle_ctrl_c = yes;
+        self
+    }
+
+    /// How often the collector drains the recorder into a batch (a worker sends one batch per
+    /// second to its relay; a local run refreshes five times a second).
+    pub fn collect_every(mut self, every: Duration) -> Self {
+        self.collect_every = every;
+        self
+    }
+
+    /// The validated plan.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The run's arguments (with the full test name and a run id filled in).
+    pub fn args(&self) -> &RunArgs {
+        &self.args
+    }
+
+    /// The description of this run that outputs show.
+    pub fn meta(&self) -> RunMeta {
+        super::run_meta(&self.args, &self.plan)
+    }
+
+    /// Runs the plan, sending every event to `sink`, and returns the sink and whether the run was
+    /// interrupted. This is the whole execution; `execute` wraps it with a [`TestResult`].
+    pub fn run_into<S: EventSink + 'static>(&self, sink: S) -> Result<(S, bool), RunError> {
+        let threads = self.args.worker_threads();
+        let workers = (0..threads)
+            .map(Worker::start)
+            .collect::<Result<Vec<_>, _>>()?;
+        let driver = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let recorder = Arc::new(if self.args.raw_events {
+            Recorder::raw(threads, 100_000)
+        } else {
+            Recorder::new(threads)
+        });
+        let control = Arc::new(Control {
+            stopping: AtomicBool::new(false),
+            cancel: CancellationToken::new(),
+            interrupted: AtomicBool::new(false),
+            active_users: AtomicU64::new(0),
+        });
+
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let collector = {
+            let recorder = recorder.clone();
+            let control = control.clone();
+            thread::Builder::new()
+                .name("loads-collector".into())
+                .spawn({
+                    let every = self.collect_every;
+                    move || collect(sink, &recorder, &control, &done_rx, every)
+                })?
+        };
+
+        driver.block_on(self.drive(&workers, &recorder, &control));
+        drop(workers);
+        // Virtual users are done; nothing records any more.
+        let _ = done_tx.send(());
+        let sink = collector.join().map_err(|_| {
+            RunError::System(std::io::Error::other("the collector thread panicked"))
+        })?;
+        Ok((sink, control.interrupted.load(Ordering::SeqCst)))
+    }
+
+    async fn drive(&self, workers: &[Worker], recorder: &Arc<Recorder>, control: &Arc<Control>) {
+        if self.handle_ctrl_c {
+            // Ctrl-C, or SIGTERM (an agent stopping its worker, a process manager), stops the
+            // run cleanly; a second Ctrl-C quits at once.
+            let interrupts = crate::config::signals::interrupts();
+            interrupts.quit_on_second_press();
+            let control = control.clone();
+            tokio::spawn(async move {
+                interrupts.wait().await;
+                if interrupts.presses() > 0 {
+                    eprintln!(
+                        "\nInterrupted: stopping the virtual users (press Ctrl-C again to quit at once)"
+                    );
+                }
+                control.interrupted.store(true, Ordering::SeqCst);
+                control.stopping.store(true, Ordering::SeqCst);
+                control.cancel.cancel();
+            });
+        }
+        let args = Arc::new(self.args.clone());
+        let test_name: Arc<str> = Arc::from(self.args.test.as_str());
+        let ctx = DriveCtx {
+            workers,
+            recorder,
+            control,
+            args,
+            name: test_name,
+        };
+        match &self.plan.model {
+            Model::Cycles => self.drive_cycles(&ctx).await,
+            Model::Stages(stages) => self.drive_stages(&ctx, stages).await,
+            Model::Rate {
+                start,
+                stages,
+                max_users,
+                offset,
+            } => {
+                self.drive_rate(&ctx, *start, stages, *max_users, *offset)
+                    .await
+            }
+        }
+    }
+    fn build_result(&self) -> Result<TestResult, RunError> {
+        Ok(crate::output::build_result(self.meta(), &self.args)?)
+    }
+}
+
+impl Runner for LocalRunner {
+    fn execute(&mut self) -> Result<TestResult, RunError> {
+        let result = self.build_result()?;
+        let (mut result, interrupted) = self.run_into(result)?;
+        if interrupted {
+            result.set_interrupted();
+        }
+        result.finish();
+        let totals = result.totals();
+        tracing::info!(
+            test = %self.args.test,
+            hits = totals.hits,
+            failures = totals.failures,
+            errors = totals.errors,
+            requests = result.stats().requests.count,
+            duration_s = result.duration().as_secs_f64(),
+            rps = result.requests_per_second(),
+            "run finished"
+        );
+        Ok(result)
+    }
+}
+
+/// The most virtual users the plan has at once.
+fn peak_users(plan: &Plan) -> u64 {
+    match &plan.model {
+        Model::Cycles => plan.users.values().iter().copied().max().unwrap_or(1),
+        Model::Stages(stages) => stages.iter().map(|(u, _)| *u).max().unwrap_or(0),
+        // The pool grows on demand: count what 30 s of the peak rate could need at most.
+        Model::Rate {
+            start,
+            stages,
+            max_users,
+            ..
+        } => {
+            let peak = stages.iter().map(|(r, _)| *r).fold(*start, f64::max);
+            (*max_users).min((peak * 30.0).ceil() as u64 + 1)
+        }
+    }
+}
+
+/// Files a run needs besides one connection per user (runtime, sockets, logs, outputs).
+const SPARE_FILES: u64 = 256;
+
+/// Makes sure `users` virtual users (a connection each) fit in the open-file limit: raises the
+/// soft limit up to the hard one when needed, and otherwise says what to do, instead of a run
+/// full of "too many open files" errors.
+fn ensure_open_files(users: u64) -> Result<(), RunError> {
+    let need = users.saturating_add(SPARE_FILES);
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Ok(());
+    }
+    let (soft, hard): (u64, u64) = (lim.rlim_cur, lim.rlim_max);
+    if need <= soft {
+        return Ok(());
+    }
+    if need <= hard {
+        lim.rlim_cur = need;
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0 {
+            tracing::info!(from = soft, to = need, "raised the open-file limit");
+            return Ok(());
+        }
+    }
+    Err(RunError::Usage(format!(
+        "{users} virtual users need about {need} open files (a connection each), but this process may open {soft} (hard limit {hard}): \
+         raise the limit (e.g. `ulimit -n {need}` in this shell, as root or after raising the hard limit in /etc/security/limits.conf) \
+         or spread the users over agents (--agents N)"
+    )))
+}

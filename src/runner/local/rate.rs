@@ -1,0 +1,204 @@
+//! The open model (`--rate`): arrivals at the plan's rate, independent of how fast the server
+//! answers. Each worker thread takes every n-th arrival and serves it from a pool of virtual
+//! users of its own (the [`Scheduler`]); late starts wait in a bounded backlog, and those beyond
+//! it are counted as dropped. Users enter as tasks on the workers of the [`DriveCtx`]; their hits
+//! leave through the recorder.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+use super::LocalRunner;
+use super::drive::{DriveCtx, GRACE, await_users};
+use super::user::{Active, VirtualUser};
+use crate::case::TestCase;
+
+impl LocalRunner {
+    /// Open model: each worker thread takes every n-th arrival of the rate and serves it from a
+    /// pool of virtual users of its own.
+    pub(super) async fn drive_rate(
+        &self,
+        ctx: &DriveCtx<'_>,
+        start_rate: f64,
+        stages: &[(f64, Duration)],
+        max_users: u64,
+        offset: f64,
+    ) {
+        let step_cancel = ctx.control.cancel.child_token();
+        let start = Instant::now();
+        let total: Duration = stages.iter().map(|(_, d)| *d).sum();
+        let end = start + total;
+        // One lane of arrivals per worker, but never more lanes than users in the pool.
+        let n = (ctx.workers.len() as u64).min(max_users).max(1);
+        let mut tasks = Vec::new();
+        for (w, worker) in ctx.workers.iter().enumerate().take(n as usize) {
+            let pool = crate::config::share_of(max_users, (w as u64, n));
+            let scheduler = Scheduler {
+                first_user: w as u64 * max_users.div_ceil(n),
+                template: self.user(ctx, w, 0, 0),
+                stages: stages.to_vec(),
+                start_rate,
+                start,
+                end,
+                lane: (w as u64, n),
+                pool,
+                offset,
+                cancel: step_cancel.clone(),
+            };
+            tasks.push(worker.handle.spawn(scheduler.run()));
+        }
+        let grace_cancel = step_cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until((end + GRACE).into()).await;
+            grace_cancel.cancel();
+        });
+        await_users(tasks, &step_cancel, ctx).await;
+        step_cancel.cancel();
+    }
+}
+
+/// Starts of late hits that may wait for a free virtual user, per user of the pool; beyond
+/// that, starts are dropped.
+const BACKLOG_PER_USER: usize = 100;
+
+/// The open model on one worker thread: arrivals at the rate, served by a pool of users.
+struct Scheduler {
+    /// Number of this worker's first user (users are numbered across workers).
+    first_user: u64,
+    /// A user to copy: name, test, recorder shard, control.
+    template: VirtualUser,
+    stages: Vec<(f64, Duration)>,
+    start_rate: f64,
+    start: Instant,
+    end: Instant,
+    /// `(w, n)`: this worker takes arrivals w+1, w+1+n, w+1+2n...
+    lane: (u64, u64),
+    pool: u64,
+    /// Phase of this process's arrivals (see `Model::Rate`).
+    offset: f64,
+    cancel: CancellationToken,
+}
+
+/// A virtual user of the open model's pool, with its test context and state.
+struct PoolUser {
+    vu: VirtualUser,
+    case: TestCase,
+    state: Box<dyn crate::case::UserState>,
+    hits: u64,
+}
+
+impl Scheduler {
+    /// Counts `n` starts that never happened (at once, so that an abort loses none).
+    fn drop_starts(&self, n: u64) {
+        if n > 0 {
+            self.template
+                .recorder
+                .record(|s| s.open_mut().dropped = s.open_mut().dropped.saturating_add(n));
+        }
+    }
+
+    async fn run(self) {
+        let (back_tx, mut back_rx) = tokio::sync::mpsc::unbounded_channel::<PoolUser>();
+        // The hits in flight: aborted with the scheduler (an abandoned hit is not recorded).
+        let mut hits = tokio::task::JoinSet::new();
+        let mut idle: Vec<PoolUser> = Vec::new();
+        let mut backlog: std::collections::VecDeque<Instant> = Default::default();
+        let backlog_max = (self.pool as usize).saturating_mul(BACKLOG_PER_USER);
+        let (mut created, mut in_flight) = (0u64, 0u64);
+        let mut k = 0u64;
+        let arrival = |k: u64| {
+            let j = k * self.lane.1 + self.lane.0 + 1;
+            crate::config::plan::arrival_at(self.start_rate, &self.stages, j as f64 - self.offset)
+                .map(|t| self.start + Duration::from_secs_f64(t))
+        };
+        let mut next = arrival(k);
+        let control = self.template.control.clone();
+        loop {
+            if control.stopping.load(Ordering::Relaxed) {
+                break;
+            }
+            let waiting_for_end = next.is_none() && !backlog.is_empty();
+            tokio::select! {
+                _ = tokio::time::sleep_until(next.unwrap_or(self.end).into()), if next.is_some() => {
+                    if let Some(t) = next {
+                        backlog.push_back(t);
+                        if backlog.len() > backlog_max {
+                            backlog.pop_front();
+                            self.drop_starts(1);
+                        }
+                    }
+                    k += 1;
+                    next = arrival(k);
+                }
+                Some(u) = back_rx.recv() => {
+                    in_flight -= 1;
+                    idle.push(u);
+                }
+                _ = tokio::time::sleep_until(self.end.into()), if waiting_for_end => {}
+                _ = self.cancel.cancelled() => break,
+            }
+            while let Some(&intended) = backlog.front() {
+                let user = match idle.pop() {
+                    Some(u) => u,
+                    None if created < self.pool => {
+                        created += 1;
+                        let vu = self.template.clone_for(self.first_user + created);
+                        vu.recorder.set_lag(Some(0));
+                        match vu.prepare() {
+                            Some((case, state)) => PoolUser {
+                                vu,
+                                case,
+                                state,
+                                hits: 0,
+                            },
+                            None => continue,
+                        }
+                    }
+                    None => break,
+                };
+                backlog.pop_front();
+                in_flight += 1;
+                let back = back_tx.clone();
+                hits.spawn(async move {
+                    let mut user = user;
+                    let now = Instant::now();
+                    let lag = now.saturating_duration_since(intended);
+                    let lag_us = lag.as_micros().min(u64::MAX as u128 / 2) as u64;
+                    user.vu.recorder.set_lag(Some(lag_us));
+                    user.hits += 1;
+                    let control = user.vu.control.clone();
+                    control.active_users.fetch_add(1, Ordering::Relaxed);
+                    let active = Active(&control.active_users);
+                    let PoolUser {
+                        vu,
+                        case,
+                        state,
+                        hits,
+                    } = &mut user;
+                    vu.hit(case, &mut **state, 0, *hits).await;
+                    let took = now.elapsed().as_micros().min(u64::MAX as u128 / 2) as u64;
+                    vu.recorder.record(|s| s.record_hit_time(took, lag_us));
+                    drop(active);
+                    let _ = back.send(user);
+                });
+            }
+            // Reap finished hit tasks (their users came back through the channel).
+            while hits.try_join_next().is_some() {}
+            if next.is_none() {
+                // The plan's arrivals are over: late starts may still get a user until the
+                // plan's end; what waits then never starts.
+                if Instant::now() >= self.end {
+                    self.drop_starts(backlog.len() as u64);
+                    backlog.clear();
+                }
+                if backlog.is_empty() && in_flight == 0 {
+                    break;
+                }
+            }
+        }
+        self.drop_starts(backlog.len() as u64);
+        // Wait for the hits in flight (the driver aborts this task, and them, after the grace
+        // period).
+        while hits.join_next().await.is_some() {}
+    }
+}

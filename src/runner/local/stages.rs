@@ -1,0 +1,84 @@
+//! The stages driver: the closed model by stages, where a controller follows the stages' line
+//! of users ten times a second, adding users or retiring the newest ones. Users enter as tasks
+//! on the workers of the [`DriveCtx`]; their hits leave through the recorder.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::LocalRunner;
+use super::drive::{DriveCtx, GRACE, await_users};
+
+impl LocalRunner {
+    /// Closed model by stages: a controller adds users (or retires the newest ones, after their
+    /// current hit) ten times a second to follow the stages' line.
+    pub(super) async fn drive_stages(&self, ctx: &DriveCtx<'_>, stages: &[(u64, Duration)]) {
+        let step_cancel = ctx.control.cancel.child_token();
+        let start = Instant::now();
+        let total: Duration = stages.iter().map(|(_, d)| *d).sum();
+        let end = start + total;
+        let grace_cancel = step_cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until((end + GRACE).into()).await;
+            grace_cancel.cancel();
+        });
+        // Users counted in the line, and users told to stop after their hit (with their task).
+        let mut live: Vec<(Arc<AtomicBool>, usize)> = Vec::new();
+        let mut retiring: Vec<(Arc<AtomicBool>, usize)> = Vec::new();
+        let mut tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+        let mut next_user = 1u64;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            let now = Instant::now();
+            if now >= end || ctx.control.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            let target = users_at(stages, now - start);
+            retiring.retain(|(_, i)| !tasks[*i].is_finished());
+            // A user that ended anyway (its task died) no longer counts.
+            live.retain(|(_, i)| !tasks[*i].is_finished());
+            while (live.len() as u64) < target {
+                // A user still finishing its last hit comes back before a new one starts.
+                if let Some((r, i)) = retiring.pop() {
+                    r.store(false, Ordering::Relaxed);
+                    live.push((r, i));
+                    continue;
+                }
+                let w = (next_user as usize - 1) % ctx.workers.len();
+                let mut vu = self.user(ctx, w, target, next_user);
+                vu.deadline = Some(end);
+                let retire = Arc::new(AtomicBool::new(false));
+                vu.retire = Some(retire.clone());
+                live.push((retire, tasks.len()));
+                tasks.push(ctx.workers[w].handle.spawn(vu.run()));
+                next_user += 1;
+            }
+            while (live.len() as u64) > target {
+                if let Some((r, i)) = live.pop() {
+                    r.store(true, Ordering::Relaxed);
+                    retiring.push((r, i));
+                }
+            }
+        }
+        await_users(tasks, &step_cancel, ctx).await;
+        step_cancel.cancel();
+    }
+}
+
+/// The users the stages ask for `elapsed` into the plan: linear from the previous stage's count
+/// (0 at first) to each stage's.
+fn users_at(stages: &[(u64, Duration)], elapsed: Duration) -> u64 {
+    let mut from = 0u64;
+    let mut t = Duration::ZERO;
+    for (to, d) in stages {
+        if elapsed < t + *d {
+            let x = (elapsed - t).as_secs_f64() / d.as_secs_f64();
+            let v = from as f64 + (*to as f64 - from as f64) * x;
+            return v.round().max(0.0) as u64;
+        }
+        t += *d;
+        from = *to;
+    }
+    from
+}
