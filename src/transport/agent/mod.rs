@@ -1,10 +1,9 @@
 //! The agent: a long-lived process on a load-generating machine. It registers with the broker's
 //! back socket, heartbeats, and runs each job it is given in a worker subprocess — the test
-//! binary of the job (fetched from the broker by SHA-256, verified and cached:
-//! [`Downloads`](super::blobs::Downloads)) started as `BINARY worker --job FILE`, whose relay
-//! sends the events to the broker's receiver.
+//! binary of the job (fetched from the broker by SHA-256, verified and cached: [`Downloads`])
+//! started as `BINARY worker --job FILE`, whose relay sends the events to the broker's receiver.
 //!
-//! An [`Agent`] owns its socket and state; its loop polls the socket, hands each message of the
+//! An `Agent` owns its socket and state; its loop polls the socket, hands each message of the
 //! broker to its handler (`on_welcome`, `on_reregister`, `on_run`, `on_binary`, `on_go`,
 //! `on_stop`), then does its periodic duties (start the jobs whose blobs are here, reap the
 //! workers that ended, heartbeat, warn while not welcomed). What it says to the broker waits in

@@ -80,28 +80,16 @@ impl Downloads {
         total: u64,
         bytes: &[u8],
     ) -> Result<Chunk, BlobError> {
-        let got = self.take(sha, offset, total, bytes);
-        if !matches!(got, Ok(Chunk::More(_) | Chunk::Stale)) {
-            self.asked.remove(sha);
-        }
-        got
-    }
-
-    fn take(
-        &mut self,
-        sha: &str,
-        offset: u64,
-        total: u64,
-        bytes: &[u8],
-    ) -> Result<Chunk, BlobError> {
-        let path = self
-            .path(sha)
-            .ok_or_else(|| BlobError::BadChunk("invalid binary hash".into()))?;
+        let Some(path) = self.path(sha) else {
+            return self.end(sha, Err(BlobError::BadChunk("invalid binary hash".into())));
+        };
         if offset == 0 && !self.parts.contains_key(sha) {
             // A name of our own: agents on one host may share the cache.
             let tag = format!("{}-{:04x}", std::process::id(), rand_u16());
-            let part = self.cache.part(sha, &tag).map_err(storage)?;
-            self.parts.insert(sha.to_owned(), part);
+            match self.cache.part(sha, &tag) {
+                Ok(part) => self.parts.insert(sha.to_owned(), part),
+                Err(e) => return self.end(sha, Err(storage(e))),
+            };
         }
         let Some(part) = self.parts.get_mut(sha).filter(|p| p.received == offset) else {
             return Ok(Chunk::Stale);
@@ -117,20 +105,27 @@ impl Downloads {
         if written.is_ok() && grown < total {
             return Ok(Chunk::More(grown));
         }
-        let Some(part) = self.parts.remove(sha) else {
-            return Err(BlobError::Storage("download vanished".into()));
+        let result = match (self.parts.remove(sha), written) {
+            (None, _) => Err(BlobError::Storage("download vanished".into())),
+            (Some(part), Err(e)) => {
+                part.discard();
+                Err(e)
+            }
+            (Some(part), Ok(())) => match part.finish(sha, &path, Some(0o755)) {
+                Ok(()) => Ok(Chunk::Done(path)),
+                Err(Unfinished::Mismatch) => Err(BlobError::BadChunk(format!(
+                    "the test binary received does not match its SHA-256 {sha}"
+                ))),
+                Err(Unfinished::Io(e)) => Err(storage(e)),
+            },
         };
-        if let Err(e) = written {
-            part.discard();
-            return Err(e);
-        }
-        match part.finish(sha, &path, Some(0o755)) {
-            Ok(()) => Ok(Chunk::Done(path)),
-            Err(Unfinished::Mismatch) => Err(BlobError::BadChunk(format!(
-                "the test binary received does not match its SHA-256 {sha}"
-            ))),
-            Err(Unfinished::Io(e)) => Err(storage(e)),
-        }
+        self.end(sha, result)
+    }
+
+    /// The end of the download of `sha`, with its `result`: the blob may be asked for again.
+    fn end(&mut self, sha: &str, result: Result<Chunk, BlobError>) -> Result<Chunk, BlobError> {
+        self.asked.remove(sha);
+        result
     }
 
     /// Removes all but the `keep` most recently used blobs of the cache, never those for which
