@@ -455,6 +455,23 @@ pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
     }
 }
 
+/// The modification time of the file at `p`, or the epoch when it has none.
+pub(crate) fn modified(p: &std::path::Path) -> std::time::SystemTime {
+    std::fs::metadata(p)
+        .and_then(|m| m.modified())
+        .unwrap_or(std::time::UNIX_EPOCH)
+}
+
+/// A number that differs from one call to the next (the clock's nanoseconds, folded): enough to
+/// tell apart names made on one host, no more.
+pub(crate) fn rand_u16() -> u16 {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    (n ^ (n >> 16)) as u16
+}
+
 /// This host's name.
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -1,5 +1,4 @@
-//! The broker's store of blobs: test binaries and included files, content-addressed by their
-//! SHA-256 in the broker's `binaries/` directory.
+//! The broker's side of the blob store: callers' uploads into its `binaries/` directory.
 //!
 //! Data enters through callers' `put_binary` requests ([`CallerRequest::PutBinary`]), chunk by
 //! chunk: each upload — one caller's sending of one blob — has its own part file
@@ -19,16 +18,16 @@
 //! Data leaves through agents' `need_binary` requests ([`FromAgent::NeedBinary`]): the broker
 //! answers with one chunk of at most [`BINARY_CHUNK`] bytes ([`read_chunk`]).
 //!
-//! [`CallerRequest::PutBinary`]: super::CallerRequest::PutBinary
-//! [`FromAgent::NeedBinary`]: super::FromAgent::NeedBinary
+//! [`CallerRequest::PutBinary`]: crate::transport::CallerRequest::PutBinary
+//! [`FromAgent::NeedBinary`]: crate::transport::FromAgent::NeedBinary
+//! [`BINARY_CHUNK`]: crate::transport::BINARY_CHUNK
+//! [`read_chunk`]: super::read_chunk
 
-use sha2::Digest as _;
 use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::BINARY_CHUNK;
+use super::{BlobDir, BlobError, Part, Unfinished, chunk_end, is_part};
 
 /// Most bytes a blob (test binary, included file) may have.
 pub const MAX_BLOB: u64 = 4 * 1024 * 1024 * 1024;
@@ -45,33 +44,6 @@ pub const STALE_UPLOAD: Duration = Duration::from_secs(10 * 60);
 /// Longest upload name a caller may give (see [`UploadKey::upload`]).
 pub const MAX_UPLOAD_NAME: usize = 64;
 
-/// Why a chunk was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BlobError {
-    /// The chunk, or the blob it belongs to, is malformed: out of bounds, out of order, not
-    /// hashing to its SHA-256. The upload (if any) is abandoned: send the blob again from 0.
-    #[error("{0}")]
-    BadChunk(String),
-    /// The caller (or all callers together) has too many unfinished uploads, or too many bytes
-    /// announced in them.
-    #[error("{0}")]
-    Quota(String),
-    /// The broker cannot write or read its blobs.
-    #[error("{0}")]
-    Storage(String),
-}
-
-impl BlobError {
-    /// The refusal code the broker answers with.
-    pub fn code(&self) -> &'static str {
-        match self {
-            BlobError::BadChunk(_) => "bad_chunk",
-            BlobError::Quota(_) => "upload_quota",
-            BlobError::Storage(_) => "storage",
-        }
-    }
-}
-
 /// What identifies an upload: who sends which blob, under which name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct UploadKey {
@@ -87,17 +59,14 @@ pub struct UploadKey {
 /// An upload in progress.
 struct Upload {
     /// Where its bytes go.
-    part: PathBuf,
-    file: std::fs::File,
-    hasher: sha2::Sha256,
-    received: u64,
+    part: Part,
     total: u64,
     last_chunk: Instant,
 }
 
 /// The broker's unfinished uploads, and the directory blobs are stored in.
 pub struct Uploads {
-    dir: PathBuf,
+    dir: BlobDir,
     uploads: BTreeMap<UploadKey, Upload>,
     /// The number of the next part file.
     next: u64,
@@ -112,21 +81,13 @@ fn size(n: u64) -> String {
     }
 }
 
-/// Whether `sha` is a SHA-256 in hex (64 hex digits): only such names become paths.
-fn plain_sha(sha: &str) -> bool {
-    sha.len() == 64 && sha.bytes().all(|c| c.is_ascii_hexdigit())
-}
-
 impl Uploads {
     /// The uploads of the blobs stored in `dir`, none yet: part files left there by an earlier
     /// broker are removed (their uploads cannot be resumed).
     pub fn new(dir: PathBuf) -> Uploads {
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for e in entries.filter_map(Result::ok) {
-                if e.file_name().to_string_lossy().ends_with(".part") {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
+        let dir = BlobDir::new(dir);
+        for (_, path) in dir.entries().filter(|(name, _)| is_part(name)) {
+            let _ = std::fs::remove_file(path);
         }
         Uploads {
             dir,
@@ -137,7 +98,7 @@ impl Uploads {
 
     /// Where the blob `sha` is stored; `None` when `sha` is not a SHA-256 in hex.
     pub fn path(&self, sha: &str) -> Option<PathBuf> {
-        plain_sha(sha).then(|| self.dir.join(sha))
+        self.dir.path(sha)
     }
 
     /// How many uploads are unfinished.
@@ -166,8 +127,7 @@ impl Uploads {
 
     fn drop_upload(&mut self, key: &UploadKey) {
         if let Some(u) = self.uploads.remove(key) {
-            drop(u.file);
-            let _ = std::fs::remove_file(&u.part);
+            u.part.discard();
         }
     }
 
@@ -198,8 +158,8 @@ impl Uploads {
             self.drop_upload(&key);
             return Ok(true);
         }
-        let end = offset.saturating_add(bytes.len() as u64);
-        if total > MAX_BLOB || end > total || (bytes.is_empty() && end < total) {
+        let (end, fits) = chunk_end(offset, bytes.len(), total);
+        if total > MAX_BLOB || !fits {
             self.drop_upload(&key);
             return Err(BlobError::BadChunk(format!(
                 "chunk {offset}..{end} of a {total}-byte blob is out of bounds (at most {MAX_BLOB} bytes)"
@@ -208,17 +168,15 @@ impl Uploads {
         if offset == 0 {
             self.drop_upload(&key);
             self.check_quota(&key.caller, total)?;
-            let part = self.dir.join(format!("{}.{}.part", key.sha256, self.next));
+            let part = self
+                .dir
+                .part(&key.sha256, &self.next.to_string())
+                .map_err(storage)?;
             self.next += 1;
-            let file = std::fs::File::create(&part)
-                .map_err(|e| BlobError::Storage(format!("cannot store the blob: {e}")))?;
             self.uploads.insert(
                 key.clone(),
                 Upload {
                     part,
-                    file,
-                    hasher: sha2::Sha256::new(),
-                    received: 0,
                     total,
                     last_chunk: now,
                 },
@@ -229,20 +187,18 @@ impl Uploads {
                 "chunk at {offset} of an upload that was not started (or was abandoned): send the blob again from 0"
             )));
         };
-        if u.received != offset || u.total != total {
+        if u.part.received != offset || u.total != total {
             let msg = format!(
                 "chunk at {offset} of a {total}-byte blob does not follow the {} bytes received of {}: send the blob again from 0",
-                u.received, u.total
+                u.part.received, u.total
             );
             self.drop_upload(&key);
             return Err(BlobError::BadChunk(msg));
         }
-        if let Err(e) = u.file.write_all(bytes) {
+        if let Err(e) = u.part.append(bytes) {
             self.drop_upload(&key);
-            return Err(BlobError::Storage(format!("cannot store the blob: {e}")));
+            return Err(storage(e));
         }
-        u.hasher.update(bytes);
-        u.received = end;
         u.last_chunk = now;
         if end < total {
             return Ok(false);
@@ -250,16 +206,14 @@ impl Uploads {
         let Some(u) = self.uploads.remove(&key) else {
             return Err(BlobError::Storage("the upload vanished".into()));
         };
-        drop(u.file);
-        if super::hex(&u.hasher.finalize()) != key.sha256.to_ascii_lowercase() {
-            let _ = std::fs::remove_file(&u.part);
-            return Err(BlobError::BadChunk(
-                "the blob does not match its SHA-256".into(),
-            ));
-        }
-        if let Err(e) = std::fs::rename(&u.part, &path) {
-            let _ = std::fs::remove_file(&u.part);
-            return Err(BlobError::Storage(format!("cannot store the blob: {e}")));
+        match u.part.finish(&key.sha256.to_ascii_lowercase(), &path, None) {
+            Ok(()) => {}
+            Err(Unfinished::Mismatch) => {
+                return Err(BlobError::BadChunk(
+                    "the blob does not match its SHA-256".into(),
+                ));
+            }
+            Err(Unfinished::Io(e)) => return Err(storage(e)),
         }
         // The other uploads of this blob are not needed any more.
         let others: Vec<UploadKey> = self
@@ -309,25 +263,15 @@ impl Uploads {
     }
 }
 
-/// Reads the chunk (at most [`BINARY_CHUNK`] bytes) of the file at `path` that starts at
-/// `offset`, and the file's size.
-pub fn read_chunk(path: &Path, offset: u64) -> std::io::Result<(Vec<u8>, u64)> {
-    use std::io::{Read as _, Seek as _};
-    let mut f = std::fs::File::open(path)?;
-    let total = f.metadata()?.len();
-    if offset > total {
-        return Err(std::io::Error::other("offset past the end"));
-    }
-    f.seek(std::io::SeekFrom::Start(offset))?;
-    let left = usize::try_from(total - offset).unwrap_or(usize::MAX);
-    let mut buf = Vec::with_capacity(BINARY_CHUNK.min(left));
-    f.take(BINARY_CHUNK as u64).read_to_end(&mut buf)?;
-    Ok((buf, total))
+/// The refusal of a blob the broker cannot write.
+fn storage(e: std::io::Error) -> BlobError {
+    BlobError::Storage(format!("cannot store the blob: {e}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("loads-blobs-{name}-{}", std::process::id()));
@@ -358,7 +302,7 @@ mod tests {
         let mut u = Uploads::new(d.clone());
         let now = Instant::now();
         let data: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
-        let sha = super::super::sha256_hex(&data);
+        let sha = crate::transport::sha256_hex(&data);
         let total = data.len() as u64;
         let k = || key("a", &sha);
         assert_eq!(u.put(k(), 0, total, &data[..4000], now), Ok(false));
@@ -388,7 +332,7 @@ mod tests {
         let mut u = Uploads::new(d.clone());
         let now = Instant::now();
         let data: Vec<u8> = (0..9_000u32).map(|i| (i % 241) as u8).collect();
-        let sha = super::super::sha256_hex(&data);
+        let sha = crate::transport::sha256_hex(&data);
         let total = data.len() as u64;
         for (a, b) in [(0, 3000), (3000, 6000)] {
             for c in ["a", "b"] {
@@ -474,22 +418,6 @@ mod tests {
         u.expire(now + STALE_UPLOAD + Duration::from_secs(1));
         assert!(u.is_empty());
         assert_eq!(parts(&d), 0);
-        let _ = std::fs::remove_dir_all(&d);
-    }
-
-    #[test]
-    fn chunks_are_read_back_bounded() {
-        let d = dir("read");
-        let p = d.join("blob");
-        std::fs::write(&p, vec![7u8; BINARY_CHUNK + 10]).expect("write");
-        let (first, total) = read_chunk(&p, 0).expect("first");
-        assert_eq!(
-            (first.len(), total),
-            (BINARY_CHUNK, BINARY_CHUNK as u64 + 10)
-        );
-        let (rest, _) = read_chunk(&p, BINARY_CHUNK as u64).expect("rest");
-        assert_eq!(rest.len(), 10);
-        assert!(read_chunk(&p, total + 1).is_err());
         let _ = std::fs::remove_dir_all(&d);
     }
 }
