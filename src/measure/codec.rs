@@ -558,20 +558,17 @@ fn decode_stream<'a>(
     }
 }
 
-/// Decodes `data` as the bytes a server sent on one connection, as the client reads them, and
-/// checks that reading them in pieces gives the same responses as reading them whole. The first
-/// byte chooses whether the requests were HEADs and how the rest is split into reads. Never
-/// panics unless the codec is wrong, whatever the bytes: this is the entry point of the fuzz
-/// target `fuzz/fuzz_targets/codec.rs`, and the unit tests run it too.
+/// Decodes `data` as the bytes a server sent on one connection, as the client reads them (as
+/// answers to GETs, then to HEADs), and checks that reading them in pieces gives the same
+/// responses as reading them whole; the pieces are 1 to 16 bytes, their sizes drawn from a hash
+/// of `data`. Never panics unless the codec is wrong, whatever the bytes: this is the entry
+/// point of the fuzz target `fuzz/fuzz_targets/codec.rs`, and the unit tests run it too.
 #[doc(hidden)]
 pub fn decode_responses(data: &[u8]) {
-    let Some((&first, data)) = data.split_first() else {
-        return;
-    };
-    let head_only = first & 0x80 != 0;
-    let whole = decode_stream([data], head_only);
-    // Pieces of 1 to 16 bytes, sizes from a small generator seeded by the first byte.
-    let mut seed = u32::from(first) | 1;
+    // FNV-1a, then xorshift: any change to the bytes changes where they are split.
+    let mut seed = data.iter().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    }) | 1;
     let mut rest = data;
     let mut pieces = Vec::new();
     while !rest.is_empty() {
@@ -583,13 +580,16 @@ pub fn decode_responses(data: &[u8]) {
         pieces.push(p);
         rest = r;
     }
-    let split = decode_stream(pieces, head_only);
-    // A head over MAX_HEAD is refused only when it arrives in more than one read.
-    if data.len() <= MAX_HEAD {
-        assert_eq!(
-            whole, split,
-            "the same bytes read in pieces decode differently"
-        );
+    for head_only in [false, true] {
+        let whole = decode_stream([data], head_only);
+        let split = decode_stream(pieces.iter().copied(), head_only);
+        // A head over MAX_HEAD is refused only when it arrives in more than one read.
+        if data.len() <= MAX_HEAD {
+            assert_eq!(
+                whole, split,
+                "the same bytes read in pieces decode differently"
+            );
+        }
     }
 }
 
@@ -627,10 +627,8 @@ mod tests {
         }
         let bytes: Vec<&[u8]> = STREAM.chunks(1).collect();
         assert_eq!(decode_stream(bytes, false), whole, "one byte a read");
-        for first in 0..=255u8 {
-            let mut data = vec![first];
-            data.extend_from_slice(STREAM);
-            decode_responses(&data);
+        for end in 0..=STREAM.len() {
+            decode_responses(&STREAM[..end]);
         }
     }
 
@@ -691,6 +689,34 @@ mod tests {
             until_close_fits(MAX_BODY + 1),
             Err(CodecError::BodyTooLarge)
         );
+    }
+
+    /// Every seed of the fuzz target and every crash it found (`fuzz/seeds-codec/`,
+    /// `fuzz/regressions-codec/`), through the fuzz target's entry point.
+    #[test]
+    fn fuzz_seeds_and_regressions_decode() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut n = 0;
+        for sub in ["fuzz/seeds-codec", "fuzz/regressions-codec"] {
+            for e in std::fs::read_dir(root.join(sub))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let data = std::fs::read(e.path()).expect("read");
+                decode_responses(&data);
+                if sub.ends_with("seeds-codec") {
+                    let got = decode_stream([&data[..]], false);
+                    assert!(
+                        !got.is_empty() && got.iter().all(Result::is_ok),
+                        "{}: {got:?}",
+                        e.path().display()
+                    );
+                    n += 1;
+                }
+            }
+        }
+        assert!(n >= 4, "the seeds are in fuzz/seeds-codec/");
     }
 
     #[test]
