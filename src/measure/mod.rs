@@ -5,8 +5,14 @@
 //! What users share and what each owns: every virtual user owns one [`client::Client`] (its own
 //! keep-alive connections and cookie jar); the TLS configuration (root certificates, crypto
 //! provider), the DNS cache and the runtime are shared by all users.
+//!
+//! The HTTP client is three files: `codec` (bytes in, parsed values out: no sockets, no async),
+//! `connection` (one TCP or TLS stream and its buffers) and `client` (the pool of connections,
+//! redirects, cookies, timeouts).
 
 pub mod client;
+mod codec;
+mod connection;
 mod dns;
 mod session;
 mod tls;
@@ -14,6 +20,10 @@ mod ws;
 
 pub use session::{HttpError, Request, Response, Session, new_client};
 pub use tls::client_config;
+
+/// The fuzz target's entry point into the HTTP codec (`fuzz/fuzz_targets/codec.rs`).
+#[doc(hidden)]
+pub use codec::decode_responses;
 pub use ws::{Message, WebSocket, WsError};
 
 /// HTTP types used by the session API.

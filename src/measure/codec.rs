@@ -1,0 +1,764 @@
+//! The HTTP/1.1 codec of loads' client (`src/measure/codec.rs`, beside the connection and the
+//! client that use it): bytes in, parsed values out. No sockets, no async, no tokio.
+//!
+//! What enters and leaves: a request ([`Outgoing`]) leaves as bytes through [`write_request`],
+//! written into the connection's reusable buffer. A response enters as the bytes the connection
+//! has read so far, in its [`BytesMut`] buffer: [`read_head`] takes a complete head out of it (or
+//! says that more bytes are needed), [`Head::framing`] says how the body is delimited, and the
+//! body leaves the buffer through [`length_body`], [`ChunkedDecoder`] or [`until_close_body`].
+//! Each step consumes only what it parses, so a response split anywhere between reads parses as
+//! it does whole (the tests check every split point; `fuzz/fuzz_targets/codec.rs` checks
+//! arbitrary ones through [`decode_responses`]). Header maps and cookies are parsed from the raw
+//! head only when asked for ([`header_map`], [`set_cookies`]).
+//!
+//! Bounds: a head larger than [`MAX_HEAD`] and a body larger than [`MAX_BODY`] are refused
+//! before anything is allocated for them; the codec itself allocates only a chunked body (each
+//! chunk checked against [`MAX_BODY`] first), the raw head's header slots when a head has more
+//! than 48 headers (1024 slots, fixed), and error messages.
+
+use bytes::{Buf as _, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+use std::sync::Arc;
+use url::Url;
+
+/// Largest response head accepted.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Largest response body accepted.
+pub const MAX_BODY: usize = 256 * 1024 * 1024;
+
+/// Why the bytes of a response are not a valid HTTP/1.x response (or not one loads accepts).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    /// The head does not parse (httparse's reason).
+    #[error("{0}")]
+    Head(httparse::Error),
+    /// The status code is not one `http` accepts (below 100 or above 999).
+    #[error("bad status code {0}")]
+    Status(u16),
+    /// A `Content-Length` that is not a decimal number.
+    #[error("bad Content-Length")]
+    ContentLength,
+    /// The head is larger than [`MAX_HEAD`].
+    #[error("response head larger than {MAX_HEAD} bytes")]
+    HeadTooLarge,
+    /// The body is larger than [`MAX_BODY`].
+    #[error("response body larger than {MAX_BODY} bytes")]
+    BodyTooLarge,
+    /// A chunk size line that is not a hexadecimal number (the text before any extension).
+    #[error("bad chunk size {0:?}")]
+    ChunkSize(String),
+    /// A chunk's data not followed by CRLF.
+    #[error("chunk not followed by CRLF")]
+    ChunkCrlf,
+    /// The bytes ended before the response did (the text says where).
+    #[error("the connection closed {0}")]
+    Truncated(&'static str),
+}
+
+/// The parts of a request.
+pub struct Outgoing {
+    /// The method.
+    pub method: Method,
+    /// The URL.
+    pub url: Arc<Url>,
+    /// Headers set by the test.
+    pub headers: HeaderMap,
+    /// The body, if any.
+    pub body: Option<Bytes>,
+}
+
+/// Appends `n` in decimal (without going through `fmt`).
+fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Writes `req` into `out` (cleared first) as one HTTP/1.1 request: request line, the default
+/// `host`, `user-agent` and `accept` headers the test did not set, `cookie` (the jar's value)
+/// unless the test set one, the test's headers, the body's `content-length`, and the body.
+pub fn write_request(out: &mut Vec<u8>, req: &Outgoing, cookie: Option<&str>) {
+    let url = &req.url;
+    out.clear();
+    out.extend_from_slice(req.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(url.path().as_bytes());
+    if let Some(q) = url.query() {
+        out.push(b'?');
+        out.extend_from_slice(q.as_bytes());
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if !req.headers.contains_key(header::HOST) {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(url.host_str().unwrap_or("").as_bytes());
+        if let Some(p) = url.port() {
+            out.push(b':');
+            push_decimal(out, p as usize);
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    if !req.headers.contains_key(header::USER_AGENT) {
+        out.extend_from_slice(
+            concat!("user-agent: loads/", env!("CARGO_PKG_VERSION"), "\r\n").as_bytes(),
+        );
+    }
+    if !req.headers.contains_key(header::ACCEPT) {
+        out.extend_from_slice(b"accept: */*\r\n");
+    }
+    if let Some(c) = cookie
+        && !req.headers.contains_key(header::COOKIE)
+    {
+        out.extend_from_slice(b"cookie: ");
+        out.extend_from_slice(c.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (k, v) in req.headers.iter() {
+        out.extend_from_slice(k.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let framed = req.headers.contains_key(header::CONTENT_LENGTH)
+        || req.headers.contains_key(header::TRANSFER_ENCODING);
+    match &req.body {
+        Some(b) if !framed => {
+            out.extend_from_slice(b"content-length: ");
+            push_decimal(out, b.len());
+            out.extend_from_slice(b"\r\n");
+        }
+        None if !framed && matches!(req.method, Method::POST | Method::PUT | Method::PATCH) => {
+            out.extend_from_slice(b"content-length: 0\r\n");
+        }
+        _ => {}
+    }
+    out.extend_from_slice(b"\r\n");
+    if let Some(b) = &req.body {
+        out.extend_from_slice(b);
+    }
+}
+
+/// What the head of a response says about the rest.
+#[derive(Debug)]
+pub struct Head {
+    /// The status.
+    pub status: StatusCode,
+    /// The head's bytes, status line to the empty line (parsed again for headers on demand).
+    pub raw: Bytes,
+    /// The `Content-Length`, if any.
+    pub content_length: Option<usize>,
+    /// Whether the last transfer coding is `chunked`.
+    pub chunked: bool,
+    /// Whether the connection may carry another request after this response.
+    pub keep_alive: bool,
+    /// Whether the head has a `Set-Cookie` header.
+    pub sets_cookies: bool,
+}
+
+/// A parsed response head: its length in the buffer and what it says about the body.
+struct HeadInfo {
+    len: usize,
+    status: StatusCode,
+    content_length: Option<usize>,
+    chunked: bool,
+    keep_alive: bool,
+    sets_cookies: bool,
+}
+
+fn parse_head(buf: &[u8]) -> Result<Option<HeadInfo>, CodecError> {
+    // Uninitialised header slots: httparse fills only what it finds (no 2 KiB memset per
+    // response). Heads with more headers are parsed again with a larger heap array.
+    let mut headers = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; 48];
+    let mut many;
+    let mut res = httparse::Response::new(&mut []);
+    let parsed = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut res,
+        buf,
+        &mut headers,
+    ) {
+        Err(httparse::Error::TooManyHeaders) => {
+            many = vec![httparse::EMPTY_HEADER; 1024];
+            res = httparse::Response::new(&mut many);
+            res.parse(buf)
+        }
+        other => other,
+    };
+    let n = match parsed {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(CodecError::Head(e)),
+    };
+    let code = res.code.unwrap_or(0);
+    let status = StatusCode::from_u16(code).map_err(|_| CodecError::Status(code))?;
+    let mut content_length = None;
+    let mut chunked = false;
+    let mut keep_alive = res.version == Some(1);
+    let mut sets_cookies = false;
+    for h in res.headers.iter() {
+        if h.name.eq_ignore_ascii_case("set-cookie") {
+            sets_cookies = true;
+            continue;
+        }
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let v = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|s| s.trim().parse::<usize>().ok());
+            content_length = Some(v.ok_or(CodecError::ContentLength)?);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = h
+                .value
+                .split(|b| *b == b',')
+                .next_back()
+                .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|b| *b == b',') {
+                let t = token.trim_ascii();
+                if t.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive = true;
+                }
+            }
+        }
+    }
+    Ok(Some(HeadInfo {
+        len: n,
+        status,
+        content_length,
+        chunked,
+        keep_alive,
+        sets_cookies,
+    }))
+}
+
+/// Takes the final head of a response out of the front of `buf`: interim (1xx) heads before it
+/// are consumed and skipped, except `101 Switching Protocols`, which is final. `Ok(None)` means
+/// more bytes are needed (what was consumed stays consumed); a partial head already larger than
+/// [`MAX_HEAD`] is refused.
+pub fn read_head(buf: &mut BytesMut) -> Result<Option<Head>, CodecError> {
+    loop {
+        let parsed = if buf.is_empty() {
+            None
+        } else {
+            parse_head(buf)?
+        };
+        let Some(parsed) = parsed else {
+            if buf.len() > MAX_HEAD {
+                return Err(CodecError::HeadTooLarge);
+            }
+            return Ok(None);
+        };
+        let raw = buf.split_to(parsed.len).freeze();
+        let status = parsed.status;
+        if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+            continue;
+        }
+        return Ok(Some(Head {
+            status,
+            raw,
+            content_length: parsed.content_length,
+            chunked: parsed.chunked,
+            keep_alive: parsed.keep_alive,
+            sets_cookies: parsed.sets_cookies,
+        }));
+    }
+}
+
+/// How the body of a response is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (a response to HEAD, 204, 304).
+    Empty,
+    /// Chunked: read it with a [`ChunkedDecoder`].
+    Chunked,
+    /// This many bytes (at most [`MAX_BODY`]): read it with [`length_body`].
+    Length(usize),
+    /// Everything up to the end of the connection: check each read with [`until_close_fits`],
+    /// take it with [`until_close_body`].
+    UntilClose,
+}
+
+impl Head {
+    /// How the body is delimited (`head_only`: the request was a HEAD). A body that runs to the
+    /// end of the connection turns keep-alive off; a `Content-Length` above [`MAX_BODY`] is
+    /// refused.
+    pub fn framing(&mut self, head_only: bool) -> Result<Framing, CodecError> {
+        let status = self.status;
+        let no_body =
+            head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+        Ok(if no_body {
+            Framing::Empty
+        } else if self.chunked {
+            Framing::Chunked
+        } else if let Some(len) = self.content_length {
+            if len > MAX_BODY {
+                return Err(CodecError::BodyTooLarge);
+            }
+            Framing::Length(len)
+        } else {
+            // No length: the body runs to the end of the connection.
+            self.keep_alive = false;
+            Framing::UntilClose
+        })
+    }
+}
+
+/// A body of `len` bytes ([`Framing::Length`]) taken from the front of `buf`, or `None` while
+/// fewer have been read.
+pub fn length_body(buf: &mut BytesMut, len: usize) -> Option<Bytes> {
+    (buf.len() >= len).then(|| buf.split_to(len).freeze())
+}
+
+/// Whether a body running to the end of the connection may grow past `len` bytes read so far.
+pub fn until_close_fits(len: usize) -> Result<(), CodecError> {
+    if len > MAX_BODY {
+        return Err(CodecError::BodyTooLarge);
+    }
+    Ok(())
+}
+
+/// The body running to the end of the connection: all of `buf`, once the connection ended.
+pub fn until_close_body(buf: &mut BytesMut) -> Bytes {
+    buf.split().freeze()
+}
+
+fn find_crlf(b: &[u8]) -> Option<usize> {
+    b.windows(2).position(|w| w == b"\r\n")
+}
+
+/// Where a [`ChunkedDecoder`] is in the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Before a chunk size line.
+    Size,
+    /// Before a chunk of this many bytes and its CRLF.
+    Data(usize),
+    /// In the trailers after the last chunk.
+    Trailers,
+    /// After the empty line that ends the trailers.
+    Done,
+}
+
+/// Decodes a chunked body from the bytes read so far: sizes (extensions ignored), data, and
+/// trailers up to the empty line (ignored). It consumes only whole lines and whole chunks from
+/// the buffer, so it resumes wherever the bytes were split.
+#[derive(Debug)]
+pub struct ChunkedDecoder {
+    state: ChunkState,
+}
+
+impl Default for ChunkedDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChunkedDecoder {
+    /// A decoder before the first chunk.
+    pub fn new() -> Self {
+        ChunkedDecoder {
+            state: ChunkState::Size,
+        }
+    }
+
+    /// Consumes what it can of `buf`, appending chunk data to `body`: `Ok(true)` when the body
+    /// has ended (the bytes after it stay in `buf`), `Ok(false)` when more bytes are needed. A
+    /// body above [`MAX_BODY`] is refused before its chunk is copied.
+    pub fn decode(&mut self, buf: &mut BytesMut, body: &mut BytesMut) -> Result<bool, CodecError> {
+        loop {
+            match self.state {
+                ChunkState::Size => {
+                    let Some(line) = find_crlf(buf) else {
+                        return Ok(false);
+                    };
+                    let size_text = std::str::from_utf8(&buf[..line]).unwrap_or("");
+                    let size_text = size_text.split(';').next().unwrap_or("").trim();
+                    let size = usize::from_str_radix(size_text, 16)
+                        .map_err(|_| CodecError::ChunkSize(size_text.to_owned()))?;
+                    buf.advance(line + 2);
+                    if size == 0 {
+                        self.state = ChunkState::Trailers;
+                        continue;
+                    }
+                    if body.len() + size > MAX_BODY {
+                        return Err(CodecError::BodyTooLarge);
+                    }
+                    self.state = ChunkState::Data(size);
+                }
+                ChunkState::Data(size) => {
+                    if buf.len() < size + 2 {
+                        return Ok(false);
+                    }
+                    body.extend_from_slice(&buf[..size]);
+                    if &buf[size..size + 2] != b"\r\n" {
+                        return Err(CodecError::ChunkCrlf);
+                    }
+                    buf.advance(size + 2);
+                    self.state = ChunkState::Size;
+                }
+                ChunkState::Trailers => {
+                    let Some(end) = find_crlf(buf) else {
+                        return Ok(false);
+                    };
+                    buf.advance(end + 2);
+                    if end == 0 {
+                        self.state = ChunkState::Done;
+                        return Ok(true);
+                    }
+                }
+                ChunkState::Done => return Ok(true),
+            }
+        }
+    }
+
+    /// Where the decoder is, as the end of "the connection closed ...".
+    pub fn position(&self) -> &'static str {
+        match self.state {
+            ChunkState::Size => "in a chunk header",
+            ChunkState::Data(_) => "in a chunk",
+            ChunkState::Trailers | ChunkState::Done => "in the chunked trailers",
+        }
+    }
+
+    /// The error when the bytes end before the body does (it says where).
+    pub fn truncated(&self) -> CodecError {
+        CodecError::Truncated(self.position())
+    }
+}
+
+/// Parses the header lines of a raw response head into a header map.
+pub fn header_map(raw: &[u8]) -> HeaderMap {
+    let mut headers = vec![httparse::EMPTY_HEADER; 1024];
+    let mut res = httparse::Response::new(&mut headers);
+    let mut map = HeaderMap::new();
+    if res.parse(raw).is_ok() {
+        for h in res.headers.iter() {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(h.name.as_bytes()),
+                HeaderValue::from_bytes(h.value),
+            ) {
+                map.append(n, v);
+            }
+        }
+    }
+    map
+}
+
+/// The values of the `Set-Cookie` headers of a raw response head.
+pub fn set_cookies(raw: &[u8]) -> Vec<String> {
+    let mut headers = vec![httparse::EMPTY_HEADER; 1024];
+    let mut res = httparse::Response::new(&mut headers);
+    if res.parse(raw).is_err() {
+        return Vec::new();
+    }
+    res.headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("set-cookie"))
+        .filter_map(|h| std::str::from_utf8(h.value).ok().map(str::to_owned))
+        .collect()
+}
+
+/// One response as [`decode_stream`] saw it.
+#[derive(Debug, PartialEq, Eq)]
+struct Decoded {
+    status: u16,
+    raw: Bytes,
+    body: Bytes,
+    keep_alive: bool,
+}
+
+/// Reads responses from `pieces` (the successive reads of one connection) the way the
+/// connection does, one after another while they keep the connection alive; the last entry is
+/// the error that ended it, if any. `head_only` makes every request a HEAD.
+fn decode_stream<'a>(
+    pieces: impl IntoIterator<Item = &'a [u8]>,
+    head_only: bool,
+) -> Vec<Result<Decoded, CodecError>> {
+    let mut pieces = pieces.into_iter();
+    let mut buf = BytesMut::new();
+    // The next read: `false` at the end of the bytes.
+    let mut fill = |buf: &mut BytesMut| match pieces.next() {
+        Some(p) => {
+            buf.extend_from_slice(p);
+            true
+        }
+        None => false,
+    };
+    let mut out = Vec::new();
+    loop {
+        let one = (|| {
+            let mut head = loop {
+                if let Some(h) = read_head(&mut buf)? {
+                    break h;
+                }
+                if !fill(&mut buf) {
+                    return Ok(None);
+                }
+            };
+            let body = match head.framing(head_only)? {
+                Framing::Empty => Bytes::new(),
+                Framing::Chunked => {
+                    let mut chunks = ChunkedDecoder::new();
+                    let mut body = BytesMut::new();
+                    while !chunks.decode(&mut buf, &mut body)? {
+                        if !fill(&mut buf) {
+                            return Err(chunks.truncated());
+                        }
+                    }
+                    body.freeze()
+                }
+                Framing::Length(len) => loop {
+                    if let Some(b) = length_body(&mut buf, len) {
+                        break b;
+                    }
+                    if !fill(&mut buf) {
+                        return Err(CodecError::Truncated("before the end of the body"));
+                    }
+                },
+                Framing::UntilClose => loop {
+                    until_close_fits(buf.len())?;
+                    if !fill(&mut buf) {
+                        break until_close_body(&mut buf);
+                    }
+                },
+            };
+            // As the client does with the head, when a test asks for headers or cookies.
+            let _ = header_map(&head.raw);
+            let _ = set_cookies(&head.raw);
+            Ok(Some(Decoded {
+                status: head.status.as_u16(),
+                raw: head.raw,
+                body,
+                keep_alive: head.keep_alive,
+            }))
+        })();
+        match one {
+            Ok(Some(d)) => {
+                let more = d.keep_alive;
+                out.push(Ok(d));
+                if !more {
+                    return out;
+                }
+            }
+            // The bytes ended between responses (or in a head: not told apart here).
+            Ok(None) => return out,
+            Err(e) => {
+                out.push(Err(e));
+                return out;
+            }
+        }
+    }
+}
+
+/// Decodes `data` as the bytes a server sent on one connection, as the client reads them (as
+/// answers to GETs, then to HEADs), and checks that reading them in pieces gives the same
+/// responses as reading them whole; the pieces are 1 to 16 bytes, their sizes drawn from a hash
+/// of `data`. Never panics unless the codec is wrong, whatever the bytes: this is the entry
+/// point of the fuzz target `fuzz/fuzz_targets/codec.rs`, and the unit tests run it too.
+#[doc(hidden)]
+pub fn decode_responses(data: &[u8]) {
+    // FNV-1a, then xorshift: any change to the bytes changes where they are split.
+    let mut seed = data.iter().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    }) | 1;
+    let mut rest = data;
+    let mut pieces = Vec::new();
+    while !rest.is_empty() {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let n = (seed as usize % 16 + 1).min(rest.len());
+        let (p, r) = rest.split_at(n);
+        pieces.push(p);
+        rest = r;
+    }
+    for head_only in [false, true] {
+        let whole = decode_stream([data], head_only);
+        let split = decode_stream(pieces.iter().copied(), head_only);
+        // A head over MAX_HEAD is refused only when it arrives in more than one read.
+        if data.len() <= MAX_HEAD {
+            assert_eq!(
+                whole, split,
+                "the same bytes read in pieces decode differently"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHUNKED: &[u8] = b"HTTP/1.1 201 Created\r\nTransfer-Encoding: gzip, chunked\r\n\r\n\
+        3;ext=1\r\nabc\r\n2 ; name=\"v\"\r\nde\r\n0\r\nT: x\r\nU: y\r\n\r\n";
+
+    /// Several responses on one connection, each framing once.
+    const STREAM: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n\
+        HTTP/1.1 200 OK\r\nContent-Length: 5\r\nSet-Cookie: a=1\r\n\r\nhello\
+        HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nT: x\r\n\r\n\
+        HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n\
+        HTTP/1.1 204 No Content\r\n\r\n\
+        HTTP/1.0 200 OK\r\n\r\nuntil close";
+
+    #[test]
+    fn a_response_split_anywhere_parses_as_whole() {
+        let whole = decode_stream([STREAM], false);
+        let statuses: Vec<u16> = whole
+            .iter()
+            .map(|r| r.as_ref().expect("valid").status)
+            .collect();
+        assert_eq!(statuses, [200, 201, 304, 204, 200]);
+        let bodies: Vec<&[u8]> = whole
+            .iter()
+            .map(|r| &r.as_ref().expect("valid").body[..])
+            .collect();
+        assert_eq!(bodies, [&b"hello"[..], b"abcde", b"", b"", b"until close"]);
+        for at in 0..=STREAM.len() {
+            let (a, b) = STREAM.split_at(at);
+            assert_eq!(decode_stream([a, b], false), whole, "split at {at}");
+        }
+        let bytes: Vec<&[u8]> = STREAM.chunks(1).collect();
+        assert_eq!(decode_stream(bytes, false), whole, "one byte a read");
+        for end in 0..=STREAM.len() {
+            decode_responses(&STREAM[..end]);
+        }
+    }
+
+    #[test]
+    fn a_chunked_body_with_extensions_and_trailers() {
+        let mut buf = BytesMut::from(CHUNKED);
+        let mut head = read_head(&mut buf).expect("valid").expect("complete");
+        assert_eq!(head.status, 201);
+        assert_eq!(head.framing(false), Ok(Framing::Chunked));
+        let mut chunks = ChunkedDecoder::new();
+        let mut body = BytesMut::new();
+        buf.extend_from_slice(b"HTTP/1.1");
+        assert_eq!(chunks.decode(&mut buf, &mut body), Ok(true));
+        assert_eq!(&body[..], b"abcde");
+        assert_eq!(
+            &buf[..],
+            b"HTTP/1.1",
+            "the next response stays in the buffer"
+        );
+
+        let mut buf = BytesMut::from(&b"5\r\nabc"[..]);
+        let mut chunks = ChunkedDecoder::new();
+        assert_eq!(chunks.decode(&mut buf, &mut BytesMut::new()), Ok(false));
+        assert_eq!(
+            chunks.truncated().to_string(),
+            "the connection closed in a chunk"
+        );
+        for (bad, err) in [
+            (&b"zz\r\n"[..], CodecError::ChunkSize("zz".into())),
+            (b"2\r\nabX\r\n", CodecError::ChunkCrlf),
+            (b"10000001\r\n", CodecError::BodyTooLarge),
+        ] {
+            let mut buf = BytesMut::from(bad);
+            let r = ChunkedDecoder::new().decode(&mut buf, &mut BytesMut::new());
+            assert_eq!(r, Err(err), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_head_over_the_size_limit_is_refused() {
+        let mut big = b"HTTP/1.1 200 OK\r\n".to_vec();
+        // Long lines, so that the head has fewer headers than httparse's 1024 slots.
+        while big.len() <= MAX_HEAD {
+            big.extend_from_slice(b"X-Filler: ");
+            big.extend_from_slice(&[b'x'; 1000]);
+            big.extend_from_slice(b"\r\n");
+        }
+        let mut buf = BytesMut::from(&big[..]);
+        assert!(matches!(read_head(&mut buf), Err(CodecError::HeadTooLarge)));
+        let mut buf = BytesMut::from(&big[..MAX_HEAD]);
+        assert!(matches!(read_head(&mut buf), Ok(None)), "at the limit");
+        let huge = &b"HTTP/1.1 200 OK\r\nContent-Length: 268435457\r\n\r\n"[..];
+        let mut head = read_head(&mut BytesMut::from(huge))
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(head.framing(false), Err(CodecError::BodyTooLarge));
+        assert_eq!(
+            until_close_fits(MAX_BODY + 1),
+            Err(CodecError::BodyTooLarge)
+        );
+    }
+
+    /// Every seed of the fuzz target and every crash it found (`fuzz/seeds-codec/`,
+    /// `fuzz/regressions-codec/`), through the fuzz target's entry point.
+    #[test]
+    fn fuzz_seeds_and_regressions_decode() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut n = 0;
+        for sub in ["fuzz/seeds-codec", "fuzz/regressions-codec"] {
+            for e in std::fs::read_dir(root.join(sub))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let data = std::fs::read(e.path()).expect("read");
+                decode_responses(&data);
+                if sub.ends_with("seeds-codec") {
+                    let got = decode_stream([&data[..]], false);
+                    assert!(
+                        !got.is_empty() && got.iter().all(Result::is_ok),
+                        "{}: {got:?}",
+                        e.path().display()
+                    );
+                    n += 1;
+                }
+            }
+        }
+        assert!(n >= 4, "the seeds are in fuzz/seeds-codec/");
+    }
+
+    #[test]
+    fn requests_are_framed() {
+        let mut out = Vec::new();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let req = Outgoing {
+            method: Method::POST,
+            url: Arc::new(Url::parse("http://h:8080/p?q=1").expect("url")),
+            headers,
+            body: Some(Bytes::from_static(b"{}")),
+        };
+        write_request(&mut out, &req, Some("a=1"));
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(
+            text.starts_with("POST /p?q=1 HTTP/1.1\r\nhost: h:8080\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cookie: a=1\r\n") && text.contains("content-length: 2\r\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("\r\n\r\n{}"), "{text}");
+    }
+
+    #[test]
+    fn bad_responses_are_codec_errors() {
+        assert!(matches!(
+            parse_head(b"NOT HTTP\r\n\r\n"),
+            Err(CodecError::Head(_))
+        ));
+        assert!(matches!(
+            parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"),
+            Err(CodecError::ContentLength)
+        ));
+        assert!(matches!(
+            parse_head(b"HTTP/1.1 200 OK\r\nContent-"),
+            Ok(None)
+        ));
+    }
+}
