@@ -243,6 +243,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<HeadInfo>, CodecError> {
 /// are consumed and skipped, except `101 Switching Protocols`, which is final. `Ok(None)` means
 /// more bytes are needed (what was consumed stays consumed); a partial head already larger than
 /// [`MAX_HEAD`] is refused.
+#[inline]
 pub fn read_head(buf: &mut BytesMut) -> Result<Option<Head>, CodecError> {
     loop {
         let parsed = if buf.is_empty() {
@@ -290,6 +291,7 @@ impl Head {
     /// How the body is delimited (`head_only`: the request was a HEAD). A body that runs to the
     /// end of the connection turns keep-alive off; a `Content-Length` above [`MAX_BODY`] is
     /// refused.
+    #[inline]
     pub fn framing(&mut self, head_only: bool) -> Result<Framing, CodecError> {
         let status = self.status;
         let no_body =
@@ -313,11 +315,13 @@ impl Head {
 
 /// A body of `len` bytes ([`Framing::Length`]) taken from the front of `buf`, or `None` while
 /// fewer have been read.
+#[inline]
 pub fn length_body(buf: &mut BytesMut, len: usize) -> Option<Bytes> {
     (buf.len() >= len).then(|| buf.split_to(len).freeze())
 }
 
 /// Whether a body running to the end of the connection may grow past `len` bytes read so far.
+#[inline]
 pub fn until_close_fits(len: usize) -> Result<(), CodecError> {
     if len > MAX_BODY {
         return Err(CodecError::BodyTooLarge);
@@ -326,6 +330,7 @@ pub fn until_close_fits(len: usize) -> Result<(), CodecError> {
 }
 
 /// The body running to the end of the connection: all of `buf`, once the connection ended.
+#[inline]
 pub fn until_close_body(buf: &mut BytesMut) -> Bytes {
     buf.split().freeze()
 }
@@ -388,7 +393,8 @@ impl ChunkedDecoder {
                         self.state = ChunkState::Trailers;
                         continue;
                     }
-                    if body.len() + size > MAX_BODY {
+                    // Not `body.len() + size`: a size near usize::MAX would overflow it.
+                    if size > MAX_BODY - body.len() {
                         return Err(CodecError::BodyTooLarge);
                     }
                     self.state = ChunkState::Data(size);
@@ -660,6 +666,8 @@ mod tests {
             (&b"zz\r\n"[..], CodecError::ChunkSize("zz".into())),
             (b"2\r\nabX\r\n", CodecError::ChunkCrlf),
             (b"10000001\r\n", CodecError::BodyTooLarge),
+            // fuzz/regressions-codec/chunk-size-overflow.http: the sum overflowed.
+            (b"1\r\na\r\nffffffffffffffff\r\n", CodecError::BodyTooLarge),
         ] {
             let mut buf = BytesMut::from(bad);
             let r = ChunkedDecoder::new().decode(&mut buf, &mut BytesMut::new());
