@@ -73,8 +73,11 @@ pub fn try_run_test<S: Suite>(
         .filter(|s| !s.is_empty())
         .or_else(|| server.map(|f| f()));
     let args = Arc::new(RunArgs {
-        test: test.full_name(),
-        server_url,
+        plan: crate::config::PlanArgs {
+            test: Some(test.full_name()),
+            server_url,
+            ..Default::default()
+        },
         ..RunArgs::default()
     });
     let runtime = tokio::runtime::Builder::new_current_thread()

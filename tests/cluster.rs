@@ -495,7 +495,7 @@ fn smtp_listener() -> (String, std::thread::JoinHandle<String>) {
 }
 
 #[test]
-fn webhook_and_email_observers_are_called_when_the_run_ends() {
+fn webhook_and_email_notifiers_are_called_when_the_run_ends() {
     let server = DemoServer::start();
     let cluster = Cluster::start("observers", 1);
     let (hook, got_hook) = http_listener();
@@ -561,7 +561,7 @@ fn webhook_and_email_observers_are_called_when_the_run_ends() {
     );
     assert_eq!(bad.status.code(), Some(2));
     assert!(
-        stderr(&bad).contains("--observer-webhook-url"),
+        stderr(&bad).contains("--notify-webhook-url"),
         "{}",
         stderr(&bad)
     );

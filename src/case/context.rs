@@ -27,7 +27,7 @@ impl TestCase {
         config: Arc<RunArgs>,
         recorder: UserRecorder,
     ) -> Result<Self, HttpError> {
-        let base = match config.server_url.as_deref() {
+        let base = match config.plan.server_url.as_deref() {
             None => None,
             Some(u) => Some(Arc::new(url::Url::parse(u).map_err(|e| {
                 HttpError::InvalidUrl {
@@ -36,7 +36,7 @@ impl TestCase {
                 }
             })?)),
         };
-        let client = crate::measure::new_client(config.request_timeout());
+        let client = crate::measure::new_client(config.plan.request_timeout());
         let session = Session::new(client, recorder, None);
         let app = session.with_base(base);
         Ok(TestCase {
@@ -93,7 +93,7 @@ impl TestCase {
             url,
             self.app.base_url(),
             self.session.recorder().clone(),
-            self.config.request_timeout(),
+            self.config.plan.request_timeout(),
             |u| client.cookie_header(u),
         )
         .await

@@ -171,7 +171,10 @@ mod tests {
             .expect("rt");
         let rec = UserRecorder::new(Arc::new(crate::result::Recorder::new(1)), 0);
         let args = RunArgs {
-            server_url: Some(crate::demo::test_server_url()),
+            plan: crate::config::PlanArgs {
+                server_url: Some(crate::demo::test_server_url()),
+                ..Default::default()
+            },
             ..RunArgs::default()
         };
         let t = TestCase::new("demo::x".into(), Arc::new(args), rec).expect("case");

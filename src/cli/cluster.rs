@@ -8,9 +8,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::options::{AgentArgs, BrokerArgs, OutputFlags, merge, read_options};
+use super::options::{AgentArgs, BrokerArgs, merge, read_options};
 use super::run::{exit_code, report_output_errors};
 use super::{CliError, CurveFlags, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::config::ReportArgs;
 use crate::demo::DemoServer;
 
 #[derive(Args, Debug)]
@@ -21,14 +22,14 @@ pub(super) struct BrokerAddr {
 }
 
 #[derive(Args, Debug)]
-pub(super) struct ReportArgs {
+pub(super) struct ReportCommand {
     /// The run (see `loads runs`)
     pub(super) run_id: String,
     /// The broker's front socket
     #[arg(long, default_value = crate::transport::DEFAULT_FRONTEND, value_name = "ENDPOINT")]
     pub(super) broker: String,
     #[command(flatten)]
-    pub(super) out: OutputFlags,
+    pub(super) out: ReportArgs,
 }
 
 #[derive(Args, Debug)]
@@ -39,7 +40,7 @@ pub(super) struct AttachArgs {
     #[arg(long, default_value = crate::transport::DEFAULT_FRONTEND, value_name = "ENDPOINT")]
     pub(super) broker: String,
     #[command(flatten)]
-    pub(super) out: OutputFlags,
+    pub(super) out: ReportArgs,
 }
 
 #[derive(Args, Debug)]
@@ -76,8 +77,8 @@ pub(super) struct WorkerArgs {
 }
 
 pub(super) fn cmd_broker(cli: &BrokerArgs, curve: &CurveFlags) -> Result<u8, CliError> {
-    let file: BrokerArgs =
-        read_options(cli.config.as_deref(), "broker").map_err(CliError::Usage)?;
+    let file: BrokerArgs = read_options(cli.config.as_deref(), "broker", &CurveFlags::CONFIG_KEYS)
+        .map_err(CliError::Usage)?;
     let o = merge(cli, &file).map_err(CliError::Usage)?;
     let curve_key = curve.curve_key.clone().or(o.curve.curve_key.clone());
     let keys = match curve_key {
@@ -92,10 +93,14 @@ pub(super) fn cmd_broker(cli: &BrokerArgs, curve: &CurveFlags) -> Result<u8, Cli
         }
     };
     let pick = |v: &Option<String>, default: &str| v.clone().unwrap_or_else(|| default.to_owned());
-    let agent_timeout = o.agent_timeout.unwrap_or(Duration::from_secs(10));
+    let agent_timeout = o
+        .agent_timeout
+        .map_or(Duration::from_secs(10), |s| s.duration());
     let ready_timeout = o
         .ready_timeout
-        .unwrap_or(crate::transport::broker::DEFAULT_READY_TIMEOUT);
+        .map_or(crate::transport::broker::DEFAULT_READY_TIMEOUT, |s| {
+            s.duration()
+        });
     let opts = crate::transport::broker::BrokerOptions {
         keys,
         insecure: o.insecure,
@@ -182,7 +187,8 @@ fn broker_roles(
 }
 
 pub(super) fn cmd_agent(cli: &AgentArgs, curve: &CurveFlags) -> Result<u8, CliError> {
-    let file: AgentArgs = read_options(cli.config.as_deref(), "agent").map_err(CliError::Usage)?;
+    let file: AgentArgs = read_options(cli.config.as_deref(), "agent", &CurveFlags::CONFIG_KEYS)
+        .map_err(CliError::Usage)?;
     let o = merge(cli, &file).map_err(CliError::Usage)?;
     // The agent's keys: the command line (or environment) over the config file.
     let flags = CurveFlags {
@@ -306,8 +312,8 @@ pub(super) fn cmd_runs(o: &BrokerAddr) -> Result<u8, CliError> {
     Ok(EXIT_OK)
 }
 
-pub(super) fn cmd_report(o: &ReportArgs) -> Result<u8, CliError> {
-    let result = crate::runner::distributed::report(&o.broker, &o.run_id, &o.out.view())?;
+pub(super) fn cmd_report(o: &ReportCommand) -> Result<u8, CliError> {
+    let result = crate::runner::distributed::report(&o.broker, &o.run_id, &o.out.resolved(false))?;
     report_output_errors(&result);
     Ok(exit_code(&result))
 }
@@ -344,7 +350,11 @@ pub(super) fn cmd_check(o: &CheckArgs) -> Result<u8, CliError> {
 }
 
 pub(super) fn cmd_attach(o: &AttachArgs) -> Result<u8, CliError> {
-    match crate::runner::distributed::attach(&o.broker, o.run_id.as_deref(), &o.out.view())? {
+    match crate::runner::distributed::attach(
+        &o.broker,
+        o.run_id.as_deref(),
+        &o.out.resolved(false),
+    )? {
         Some(result) => {
             report_output_errors(&result);
             Ok(exit_code(&result))

@@ -69,6 +69,9 @@ pub(super) struct CurveFlags {
 }
 
 impl CurveFlags {
+    /// The keys of these flags in a config file.
+    pub(super) const CONFIG_KEYS: [&str; 2] = ["curve-key", "broker-key"];
+
     /// The client keys of an agent or a caller, when given.
     pub(super) fn client(&self) -> anyhow::Result<Option<crate::transport::security::ClientKeys>> {
         match (&self.curve_key, &self.broker_key) {
@@ -102,7 +105,7 @@ enum Command {
     /// List the broker's active and past runs
     Runs(BrokerAddr),
     /// Render a stored run again with the outputs
-    Report(ReportArgs),
+    Report(ReportCommand),
     /// Follow a run of the cluster again (the active one, or RUN_ID)
     Attach(AttachArgs),
     /// Stop a run of the cluster (its workers flush what they have)
@@ -256,21 +259,64 @@ mod tests {
         .expect("write");
         let p = path.to_str().expect("utf8");
         let a = run_args_of(&parse(&["--config", p])).expect("args");
-        assert_eq!(a.test, "example::health");
-        assert_eq!(a.users.values(), &[2, 3]);
-        assert_eq!(a.hits.as_ref().map(|h| h.values().to_vec()), Some(vec![4]));
-        assert_eq!(a.outputs, vec!["stdout", "null"]);
-        assert_eq!(a.request_timeout, 2.0);
+        assert_eq!(a.plan.test(), "example::health");
+        assert_eq!(a.plan.users().values(), &[2, 3]);
+        assert_eq!(
+            a.plan.hits.as_ref().map(|h| h.values().to_vec()),
+            Some(vec![4])
+        );
+        assert_eq!(a.report.outputs, vec!["stdout", "null"]);
+        assert_eq!(a.plan.request_timeout_secs(), 2.0);
         let b = run_args_of(&parse(&["--config", p, "-u", "7", "-d", "3", "-q", "x::y"]))
             .expect("args");
-        assert_eq!(b.test, "x::y");
-        assert_eq!(b.users.values(), &[7]);
-        assert_eq!(b.hits, None);
-        assert_eq!(b.duration, Some(3.0));
-        assert_eq!(b.outputs, vec!["null"]);
+        assert_eq!(b.plan.test(), "x::y");
+        assert_eq!(b.plan.users().values(), &[7]);
+        assert_eq!(b.plan.hits, None);
+        assert_eq!(b.plan.duration, Some(crate::config::Secs(3.0)));
+        assert_eq!(b.report.outputs, vec!["null"]);
         std::fs::write(&path, "userz = 3\n").expect("write");
         let err = run_args_of(&parse(&["--config", p, "a::b"])).expect_err("unknown key");
         assert!(err.to_string().contains("userz"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn config_keys_are_the_long_options_mapped_to_their_parts() {
+        let dir = std::env::temp_dir().join(format!("loads-cli-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("c.toml");
+        let p = path.to_str().expect("utf8");
+        std::fs::write(
+            &path,
+            "test = \"a::b\"\noutput-html-path = \"r.html\"\nobserver = \"webhook\"\n\
+             notify-webhook-url = \"http://127.0.0.1:9/\"\nthreshold = \"p95<1s\"\n\
+             timeout = 4\nabort-on-threshold = true\n",
+        )
+        .expect("write");
+        let a = run_args_of(&parse(&["--config", p])).expect("args");
+        assert_eq!(a.report.output_options.html_path.as_deref(), Some("r.html"));
+        assert_eq!(a.notify.notifiers, vec!["webhook"]);
+        assert_eq!(a.notify.webhook_url.as_deref(), Some("http://127.0.0.1:9/"));
+        assert_eq!(a.report.thresholds, vec!["p95<1s"]);
+        assert_eq!(a.plan.request_timeout_secs(), 4.0);
+        assert!(a.plan.abort_on_threshold);
+        assert_eq!(a.report.outputs, vec!["stdout"]);
+        // The JSON that travels keeps the earlier names.
+        let json = serde_json::to_value(&a).expect("json");
+        assert_eq!(json["observers"][0], "webhook");
+        assert_eq!(json["output_options"]["html_path"], "r.html");
+        // Options only the command line takes are not keys.
+        std::fs::write(&path, "detach = true\nconfig = \"x.toml\"\n").expect("write");
+        let err = run_args_of(&parse(&["--config", p, "a::b"])).expect_err("not keys");
+        let text = err.to_string();
+        assert!(
+            text.contains("`detach`") && text.contains("`config`"),
+            "{text}"
+        );
+        // A bad value is reported with its key.
+        std::fs::write(&path, "ramp-up = \"soon\"\n").expect("write");
+        let err = run_args_of(&parse(&["--config", p, "a::b"])).expect_err("bad value");
+        assert!(err.to_string().contains("key `ramp-up`"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

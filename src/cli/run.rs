@@ -5,16 +5,14 @@
 use anyhow::Context as _;
 use clap::Args;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use super::options::{RunOptions, run_args, run_options};
 use super::{CliError, CurveFlags, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_THRESHOLD};
 use crate::case::{all_tests, suites};
+use crate::config::{PlanArgs, ReportArgs, Secs};
 use crate::demo::DemoServer;
 use crate::result::TestResult;
-use crate::runner::{
-    Cycles, DistributedRunner, LocalRunner, RunArgs, RunError, Runner, parse_duration,
-};
+use crate::runner::{Cycles, DistributedRunner, LocalRunner, RunArgs, RunError, Runner};
 
 #[derive(Args, Debug)]
 pub(super) struct DemoOptions {
@@ -25,8 +23,8 @@ pub(super) struct DemoOptions {
     #[arg(long, value_name = "N[:N...]", conflicts_with = "duration")]
     hits: Option<Cycles>,
     /// How long the HTTP part runs [default: 5s]
-    #[arg(short = 'd', long, value_name = "DURATION", value_parser = parse_duration)]
-    duration: Option<Duration>,
+    #[arg(short = 'd', long, value_name = "DURATION")]
+    duration: Option<Secs>,
 }
 
 #[derive(Args, Debug)]
@@ -132,30 +130,35 @@ pub(super) fn cmd_demo(opts: &DemoOptions) -> Result<u8, CliError> {
         .map_err(CliError::Other)?;
     println!("Demo server listening on {}\n", server.url());
     let parts = [
-        RunArgs {
-            test: "example::get_root".into(),
-            users: opts.users.clone(),
+        PlanArgs {
+            test: Some("example::get_root".into()),
+            users: Some(opts.users.clone()),
             hits: opts.hits.clone(),
             duration: match (&opts.hits, opts.duration) {
                 (Some(_), _) => None,
-                (None, d) => Some(d.unwrap_or(Duration::from_secs(5)).as_secs_f64()),
+                (None, d) => Some(d.unwrap_or(Secs(5.0))),
             },
             server_url: Some(server.url()),
-            ..RunArgs::default()
+            ..PlanArgs::default()
         },
-        RunArgs {
-            test: "example::websocket_echo".into(),
-            users: Cycles::one(10),
+        PlanArgs {
+            test: Some("example::websocket_echo".into()),
+            users: Some(Cycles::one(10)),
             hits: Some(Cycles::one(10)),
             server_url: Some(server.url()),
-            ..RunArgs::default()
+            ..PlanArgs::default()
         },
     ];
     let mut code = EXIT_OK;
-    for (i, args) in parts.into_iter().enumerate() {
+    for (i, plan) in parts.into_iter().enumerate() {
         if i > 0 {
             println!();
         }
+        let args = RunArgs {
+            plan,
+            report: ReportArgs::default().resolved(false),
+            ..RunArgs::default()
+        };
         let runner = LocalRunner::new(args).map_err(|e| match e {
             RunError::UnknownTest(_) => CliError::Other(anyhow::anyhow!(
                 "the demo needs the bundled `example` suite, which this binary does not have; \

@@ -1,82 +1,221 @@
-//! [`RunArgs`]: everything a runner needs to execute a run, in one serialisable struct — the
-//! same JSON object travels to agents in each job. It enters from the command line and the
-//! config file (the CLI builds it), and from the broker's job on a worker; it leaves as the load
-//! [`Plan`] it checks ([`RunArgs::plan`]) and as the options the outputs, thresholds and
-//! notifiers read.
+//! [`RunArgs`]: everything a runner needs to execute a run, declared once. The same structs
+//! are `loads run`'s command line (clap: the doc comments are the help), its config file (the
+//! long option names are the keys; `cli` maps them) and the JSON object that travels to agents
+//! in each job (serde; the parts are flattened, so the object keeps one level). A run's
+//! arguments come in three parts, each read by the floor that owns it:
+//!
+//! - [`PlanArgs`]: the test and the load plan, checked into a [`Plan`] by [`PlanArgs::plan`];
+//! - [`ReportArgs`]: outputs and their options, thresholds, the baseline, read by `output`;
+//! - [`NotifyArgs`]: the end-of-run notifiers the broker calls, read by `notify`.
+//!
+//! Data enters from the command line, the config file or a job's JSON; it leaves as the checked
+//! [`Plan`] and as the options the outputs, thresholds and notifiers read. An option given
+//! nowhere is `None` (or empty, or `false`) here, and its default is applied where it is read
+//! (the accessors below), so that the command line can be laid over the config file.
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-use super::UsageError;
 use super::plan::{Cycles, MAX_USERS, Model, Plan, Stop};
-use super::units::duration_from_secs;
+use super::units::{Secs, duration_from_secs};
+use super::{UsageError, one_or_many};
 
 /// Default request timeout, in seconds.
 pub const DEFAULT_REQUEST_TIMEOUT: f64 = 30.0;
 
-/// Everything a runner needs to execute a run. Serialisable: the same struct is sent to agents.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Everything a runner needs to execute a run: the run id and the three parts. Serialisable:
+/// the same object is sent to agents.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct RunArgs {
-    /// The test to run, `suite::test`.
-    pub test: String,
-    /// Virtual users of each cycle step.
-    pub users: Cycles,
-    /// Hits of each cycle step (exclusive with `duration`).
-    pub hits: Option<Cycles>,
-    /// Duration of each cycle step in seconds (exclusive with `hits`).
-    pub duration: Option<f64>,
-    /// The server URL that `app` resolves against.
-    pub server_url: Option<String>,
-    /// Outputs by name.
-    pub outputs: Vec<String>,
-    /// Project name shown in reports.
-    pub project_name: Option<String>,
-    /// Timeout of each HTTP request and WebSocket wait, in seconds.
-    pub request_timeout: f64,
-    /// Identifier of the run.
+    /// Identifier of the run (set by the caller or the broker, not an option).
+    #[arg(skip)]
     pub run_id: String,
-    /// Worker threads for the virtual users (default: one per available core).
+    /// The test and its load plan.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub plan: PlanArgs,
+    /// Outputs, thresholds and baseline.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub report: ReportArgs,
+    /// End-of-run notifiers.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub notify: NotifyArgs,
+}
+
+/// The test and its load plan: what runs, how many users, for how many hits or how long.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(default)]
+#[command(next_help_heading = "Load plan")]
+pub struct PlanArgs {
+    /// The test to run, SUITE::TEST (see `loads list`); may be set as `test` in the config file
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test: Option<String>,
+    /// Virtual users, as cycles: 10 or 10:20:30 runs the plan once per value [default: 1]
+    #[arg(short = 'u', long, value_name = "N[:N...]")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub users: Option<Cycles>,
+    /// Hits per user, as cycles: 5 or 5:10 [default: 1]
+    #[arg(long, value_name = "N[:N...]", conflicts_with = "duration")]
+    pub hits: Option<Cycles>,
+    /// Run each cycle step for this long instead of a number of hits: 30, 30s, 1m30s, 500ms
+    #[arg(short = 'd', long, value_name = "DURATION")]
+    pub duration: Option<Secs>,
+    /// Base URL of the system under test, for `app` (relative URLs)
+    #[arg(short = 's', long, value_name = "URL")]
+    pub server_url: Option<String>,
+    /// Timeout of each request and WebSocket wait [default: 30s]
+    #[arg(long, visible_alias = "timeout", value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<Secs>,
+    /// Worker threads for the virtual users, 1 to 1024 [default: one per available core]
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<usize>,
-    /// Record and send every event one by one instead of per-second batches (debugging,
-    /// external tools).
-    pub raw_events: bool,
-    /// End-of-run observers the broker calls (`webhook`, `email`).
-    pub observers: Vec<String>,
-    /// Where the `webhook` observer POSTs the summary.
-    pub observer_webhook_url: Option<String>,
-    /// Whom the `email` observer writes to.
-    pub observer_email_to: Option<String>,
-    /// The SMTP server of the `email` observer, `HOST:PORT`.
-    pub observer_email_smtp: Option<String>,
-    /// The sender of the `email` observer's mails.
-    pub observer_email_from: Option<String>,
-    /// Options of the outputs (`--output-NAME-OPTION`).
-    pub output_options: OutputOptions,
-    /// Pass/fail criteria (`--threshold`), judged on the whole run.
-    pub thresholds: Vec<String>,
-    /// Stop the run as soon as a threshold can no longer pass.
+    /// Stop the run as soon as a threshold can no longer pass (a count or max over its bound)
+    #[arg(long)]
     pub abort_on_threshold: bool,
-    /// A JSON summary of an earlier run to compare with (`--baseline`), read by the caller.
-    pub baseline: Option<String>,
-    /// Run the test through this external command, one process per virtual user
-    /// (`--test-runner "CMD ARGS {test}"`), instead of a registered Rust test.
+    /// Send every event one by one instead of per-second batches (debugging, external tools)
+    #[arg(long)]
+    pub raw_events: bool,
+    /// Run TEST through this external program, one process per virtual user and cycle step,
+    /// `{test}` replaced by TEST: e.g. "python3 -m loads_client {test}" (docs/external-runners.md)
+    #[arg(long, value_name = "CMD")]
     pub test_runner: Option<String>,
-    /// Cycles model: start a step's users evenly over this many seconds.
-    pub ramp_up: Option<f64>,
-    /// Closed model by stages, `USERS:DURATION,…`.
+    /// Start a cycle step's users evenly over this time instead of all at once
+    #[arg(long, value_name = "DURATION")]
+    pub ramp_up: Option<Secs>,
+    /// Closed model by stages: users move linearly to each stage's count, e.g. 10:30s,50:1m,0:20s
+    #[arg(long, value_name = "USERS:DURATION,...")]
     pub stages: Option<String>,
-    /// Pause between a user's hits: `DURATION` or `MIN..MAX`.
+    /// Pause between a user's hits, not counted in request times: 1s, or 500ms..2s (uniform)
+    #[arg(long, value_name = "DURATION|MIN..MAX")]
     pub think_time: Option<String>,
-    /// Open model: hits start at this rate (`200/s`).
+    /// Open model: start hits at this rate whatever the latency (with -d), e.g. 200/s
+    #[arg(long, value_name = "N/s")]
     pub rate: Option<String>,
-    /// Open model: the rate moves linearly through `RATE:DURATION,…`.
+    /// Open model: move the rate linearly through stages, e.g. 50/s:30s,200/s:1m
+    #[arg(long, value_name = "RATE:DURATION,...")]
     pub rate_stages: Option<String>,
-    /// Open model: most virtual users in the pool.
+    /// Open model: most virtual users serving the arrivals [default: 1000]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_users: Option<u64>,
     /// This process's share of a cluster run, `(index, count)`: the broker sets it per agent, and
     /// the stages' users, the rate and the pool are divided (remainders to the first agents).
+    #[arg(skip)]
     pub share: Option<(u64, u64)>,
+}
+
+/// How the run is reported: the outputs and their options, pass/fail criteria, a baseline. Also
+/// what `loads report` and `loads attach` take to render a stored or followed run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(default)]
+#[command(next_help_heading = "Reports")]
+pub struct ReportArgs {
+    /// Output to use (repeatable): stdout, html, json, junit, csv, file, null [default: stdout]
+    #[arg(short = 'o', long = "output", value_name = "NAME")]
+    #[serde(deserialize_with = "one_or_many::deserialize")]
+    pub outputs: Vec<String>,
+    /// Project name shown in reports
+    #[arg(long, value_name = "NAME")]
+    pub project_name: Option<String>,
+    /// Options of the outputs.
+    #[command(flatten)]
+    pub output_options: OutputOptions,
+    /// Pass/fail criterion on the whole run (repeatable): p95<200ms, errors<1%, failures==0,
+    /// rps>500, "GET /api/items p99<1s"; a failed one makes the exit code 99
+    #[arg(long = "threshold", value_name = "EXPR")]
+    #[serde(deserialize_with = "one_or_many::deserialize")]
+    pub thresholds: Vec<String>,
+    /// Show the changes against an earlier run's JSON summary (written by `--output json`)
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<String>,
+}
+
+impl ReportArgs {
+    /// These arguments with the default output (`stdout`) when none is given, each output
+    /// once, and — `quiet` — without `stdout` (`null` when nothing is left).
+    pub fn resolved(&self, quiet: bool) -> ReportArgs {
+        let mut outputs = if self.outputs.is_empty() {
+            vec!["stdout".to_owned()]
+        } else {
+            self.outputs.clone()
+        };
+        if quiet {
+            outputs.retain(|o| o != "stdout");
+        }
+        let mut seen = std::collections::HashSet::new();
+        outputs.retain(|o| seen.insert(o.clone()));
+        ReportArgs {
+            outputs,
+            ..self.clone()
+        }
+    }
+}
+
+/// End-of-run notifiers: what the broker calls when a cluster run ends. (The JSON names, which
+/// travel to agents and brokers, keep the earlier word "observer", and so do the options' ids,
+/// which the config file's keys are mapped through; `--observer…` remain aliases.)
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(default)]
+#[command(next_help_heading = "Notifiers (cluster runs)")]
+pub struct NotifyArgs {
+    /// With --agents: notify when the run ends, on the broker (repeatable): webhook, email
+    #[arg(
+        id = "observers",
+        long = "notify",
+        alias = "observer",
+        value_name = "NAME",
+        requires = "agents"
+    )]
+    #[serde(rename = "observers", deserialize_with = "one_or_many::deserialize")]
+    pub notifiers: Vec<String>,
+    /// Where the webhook notifier POSTs the JSON summary
+    #[arg(
+        id = "observer_webhook_url",
+        long = "notify-webhook-url",
+        alias = "observer-webhook-url",
+        value_name = "URL"
+    )]
+    #[serde(rename = "observer_webhook_url")]
+    pub webhook_url: Option<String>,
+    /// Whom the email notifier writes to
+    #[arg(
+        id = "observer_email_to",
+        long = "notify-email-to",
+        alias = "observer-email-to",
+        value_name = "ADDRESS"
+    )]
+    #[serde(rename = "observer_email_to")]
+    pub email_to: Option<String>,
+    /// The SMTP server of the email notifier
+    #[arg(
+        id = "observer_email_smtp",
+        long = "notify-email-smtp",
+        alias = "observer-email-smtp",
+        value_name = "HOST:PORT"
+    )]
+    #[serde(rename = "observer_email_smtp")]
+    pub email_smtp: Option<String>,
+    /// The sender of the email notifier's mails [default: loads@localhost]
+    #[arg(
+        id = "observer_email_from",
+        long = "notify-email-from",
+        alias = "observer-email-from",
+        value_name = "ADDRESS"
+    )]
+    #[serde(rename = "observer_email_from")]
+    pub email_from: Option<String>,
+}
+
+fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_THREADS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a number of threads from 1 to {MAX_THREADS}"
+        )),
+    }
 }
 
 /// `n` divided among `count` agents: the part of agent `index` (the first ones take the
@@ -88,65 +227,50 @@ pub fn share_of(n: u64, (index, count): (u64, u64)) -> u64 {
 
 /// Options of the outputs, `--output-NAME-OPTION` on the command line and `output-NAME-OPTION`
 /// in the config file.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct OutputOptions {
-    /// `--output-html-path` [default: `loads-report.html`].
+    /// File of the html output [default: loads-report.html]
+    #[arg(long = "output-html-path", value_name = "FILE")]
     pub html_path: Option<String>,
-    /// `--output-json-path` [default: `loads-summary.json`].
+    /// File of the json output [default: loads-summary.json]
+    #[arg(long = "output-json-path", value_name = "FILE")]
     pub json_path: Option<String>,
-    /// `--output-junit-path` [default: `loads-junit.xml`].
+    /// File of the junit output [default: loads-junit.xml]
+    #[arg(long = "output-junit-path", value_name = "FILE")]
     pub junit_path: Option<String>,
-    /// `--output-csv-path`: the prefix of `PREFIX_stats.csv` and `PREFIX_history.csv`
-    /// [default: `loads`].
+    /// Prefix of the csv output's PREFIX_stats.csv and PREFIX_history.csv [default: loads]
+    #[arg(long = "output-csv-path", value_name = "PREFIX")]
     pub csv_path: Option<String>,
-    /// `--output-file-path` [default: `loads-events.jsonl`].
+    /// File of the file output (JSON lines) [default: loads-events.jsonl]
+    #[arg(long = "output-file-path", value_name = "FILE")]
     pub file_path: Option<String>,
 }
 
 /// Most worker threads a run may ask for.
 pub const MAX_THREADS: usize = 1024;
 
-impl Default for RunArgs {
-    fn default() -> Self {
-        RunArgs {
-            test: String::new(),
-            users: Cycles::default(),
-            hits: None,
-            duration: None,
-            server_url: None,
-            outputs: vec!["stdout".into()],
-            project_name: None,
-            request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            run_id: String::new(),
-            threads: None,
-            raw_events: false,
-            observers: Vec::new(),
-            observer_webhook_url: None,
-            observer_email_to: None,
-            observer_email_smtp: None,
-            observer_email_from: None,
-            output_options: OutputOptions::default(),
-            thresholds: Vec::new(),
-            abort_on_threshold: false,
-            baseline: None,
-            test_runner: None,
-            ramp_up: None,
-            stages: None,
-            think_time: None,
-            rate: None,
-            rate_stages: None,
-            max_users: None,
-            share: None,
-        }
+impl PlanArgs {
+    /// The test, `SUITE::TEST` (empty when none is given; the runner reports it).
+    pub fn test(&self) -> &str {
+        self.test.as_deref().unwrap_or("")
     }
-}
 
-impl RunArgs {
+    /// The users' cycles [default: one user].
+    pub fn users(&self) -> Cycles {
+        self.users.clone().unwrap_or_default()
+    }
+
+    /// The request timeout in seconds [default: [`DEFAULT_REQUEST_TIMEOUT`]].
+    pub fn request_timeout_secs(&self) -> f64 {
+        self.request_timeout
+            .map_or(DEFAULT_REQUEST_TIMEOUT, |s| s.0)
+    }
+
     /// The request timeout as a duration (the default when the value is not a valid one; the
     /// plan check reports it).
     pub fn request_timeout(&self) -> Duration {
-        duration_from_secs(self.request_timeout)
+        duration_from_secs(self.request_timeout_secs())
             .unwrap_or(Duration::from_secs(DEFAULT_REQUEST_TIMEOUT as u64))
     }
 
@@ -163,84 +287,96 @@ impl RunArgs {
     pub fn plan(&self) -> Result<Plan, UsageError> {
         let stop = match (&self.hits, self.duration) {
             (Some(_), Some(_)) => {
-                return Err(UsageError(
-                    "--hits and --duration (or the config keys hits and duration) cannot be used together: a run is made of hits or lasts a duration"
-                        .into(),
+                return Err(UsageError::new(
+                    "--hits",
+                    "--hits and --duration (or the config keys hits and duration) cannot be used together: a run is made of hits or lasts a duration",
                 ));
             }
             (Some(h), None) => Stop::Hits(h.clone()),
             (None, Some(d)) => Stop::Duration(
-                duration_from_secs(d)
-                    .map_err(|e| UsageError(format!("invalid --duration: {e}")))?,
+                duration_from_secs(d.0).map_err(|e| UsageError::invalid("--duration", e))?,
             ),
             (None, None) => Stop::Hits(Cycles::default()),
         };
-        duration_from_secs(self.request_timeout)
-            .map_err(|e| UsageError(format!("invalid --request-timeout: {e}")))?;
+        duration_from_secs(self.request_timeout_secs())
+            .map_err(|e| UsageError::invalid("--request-timeout", e))?;
         if let Some(t) = self.threads
             && !(1..=MAX_THREADS).contains(&t)
         {
-            return Err(UsageError(format!(
-                "invalid --threads {t}: expected 1 to {MAX_THREADS}"
-            )));
+            return Err(UsageError::invalid(
+                "--threads",
+                format!("{t}: expected 1 to {MAX_THREADS}"),
+            ));
         }
         if let Some(u) = &self.server_url {
             let parsed = url::Url::parse(u).map_err(|e| {
-                UsageError(format!(
-                    "invalid --server-url {u:?}: {e}; expected an absolute URL such as http://127.0.0.1:8080"
-                ))
+                UsageError::invalid(
+                    "--server-url",
+                    format!("{u:?}: {e}; expected an absolute URL such as http://127.0.0.1:8080"),
+                )
             })?;
             if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(UsageError(format!(
-                    "invalid --server-url {u:?}: the scheme must be http or https, e.g. http://127.0.0.1:8080"
-                )));
+                return Err(UsageError::invalid(
+                    "--server-url",
+                    format!("{u:?}: the scheme must be http or https, e.g. http://127.0.0.1:8080"),
+                ));
             }
         }
-        let mut plan = Plan::cycles(self.users.clone(), stop);
-        self.model_into(&mut plan).map_err(UsageError)?;
-        plan.check().map_err(UsageError)?;
+        let mut plan = Plan::cycles(self.users(), stop);
+        self.model_into(&mut plan)?;
+        plan.check()?;
         Ok(plan)
     }
 
     /// Adds ramp-up, think time, stages or rate to a cycles plan, checking the combinations.
-    fn model_into(&self, plan: &mut Plan) -> Result<(), String> {
+    fn model_into(&self, plan: &mut Plan) -> Result<(), UsageError> {
         let open = self.rate.is_some() || self.rate_stages.is_some();
-        let explicit_users = self.users != Cycles::default();
+        let explicit_users = self.users.as_ref().is_some_and(|u| *u != Cycles::default());
         if let Some(t) = &self.think_time {
             if open {
-                return Err("--think-time is for closed models: in the open model (--rate) hits start at the arrival rate".into());
+                return Err(UsageError::new(
+                    "--think-time",
+                    "--think-time is for closed models: in the open model (--rate) hits start at the arrival rate",
+                ));
             }
             plan.think = Some(
                 super::plan::parse_think_time(t)
-                    .map_err(|e| format!("invalid --think-time: {e}"))?,
+                    .map_err(|e| UsageError::invalid("--think-time", e))?,
             );
         }
         if let Some(r) = self.ramp_up {
             if open || self.stages.is_some() {
-                return Err("--ramp-up is for users × hits cycles; with --stages or --rate the stages ramp the load".into());
+                return Err(UsageError::new(
+                    "--ramp-up",
+                    "--ramp-up is for users × hits cycles; with --stages or --rate the stages ramp the load",
+                ));
             }
             plan.ramp_up =
-                Some(duration_from_secs(r).map_err(|e| format!("invalid --ramp-up: {e}"))?);
+                Some(duration_from_secs(r.0).map_err(|e| UsageError::invalid("--ramp-up", e))?);
         }
         if self.max_users.is_some() && !open {
-            return Err("--max-users sizes the open model's pool: use it with --rate".into());
+            return Err(UsageError::new(
+                "--max-users",
+                "--max-users sizes the open model's pool: use it with --rate",
+            ));
         }
         let share = self.share.unwrap_or((0, 1));
         let count = share.1;
         if let Some(st) = &self.stages {
             if open {
-                return Err(
-                    "--stages (closed model) and --rate (open model) cannot be used together"
-                        .into(),
-                );
+                return Err(UsageError::new(
+                    "--stages",
+                    "--stages (closed model) and --rate (open model) cannot be used together",
+                ));
             }
             if self.hits.is_some() || self.duration.is_some() || explicit_users {
-                return Err(
-                    "--stages sets the users and the duration: remove -u, --hits and -d".into(),
-                );
+                return Err(UsageError::new(
+                    "--stages",
+                    "--stages sets the users and the duration: remove -u, --hits and -d",
+                ));
             }
             let stages: Vec<(u64, Duration)> = super::plan::parse_stages(st)
-                .map_err(|e| format!("invalid --stages: {e}"))?
+                .map_err(|e| UsageError::invalid("--stages", e))?
                 .into_iter()
                 .map(|(u, d)| (share_of(u, share), d))
                 .collect();
@@ -251,40 +387,55 @@ impl RunArgs {
             plan.model = Model::Stages(stages);
         } else if open {
             if self.hits.is_some() || explicit_users {
-                return Err("the open model (--rate) starts hits at a rate: remove -u and --hits (--max-users sizes its pool)".into());
+                return Err(UsageError::new(
+                    "--rate",
+                    "the open model (--rate) starts hits at a rate: remove -u and --hits (--max-users sizes its pool)",
+                ));
             }
             let start = match &self.rate {
                 Some(r) => {
-                    super::plan::parse_rate(r).map_err(|e| format!("invalid --rate: {e}"))?
+                    super::plan::parse_rate(r).map_err(|e| UsageError::invalid("--rate", e))?
                 }
                 None => 0.0,
             };
             let stages = match (&self.rate_stages, self.duration) {
                 (Some(_), Some(_)) => {
-                    return Err("--rate-stages sets the duration: remove -d".into());
+                    return Err(UsageError::new(
+                        "--rate-stages",
+                        "--rate-stages sets the duration: remove -d",
+                    ));
                 }
                 (Some(rs), None) => super::plan::parse_rate_stages(rs)
-                    .map_err(|e| format!("invalid --rate-stages: {e}"))?,
+                    .map_err(|e| UsageError::invalid("--rate-stages", e))?,
                 (None, Some(d)) => vec![(
                     start,
-                    duration_from_secs(d).map_err(|e| format!("invalid --duration: {e}"))?,
+                    duration_from_secs(d.0).map_err(|e| UsageError::invalid("--duration", e))?,
                 )],
                 (None, None) => {
-                    return Err("--rate needs a duration: add -d (e.g. --rate 200/s -d 1m) or --rate-stages".into());
+                    return Err(UsageError::new(
+                        "--rate",
+                        "--rate needs a duration: add -d (e.g. --rate 200/s -d 1m) or --rate-stages",
+                    ));
                 }
             };
             // Each agent takes its share of the rate (an exact division) and of the pool.
             let part = |r: f64| r / count.max(1) as f64;
             let max_users = self.max_users.unwrap_or(super::plan::DEFAULT_MAX_USERS);
             if max_users == 0 || max_users > MAX_USERS {
-                return Err(format!("--max-users must be 1 to {MAX_USERS}"));
+                return Err(UsageError::invalid(
+                    "--max-users",
+                    format!("{max_users}: expected 1 to {MAX_USERS}"),
+                ));
             }
             let stages: Vec<(f64, Duration)> =
                 stages.into_iter().map(|(r, d)| (part(r), d)).collect();
             let total: Duration = stages.iter().map(|(_, d)| *d).sum();
             plan.stop = Stop::Duration(total);
             if self.raw_events {
-                return Err("--raw-events sends request times as measured, not from each hit's intended start: it cannot be used with --rate".into());
+                return Err(UsageError::new(
+                    "--raw-events",
+                    "--raw-events sends request times as measured, not from each hit's intended start: it cannot be used with --rate",
+                ));
             }
             plan.model = Model::Rate {
                 start: part(start),

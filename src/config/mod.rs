@@ -2,8 +2,8 @@
 //! asked to do, before anything runs. It imports nothing of the crate, and every other floor may
 //! import it.
 //!
-//! - [`args`]: [`RunArgs`], the serialisable arguments of a run (the object that travels to
-//!   agents), and the run id;
+//! - [`args`]: [`RunArgs`] and its parts, the arguments of a run declared once (the command
+//!   line, the config file and the object that travels to agents), and the run id;
 //! - [`plan`]: the load plan those arguments describe (cycles, stages, an arrival rate);
 //! - [`units`]: durations as options take them, microseconds and bytes as reports print them;
 //! - [`signals`]: the process's one handler of SIGINT and SIGTERM.
@@ -17,11 +17,88 @@ pub mod signals;
 pub mod units;
 
 pub use args::{
-    DEFAULT_REQUEST_TIMEOUT, MAX_THREADS, OutputOptions, RunArgs, new_run_id, share_of,
+    DEFAULT_REQUEST_TIMEOUT, MAX_THREADS, NotifyArgs, OutputOptions, PlanArgs, ReportArgs, RunArgs,
+    new_run_id, share_of,
 };
 pub use plan::Plan;
+pub use units::Secs;
 
-/// A bad option value or combination: the message names the option and how to fix it.
+/// A bad option value or combination: which option it is about, and a message that names it
+/// and says how to fix it (the message is what is shown).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct UsageError {
+    /// The option the problem is about, as written on the command line (`--rate`), or the
+    /// name of the value (`output`) when it has no option.
+    pub option: String,
+    /// What is wrong and how to fix it, naming the option.
+    pub message: String,
+}
+
+impl UsageError {
+    /// A problem with `option` described by `message` (which names the option).
+    pub fn new(option: impl Into<String>, message: impl Into<String>) -> Self {
+        UsageError {
+            option: option.into(),
+            message: message.into(),
+        }
+    }
+
+    /// An invalid value of `option`: "invalid OPTION: DETAIL".
+    pub fn invalid(option: impl Into<String>, detail: impl std::fmt::Display) -> Self {
+        let option = option.into();
+        UsageError {
+            message: format!("invalid {option}: {detail}"),
+            option,
+        }
+    }
+}
+
+/// A value that does not parse (a duration, cycles, stages, a rate): what is wrong with it and
+/// the forms expected. It does not know its option; [`UsageError::invalid`] adds it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct UsageError(pub String);
+pub struct ValueError(pub String);
+
+impl From<String> for ValueError {
+    fn from(s: String) -> Self {
+        ValueError(s)
+    }
+}
+
+impl From<&str> for ValueError {
+    fn from(s: &str) -> Self {
+        ValueError(s.to_owned())
+    }
+}
+
+impl From<ValueError> for UsageError {
+    /// A value error about the plan as a whole (no single option).
+    fn from(e: ValueError) -> Self {
+        UsageError::new("plan", e.0)
+    }
+}
+
+/// A repeatable option in a config file or a job: one value or a list of them.
+pub(crate) mod one_or_many {
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(
+        untagged,
+        expecting = "a string (an output name such as \"stdout\", a threshold, a file pattern), or a list of them"
+    )]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+
+    /// Reads one string or a list of them (`null`: none).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        Ok(match Option::<OneOrMany>::deserialize(d)? {
+            None => Vec::new(),
+            Some(OneOrMany::One(v)) => vec![v],
+            Some(OneOrMany::Many(v)) => v,
+        })
+    }
+}

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use super::units::{MAX_DURATION, parse_duration};
+use super::{UsageError, ValueError};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -35,8 +36,8 @@ enum CyclesRepr {
 }
 
 impl TryFrom<CyclesRepr> for Cycles {
-    type Error = String;
-    fn try_from(r: CyclesRepr) -> Result<Self, String> {
+    type Error = ValueError;
+    fn try_from(r: CyclesRepr) -> Result<Self, ValueError> {
         match r {
             CyclesRepr::Number(n) => Cycles::new(vec![n]),
             CyclesRepr::Text(t) => t.parse(),
@@ -53,7 +54,7 @@ impl From<Cycles> for String {
 
 impl Cycles {
     /// Cycles from values, each at least 1.
-    pub fn new(values: Vec<u64>) -> Result<Self, String> {
+    pub fn new(values: Vec<u64>) -> Result<Self, ValueError> {
         if values.is_empty() {
             return Err("expected at least one value, e.g. 10 or 10:20:30".into());
         }
@@ -83,8 +84,8 @@ impl Default for Cycles {
 }
 
 impl FromStr for Cycles {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         let values = s
             .split(':')
             .map(|p| {
@@ -140,7 +141,7 @@ pub const DEFAULT_MAX_USERS: u64 = 1000;
 pub const MAX_RATE: f64 = 1_000_000.0;
 
 /// Parses stages `USERS:DURATION,…` (`10:30s,50:1m,0:20s`).
-pub fn parse_stages(s: &str) -> Result<Vec<(u64, Duration)>, String> {
+pub fn parse_stages(s: &str) -> Result<Vec<(u64, Duration)>, ValueError> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (u, d) = part.split_once(':').ok_or_else(|| {
@@ -151,13 +152,13 @@ pub fn parse_stages(s: &str) -> Result<Vec<(u64, Duration)>, String> {
             .parse()
             .map_err(|_| format!("stage {part:?}: {u:?} is not a number of users (e.g. 10:30s)"))?;
         if users > MAX_USERS {
-            return Err(format!(
-                "stage {part:?}: at most {MAX_USERS} virtual users per process"
-            ));
+            return Err(
+                format!("stage {part:?}: at most {MAX_USERS} virtual users per process").into(),
+            );
         }
         let d = parse_duration(d.trim()).map_err(|e| format!("stage {part:?}: {e}"))?;
         if d.is_zero() {
-            return Err(format!("stage {part:?}: the duration must be more than 0"));
+            return Err(format!("stage {part:?}: the duration must be more than 0").into());
         }
         out.push((users, d));
     }
@@ -168,7 +169,7 @@ pub fn parse_stages(s: &str) -> Result<Vec<(u64, Duration)>, String> {
 }
 
 /// Parses an arrival rate: `200`, `200/s`, `600/m`, `36000/h`; returns hits per second.
-pub fn parse_rate(s: &str) -> Result<f64, String> {
+pub fn parse_rate(s: &str) -> Result<f64, ValueError> {
     let s = s.trim();
     let (n, per) = match s.split_once('/') {
         Some((n, unit)) => {
@@ -177,9 +178,9 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
                 "m" | "min" => 60.0,
                 "h" => 3600.0,
                 other => {
-                    return Err(format!(
-                        "{s:?}: unknown rate unit {other:?}; use N/s, N/m or N/h"
-                    ));
+                    return Err(
+                        format!("{s:?}: unknown rate unit {other:?}; use N/s, N/m or N/h").into(),
+                    );
                 }
             };
             (n, per)
@@ -192,13 +193,13 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
         .map_err(|_| format!("{s:?} is not a rate such as 200/s"))?;
     let rate = n / per;
     if !rate.is_finite() || !(0.0..=MAX_RATE).contains(&rate) {
-        return Err(format!("{s:?}: a rate is between 0 and {MAX_RATE}/s"));
+        return Err(format!("{s:?}: a rate is between 0 and {MAX_RATE}/s").into());
     }
     Ok(rate)
 }
 
 /// Parses rate stages `RATE:DURATION,…` (`50/s:30s,200:1m`).
-pub fn parse_rate_stages(s: &str) -> Result<Vec<(f64, Duration)>, String> {
+pub fn parse_rate_stages(s: &str) -> Result<Vec<(f64, Duration)>, ValueError> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (r, d) = part.rsplit_once(':').ok_or_else(|| {
@@ -209,9 +210,7 @@ pub fn parse_rate_stages(s: &str) -> Result<Vec<(f64, Duration)>, String> {
         let rate = parse_rate(r).map_err(|e| format!("rate stage {part:?}: {e}"))?;
         let d = parse_duration(d.trim()).map_err(|e| format!("rate stage {part:?}: {e}"))?;
         if d.is_zero() {
-            return Err(format!(
-                "rate stage {part:?}: the duration must be more than 0"
-            ));
+            return Err(format!("rate stage {part:?}: the duration must be more than 0").into());
         }
         out.push((rate, d));
     }
@@ -222,7 +221,7 @@ pub fn parse_rate_stages(s: &str) -> Result<Vec<(f64, Duration)>, String> {
 }
 
 /// Parses a think time: `DURATION` or `MIN..MAX` (uniform).
-pub fn parse_think_time(s: &str) -> Result<(Duration, Duration), String> {
+pub fn parse_think_time(s: &str) -> Result<(Duration, Duration), ValueError> {
     let (a, b) = match s.split_once("..") {
         Some((a, b)) => (parse_duration(a.trim())?, parse_duration(b.trim())?),
         None => {
@@ -231,7 +230,7 @@ pub fn parse_think_time(s: &str) -> Result<(Duration, Duration), String> {
         }
     };
     if b < a {
-        return Err(format!("{s:?}: MIN..MAX with MIN above MAX"));
+        return Err(format!("{s:?}: MIN..MAX with MIN above MAX").into());
     }
     Ok((a, b))
 }
@@ -341,18 +340,25 @@ impl Plan {
     }
 
     /// Checks the plan's size: at most [`MAX_USERS`] users per step and totals that fit.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), UsageError> {
         if let Some(u) = self.users.values().iter().find(|u| **u > MAX_USERS) {
-            return Err(format!(
-                "--users {u} is too many: at most {MAX_USERS} virtual users per cycle step (spread a larger load over agents)"
+            return Err(UsageError::new(
+                "--users",
+                format!(
+                    "--users {u} is too many: at most {MAX_USERS} virtual users per cycle step (spread a larger load over agents)"
+                ),
             ));
         }
         match &self.stop {
-            Stop::Hits(_) if self.total_hits().is_none() => {
-                Err("the plan is too large: users × hits does not fit in 64 bits".into())
-            }
+            Stop::Hits(_) if self.total_hits().is_none() => Err(UsageError::new(
+                "--hits",
+                "the plan is too large: users × hits does not fit in 64 bits",
+            )),
             Stop::Duration(_) if self.total_duration().is_none_or(|d| d > MAX_DURATION * 10) => {
-                Err("the plan is too long: the cycle steps add up to more than ten years".into())
+                Err(UsageError::new(
+                    "--duration",
+                    "the plan is too long: the cycle steps add up to more than ten years",
+                ))
             }
             _ => Ok(()),
         }
@@ -527,13 +533,24 @@ mod tests {
             "99999999999999999999"
                 .parse::<Cycles>()
                 .expect_err("big")
+                .to_string()
                 .contains("too large")
         );
         let p = plan("18446744073709551615", "2");
         assert_eq!(p.total_hits(), None);
-        assert!(p.check().expect_err("too many").contains("--users"));
+        assert!(
+            p.check()
+                .expect_err("too many")
+                .to_string()
+                .contains("--users")
+        );
         let p = plan("1000", "18446744073709551615");
-        assert!(p.check().expect_err("overflow").contains("too large"));
+        assert!(
+            p.check()
+                .expect_err("overflow")
+                .to_string()
+                .contains("too large")
+        );
         assert!(plan("10:20", "5").check().is_ok());
     }
 
@@ -542,12 +559,14 @@ mod tests {
         assert!(
             "0".parse::<Cycles>()
                 .expect_err("zero")
+                .to_string()
                 .contains("at least 1")
         );
         assert!(
             "10:x"
                 .parse::<Cycles>()
                 .expect_err("x")
+                .to_string()
                 .contains("\"x\" is not a whole number")
         );
         assert!("".parse::<Cycles>().is_err());
@@ -593,11 +612,13 @@ mod tests {
         assert!(
             parse_duration("1e30")
                 .expect_err("huge")
+                .to_string()
                 .contains("too long")
         );
         assert!(
             parse_duration("1000y")
                 .expect_err("huge")
+                .to_string()
                 .contains("too long")
         );
         assert!(duration_from_secs(f64::NAN).is_err());

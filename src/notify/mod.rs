@@ -1,18 +1,19 @@
-//! End-of-run observers: notifiers the broker calls once when a run ends (`--observer NAME`).
-//! `webhook` POSTs the run's summary as JSON to `--observer-webhook-url`; `email` sends it as a
-//! plain-text mail to `--observer-email-to` through the SMTP server `--observer-email-smtp`.
+//! End-of-run notifiers: what the broker calls once when a run ends (`--notify NAME`; the
+//! earlier `--observer` spelling still works). `webhook` POSTs the run's summary as JSON to
+//! `--notify-webhook-url`; `email` sends it as a plain-text mail to `--notify-email-to` through
+//! the SMTP server `--notify-email-smtp`. Their options enter as [`NotifyArgs`].
 //! They run on a thread of their own so that a slow endpoint never holds the broker up.
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-use crate::config::RunArgs;
+use crate::config::NotifyArgs;
 use crate::result::Stats;
 
-/// The observers that exist.
-pub const OBSERVERS: &[&str] = &["webhook", "email"];
+/// The notifiers that exist.
+pub const NOTIFIERS: &[&str] = &["webhook", "email"];
 
-/// What an observer reports about a run.
+/// What a notifier reports about a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
     /// The run.
@@ -124,10 +125,10 @@ impl RunSummary {
     }
 }
 
-/// Why an observer failed.
+/// Why a notifier failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ObserverError {
-    /// The option an observer needs is missing.
+pub enum NotifyError {
+    /// The option a notifier needs is missing.
     #[error("{0}")]
     Config(String),
     /// The webhook could not be called or answered with an error.
@@ -138,25 +139,25 @@ pub enum ObserverError {
     Email(String),
 }
 
-/// Checks the observer options of `args`: known names and the options each needs.
-pub fn check(args: &RunArgs) -> Result<(), ObserverError> {
-    for o in &args.observers {
+/// Checks the notifier options of `args`: known names and the options each needs.
+pub fn check(args: &NotifyArgs) -> Result<(), NotifyError> {
+    for o in &args.notifiers {
         match o.as_str() {
-            "webhook" if args.observer_webhook_url.is_none() => {
-                return Err(ObserverError::Config(
-                    "--observer webhook needs --observer-webhook-url URL".into(),
+            "webhook" if args.webhook_url.is_none() => {
+                return Err(NotifyError::Config(
+                    "--notify webhook needs --notify-webhook-url URL".into(),
                 ));
             }
-            "email" if args.observer_email_to.is_none() || args.observer_email_smtp.is_none() => {
-                return Err(ObserverError::Config(
-                    "--observer email needs --observer-email-to ADDRESS and --observer-email-smtp HOST:PORT".into(),
+            "email" if args.email_to.is_none() || args.email_smtp.is_none() => {
+                return Err(NotifyError::Config(
+                    "--notify email needs --notify-email-to ADDRESS and --notify-email-smtp HOST:PORT".into(),
                 ));
             }
             "webhook" | "email" => {}
             other => {
-                return Err(ObserverError::Config(format!(
-                    "unknown observer {other:?}; available observers: {}",
-                    OBSERVERS.join(", ")
+                return Err(NotifyError::Config(format!(
+                    "unknown notifier {other:?}; available notifiers: {}",
+                    NOTIFIERS.join(", ")
                 )));
             }
         }
@@ -164,14 +165,14 @@ pub fn check(args: &RunArgs) -> Result<(), ObserverError> {
     Ok(())
 }
 
-/// Calls every observer of `args` with `summary`; returns the errors (one per failed observer).
-pub fn notify_all(args: &RunArgs, summary: &RunSummary) -> Vec<ObserverError> {
+/// Calls every notifier of `args` with `summary`; returns the errors (one per failed notifier).
+pub fn notify_all(args: &NotifyArgs, summary: &RunSummary) -> Vec<NotifyError> {
     let mut errors = Vec::new();
-    for o in &args.observers {
+    for o in &args.notifiers {
         let r = match o.as_str() {
             "webhook" => webhook(args, summary),
             "email" => email(args, summary),
-            other => Err(ObserverError::Config(format!("unknown observer {other:?}"))),
+            other => Err(NotifyError::Config(format!("unknown notifier {other:?}"))),
         };
         if let Err(e) = r {
             errors.push(e);
@@ -180,18 +181,18 @@ pub fn notify_all(args: &RunArgs, summary: &RunSummary) -> Vec<ObserverError> {
     errors
 }
 
-fn webhook(args: &RunArgs, summary: &RunSummary) -> Result<(), ObserverError> {
+fn webhook(args: &NotifyArgs, summary: &RunSummary) -> Result<(), NotifyError> {
     let url = args
-        .observer_webhook_url
+        .webhook_url
         .as_deref()
-        .ok_or_else(|| ObserverError::Config("no --observer-webhook-url".into()))?;
+        .ok_or_else(|| NotifyError::Config("no --notify-webhook-url".into()))?;
     let url = url::Url::parse(url)
-        .map_err(|e| ObserverError::Webhook(format!("invalid URL {url:?}: {e}")))?;
-    let body = serde_json::to_vec(summary).map_err(|e| ObserverError::Webhook(e.to_string()))?;
+        .map_err(|e| NotifyError::Webhook(format!("invalid URL {url:?}: {e}")))?;
+    let body = serde_json::to_vec(summary).map_err(|e| NotifyError::Webhook(e.to_string()))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| ObserverError::Webhook(e.to_string()))?;
+        .map_err(|e| NotifyError::Webhook(e.to_string()))?;
     let mut headers = http::HeaderMap::new();
     headers.insert(
         http::header::CONTENT_TYPE,
@@ -208,9 +209,9 @@ fn webhook(args: &RunArgs, summary: &RunSummary) -> Result<(), ObserverError> {
             },
             None,
         ))
-        .map_err(|e| ObserverError::Webhook(e.to_string()))?;
+        .map_err(|e| NotifyError::Webhook(e.to_string()))?;
     if !res.status.is_success() {
-        return Err(ObserverError::Webhook(format!(
+        return Err(NotifyError::Webhook(format!(
             "the endpoint answered {}",
             res.status
         )));
@@ -218,36 +219,34 @@ fn webhook(args: &RunArgs, summary: &RunSummary) -> Result<(), ObserverError> {
     Ok(())
 }
 
-fn email(args: &RunArgs, summary: &RunSummary) -> Result<(), ObserverError> {
+fn email(args: &NotifyArgs, summary: &RunSummary) -> Result<(), NotifyError> {
     use lettre::Transport as _;
-    let to = args.observer_email_to.as_deref().unwrap_or_default();
-    let smtp = args.observer_email_smtp.as_deref().unwrap_or_default();
+    let to = args.email_to.as_deref().unwrap_or_default();
+    let smtp = args.email_smtp.as_deref().unwrap_or_default();
     let (host, port) = smtp
         .rsplit_once(':')
         .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
         .ok_or_else(|| {
-            ObserverError::Email(format!(
-                "--observer-email-smtp {smtp:?}: expected HOST:PORT"
-            ))
+            NotifyError::Email(format!("--notify-email-smtp {smtp:?}: expected HOST:PORT"))
         })?;
     let from = args
-        .observer_email_from
+        .email_from
         .clone()
         .unwrap_or_else(|| "loads@localhost".into());
     let message = lettre::Message::builder()
         .from(
             from.parse()
-                .map_err(|e| ObserverError::Email(format!("sender {from:?}: {e}")))?,
+                .map_err(|e| NotifyError::Email(format!("sender {from:?}: {e}")))?,
         )
         .to(to
             .parse()
-            .map_err(|e| ObserverError::Email(format!("recipient {to:?}: {e}")))?)
+            .map_err(|e| NotifyError::Email(format!("recipient {to:?}: {e}")))?)
         .subject(format!(
             "loads: run {} of {} {}",
             summary.run_id, summary.test, summary.status
         ))
         .body(summary.text())
-        .map_err(|e| ObserverError::Email(e.to_string()))?;
+        .map_err(|e| NotifyError::Email(e.to_string()))?;
     // Plain SMTP: the mail relays that load-test clusters use sit on their own network.
     let transport = lettre::SmtpTransport::builder_dangerous(host)
         .port(port)
@@ -255,6 +254,6 @@ fn email(args: &RunArgs, summary: &RunSummary) -> Result<(), ObserverError> {
         .build();
     transport
         .send(&message)
-        .map_err(|e| ObserverError::Email(e.to_string()))?;
+        .map_err(|e| NotifyError::Email(e.to_string()))?;
     Ok(())
 }

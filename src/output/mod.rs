@@ -22,7 +22,7 @@ pub use stdout::StdoutOutput;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::config::{OutputOptions, RunArgs, UsageError};
+use crate::config::{OutputOptions, ReportArgs, UsageError};
 use crate::result::{Observer, OutputError, RunMeta, Summary, TestResult, threshold};
 
 /// The outputs this build knows, with a line of help each.
@@ -59,18 +59,21 @@ pub const OUTPUTS: &[(&str, &str)] = &[
 
 /// The usage error for an output name this build does not know.
 pub fn unknown_output(name: &str) -> UsageError {
-    UsageError(format!(
-        "unknown output {name:?}; available outputs: {}",
-        OUTPUTS
-            .iter()
-            .map(|(n, _)| *n)
-            .collect::<Vec<_>>()
-            .join(", ")
-    ))
+    UsageError::new(
+        "--output",
+        format!(
+            "unknown output {name:?}; available outputs: {}",
+            OUTPUTS
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )
 }
 
-/// Builds the output called `name` for a run with `args`.
-pub fn create(name: &str, args: &RunArgs) -> Result<Box<dyn Observer>, UsageError> {
+/// Builds the output called `name` with the output options of `args`.
+pub fn create(name: &str, args: &ReportArgs) -> Result<Box<dyn Observer>, UsageError> {
     let o: &OutputOptions = &args.output_options;
     let path = |given: &Option<String>, default: &str| -> PathBuf {
         PathBuf::from(given.as_deref().unwrap_or(default))
@@ -111,10 +114,13 @@ pub fn create(name: &str, args: &RunArgs) -> Result<Box<dyn Observer>, UsageErro
 /// Creates (truncates) an output's file now, so that a bad path stops the run before it starts.
 fn open(output: &str, option: &str, path: &Path) -> Result<File, UsageError> {
     File::create(path).map_err(|e| {
-        UsageError(format!(
-            "output {output}: cannot write {}: {e}; choose another file with --output-{option}",
-            path.display()
-        ))
+        UsageError::new(
+            format!("--output-{option}"),
+            format!(
+                "output {output}: cannot write {}: {e}; choose another file with --output-{option}",
+                path.display()
+            ),
+        )
     })
 }
 
@@ -129,18 +135,25 @@ pub(crate) fn write_error(output: &str, path: &Path, e: impl std::fmt::Display) 
 /// Builds the test result of a run described by `meta`, with the outputs, thresholds and
 /// baseline that `args` asks for. Thresholds come from `args`, or else from `meta` (a stored
 /// run's own).
-pub fn build_result(mut meta: RunMeta, args: &RunArgs) -> Result<TestResult, UsageError> {
+///
+/// With `abort_on_threshold`, the result stops the run as soon as a threshold can no longer
+/// pass.
+pub fn build_result(
+    mut meta: RunMeta,
+    args: &ReportArgs,
+    abort_on_threshold: bool,
+) -> Result<TestResult, UsageError> {
     if !args.thresholds.is_empty() {
         meta.thresholds = args.thresholds.clone();
     }
-    let thresholds =
-        threshold::parse_all(&meta.thresholds).map_err(|e| UsageError(e.to_string()))?;
+    let thresholds = threshold::parse_all(&meta.thresholds)
+        .map_err(|e| UsageError::new("--threshold", e.to_string()))?;
     let baseline = match &args.baseline {
-        Some(p) => Some(Summary::read(Path::new(p)).map_err(UsageError)?),
+        Some(p) => Some(Summary::read(Path::new(p)).map_err(|e| UsageError::new("--baseline", e))?),
         None => None,
     };
     let mut result = TestResult::new(meta);
-    result.set_thresholds(thresholds, args.abort_on_threshold);
+    result.set_thresholds(thresholds, abort_on_threshold);
     if let Some(b) = baseline {
         result.set_baseline(b);
     }

@@ -22,6 +22,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{Plan, RunArgs, RunError, Runner, Stop, new_run_id, run_meta};
+use crate::config::UsageError;
 use crate::result::{Envelope, Event, EventSink, RunMeta, Stats, TestResult, unix_now};
 
 /// How long a runner may outlive its duration step before it is terminated.
@@ -72,22 +73,25 @@ impl ExternalRunner {
     /// A runner for `args`, which must have a `test_runner` command; fails on a bad command or
     /// plan.
     pub fn new(args: RunArgs) -> Result<Self, RunError> {
-        let Some(line) = args.test_runner.clone() else {
-            return Err(RunError::Usage(
-                "no --test-runner: give the command that runs one virtual user, e.g. --test-runner \"python3 -m loads_client {test}\"".into(),
-            ));
+        let Some(line) = args.plan.test_runner.clone() else {
+            return Err(RunError::Usage(UsageError::new(
+                "--test-runner",
+                "no --test-runner: give the command that runs one virtual user, e.g. --test-runner \"python3 -m loads_client {test}\"",
+            )));
         };
-        if args.test.trim().is_empty() {
-            return Err(RunError::Usage(
-                "no test given: `loads run TEST --test-runner \"CMD {test}\"`".into(),
-            ));
+        if args.plan.test().trim().is_empty() {
+            return Err(RunError::Usage(UsageError::new(
+                "--test-runner",
+                "no test given: `loads run TEST --test-runner \"CMD {test}\"`",
+            )));
         }
-        let command = split_command(&line, &args.test)?;
+        let command = split_command(&line, args.plan.test())?;
         let plan = super::checked_plan(&args)?;
         if plan.model != super::Model::Cycles || plan.ramp_up.is_some() || plan.think.is_some() {
-            return Err(RunError::Usage(
-                "--stages, --rate, --ramp-up and --think-time are not supported with --test-runner: a runner's process runs its user's hits at its own pace (use users × hits or a duration)".into(),
-            ));
+            return Err(RunError::Usage(UsageError::new(
+                "--test-runner",
+                "--stages, --rate, --ramp-up and --think-time are not supported with --test-runner: a runner's process runs its user's hits at its own pace (use users × hits or a duration)",
+            )));
         }
         let mut args = args;
         if args.run_id.is_empty() {
@@ -163,7 +167,7 @@ impl ExternalRunner {
         let collector = {
             let (stop, users, done) = (stop.clone(), users.clone(), done.clone());
             let run_id = self.args.run_id.clone();
-            let raw = self.args.raw_events;
+            let raw = self.args.plan.raw_events;
             let every = self.collect_every;
             thread::Builder::new()
                 .name("loads-external".into())
@@ -275,7 +279,7 @@ impl ExternalRunner {
                 (None, Stop::Duration(d)) => c.env("LOADS_DURATION", d.as_secs_f64().to_string()),
                 (None, Stop::Hits(_)) => c.env("LOADS_TOTAL_HITS", "1"),
             };
-            if let Some(url) = &self.args.server_url {
+            if let Some(url) = &self.args.plan.server_url {
                 c.env("LOADS_SERVER_URL", url);
             }
             match c.spawn() {
@@ -294,7 +298,7 @@ impl ExternalRunner {
                     } else {
                         format!("cannot start the test runner {:?}: {e}", self.command[0])
                     };
-                    return Err(RunError::Usage(what));
+                    return Err(RunError::Usage(UsageError::new("--test-runner", what)));
                 }
             }
         }
@@ -363,7 +367,11 @@ impl ExternalRunner {
 
 impl Runner for ExternalRunner {
     fn execute(&mut self) -> Result<TestResult, RunError> {
-        let result = crate::output::build_result(self.meta(), &self.args)?;
+        let result = crate::output::build_result(
+            self.meta(),
+            &self.args.report,
+            self.args.plan.abort_on_threshold,
+        )?;
         let (mut result, interrupted, problems, rejected) = self.run_into(result)?;
         for p in problems {
             result.add_run_problem(p);
@@ -389,14 +397,16 @@ impl Runner for ExternalRunner {
 /// test name in place of every `{test}`.
 pub fn split_command(line: &str, test: &str) -> Result<Vec<String>, RunError> {
     let words = shlex::split(line).ok_or_else(|| {
-        RunError::Usage(format!(
-            "invalid --test-runner {line:?}: unbalanced quotes or a trailing backslash"
+        RunError::Usage(UsageError::new(
+            "--test-runner",
+            format!("invalid --test-runner {line:?}: unbalanced quotes or a trailing backslash"),
         ))
     })?;
     if words.is_empty() {
-        return Err(RunError::Usage(
-            "empty --test-runner: give the command that runs one virtual user, e.g. \"python3 -m loads_client {test}\"".into(),
-        ));
+        return Err(RunError::Usage(UsageError::new(
+            "--test-runner",
+            "empty --test-runner: give the command that runs one virtual user, e.g. \"python3 -m loads_client {test}\"",
+        )));
     }
     Ok(words
         .into_iter()

@@ -25,7 +25,8 @@ pub use local::LocalRunner;
 pub use crate::config::plan::{Cycles, MAX_USERS, Model, Plan, Stop};
 pub use crate::config::units::{MAX_DURATION, duration_from_secs, parse_duration};
 pub use crate::config::{
-    DEFAULT_REQUEST_TIMEOUT, MAX_THREADS, OutputOptions, RunArgs, UsageError, new_run_id, share_of,
+    DEFAULT_REQUEST_TIMEOUT, MAX_THREADS, NotifyArgs, OutputOptions, PlanArgs, ReportArgs, RunArgs,
+    UsageError, new_run_id, share_of,
 };
 
 use std::time::Duration;
@@ -33,15 +34,15 @@ use std::time::Duration;
 use crate::case::UnknownTest;
 use crate::result::TestResult;
 
-/// The checked load plan of `args`: the plan's own checks ([`RunArgs::plan`]) and those of the
+/// The checked load plan of `args`: the plan's own checks ([`PlanArgs::plan`]) and those of the
 /// parts that the floors above the configuration own: the end-of-run notifiers' options, the
 /// thresholds' expressions and the outputs' names.
 pub fn checked_plan(args: &RunArgs) -> Result<Plan, RunError> {
-    let plan = args.plan()?;
-    crate::notify::check(args).map_err(|e| RunError::Usage(e.to_string()))?;
-    crate::result::threshold::parse_all(&args.thresholds)
-        .map_err(|e| RunError::Usage(e.to_string()))?;
-    for name in &args.outputs {
+    let plan = args.plan.plan()?;
+    crate::notify::check(&args.notify).map_err(|e| UsageError::new("--notify", e.to_string()))?;
+    crate::result::threshold::parse_all(&args.report.thresholds)
+        .map_err(|e| UsageError::new("--threshold", e.to_string()))?;
+    for name in &args.report.outputs {
         if !crate::output::OUTPUTS.iter().any(|(n, _)| n == name) {
             return Err(crate::output::unknown_output(name).into());
         }
@@ -53,14 +54,14 @@ pub fn checked_plan(args: &RunArgs) -> Result<Plan, RunError> {
 pub fn run_meta(args: &RunArgs, plan: &Plan) -> crate::result::RunMeta {
     crate::result::RunMeta {
         run_id: args.run_id.clone(),
-        test: args.test.clone(),
-        project_name: args.project_name.clone(),
-        server_url: args.server_url.clone(),
+        test: args.plan.test().to_owned(),
+        project_name: args.report.project_name.clone(),
+        server_url: args.plan.server_url.clone(),
         plan: plan.describe(),
         planned_hits: plan.total_hits(),
         planned_duration: plan.total_duration().map(|d| d.as_secs_f64()),
         agents: 1,
-        thresholds: args.thresholds.clone(),
+        thresholds: args.report.thresholds.clone(),
     }
 }
 
@@ -68,8 +69,8 @@ pub fn run_meta(args: &RunArgs, plan: &Plan) -> crate::result::RunMeta {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// A bad option value or combination.
-    #[error("{0}")]
-    Usage(String),
+    #[error(transparent)]
+    Usage(#[from] UsageError),
     /// The test name matches no registered test.
     #[error(transparent)]
     UnknownTest(#[from] UnknownTest),
@@ -79,12 +80,6 @@ pub enum RunError {
     /// The cluster failed: no broker, a refused request, a transport error.
     #[error("{0}")]
     Cluster(String),
-}
-
-impl From<UsageError> for RunError {
-    fn from(e: UsageError) -> Self {
-        RunError::Usage(e.0)
-    }
 }
 
 impl RunError {
@@ -115,7 +110,7 @@ pub enum LocalOrExternal {
 /// does. (A run on a cluster is a [`DistributedRunner`], which the command line asks for with
 /// `--agents`; its workers pick their runner here.)
 pub fn runner_for(args: RunArgs) -> Result<LocalOrExternal, RunError> {
-    Ok(if args.test_runner.is_some() {
+    Ok(if args.plan.test_runner.is_some() {
         LocalOrExternal::External(ExternalRunner::new(args)?)
     } else {
         LocalOrExternal::Local(LocalRunner::new(args)?)

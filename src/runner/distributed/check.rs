@@ -5,6 +5,7 @@
 use super::follow::{Followed, OnCtrlC, follow};
 use super::pages::{each_stored_event, fetch_page};
 use super::{DistributedRunner, REPLY_TIMEOUT, connect};
+use crate::config::UsageError;
 use crate::result::TestResult;
 use crate::runner::{RunArgs, RunError};
 use crate::transport::client::BrokerClient;
@@ -37,23 +38,32 @@ pub fn check_cluster(broker: &str, server_url: &str) -> Result<Vec<AgentCheck>, 
         .map(|a| a.id.clone())
         .collect();
     if idle.is_empty() {
-        return Err(RunError::Usage(format!(
-            "no idle agent on the broker at {broker} ({} registered); start one with `loads agent --broker {}`",
-            info.agents.len(),
-            reachable(&info.backend, broker)
+        return Err(RunError::Usage(UsageError::new(
+            "--broker",
+            format!(
+                "no idle agent on the broker at {broker} ({} registered); start one with `loads agent --broker {}`",
+                info.agents.len(),
+                reachable(&info.backend, broker)
+            ),
         )));
     }
     let args = RunArgs {
-        test: "example::health".into(),
-        server_url: Some(server_url.to_owned()),
-        outputs: vec!["null".into()],
+        plan: crate::config::PlanArgs {
+            test: Some("example::health".into()),
+            server_url: Some(server_url.to_owned()),
+            ..Default::default()
+        },
+        report: crate::config::ReportArgs {
+            outputs: vec!["null".into()],
+            ..Default::default()
+        },
         ..RunArgs::default()
     };
     let runner = DistributedRunner::new(args, idle.len() as u64, broker).map_err(|e| match e {
-        RunError::UnknownTest(_) => RunError::Usage(
-            "check-cluster runs the bundled example::health test: use the stock `loads` binary"
-                .into(),
-        ),
+        RunError::UnknownTest(_) => RunError::Usage(UsageError::new(
+            "check-cluster",
+            "check-cluster runs the bundled example::health test: use the stock `loads` binary",
+        )),
         other => other,
     })?;
     let (client, sub) = connect(broker)?;

@@ -23,6 +23,7 @@ pub use worker::run_worker;
 use std::time::{Duration, Instant};
 
 use super::{RunArgs, RunError, Runner};
+use crate::config::UsageError;
 use crate::result::{RunMeta, TestResult};
 use crate::transport::client::BrokerClient;
 use crate::transport::{
@@ -57,7 +58,10 @@ impl DistributedRunner {
     /// and the plan are checked here, as for a local run.
     pub fn new(args: RunArgs, agents: u64, broker: &str) -> Result<Self, RunError> {
         if agents == 0 {
-            return Err(RunError::Usage("--agents must be at least 1".into()));
+            return Err(RunError::Usage(UsageError::new(
+                "--agents",
+                "--agents must be at least 1",
+            )));
         }
         // The test and plan are checked as a local run would check them: a registered test,
         // or an external command.
@@ -77,8 +81,12 @@ impl DistributedRunner {
     /// name. A glob that matches no file is an error.
     pub fn include_files(mut self, globs: &[String]) -> Result<Self, RunError> {
         for g in globs {
-            let paths = glob::glob(g)
-                .map_err(|e| RunError::Usage(format!("invalid --include-file {g:?}: {e}")))?;
+            let paths = glob::glob(g).map_err(|e| {
+                RunError::Usage(UsageError::new(
+                    "--include-file",
+                    format!("invalid --include-file {g:?}: {e}"),
+                ))
+            })?;
             let mut matched = 0;
             for p in paths.flatten().filter(|p| p.is_file()) {
                 let dest = if p.is_absolute() {
@@ -89,17 +97,21 @@ impl DistributedRunner {
                     p.to_string_lossy().into_owned()
                 };
                 if !crate::transport::safe_relative_path(&dest) {
-                    return Err(RunError::Usage(format!(
-                        "--include-file {g:?} matches {}, which would land outside the test directory; use paths below the current directory",
-                        p.display()
+                    return Err(RunError::Usage(UsageError::new(
+                        "--include-file",
+                        format!(
+                            "--include-file {g:?} matches {}, which would land outside the test directory; use paths below the current directory",
+                            p.display()
+                        ),
                     )));
                 }
                 self.files.push((dest, p));
                 matched += 1;
             }
             if matched == 0 {
-                return Err(RunError::Usage(format!(
-                    "--include-file {g:?} matches no file"
+                return Err(RunError::Usage(UsageError::new(
+                    "--include-file",
+                    format!("--include-file {g:?} matches no file"),
                 )));
             }
         }
@@ -217,9 +229,9 @@ impl DistributedRunner {
         let mut files = Vec::new();
         for (dest, path) in &self.files {
             let content = std::fs::read(path).map_err(|e| {
-                RunError::Usage(format!(
-                    "cannot read the included file {}: {e}",
-                    path.display()
+                RunError::Usage(UsageError::new(
+                    "--include-file",
+                    format!("cannot read the included file {}: {e}", path.display()),
                 ))
             })?;
             files.push(crate::transport::IncludedFile {
@@ -237,7 +249,9 @@ impl DistributedRunner {
         }));
         match client.request(&request, None)? {
             Ok(v) => Ok(v["run_id"].as_str().unwrap_or_default().to_owned()),
-            Err(r) if r.code == "not_enough_agents" => Err(RunError::Usage(r.message)),
+            Err(r) if r.code == "not_enough_agents" => {
+                Err(RunError::Usage(UsageError::new("--agents", r.message)))
+            }
             Err(r) => Err(RunError::Cluster(r.message)),
         }
     }
@@ -253,7 +267,11 @@ impl DistributedRunner {
     fn submit_and_follow(&self, interactive: bool) -> Result<Followed, RunError> {
         // Outputs open their files and the baseline is read before anything is submitted: a bad
         // path stops here, not after the agents have started.
-        let mut result = crate::output::build_result(self.meta(), &self.args)?;
+        let mut result = crate::output::build_result(
+            self.meta(),
+            &self.args.report,
+            self.args.plan.abort_on_threshold,
+        )?;
         // Ctrl-C is counted from now on: one pressed while the binary uploads stops the run as
         // soon as it is submitted (it then has not started: it ends at once).
         if interactive {

@@ -4,6 +4,7 @@
 //! answers to `GetRun`; numbered events leave to a callback.
 
 use super::BrokerClient;
+use crate::config::UsageError;
 use crate::runner::RunError;
 use crate::transport::{CallerRequest, StoredRun};
 
@@ -21,7 +22,9 @@ pub(super) fn fetch_page(
         None,
     )? {
         Ok(v) => v,
-        Err(r) if r.code == "unknown_run" => return Err(RunError::Usage(r.message)),
+        Err(r) if r.code == "unknown_run" => {
+            return Err(RunError::Usage(UsageError::new("RUN_ID", r.message)));
+        }
         Err(r) => return Err(RunError::Cluster(r.message)),
     };
     let run: StoredRun = serde_json::from_value(v["run"].take())

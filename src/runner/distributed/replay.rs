@@ -8,8 +8,9 @@ use std::time::Duration;
 use super::follow::{Followed, OnCtrlC, follow, lost_agent_problem};
 use super::pages::{each_stored_event, fetch_page};
 use super::{REPLY_TIMEOUT, connect};
+use crate::config::UsageError;
 use crate::result::{Event, EventSink, RunMeta, TestResult};
-use crate::runner::{RunArgs, RunError};
+use crate::runner::{ReportArgs, RunError};
 use crate::transport::client::BrokerClient;
 use crate::transport::{CallerRequest, StoredRun};
 
@@ -18,7 +19,7 @@ use crate::transport::{CallerRequest, StoredRun};
 pub fn attach(
     broker: &str,
     run_id: Option<&str>,
-    view: &RunArgs,
+    view: &ReportArgs,
 ) -> Result<Option<TestResult>, RunError> {
     let (client, sub) = connect(broker)?;
     let run_id = match run_id {
@@ -29,9 +30,10 @@ pub fn attach(
                 serde_json::from_value(v["active_runs"].clone()).unwrap_or_default();
             match active.as_slice() {
                 [] => {
-                    return Err(RunError::Usage(
-                        "no run is active on this broker (`loads runs` lists past runs)".into(),
-                    ));
+                    return Err(RunError::Usage(UsageError::new(
+                        "RUN_ID",
+                        "no run is active on this broker (`loads runs` lists past runs)",
+                    )));
                 }
                 [one] => one.clone(),
                 many => choose(many)?,
@@ -48,6 +50,7 @@ pub fn attach(
             ..run.meta.clone()
         },
         view,
+        false,
     )?;
     result.start();
     if let Ok(started) = chrono::DateTime::parse_from_rfc3339(&run.row.started) {
@@ -71,9 +74,12 @@ pub fn attach(
 fn choose(runs: &[String]) -> Result<String, RunError> {
     use std::io::{BufRead as _, IsTerminal as _, Write as _};
     if !std::io::stdin().is_terminal() {
-        return Err(RunError::Usage(format!(
-            "several runs are active; name one: `loads attach RUN_ID` with one of {}",
-            runs.join(", ")
+        return Err(RunError::Usage(UsageError::new(
+            "RUN_ID",
+            format!(
+                "several runs are active; name one: `loads attach RUN_ID` with one of {}",
+                runs.join(", ")
+            ),
         )));
     }
     eprintln!("Several runs are active:");
@@ -85,7 +91,7 @@ fn choose(runs: &[String]) -> Result<String, RunError> {
         let _ = std::io::stderr().flush();
         let mut line = String::new();
         if std::io::stdin().lock().read_line(&mut line).unwrap_or(0) == 0 {
-            return Err(RunError::Usage("no run chosen".into()));
+            return Err(RunError::Usage(UsageError::new("RUN_ID", "no run chosen")));
         }
         if let Ok(n) = line.trim().parse::<usize>()
             && (1..=runs.len()).contains(&n)
@@ -98,7 +104,7 @@ fn choose(runs: &[String]) -> Result<String, RunError> {
 /// Rebuilds run `run_id` of the broker at `broker` from its storage, through a test result with
 /// the outputs, output options, thresholds and baseline of `view` (`loads report`; the run's own
 /// thresholds when `view` has none). Events are fetched page by page.
-pub fn report(broker: &str, run_id: &str, view: &RunArgs) -> Result<TestResult, RunError> {
+pub fn report(broker: &str, run_id: &str, view: &ReportArgs) -> Result<TestResult, RunError> {
     let client = BrokerClient::connect(broker, REPLY_TIMEOUT)?;
     let (run, next) = fetch_page(&client, run_id, None)?;
     replay_pages(&client, run, next, view)
@@ -109,7 +115,7 @@ fn replay_pages(
     client: &BrokerClient,
     mut run: StoredRun,
     next: Option<i64>,
-    view: &RunArgs,
+    view: &ReportArgs,
 ) -> Result<TestResult, RunError> {
     let first_events = std::mem::take(&mut run.events);
     let run_id = run.row.run_id.clone();
@@ -119,6 +125,7 @@ fn replay_pages(
             ..run.meta.clone()
         },
         view,
+        false,
     )?;
     let started = chrono::DateTime::parse_from_rfc3339(&run.row.started)
         .map(|d| d.with_timezone(&chrono::Utc))

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use super::collector::COLLECT_EVERY;
 use super::{RunArgs, RunError, Runner};
 use crate::case::{TestRef, find_test};
+use crate::config::UsageError;
 use crate::config::new_run_id;
 use crate::config::plan::{Model, Plan};
 use crate::result::{EventSink, Recorder, RunMeta, TestResult};
@@ -61,16 +62,17 @@ struct Control {
 impl LocalRunner {
     /// A runner for `args`; fails on an unknown test or a bad plan.
     pub fn new(args: RunArgs) -> Result<Self, RunError> {
-        if args.test.trim().is_empty() {
-            return Err(RunError::Usage(
-                "no test given: `loads run SUITE::TEST` (`loads list` shows the tests)".into(),
-            ));
+        if args.plan.test().trim().is_empty() {
+            return Err(RunError::Usage(UsageError::new(
+                "SUITE::TEST",
+                "no test given: `loads run SUITE::TEST` (`loads list` shows the tests)",
+            )));
         }
-        let test = find_test(&args.test)?;
+        let test = find_test(args.plan.test())?;
         let plan = super::checked_plan(&args)?;
         ensure_open_files(peak_users(&plan))?;
         let mut args = args;
-        args.test = test.full_name();
+        args.plan.test = Some(test.full_name());
         if args.run_id.is_empty() {
             args.run_id = new_run_id();
         }
@@ -114,14 +116,14 @@ impl LocalRunner {
     /// Runs the plan, sending every event to `sink`, and returns the sink and whether the run was
     /// interrupted. This is the whole execution; `execute` wraps it with a [`TestResult`].
     pub fn run_into<S: EventSink + 'static>(&self, sink: S) -> Result<(S, bool), RunError> {
-        let threads = self.args.worker_threads();
+        let threads = self.args.plan.worker_threads();
         let workers = (0..threads)
             .map(Worker::start)
             .collect::<Result<Vec<_>, _>>()?;
         let driver = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let recorder = Arc::new(if self.args.raw_events {
+        let recorder = Arc::new(if self.args.plan.raw_events {
             Recorder::raw(threads, 100_000)
         } else {
             Recorder::new(threads)
@@ -175,7 +177,7 @@ impl LocalRunner {
             });
         }
         let args = Arc::new(self.args.clone());
-        let test_name: Arc<str> = Arc::from(self.args.test.as_str());
+        let test_name: Arc<str> = Arc::from(self.args.plan.test());
         let ctx = DriveCtx {
             workers,
             recorder,
@@ -198,7 +200,11 @@ impl LocalRunner {
         }
     }
     fn build_result(&self) -> Result<TestResult, RunError> {
-        Ok(crate::output::build_result(self.meta(), &self.args)?)
+        Ok(crate::output::build_result(
+            self.meta(),
+            &self.args.report,
+            self.args.plan.abort_on_threshold,
+        )?)
     }
 }
 
@@ -212,7 +218,7 @@ impl Runner for LocalRunner {
         result.finish();
         let totals = result.totals();
         tracing::info!(
-            test = %self.args.test,
+            test = %self.args.plan.test(),
             hits = totals.hits,
             failures = totals.failures,
             errors = totals.errors,
@@ -271,9 +277,12 @@ fn ensure_open_files(users: u64) -> Result<(), RunError> {
             return Ok(());
         }
     }
-    Err(RunError::Usage(format!(
-        "{users} virtual users need about {need} open files (a connection each), but this process may open {soft} (hard limit {hard}): \
+    Err(RunError::Usage(UsageError::new(
+        "--users",
+        format!(
+            "{users} virtual users need about {need} open files (a connection each), but this process may open {soft} (hard limit {hard}): \
          raise the limit (e.g. `ulimit -n {need}` in this shell, as root or after raising the hard limit in /etc/security/limits.conf) \
          or spread the users over agents (--agents N)"
+        ),
     )))
 }

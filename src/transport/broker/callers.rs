@@ -210,7 +210,7 @@ impl Broker {
     ) -> Value {
         // Notifiers make the broker connect where the run says (a webhook, an SMTP server): on
         // a secured broker only an admin may ask for them.
-        if self.opts.keys.is_some() && !self.caller_admin && !req.args.observers.is_empty() {
+        if self.opts.keys.is_some() && !self.caller_admin && !req.args.notify.notifiers.is_empty() {
             return refuse(
                 "not_allowed",
                 "end-of-run notifiers (--observer) make the broker connect to the given address: on a broker with CURVE keys they need an admin's key (--admin-keys)".into(),
@@ -283,7 +283,7 @@ impl Broker {
         let chosen: Vec<String> = idle.into_iter().take(wanted as usize).collect();
         let row = RunRow {
             run_id: run_id.clone(),
-            test: args.test.clone(),
+            test: args.plan.test().to_owned(),
             started: chrono::Utc::now().to_rfc3339(),
             duration: None,
             hits: 0,
@@ -317,7 +317,7 @@ impl Broker {
         for (i, id) in chosen.iter().enumerate() {
             // Each agent's share of a stages or rate plan (cycles run whole on every agent).
             let mut args = args.clone();
-            args.share = Some((i as u64, n));
+            args.plan.share = Some((i as u64, n));
             let job = ToAgent::Run(Box::new(Job {
                 run_id: run_id.clone(),
                 agent_id: id.clone(),

@@ -231,7 +231,7 @@ impl Broker {
                 // the broker shows it from memory.
                 self.unsaved_rows.insert(id.clone(), run.row.clone());
                 self.flush(true);
-                if !run.args.observers.is_empty() {
+                if !run.args.notify.notifiers.is_empty() {
                     let summary = crate::notify::RunSummary::new(
                         &id,
                         &run.row.test,
@@ -245,9 +245,9 @@ impl Broker {
                     let args = run.args.clone();
                     // Off the broker's loop: a slow endpoint must not hold it up.
                     let _ = std::thread::Builder::new()
-                        .name("loads-observers".into())
+                        .name("loads-notifiers".into())
                         .spawn(move || {
-                            for e in crate::notify::notify_all(&args, &summary) {
+                            for e in crate::notify::notify_all(&args.notify, &summary) {
                                 eprintln!("broker: run {}: observer failed: {e}", summary.run_id);
                             }
                         });
