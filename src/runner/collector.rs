@@ -1,8 +1,12 @@
-//! The collector's delivery, shared by local and external runs: what a collector does with the
-//! events it gathered in one period. A local run's collector thread (which drains the recorder)
-//! and an external run's receiver (which merges its runner processes' messages) both hand their
-//! batch to [`deliver`], which samples the active users once per second passed, gives the batch
-//! to the run's [`EventSink`] and ticks it; what leaves is whether the sink asks the run to stop.
+//! The collector, shared by local and external runs: the loop that turns what a run's sources
+//! produce into batches for the run's [`EventSink`]. A local run's collector thread drains the
+//! recorder's shards; an external run's receiver reads its runner processes' messages. Each
+//! gives [`collect`] a `gather` step that adds what arrived to the period's batch (or hands raw
+//! events to the sink) and says whether the period is due and whether the run is finished;
+//! [`collect`] samples the active users once per second passed, hands the batch to the sink,
+//! ticks it, and calls `on_stop` once when the sink asks the run to stop
+//! (`--abort-on-threshold`). Events leave into the sink between `StartTestRun` and
+//! `StopTestRun`.
 
 use std::time::Duration;
 
@@ -11,11 +15,48 @@ use crate::result::{Event, EventSink, Stats, unix_now};
 /// How often the collector drains the recorder.
 pub(crate) const COLLECT_EVERY: Duration = Duration::from_millis(200);
 
+/// What one `gather` step of a collector says.
+pub(crate) struct Turn {
+    /// Virtual users active now.
+    pub(crate) users: u64,
+    /// The period is over: hand the batch to the sink now.
+    pub(crate) due: bool,
+    /// The run is over (this step gathered its last events).
+    pub(crate) finished: bool,
+}
+
+/// Runs a collector: `gather` until it says the run is finished, delivering a batch each
+/// period (see the module doc). `on_stop` is called once, when the sink first asks to stop.
+pub(crate) fn collect<S: EventSink>(
+    sink: &mut S,
+    mut gather: impl FnMut(&mut S, &mut Stats) -> Turn,
+    mut on_stop: impl FnMut(),
+) {
+    sink.ingest(Event::StartTestRun);
+    let mut sampled_until = unix_now() - 1;
+    let mut batch = Stats::default();
+    let mut stopped = false;
+    loop {
+        let turn = gather(sink, &mut batch);
+        if turn.due || turn.finished {
+            let batch = std::mem::take(&mut batch);
+            let stop = deliver(sink, batch, turn.users, &mut sampled_until, turn.finished);
+            if stop && !stopped {
+                stopped = true;
+                on_stop();
+            }
+        }
+        if turn.finished {
+            break;
+        }
+    }
+    sink.ingest(Event::StopTestRun);
+}
+
 /// Hands a collected `batch` to `sink` with the active `users` sampled once for every second
 /// that has fully passed since `sampled_until` (and, when `finished`, for the last partial
-/// second), then ticks the sink; returns whether the sink asks the run to stop. Every collector
-/// (native and external runs) delivers this way.
-pub(crate) fn deliver<S: EventSink>(
+/// second), then ticks the sink; returns whether the sink asks the run to stop.
+fn deliver<S: EventSink>(
     sink: &mut S,
     mut batch: Stats,
     users: u64,

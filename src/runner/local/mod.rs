@@ -34,7 +34,7 @@ use crate::config::UsageError;
 use crate::config::new_run_id;
 use crate::config::plan::{Model, Plan};
 use crate::result::{EventSink, Recorder, RunMeta, TestResult};
-use collect::collect;
+use collect::collect_local;
 use drive::DriveCtx;
 use worker::Worker;
 
@@ -143,7 +143,7 @@ impl LocalRunner {
                 .name("loads-collector".into())
                 .spawn({
                     let every = self.collect_every;
-                    move || collect(sink, &recorder, &control, &done_rx, every)
+                    move || collect_local(sink, &recorder, &control, &done_rx, every)
                 })?
         };
 
