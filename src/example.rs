@@ -160,12 +160,12 @@ mod tests {
     #[test]
     fn failing_and_erroring_are_reported_as_such() {
         let server = Some(loads::demo::test_server_url as fn() -> String);
-        let e = loads::functional::try_run_test::<Example>("failing", server).expect_err("fails");
+        let e = loads::__private::try_run_test::<Example>("failing", server).expect_err("fails");
         assert!(e.is_failure(), "{e}");
         assert!(e.exc_info().message().contains("unavailable"), "{e}");
-        let e = loads::functional::try_run_test::<Example>("erroring", server).expect_err("errors");
+        let e = loads::__private::try_run_test::<Example>("erroring", server).expect_err("errors");
         assert!(!e.is_failure(), "{e}");
-        let stats = loads::functional::try_run_test::<Example>("volume", server).expect("volume");
+        let stats = loads::__private::try_run_test::<Example>("volume", server).expect("volume");
         assert_eq!(stats.requests.count, 8);
         assert_eq!(stats.counters["items-created"], 1);
     }

@@ -28,14 +28,13 @@
 //! fn main() -> std::process::ExitCode { loads::main() }
 //! ```
 //!
-//! Modules, bottom floor first (each imports only those before it; `tests/layers.rs` keeps it
-//! so): [`config`] (run arguments, load plan, units, signals), [`result`] (events, statistics,
-//! the test result), [`measure`] (instrumented HTTP and WebSocket clients), [`case`] (what a test
-//! sees), [`output`] (reports), [`notify`] (end-of-run notifiers), [`db`] (the broker's SQLite
-//! storage), [`transport`] (the cluster over ZeroMQ: broker, agent, relay), [`runner`]
-//! (execution: local, distributed, worker, external), [`cli`] (the command line),
-//! [`functional`] (running tests under `cargo test`); [`demo`] (the embedded target server)
-//! stands apart.
+//! The public surface is what a test needs: [`macro@suite`], [`TestCase`], [`Outcome`] and
+//! [`TestError`] (with the [`prelude`]'s assertion macros), the instrumented clients in
+//! [`measure`] ([`Session`](measure::Session), [`Response`](measure::Response),
+//! [`WebSocket`](measure::WebSocket)...), the run's arguments in [`config`] (what
+//! [`TestCase::config`] returns), the embedded [`demo`] server to try tests against, and
+//! [`main`] for a binary of one's own. The rest — the test result and its outputs, the runners,
+//! the cluster, the command line — is the crate's own; the README's "How it is built" maps it.
 
 #![warn(missing_docs)]
 
@@ -49,18 +48,18 @@ extern crate self as loads;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-pub mod case;
-pub mod cli;
+mod case;
+mod cli;
 pub mod config;
-pub mod db;
+mod db;
 pub mod demo;
-pub mod functional;
+mod functional;
 pub mod measure;
-pub mod notify;
-pub mod output;
-pub mod result;
-pub mod runner;
-pub mod transport;
+mod notify;
+mod output;
+mod result;
+mod runner;
+mod transport;
 
 pub use case::{Outcome, Suite, TestCase, TestError};
 pub use cli::main;
@@ -70,14 +69,24 @@ pub use cli::main;
 /// type's name in snake case) and a `fn() -> String` giving the server URL for `cargo test`
 /// (`LOADS_SERVER_URL` overrides it).
 pub use loads_macros::suite;
+/// A hit's status as a test sees it ([`TestCase::status`]).
+pub use result::LoadsStatus;
 
-/// What the `#[loads::suite]` attribute's expansion names (not an API: it may change with any
-/// release).
+/// What the `#[loads::suite]` attribute's expansion names, and what the project's own
+/// integration tests and fuzz targets reach inside the crate (not an API: it may change with
+/// any release).
 #[doc(hidden)]
 pub mod __private {
     pub use crate::case::{BoxFuture, SuiteEntry, TestInfo};
-    pub use crate::functional::{Expect, run_test};
+    pub use crate::functional::{Expect, run_test, try_run_test};
     pub use inventory;
+
+    /// For `tests/` and `fuzz/`: the decoders and wire types they exercise.
+    pub mod internals {
+        pub use crate::measure::decode_responses;
+        pub use crate::result::{Envelope, Latency};
+        pub use crate::transport::{Job, decode_any};
+    }
 }
 
 /// What a test file needs: `use loads::prelude::*;`.

@@ -788,7 +788,7 @@ fn merged_percentiles_equal_one_histogram_and_thresholds_judge_the_cluster() {
             continue;
         }
         batches += 1;
-        let part: loads::result::Latency =
+        let part: loads::__private::internals::Latency =
             serde_json::from_value(v["requests"]["latency"].clone()).expect("histogram");
         for x in part.0.iter_recorded() {
             one.record_n(x.value_iterated_to(), x.count_at_value())

@@ -71,7 +71,7 @@ fn hostile_messages_and_fuzz_regressions_never_panic() {
         }
     }
     for input in &inputs {
-        loads::transport::decode_any(input);
+        loads::__private::internals::decode_any(input);
     }
 }
 
@@ -166,7 +166,7 @@ fn memory_bombs() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 /// The bound on the peak RSS of a process that decodes every bomb as the broker and the caller
-/// do ([`loads::transport::decode_any`]). Refused before their histograms are allocated, except
+/// do ([`loads::__private::internals::decode_any`]). Refused before their histograms are allocated, except
 /// `many-histograms`: up to `MAX_BATCH_REQUEST_STATS` (1017) full-range histograms of 224 KiB
 /// (223 MiB, some 270 MiB with the allocator's rounding) are decoded before the entry over the
 /// bound is refused; see `loads::result::stats`.
@@ -209,7 +209,7 @@ fn memory_bombs_child() {
     let bombs = bomb_seeds();
     println!("BOMB before {} {}", bombs.len(), vm_hwm_kib());
     for (name, bomb) in &bombs {
-        loads::transport::decode_any(bomb);
+        loads::__private::internals::decode_any(bomb);
         println!("BOMB {name} {} {}", bomb.len(), vm_hwm_kib());
     }
 }
@@ -221,7 +221,7 @@ fn memory_bombs_stay_under_the_bound() {
     assert_eq!(seeds.len(), generated.len(), "run write_bomb_seeds");
     for (name, bomb) in &generated {
         assert!(
-            serde_json::from_slice::<loads::result::Envelope>(bomb).is_err(),
+            serde_json::from_slice::<loads::__private::internals::Envelope>(bomb).is_err(),
             "{name} decodes"
         );
     }

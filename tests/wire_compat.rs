@@ -46,7 +46,8 @@ fn key_paths(v: &Value, at: &str, out: &mut BTreeSet<String>) {
 #[test]
 fn the_job_that_travels_to_agents_reads_and_writes_back_unchanged() {
     let old = fixture("job.json");
-    let job: loads::transport::Job = serde_json::from_value(old.clone()).expect("an old job reads");
+    let job: loads::__private::internals::Job =
+        serde_json::from_value(old.clone()).expect("an old job reads");
     let new = serde_json::to_value(&job).expect("json");
     assert_eq!(new, old, "the job's JSON changed");
 }

@@ -6,5 +6,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    loads::measure::decode_responses(data);
+    loads::__private::internals::decode_responses(data);
 });

@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    loads::transport::decode_any(data);
+    loads::__private::internals::decode_any(data);
 });

@@ -22,7 +22,7 @@ pub struct TestCase {
 
 impl TestCase {
     /// The context of one virtual user running `test` with `config`, recording into `recorder`.
-    pub fn new(
+    pub(crate) fn new(
         test: Arc<str>,
         config: Arc<RunArgs>,
         recorder: UserRecorder,

@@ -16,8 +16,6 @@ mod cluster;
 mod options;
 mod run;
 
-pub use run::exit_code;
-
 use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -198,7 +198,7 @@ pub struct NotifyArgs {
     )]
     #[serde(rename = "observer_email_smtp")]
     pub email_smtp: Option<String>,
-    /// The sender of the email notifier's mails [default: loads@localhost]
+    /// The sender of the email notifier's mails (default: loads@localhost)
     #[arg(
         id = "observer_email_from",
         long = "notify-email-from",
@@ -284,7 +284,7 @@ impl PlanArgs {
     /// The validated load plan: one user and one hit unless told otherwise. (The options of
     /// the outputs, thresholds and notifiers are checked by the floors that own them:
     /// `runner::checked_plan`.)
-    pub fn plan(&self) -> Result<Plan, UsageError> {
+    pub(crate) fn plan(&self) -> Result<Plan, UsageError> {
         let stop = match (&self.hits, self.duration) {
             (Some(_), Some(_)) => {
                 return Err(UsageError::new(

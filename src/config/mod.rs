@@ -2,25 +2,24 @@
 //! asked to do, before anything runs. It imports nothing of the crate, and every other floor may
 //! import it.
 //!
-//! - [`args`]: [`RunArgs`] and its parts, the arguments of a run declared once (the command
+//! - `args`: [`RunArgs`] and its parts, the arguments of a run declared once (the command
 //!   line, the config file and the object that travels to agents), and the run id;
-//! - [`plan`]: the load plan those arguments describe (cycles, stages, an arrival rate);
-//! - [`units`]: durations as options take them, microseconds and bytes as reports print them;
-//! - [`signals`]: the process's one handler of SIGINT and SIGTERM.
+//! - `plan`: the load plan those arguments describe (cycles, stages, an arrival rate);
+//! - `units`: durations as options take them, microseconds and bytes as reports print them;
+//! - `signals`: the process's one handler of SIGINT and SIGTERM.
 //!
-//! Data enters as option values (text, numbers) and leaves as checked values ([`Plan`],
-//! `Duration`s) or as a [`UsageError`] that names what to fix.
+//! Data enters as option values (text, numbers) and leaves as checked values (the plan,
+//! `Duration`s) or as a [`UsageError`] that names what to fix. What a test sees of it
+//! ([`TestCase::config`](crate::TestCase::config)) is public; the rest is the crate's.
 
-pub mod args;
-pub mod plan;
-pub mod signals;
-pub mod units;
+mod args;
+pub(crate) mod plan;
+pub(crate) mod signals;
+pub(crate) mod units;
 
-pub use args::{
-    DEFAULT_REQUEST_TIMEOUT, MAX_THREADS, NotifyArgs, OutputOptions, PlanArgs, ReportArgs, RunArgs,
-    new_run_id, share_of,
-};
-pub use plan::Plan;
+pub use args::{DEFAULT_REQUEST_TIMEOUT, NotifyArgs, OutputOptions, PlanArgs, ReportArgs, RunArgs};
+pub(crate) use args::{new_run_id, share_of};
+pub use plan::Cycles;
 pub use units::Secs;
 
 /// A bad option value or combination: which option it is about, and a message that names it

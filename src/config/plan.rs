@@ -237,6 +237,7 @@ pub fn parse_think_time(s: &str) -> Result<(Duration, Duration), ValueError> {
 
 /// The time (seconds from the start) of arrival number `n` (1-based) for a rate moving
 /// linearly from `start` through `stages`; `None` when the plan ends before it.
+#[cfg(test)]
 pub fn arrival_time(start: f64, stages: &[(f64, Duration)], n: u64) -> Option<f64> {
     arrival_at(start, stages, n as f64)
 }

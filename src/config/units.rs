@@ -71,9 +71,9 @@ pub fn format_bytes(n: u64) -> String {
 }
 
 /// A duration option's value in seconds, as it travels in a job (a number). It parses from the
-/// command line as [`parse_duration`] does (`30`, `30s`, `1m30s`), and from a config file as a
+/// command line as `parse_duration` does (`30`, `30s`, `1m30s`), and from a config file as a
 /// number of seconds or such a string; it is checked when parsed or decoded
-/// ([`duration_from_secs`]).
+/// (`duration_from_secs`).
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
 pub struct Secs(pub f64);
 

@@ -162,7 +162,9 @@ impl Db {
         Ok(())
     }
 
-    /// Stores events (`(run_id, envelope JSON)`) in one transaction.
+    /// Stores events (`(run_id, envelope JSON)`) in one transaction (the broker stores them
+    /// with their rows: [`Db::store`]).
+    #[cfg(test)]
     pub fn add_events(&mut self, events: &[(String, String)]) -> Result<(), DbError> {
         self.store(events, &[])
     }
@@ -186,11 +188,6 @@ impl Db {
         }
         tx.commit()?;
         Ok(())
-    }
-
-    /// Updates a run's hit count, and its end when it has ended.
-    pub fn update_run(&self, row: &RunRow) -> Result<(), DbError> {
-        Self::update_in(&self.conn, row)
     }
 
     fn update_in(conn: &Connection, row: &RunRow) -> Result<(), DbError> {

@@ -19,7 +19,7 @@
 //! | `GET /ws/cookies` | a WebSocket that first sends the cookies of its handshake (as JSON), then echoes |
 //! | `POST /stall/{ms}` | stalls the server: every other request received in the next `ms` milliseconds (at most 60 000) is answered only when they are over |
 //!
-//! Requests enter through the axum router built by [`router`]; nothing is stored.
+//! Requests enter through the axum router built by `router`; nothing is stored.
 
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, RawQuery};
@@ -36,14 +36,15 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// Body of `GET /`.
-pub const ROOT_PAGE: &str = "<!doctype html><title>loads demo</title><h1>Hello from loads</h1>\n";
+pub(crate) const ROOT_PAGE: &str =
+    "<!doctype html><title>loads demo</title><h1>Hello from loads</h1>\n";
 /// Longest delay `/delay/{ms}` accepts.
-pub const MAX_DELAY_MS: u64 = 60_000;
+pub(crate) const MAX_DELAY_MS: u64 = 60_000;
 /// Largest body `/bytes/{n}` returns.
-pub const MAX_BYTES: usize = 10 * 1024 * 1024;
+pub(crate) const MAX_BYTES: usize = 10 * 1024 * 1024;
 
 /// The demo server's routes.
-pub fn router() -> Router {
+pub(crate) fn router() -> Router {
     // Until when the server stalls, in milliseconds since `epoch` (0: no stall).
     let epoch = std::time::Instant::now();
     let until = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -271,7 +272,7 @@ async fn echo_socket(mut socket: WebSocket) {
 }
 
 /// Serves the demo routes on `listener` until `shutdown` completes.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {

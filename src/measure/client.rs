@@ -24,7 +24,7 @@ use url::Url;
 use super::codec::{self, CodecError, Head};
 use super::connection::{self, Connection, ConnectionError};
 
-pub use super::codec::{MAX_BODY, MAX_HEAD, Outgoing};
+pub use super::codec::Outgoing;
 
 /// Redirects followed at most.
 pub const MAX_REDIRECTS: usize = 10;

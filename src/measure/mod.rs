@@ -1,8 +1,8 @@
 //! Instrumented clients: the HTTP [`Session`] and the [`WebSocket`] client. Every request and
 //! WebSocket message a test makes through them is recorded into the virtual user's shard of the
-//! run's [`Recorder`](crate::result::Recorder); the data leaves as the statistics of the run.
+//! run's `Recorder`; the data leaves as the statistics of the run.
 //!
-//! What users share and what each owns: every virtual user owns one [`client::Client`] (its own
+//! What users share and what each owns: every virtual user owns one `client::Client` (its own
 //! keep-alive connections and cookie jar); the TLS configuration (root certificates, crypto
 //! provider), the DNS cache and the runtime are shared by all users.
 //!
@@ -10,7 +10,7 @@
 //! `connection` (one TCP or TLS stream and its buffers) and `client` (the pool of connections,
 //! redirects, cookies, timeouts).
 
-pub mod client;
+pub(crate) mod client;
 mod codec;
 mod connection;
 mod dns;
@@ -18,12 +18,10 @@ mod session;
 mod tls;
 mod ws;
 
-pub use session::{HttpError, Request, Response, Session, new_client};
-pub use tls::client_config;
-
-/// The fuzz target's entry point into the HTTP codec (`fuzz/fuzz_targets/codec.rs`).
 #[doc(hidden)]
 pub use codec::decode_responses;
+pub(crate) use session::new_client;
+pub use session::{HttpError, Request, Response, Session};
 pub use ws::{Message, WebSocket, WsError};
 
 /// HTTP types used by the session API.

@@ -89,10 +89,6 @@ fn write_csv(
 }
 
 impl Observer for CsvOutput {
-    fn name(&self) -> &str {
-        "csv"
-    }
-
     fn on_finish(&mut self, result: &TestResult) -> Result<(), OutputError> {
         let Some((stats_file, history_file)) = self.files.take() else {
             return Ok(());

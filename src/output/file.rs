@@ -38,10 +38,6 @@ impl FileOutput {
 }
 
 impl Observer for FileOutput {
-    fn name(&self) -> &str {
-        "file"
-    }
-
     fn on_event(&mut self, event: &Event, _: &TestResult) {
         let Some(out) = self.out.as_mut() else {
             return;

@@ -33,10 +33,6 @@ impl HtmlOutput {
 }
 
 impl Observer for HtmlOutput {
-    fn name(&self) -> &str {
-        "html"
-    }
-
     fn on_finish(&mut self, result: &TestResult) -> Result<(), OutputError> {
         let Some(mut file) = self.file.take() else {
             return Ok(());

@@ -25,10 +25,6 @@ impl JsonOutput {
 }
 
 impl Observer for JsonOutput {
-    fn name(&self) -> &str {
-        "json"
-    }
-
     fn on_finish(&mut self, result: &TestResult) -> Result<(), OutputError> {
         let Some(file) = self.file.take() else {
             return Ok(());

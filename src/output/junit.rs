@@ -151,10 +151,6 @@ fn report(result: &TestResult) -> Report {
 }
 
 impl Observer for JunitOutput {
-    fn name(&self) -> &str {
-        "junit"
-    }
-
     fn on_finish(&mut self, result: &TestResult) -> Result<(), OutputError> {
         let Some(mut file) = self.file.take() else {
             return Ok(());

@@ -16,7 +16,6 @@ mod json;
 mod junit;
 mod stdout;
 
-pub use format::{format_bytes, format_micros, render_summary};
 pub use stdout::StdoutOutput;
 
 use std::fs::File;
@@ -166,8 +165,4 @@ pub fn build_result(
 /// The `null` output: reports nothing.
 pub struct NullOutput;
 
-impl Observer for NullOutput {
-    fn name(&self) -> &str {
-        "null"
-    }
-}
+impl Observer for NullOutput {}

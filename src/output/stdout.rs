@@ -54,10 +54,6 @@ impl StdoutOutput {
 }
 
 impl Observer for StdoutOutput {
-    fn name(&self) -> &str {
-        "stdout"
-    }
-
     fn on_start(&mut self, result: &TestResult) -> Result<(), OutputError> {
         let meta = result.meta();
         if result.ended().is_some() {

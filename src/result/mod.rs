@@ -17,10 +17,6 @@ pub mod timeline;
 
 pub use event::{Direction, Envelope, Event, ExcInfo, LoadsStatus};
 pub use recorder::{Recorder, UserRecorder, unix_now, unix_second_at};
-pub use stats::{
-    Latency, OpenModel, Problem, ProblemKind, Quantiles, RequestStats, Second, SocketStats, Stats,
-    TestCounts,
-};
-pub use summary::{Delta, LatencySummary, Summary, UrlSummary};
+pub use stats::{Latency, ProblemKind, RequestStats, Stats};
+pub use summary::Summary;
 pub use test_result::{EventSink, Observer, OutputError, RunMeta, TestResult};
-pub use threshold::{Threshold, ThresholdError, Verdict};

@@ -24,10 +24,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-pub use super::latency::{
-    HistogramError, LATENCY_SIGFIG, Latency, MAX_LATENCY_MICROS, MAX_SIGFIG, Quantiles,
-    TIMELINE_SIGFIG, decode_histogram, histogram_counters,
-};
+pub use super::latency::{LATENCY_SIGFIG, Latency, TIMELINE_SIGFIG};
 pub use super::timeline::{Second, TIMELINE_KEEP_FULL};
 
 /// Direction of a WebSocket message.
@@ -759,7 +756,10 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::result::latency::{V2_DEFLATE_COOKIE, V2_MAX_VARINT_LEN};
+    use crate::result::latency::{
+        HistogramError, MAX_LATENCY_MICROS, V2_DEFLATE_COOKIE, V2_MAX_VARINT_LEN, decode_histogram,
+        histogram_counters,
+    };
     use base64::Engine as _;
     use hdrhistogram::Histogram;
     use hdrhistogram::serialization::Serializer as _;

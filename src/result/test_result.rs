@@ -41,8 +41,6 @@ pub struct OutputError {
 
 /// An observer of a [`TestResult`]: every output is one.
 pub trait Observer: Send {
-    /// The observer's name (as given to `--output`).
-    fn name(&self) -> &str;
     /// The run started.
     fn on_start(&mut self, result: &TestResult) -> Result<(), OutputError> {
         let _ = result;
@@ -271,11 +269,6 @@ impl TestResult {
     /// HTTP requests per second over the whole run so far.
     pub fn requests_per_second(&self) -> f64 {
         per_second(self.stats.requests.count, self.duration())
-    }
-
-    /// Hits per second over the whole run so far.
-    pub fn hits_per_second(&self) -> f64 {
-        per_second(self.totals().hits, self.duration())
     }
 
     /// True when no hit failed or errored and the run itself had no problem.
@@ -526,9 +519,6 @@ mod tests {
 
     struct Spy(Arc<Mutex<Vec<String>>>);
     impl Observer for Spy {
-        fn name(&self) -> &str {
-            "spy"
-        }
         fn on_start(&mut self, _: &TestResult) -> Result<(), OutputError> {
             self.0.lock().expect("lock").push("start".into());
             Ok(())

@@ -22,12 +22,8 @@ pub use distributed::DistributedRunner;
 pub use external::ExternalRunner;
 pub use local::LocalRunner;
 
-pub use crate::config::plan::{Cycles, MAX_USERS, Model, Plan, Stop};
-pub use crate::config::units::{MAX_DURATION, duration_from_secs, parse_duration};
-pub use crate::config::{
-    DEFAULT_REQUEST_TIMEOUT, MAX_THREADS, NotifyArgs, OutputOptions, PlanArgs, ReportArgs, RunArgs,
-    UsageError, new_run_id, share_of,
-};
+pub(crate) use crate::config::plan::{Cycles, Model, Plan, Stop};
+pub(crate) use crate::config::{ReportArgs, RunArgs, UsageError, new_run_id};
 
 use std::time::Duration;
 

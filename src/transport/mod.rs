@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
 use crate::config::RunArgs;
-pub use crate::db::{RUN_PAGE_BYTES, RUN_PAGE_EVENTS, RunRow, StoredRun};
+pub use crate::db::{RunRow, StoredRun};
 use crate::result::{Envelope, RunMeta};
 
 /// Default endpoint of the broker's front socket (callers).

@@ -298,11 +298,6 @@ impl Roles {
     pub fn is_admin(&self, z85: &str) -> bool {
         decode_key(z85).is_ok_and(|k| self.admins.contains(&k))
     }
-
-    /// Whether no key at all is admitted.
-    pub fn is_empty(&self) -> bool {
-        self.agents.is_empty() && self.callers.is_empty() && self.admins.is_empty()
-    }
 }
 
 /// The broker's side: its key pair and who it admits.

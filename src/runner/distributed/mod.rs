@@ -16,7 +16,7 @@ mod pages;
 mod replay;
 mod worker;
 
-pub use check::{AgentCheck, check_cluster, ping};
+pub use check::{check_cluster, ping};
 pub use replay::{attach, report};
 pub use worker::run_worker;
 

@@ -19,7 +19,7 @@
 mod processes;
 mod receiver;
 
-pub use processes::{GRACE, split_command};
+pub use processes::split_command;
 pub use receiver::Rejected;
 
 use std::path::Path;
@@ -200,7 +200,6 @@ impl ExternalRunner {
         }
         Ok(problems)
     }
-
 }
 
 impl Runner for ExternalRunner {
@@ -230,4 +229,3 @@ impl Runner for ExternalRunner {
         Ok(result)
     }
 }
-

@@ -149,7 +149,6 @@ impl ExternalRunner {
     }
 }
 
-
 /// Splits the `--test-runner` command line like a POSIX shell (no shell runs it) and puts the
 /// test name in place of every `{test}`.
 pub fn split_command(line: &str, test: &str) -> Result<Vec<String>, RunError> {

@@ -93,8 +93,7 @@ pub(super) fn receive<S: EventSink>(
                 last_message = Instant::now();
                 accept(&msg, r, sink, batch, &mut rejected);
             }
-            let finished =
-                r.done.load(Ordering::SeqCst) && last_message.elapsed() >= DRAIN_QUIET;
+            let finished = r.done.load(Ordering::SeqCst) && last_message.elapsed() >= DRAIN_QUIET;
             let due = last_flush.elapsed() >= r.every;
             if due {
                 last_flush = Instant::now();
@@ -149,4 +148,3 @@ fn accept<S: EventSink>(
         event => event.apply_to(batch, unix_now()),
     }
 }
-

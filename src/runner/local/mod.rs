@@ -98,11 +98,6 @@ impl LocalRunner {
         self
     }
 
-    /// The validated plan.
-    pub fn plan(&self) -> &Plan {
-        &self.plan
-    }
-
     /// The run's arguments (with the full test name and a run id filled in).
     pub fn args(&self) -> &RunArgs {
         &self.args

@@ -12,8 +12,6 @@
 mod outbox;
 mod worker;
 
-pub use outbox::OUTBOX;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -286,7 +284,7 @@ impl<R: FnOnce(&str)> Agent<R> {
                 });
             }
             Ok(Chunk::Stale) => return Ok(()),
-            Ok(Chunk::Done(_)) => {
+            Ok(Chunk::Done) => {
                 let pending = &self.pending;
                 self.downloads.prune(KEEP_BLOBS, |sha| {
                     pending.iter().any(|j| blobs_of(j).any(|b| b == sha))

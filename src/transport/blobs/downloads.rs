@@ -25,8 +25,8 @@ use super::{BlobDir, BlobError, Part, Unfinished, chunk_end, is_part};
 pub enum Chunk {
     /// Ask for the bytes from this offset on.
     More(u64),
-    /// Complete, verified and cached here.
-    Done(PathBuf),
+    /// Complete, verified and cached here ([`Downloads::path`] finds it).
+    Done,
     /// A chunk of a download this agent is not at (a duplicate answer): ignored.
     Stale,
 }
@@ -112,7 +112,7 @@ impl Downloads {
                 Err(e)
             }
             (Some(part), Ok(())) => match part.finish(sha, &path, Some(0o755)) {
-                Ok(()) => Ok(Chunk::Done(path)),
+                Ok(()) => Ok(Chunk::Done),
                 Err(Unfinished::Mismatch) => Err(BlobError::BadChunk(format!(
                     "the test binary received does not match its SHA-256 {sha}"
                 ))),
@@ -182,7 +182,7 @@ mod tests {
                     ));
                     offset = next;
                 }
-                Chunk::Done(p) => break p,
+                Chunk::Done => break d.path(&sha).expect("cached"),
                 Chunk::Stale => panic!("stale"),
             }
         };

@@ -26,10 +26,7 @@ pub mod downloads;
 pub mod uploads;
 
 pub use downloads::{Chunk, Downloads};
-pub use uploads::{
-    MAX_BLOB, MAX_UPLOAD_BYTES, MAX_UPLOAD_BYTES_PER_CALLER, MAX_UPLOAD_NAME, MAX_UPLOADS,
-    MAX_UPLOADS_PER_CALLER, STALE_UPLOAD, UploadKey, Uploads,
-};
+pub use uploads::{UploadKey, Uploads};
 
 use sha2::Digest as _;
 use std::io::Write as _;

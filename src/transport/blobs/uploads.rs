@@ -102,11 +102,13 @@ impl Uploads {
     }
 
     /// How many uploads are unfinished.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.uploads.len()
     }
 
     /// Whether no upload is unfinished.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.uploads.is_empty()
     }
