@@ -15,6 +15,8 @@ pub struct TestInfo {
     pub name: &'static str,
     /// What it does (its doc comment).
     pub doc: &'static str,
+    /// Its weight when the whole suite runs as a mix (`#[loads(weight = N)]`; default 1).
+    pub weight: u32,
 }
 
 /// A suite: per-user state whose async methods are tests. Implemented by `#[loads::suite]`.
