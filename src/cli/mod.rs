@@ -311,6 +311,20 @@ mod tests {
             text.contains("`detach`") && text.contains("`config`"),
             "{text}"
         );
+        // A long name and its alias cannot both be given; a date is not text; an old
+        // spelling mistyped gets its suggestion.
+        for (text, needle) in [
+            ("timeout = 3\nrequest-timeout = 4\n", "set the same option"),
+            ("project-name = 1979-05-27\n", "TOML date"),
+            (
+                "observer-webhok-url = \"x\"\n",
+                "did you mean `observer-webhook-url`",
+            ),
+        ] {
+            std::fs::write(&path, text).expect("write");
+            let err = run_args_of(&parse(&["--config", p, "a::b"])).expect_err(text);
+            assert!(err.to_string().contains(needle), "{text}: {err}");
+        }
         // A bad value is reported with its key.
         std::fs::write(&path, "ramp-up = \"soon\"\n").expect("write");
         let err = run_args_of(&parse(&["--config", p, "a::b"])).expect_err("bad value");

@@ -91,9 +91,23 @@ pub(super) fn read_options<T: Serialize + DeserializeOwned + Default + Args>(
     names.extend(extra.iter().map(|k| (k.to_string(), k.to_string(), true)));
     let mut mapped = toml::Table::new();
     let mut unknown = Vec::new();
+    let mut given: Vec<(String, String)> = Vec::new();
     for (key, value) in table {
         match names.iter().find(|(n, _, _)| *n == key) {
             Some((_, id, _)) => {
+                // A long name and its alias (`timeout`, `observer`...) set one option: one of
+                // them would be lost.
+                if let Some((other, _)) = given.iter().find(|(_, i)| i == id) {
+                    return Err(invalid(&format!(
+                        "keys `{other}` and `{key}` set the same option: keep one"
+                    )));
+                }
+                given.push((key.clone(), id.clone()));
+                if let Some(at) = datetime_in(&value) {
+                    return Err(invalid(&format!(
+                        "key `{key}`: {at} is a TOML date or time, not a value of this option; quote it to give text"
+                    )));
+                }
                 // Each key alone first, so that a bad value is reported with its key.
                 if let Err(e) = holds::<T>(&shape, id, value.clone()) {
                     return Err(invalid(&format!("key `{key}`: {e}")));
@@ -114,8 +128,10 @@ pub(super) fn read_options<T: Serialize + DeserializeOwned + Default + Args>(
         let unknown: Vec<String> = unknown
             .iter()
             .map(|k| {
-                let closest = known
+                // Aliases (the earlier spellings) are suggested too, since old files use them.
+                let closest = names
                     .iter()
+                    .map(|(n, _, _)| n)
                     .map(|c| (strsim::jaro_winkler(k, c), c))
                     .filter(|(score, _)| *score > 0.8)
                     .max_by(|a, b| a.0.total_cmp(&b.0));
@@ -159,6 +175,17 @@ fn holds<T: Serialize + DeserializeOwned>(
         v = &v[part.as_str()];
     }
     Ok(!v[id].is_null())
+}
+
+/// The first TOML date or time in `value` (a config file's values are text, numbers, booleans
+/// and lists of them; a date would be taken as text).
+fn datetime_in(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::Datetime(d) => Some(d.to_string()),
+        toml::Value::Array(a) => a.iter().find_map(datetime_in),
+        toml::Value::Table(t) => t.values().find_map(datetime_in),
+        _ => None,
+    }
 }
 
 /// The path of objects that holds the field `id` in `shape` (a struct's JSON): empty for a

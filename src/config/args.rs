@@ -70,6 +70,9 @@ pub struct PlanArgs {
     /// Run each cycle step for this long instead of a number of hits: 30, 30s, 1m30s, 500ms
     #[arg(short = 'd', long, value_name = "DURATION")]
     pub duration: Option<Secs>,
+    /// Project name shown in reports
+    #[arg(long, value_name = "NAME")]
+    pub project_name: Option<String>,
     /// Base URL of the system under test, for `app` (relative URLs)
     #[arg(short = 's', long, value_name = "URL")]
     pub server_url: Option<String>,
@@ -124,9 +127,6 @@ pub struct ReportArgs {
     #[arg(short = 'o', long = "output", value_name = "NAME")]
     #[serde(deserialize_with = "one_or_many::deserialize")]
     pub outputs: Vec<String>,
-    /// Project name shown in reports
-    #[arg(long, value_name = "NAME")]
-    pub project_name: Option<String>,
     /// Options of the outputs.
     #[command(flatten)]
     pub output_options: OutputOptions,
@@ -142,7 +142,7 @@ pub struct ReportArgs {
 
 impl ReportArgs {
     /// These arguments with the default output (`stdout`) when none is given, each output
-    /// once, and — `quiet` — without `stdout` (`null` when nothing is left).
+    /// once, and — `quiet` — without `stdout` (no output at all when nothing is left).
     pub fn resolved(&self, quiet: bool) -> ReportArgs {
         let mut outputs = if self.outputs.is_empty() {
             vec!["stdout".to_owned()]

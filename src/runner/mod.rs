@@ -51,7 +51,7 @@ pub fn run_meta(args: &RunArgs, plan: &Plan) -> crate::result::RunMeta {
     crate::result::RunMeta {
         run_id: args.run_id.clone(),
         test: args.plan.test(),
-        project_name: args.report.project_name.clone(),
+        project_name: args.plan.project_name.clone(),
         server_url: args.plan.server_url.clone(),
         plan: plan.describe(),
         planned_hits: plan.total_hits(),

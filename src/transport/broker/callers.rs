@@ -213,7 +213,7 @@ impl Broker {
         if self.opts.keys.is_some() && !self.caller_admin && !req.args.notify.notifiers.is_empty() {
             return refuse(
                 "not_allowed",
-                "end-of-run notifiers (--observer) make the broker connect to the given address: on a broker with CURVE keys they need an admin's key (--admin-keys)".into(),
+                "end-of-run notifiers (--notify) make the broker connect to the given address: on a broker with CURVE keys they need an admin's key (--admin-keys)".into(),
             );
         }
         let crate::transport::RunRequest {
