@@ -72,7 +72,11 @@ impl Mix {
         for spec in specs {
             let (name, weight) = match spec.rsplit_once('=') {
                 Some((n, w)) => {
-                    let w = w.trim().parse::<u32>().ok().filter(|w| (1..=MAX_WEIGHT).contains(w));
+                    let w = w
+                        .trim()
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|w| (1..=MAX_WEIGHT).contains(w));
                     match w {
                         Some(w) => (n.trim(), Some(w)),
                         None => {

@@ -19,10 +19,10 @@ mod registry;
 pub use context::TestCase;
 pub(crate) use hit::panic_message;
 pub use hit::run_hit;
-pub use mix::{Mix, MixEntry, MixError, draw};
+pub use mix::{Mix, MixError, draw};
 pub use outcome::{BoxFuture, Outcome, TestError};
 pub use registry::{
-    Suite, SuiteEntry, TestInfo, TestRef, UnknownTest, UserState, all_tests, find_test, suites,
+    Suite, SuiteEntry, TestInfo, TestRef, UnknownTest, UserState, all_tests, suites,
 };
 
 #[cfg(test)]

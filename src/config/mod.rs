@@ -81,7 +81,7 @@ impl From<ValueError> for UsageError {
 /// The test (or the weighted mix) of a run as it travels and as a config file gives it: one
 /// string, its parts separated by spaces (`"blog::browse=70 blog::search=30"`), or a list.
 pub(crate) mod mix_text {
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::{Deserializer, Serializer};
 
     /// Writes the parts as one string (one test: its name, as before mixes).
     pub fn serialize<S: Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {

@@ -100,8 +100,7 @@ impl VirtualUser {
             self.mix.entries()[0].name.clone(),
             self.args.clone(),
             self.recorder.clone(),
-        )
-        {
+        ) {
             Ok(c) => c,
             Err(e) => {
                 let err = TestError::from(e);
@@ -129,14 +128,7 @@ impl VirtualUser {
                 );
                 self.recorder.record(|s| {
                     s.record_start(name);
-                    s.record_problem(
-                        ProblemKind::Error,
-                        name,
-                        &message,
-                        "panic",
-                        "",
-                        unix_now(),
-                    )
+                    s.record_problem(ProblemKind::Error, name, &message, "panic", "", unix_now())
                 });
                 return None;
             }
