@@ -74,7 +74,7 @@ pub fn try_run_test<S: Suite>(
         .or_else(|| server.map(|f| f()));
     let args = Arc::new(RunArgs {
         plan: crate::config::PlanArgs {
-            test: Some(test.full_name()),
+            tests: vec![test.full_name()],
             server_url,
             ..Default::default()
         },

@@ -35,9 +35,16 @@ fn doc_of(attrs: &[syn::Attribute]) -> String {
     lines.join("\n").trim().to_owned()
 }
 
-/// Removes `#[loads(expected = "failure" | "error")]` from a test's attributes and returns it.
-fn take_expected(attrs: &mut Vec<syn::Attribute>) -> syn::Result<Option<String>> {
-    let mut expected = None;
+/// The options of one test: `#[loads(expected = "failure" | "error", weight = N)]`.
+#[derive(Default)]
+struct TestOptions {
+    expected: Option<String>,
+    weight: Option<u32>,
+}
+
+/// Removes `#[loads(...)]` from a test's attributes and returns its options.
+fn take_options(attrs: &mut Vec<syn::Attribute>) -> syn::Result<TestOptions> {
+    let mut options = TestOptions::default();
     let mut error = None;
     attrs.retain(|a| {
         if !a.path().is_ident("loads") {
@@ -52,16 +59,27 @@ fn take_expected(attrs: &mut Vec<syn::Attribute>) -> syn::Result<Option<String>>
                             Expr::Lit(ExprLit { lit: Lit::Str(s), .. })
                                 if s.value() == "failure" || s.value() == "error" =>
                             {
-                                expected = Some(s.value())
+                                options.expected = Some(s.value())
                             }
                             other => {
                                 error = Some(syn::Error::new_spanned(other, "expected = \"failure\" or \"error\""))
                             }
                         },
+                        Meta::NameValue(nv) if nv.path.is_ident("weight") => match &nv.value {
+                            Expr::Lit(ExprLit { lit: Lit::Int(n), .. }) => match n.base10_parse::<u32>() {
+                                Ok(w) if w >= 1 => options.weight = Some(w),
+                                _ => {
+                                    error = Some(syn::Error::new_spanned(n, "weight = N, a whole number from 1 to 4294967295"))
+                                }
+                            },
+                            other => {
+                                error = Some(syn::Error::new_spanned(other, "weight = N, a whole number of at least 1"))
+                            }
+                        },
                         other => {
                             error = Some(syn::Error::new_spanned(
                                 other,
-                                "unknown option; a test takes #[loads(expected = \"failure\")] or \"error\"",
+                                "unknown option; a test takes #[loads(expected = \"failure\")] (or \"error\") and #[loads(weight = N)]",
                             ))
                         }
                     }
@@ -73,7 +91,7 @@ fn take_expected(attrs: &mut Vec<syn::Attribute>) -> syn::Result<Option<String>>
     });
     match error {
         Some(e) => Err(e),
-        None => Ok(expected),
+        None => Ok(options),
     }
 }
 
@@ -171,9 +189,10 @@ fn expand(
     let mut tests = Vec::new();
     let mut has_setup = false;
     let mut has_teardown = false;
+
     for it in &mut imp.items {
         let ImplItem::Fn(f) = it else { continue };
-        let expected = take_expected(&mut f.attrs)?;
+        let options = take_options(&mut f.attrs)?;
         if f.sig.asyncness.is_none() {
             continue;
         }
@@ -185,7 +204,7 @@ fn expand(
         match ident.to_string().as_str() {
             "setup" => has_setup = true,
             "teardown" => has_teardown = true,
-            _ => tests.push((ident, doc_of(&f.attrs), expected)),
+            _ => tests.push((ident, doc_of(&f.attrs), options)),
         }
     }
     if tests.is_empty() {
@@ -196,9 +215,10 @@ fn expand(
     }
 
     let suite_doc = doc_of(&imp.attrs);
-    let infos = tests.iter().map(|(ident, doc, _)| {
+    let infos = tests.iter().map(|(ident, doc, options)| {
         let n = ident.to_string();
-        quote! { ::loads::__private::TestInfo { name: #n, doc: #doc } }
+        let weight = options.weight.unwrap_or(1);
+        quote! { ::loads::__private::TestInfo { name: #n, doc: #doc, weight: #weight } }
     });
     let arms = tests.iter().enumerate().map(|(i, (ident, _, _))| {
         quote! { #i => ::std::boxed::Box::pin(<#ty>::#ident(self, t)), }
@@ -224,9 +244,9 @@ fn expand(
         None => quote! { ::core::option::Option::None },
     };
     let module = format_ident!("loads_{}", name);
-    let functional = tests.iter().map(|(ident, _, expected)| {
+    let functional = tests.iter().map(|(ident, _, options)| {
         let n = ident.to_string();
-        let expect = match expected.as_deref() {
+        let expect = match options.expected.as_deref() {
             Some("failure") => quote! { ::loads::__private::Expect::Failure },
             Some("error") => quote! { ::loads::__private::Expect::Error },
             _ => quote! { ::loads::__private::Expect::Success },

@@ -58,6 +58,11 @@ impl TestCase {
         self.session.recorder().set_status(status);
     }
 
+    /// Names the test of the next hit (in a mix, each hit draws its test).
+    pub(crate) fn set_test(&mut self, test: Arc<str>) {
+        self.test = test;
+    }
+
     /// The full name of the running test (`suite::test`).
     pub fn test_name(&self) -> &str {
         &self.test

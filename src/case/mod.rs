@@ -12,15 +12,17 @@
 
 mod context;
 mod hit;
+mod mix;
 mod outcome;
 mod registry;
 
 pub use context::TestCase;
 pub(crate) use hit::panic_message;
 pub use hit::run_hit;
+pub use mix::{Mix, MixError, draw};
 pub use outcome::{BoxFuture, Outcome, TestError};
 pub use registry::{
-    Suite, SuiteEntry, TestInfo, TestRef, UnknownTest, UserState, all_tests, find_test, suites,
+    Suite, SuiteEntry, TestInfo, TestRef, UnknownTest, UserState, all_tests, suites,
 };
 
 #[cfg(test)]
@@ -202,10 +204,12 @@ mod tests {
                 TestInfo {
                     name: "get_root",
                     doc: "",
+                    weight: 1,
                 },
                 TestInfo {
                     name: "health",
                     doc: "",
+                    weight: 1,
                 },
             ],
             new_user: new_user_boxed::<Demo>,
@@ -216,6 +220,7 @@ mod tests {
             tests: &[TestInfo {
                 name: "health",
                 doc: "",
+                weight: 1,
             }],
             new_user: new_user_boxed::<Demo>,
         };

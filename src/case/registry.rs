@@ -1,7 +1,7 @@
 //! The suites linked into the binary: the [`Suite`] trait that `#[loads::suite]` implements,
 //! the per-user state behind it ([`UserState`]), the registry the macro fills through `inventory`
 //! ([`SuiteEntry`], [`suites`], [`all_tests`]) and test lookup by name with suggestions
-//! ([`find_test`]).
+//! (`find_in`, which [`Mix`](super::Mix) uses).
 
 use std::fmt;
 
@@ -15,6 +15,8 @@ pub struct TestInfo {
     pub name: &'static str,
     /// What it does (its doc comment).
     pub doc: &'static str,
+    /// Its weight when the whole suite runs as a mix (`#[loads(weight = N)]`; default 1).
+    pub weight: u32,
 }
 
 /// A suite: per-user state whose async methods are tests. Implemented by `#[loads::suite]`.
@@ -170,11 +172,8 @@ impl fmt::Display for UnknownTest {
     }
 }
 
-/// Finds a test by its full name `suite::test`, or by a bare test name that only one suite has.
-pub fn find_test(name: &str) -> Result<TestRef, UnknownTest> {
-    find_in(&all_tests(), name)
-}
-
+/// Finds a test by its full name `suite::test`, or by a bare test name that only one suite has,
+/// among `tests`.
 pub(super) fn find_in(tests: &[TestRef], name: &str) -> Result<TestRef, UnknownTest> {
     if let Some(t) = tests.iter().find(|t| t.full_name() == name) {
         return Ok(*t);

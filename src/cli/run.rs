@@ -131,7 +131,7 @@ pub(super) fn cmd_demo(opts: &DemoOptions) -> Result<u8, CliError> {
     println!("Demo server listening on {}\n", server.url());
     let parts = [
         PlanArgs {
-            test: Some("example::get_root".into()),
+            tests: vec!["example::get_root".into()],
             users: Some(opts.users.clone()),
             hits: opts.hits.clone(),
             duration: match (&opts.hits, opts.duration) {
@@ -142,7 +142,7 @@ pub(super) fn cmd_demo(opts: &DemoOptions) -> Result<u8, CliError> {
             ..PlanArgs::default()
         },
         PlanArgs {
-            test: Some("example::websocket_echo".into()),
+            tests: vec!["example::websocket_echo".into()],
             users: Some(Cycles::one(10)),
             hits: Some(Cycles::one(10)),
             server_url: Some(server.url()),

@@ -50,9 +50,16 @@ pub struct RunArgs {
 #[serde(default)]
 #[command(next_help_heading = "Load plan")]
 pub struct PlanArgs {
-    /// The test to run, SUITE::TEST (see `loads list`); may be set as `test` in the config file
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub test: Option<String>,
+    /// The test to run, SUITE::TEST (see `loads list`), or a weighted mix of one suite's tests:
+    /// blog::browse=70 blog::search=25 (no weight: 1), or SUITE for all its tests with their
+    /// default weights; may be set as `test` in the config file
+    #[arg(id = "test", value_name = "TEST[=WEIGHT]")]
+    #[serde(
+        rename = "test",
+        with = "super::mix_text",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub tests: Vec<String>,
     /// Virtual users, as cycles: 10 or 10:20:30 runs the plan once per value [default: 1]
     #[arg(short = 'u', long, value_name = "N[:N...]")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -252,8 +259,8 @@ pub const MAX_THREADS: usize = 1024;
 
 impl PlanArgs {
     /// The test, `SUITE::TEST` (empty when none is given; the runner reports it).
-    pub fn test(&self) -> &str {
-        self.test.as_deref().unwrap_or("")
+    pub fn test(&self) -> String {
+        self.tests.join(" ")
     }
 
     /// The users' cycles [default: one user].

@@ -78,6 +78,27 @@ impl From<ValueError> for UsageError {
     }
 }
 
+/// The test (or the weighted mix) of a run as it travels and as a config file gives it: one
+/// string, its parts separated by spaces (`"blog::browse=70 blog::search=30"`), or a list.
+pub(crate) mod mix_text {
+    use serde::{Deserializer, Serializer};
+
+    /// Writes the parts as one string (one test: its name, as before mixes).
+    pub fn serialize<S: Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.join(" "))
+    }
+
+    /// Reads one string (split at spaces) or a list of strings.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        let parts = super::one_or_many::deserialize(d)?;
+        Ok(parts
+            .iter()
+            .flat_map(|p| p.split_whitespace())
+            .map(str::to_owned)
+            .collect())
+    }
+}
+
 /// A repeatable option in a config file or a job: one value or a list of them.
 pub(crate) mod one_or_many {
     use serde::{Deserialize, Deserializer};

@@ -50,7 +50,7 @@ pub fn checked_plan(args: &RunArgs) -> Result<Plan, RunError> {
 pub fn run_meta(args: &RunArgs, plan: &Plan) -> crate::result::RunMeta {
     crate::result::RunMeta {
         run_id: args.run_id.clone(),
-        test: args.plan.test().to_owned(),
+        test: args.plan.test(),
         project_name: args.plan.project_name.clone(),
         server_url: args.plan.server_url.clone(),
         plan: plan.describe(),

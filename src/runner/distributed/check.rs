@@ -49,7 +49,7 @@ pub fn check_cluster(broker: &str, server_url: &str) -> Result<Vec<AgentCheck>, 
     }
     let args = RunArgs {
         plan: crate::config::PlanArgs {
-            test: Some("example::health".into()),
+            tests: vec!["example::health".into()],
             server_url: Some(server_url.to_owned()),
             ..Default::default()
         },

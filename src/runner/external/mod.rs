@@ -52,13 +52,19 @@ impl ExternalRunner {
                 "no --test-runner: give the command that runs one virtual user, e.g. --test-runner \"python3 -m loads_client {test}\"",
             )));
         };
+        if args.plan.tests.len() > 1 || args.plan.tests.iter().any(|t| t.contains('=')) {
+            return Err(RunError::Usage(UsageError::new(
+                "--test-runner",
+                "a weighted mix is not supported with --test-runner yet: give one test name",
+            )));
+        }
         if args.plan.test().trim().is_empty() {
             return Err(RunError::Usage(UsageError::new(
                 "--test-runner",
                 "no test given: `loads run TEST --test-runner \"CMD {test}\"`",
             )));
         }
-        let command = split_command(&line, args.plan.test())?;
+        let command = split_command(&line, &args.plan.test())?;
         let plan = super::checked_plan(&args)?;
         if plan.model != super::Model::Cycles || plan.ramp_up.is_some() || plan.think.is_some() {
             return Err(RunError::Usage(UsageError::new(

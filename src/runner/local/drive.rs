@@ -21,6 +21,7 @@ pub(super) struct DriveCtx<'a> {
     pub(super) recorder: &'a Arc<Recorder>,
     pub(super) control: &'a Arc<Control>,
     pub(super) args: Arc<RunArgs>,
+    /// The name problems outside a test are kept under (the mix's first test).
     pub(super) name: Arc<str>,
 }
 
@@ -28,8 +29,9 @@ impl LocalRunner {
     /// A virtual user of this run, on worker `w`.
     pub(super) fn user(&self, ctx: &DriveCtx<'_>, w: usize, users: u64, user: u64) -> VirtualUser {
         VirtualUser {
-            test: self.test,
-            name: ctx.name.clone(),
+            mix: self.mix.clone(),
+            part: self.args.plan.share.map_or(0, |(index, _)| index),
+            drawn: std::sync::atomic::AtomicU64::new(0),
             args: ctx.args.clone(),
             recorder: UserRecorder::new(ctx.recorder.clone(), w),
             control: ctx.control.clone(),

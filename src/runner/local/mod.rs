@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::collector::COLLECT_EVERY;
 use super::{RunArgs, RunError, Runner};
-use crate::case::{TestRef, find_test};
+use crate::case::{Mix, MixError};
 use crate::config::UsageError;
 use crate::config::new_run_id;
 use crate::config::plan::{Model, Plan};
@@ -41,7 +41,7 @@ use worker::Worker;
 /// Runs a test in this process.
 pub struct LocalRunner {
     args: RunArgs,
-    test: TestRef,
+    mix: Arc<Mix>,
     plan: Plan,
     handle_ctrl_c: bool,
     collect_every: Duration,
@@ -62,23 +62,20 @@ struct Control {
 impl LocalRunner {
     /// A runner for `args`; fails on an unknown test or a bad plan.
     pub fn new(args: RunArgs) -> Result<Self, RunError> {
-        if args.plan.test().trim().is_empty() {
-            return Err(RunError::Usage(UsageError::new(
-                "SUITE::TEST",
-                "no test given: `loads run SUITE::TEST` (`loads list` shows the tests)",
-            )));
-        }
-        let test = find_test(args.plan.test())?;
+        let mix = Mix::parse(&args.plan.tests).map_err(|e| match e {
+            MixError::Unknown(u) => RunError::UnknownTest(u),
+            MixError::Usage(u) => RunError::Usage(u),
+        })?;
         let plan = super::checked_plan(&args)?;
         ensure_open_files(peak_users(&plan))?;
         let mut args = args;
-        args.plan.test = Some(test.full_name());
+        args.plan.tests = mix.describe().split(' ').map(str::to_owned).collect();
         if args.run_id.is_empty() {
             args.run_id = new_run_id();
         }
         Ok(LocalRunner {
             args,
-            test,
+            mix: Arc::new(mix),
             plan,
             handle_ctrl_c: false,
             collect_every: COLLECT_EVERY,
@@ -172,7 +169,7 @@ impl LocalRunner {
             });
         }
         let args = Arc::new(self.args.clone());
-        let test_name: Arc<str> = Arc::from(self.args.plan.test());
+        let test_name = self.mix.entries()[0].name.clone();
         let ctx = DriveCtx {
             workers,
             recorder,
@@ -213,7 +210,7 @@ impl Runner for LocalRunner {
         result.finish();
         let totals = result.totals();
         tracing::info!(
-            test = %self.args.plan.test(),
+            test = %self.mix.describe(),
             hits = totals.hits,
             failures = totals.failures,
             errors = totals.errors,

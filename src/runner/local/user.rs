@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::Control;
-use crate::case::{TestCase, TestError, TestRef, run_hit};
+use crate::case::{Mix, TestCase, TestError, draw, run_hit};
 use crate::config::RunArgs;
 use crate::config::plan::Stop;
 use crate::result::{Event, LoadsStatus, ProblemKind, UserRecorder, unix_now};
@@ -24,8 +24,12 @@ impl Drop for Active<'_> {
 
 /// One virtual user.
 pub(super) struct VirtualUser {
-    pub(super) test: TestRef,
-    pub(super) name: Arc<str>,
+    /// The tests each hit draws from.
+    pub(super) mix: Arc<Mix>,
+    /// This process's part of the run (an agent's index): it spreads the draws.
+    pub(super) part: u64,
+    /// Hits drawn so far.
+    pub(super) drawn: AtomicU64,
     pub(super) args: Arc<RunArgs>,
     pub(super) recorder: UserRecorder,
     pub(super) control: Arc<Control>,
@@ -45,8 +49,9 @@ impl VirtualUser {
     /// A user like this one, numbered `user`, with a recorder of its own on the same shard.
     pub(super) fn clone_for(&self, user: u64) -> VirtualUser {
         VirtualUser {
-            test: self.test,
-            name: self.name.clone(),
+            mix: self.mix.clone(),
+            part: self.part,
+            drawn: AtomicU64::new(0),
             args: self.args.clone(),
             recorder: self.recorder.fresh(),
             control: self.control.clone(),
@@ -90,17 +95,21 @@ impl VirtualUser {
 
     /// The user's test context and state, or `None` after recording why they could not be made.
     pub(super) fn prepare(&self) -> Option<(TestCase, Box<dyn crate::case::UserState>)> {
-        let case = match TestCase::new(self.name.clone(), self.args.clone(), self.recorder.clone())
-        {
+        let name = &*self.mix.entries()[0].name;
+        let case = match TestCase::new(
+            self.mix.entries()[0].name.clone(),
+            self.args.clone(),
+            self.recorder.clone(),
+        ) {
             Ok(c) => c,
             Err(e) => {
                 let err = TestError::from(e);
                 let info = err.exc_info();
                 self.recorder.record(|s| {
-                    s.record_start(&self.name);
+                    s.record_start(name);
                     s.record_problem(
                         ProblemKind::Error,
-                        &self.name,
+                        name,
                         info.message(),
                         info.kind(),
                         info.traceback(),
@@ -110,7 +119,7 @@ impl VirtualUser {
                 return None;
             }
         };
-        let state = match std::panic::catch_unwind(self.test.suite.new_user) {
+        let state = match std::panic::catch_unwind(self.mix.suite().new_user) {
             Ok(s) => s,
             Err(payload) => {
                 let message = format!(
@@ -118,15 +127,8 @@ impl VirtualUser {
                     crate::case::panic_message(payload.as_ref())
                 );
                 self.recorder.record(|s| {
-                    s.record_start(&self.name);
-                    s.record_problem(
-                        ProblemKind::Error,
-                        &self.name,
-                        &message,
-                        "panic",
-                        "",
-                        unix_now(),
-                    )
+                    s.record_start(name);
+                    s.record_problem(ProblemKind::Error, name, &message, "panic", "", unix_now())
                 });
                 return None;
             }
@@ -193,12 +195,17 @@ impl VirtualUser {
             current_user: self.user,
         });
         let status = case.status();
+        let seq = self.drawn.fetch_add(1, Ordering::Relaxed);
+        let entry = self.mix.pick(draw(self.part, self.user, seq));
+        if self.mix.entries().len() > 1 {
+            case.set_test(entry.name.clone());
+        }
         let raw = self.recorder.send_raw(|loads_status| Event::StartTest {
-            test: self.name.to_string(),
+            test: entry.name.to_string(),
             loads_status,
         });
-        let outcome = run_hit(state, self.test.index, case).await;
-        let name = &*self.name;
+        let outcome = run_hit(state, entry.test.index, case).await;
+        let name = &*entry.name;
         if raw {
             let test = name.to_owned();
             let _ = self.recorder.send_raw(|_| match &outcome {

@@ -283,7 +283,7 @@ impl Broker {
         let chosen: Vec<String> = idle.into_iter().take(wanted as usize).collect();
         let row = RunRow {
             run_id: run_id.clone(),
-            test: args.plan.test().to_owned(),
+            test: args.plan.test(),
             started: chrono::Utc::now().to_rfc3339(),
             duration: None,
             hits: 0,
