@@ -74,14 +74,9 @@ impl VirtualUser {
         let pause = if span.is_zero() {
             lo
         } else {
-            // A cheap, well-spread draw per user and hit (splitmix64).
-            let mut z = self
-                .user
-                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                .wrapping_add(hit.wrapping_mul(0xBF58_476D_1CE4_E5B9));
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
+            // A cheap, well-spread draw per user and hit (the mix's splitmix64, part 0: the
+            // same values as before mixes).
+            let z = draw(0, self.user, hit);
             lo + span.mul_f64((z >> 11) as f64 / (1u64 << 53) as f64)
         };
         tokio::time::sleep(pause).await;
