@@ -1,10 +1,10 @@
-//! Running a suite's tests as ordinary functional tests under `cargo test`: one user, one hit,
-//! and a failure or error fails the cargo test. `#[loads::suite]` generates one `#[test]` per
+//! Running a suite's tests as ordinary functional tests under `cargo test`: one user (with its
+//! `on_start` and `on_stop`), one hit, and a failure or error fails the cargo test. `#[loads::suite]` generates one `#[test]` per
 //! test that calls [`run_test`].
 
 use std::sync::Arc;
 
-use crate::case::{Suite, SuiteEntry, TestCase, TestError, TestRef, run_hit};
+use crate::case::{Hook, Suite, SuiteEntry, TestCase, TestError, TestRef, run_hit, run_hook};
 use crate::config::RunArgs;
 use crate::result::{Recorder, Stats, UserRecorder};
 
@@ -95,7 +95,16 @@ pub fn try_run_test<S: Suite>(
             current_user: 1,
         });
         let mut state = (entry.new_user)();
-        run_hit(&mut *state, index, &mut case).await
+        // One user's whole life: its `on_start`, the hit, its `on_stop` (whose failure fails
+        // the test only when the hit itself succeeded, as a tear-down's does).
+        if let Some(started) = run_hook(&mut *state, Hook::Start, &mut case).await {
+            started?;
+        }
+        let outcome = run_hit(&mut *state, index, &mut case).await;
+        let stopped = run_hook(&mut *state, Hook::Stop, &mut case)
+            .await
+            .unwrap_or(Ok(()));
+        outcome.and(stopped)
     });
     let mut stats = Stats::default();
     recorder.drain_into(&mut stats);

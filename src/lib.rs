@@ -64,7 +64,8 @@ mod transport;
 pub use case::{Outcome, Suite, TestCase, TestError};
 pub use cli::main;
 /// Marks an `impl` block as a suite: its `async fn(&mut self, t: &mut TestCase) -> Outcome`
-/// methods are tests, `setup` and `teardown` run around each hit; `#[loads(weight = N)]` on a
+/// methods are tests, `setup` and `teardown` run around each hit, `on_start` and `on_stop` once
+/// per virtual user (when it starts, when it ends); `#[loads(weight = N)]` on a
 /// test sets its weight when the whole suite runs as a mix (`loads run SUITE`). Options:
 /// `#[loads::suite(name = "blog", server = path::to::fn)]` — the suite's name (default: the
 /// type's name in snake case) and a `fn() -> String` giving the server URL for `cargo test`

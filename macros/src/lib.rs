@@ -189,6 +189,8 @@ fn expand(
     let mut tests = Vec::new();
     let mut has_setup = false;
     let mut has_teardown = false;
+    let mut has_on_start = false;
+    let mut has_on_stop = false;
 
     for it in &mut imp.items {
         let ImplItem::Fn(f) = it else { continue };
@@ -204,6 +206,8 @@ fn expand(
         match ident.to_string().as_str() {
             "setup" => has_setup = true,
             "teardown" => has_teardown = true,
+            "on_start" => has_on_start = true,
+            "on_stop" => has_on_stop = true,
             _ => tests.push((ident, doc_of(&f.attrs), options)),
         }
     }
@@ -236,6 +240,22 @@ fn expand(
             fn teardown<'a>(&'a mut self, t: &'a mut ::loads::TestCase)
                 -> ::core::option::Option<::loads::__private::BoxFuture<'a, ::loads::Outcome>> {
                 ::core::option::Option::Some(::std::boxed::Box::pin(<#ty>::teardown(self, t)))
+            }
+        }
+    });
+    let on_start = has_on_start.then(|| {
+        quote! {
+            fn on_start<'a>(&'a mut self, t: &'a mut ::loads::TestCase)
+                -> ::core::option::Option<::loads::__private::BoxFuture<'a, ::loads::Outcome>> {
+                ::core::option::Option::Some(::std::boxed::Box::pin(<#ty>::on_start(self, t)))
+            }
+        }
+    });
+    let on_stop = has_on_stop.then(|| {
+        quote! {
+            fn on_stop<'a>(&'a mut self, t: &'a mut ::loads::TestCase)
+                -> ::core::option::Option<::loads::__private::BoxFuture<'a, ::loads::Outcome>> {
+                ::core::option::Option::Some(::std::boxed::Box::pin(<#ty>::on_stop(self, t)))
             }
         }
     });
@@ -281,6 +301,8 @@ fn expand(
             }
             #setup
             #teardown
+            #on_start
+            #on_stop
         }
 
         ::loads::__private::inventory::submit! { ::loads::__private::SuiteEntry::of::<#ty>() }

@@ -63,6 +63,11 @@ impl TestCase {
         self.test = test;
     }
 
+    /// The running test's name, shared.
+    pub(crate) fn test_name_arc(&self) -> Arc<str> {
+        self.test.clone()
+    }
+
     /// The full name of the running test (`suite::test`).
     pub fn test_name(&self) -> &str {
         &self.test

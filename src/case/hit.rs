@@ -1,5 +1,5 @@
 //! Running one hit: [`run_hit`] calls a test (with its suite's set-up and tear-down) on a user's
-//! state and turns panics into failures, quietly (the panic hook of [`install_panic_hook`] keeps
+//! state, and [`run_hook`] a user's `on_start` or `on_stop`; both turn panics into failures, quietly (the panic hook of [`install_panic_hook`] keeps
 //! panics inside tests off stderr and remembers where they happened).
 
 use futures_util::FutureExt as _;
@@ -103,4 +103,34 @@ pub async fn run_hit(user: &mut dyn UserState, index: usize, t: &mut TestCase) -
         None => Ok(()),
     };
     outcome.and(teardown)
+}
+
+/// A virtual user's lifecycle hook: `on_start` when it starts, `on_stop` when it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// Once, before the user's first hit.
+    Start,
+    /// Once, when a user whose `on_start` succeeded ends.
+    Stop,
+}
+
+impl Hook {
+    /// The hook's method name: `on_start` or `on_stop`.
+    pub fn method(self) -> &'static str {
+        match self {
+            Hook::Start => "on_start",
+            Hook::Stop => "on_stop",
+        }
+    }
+}
+
+/// Runs the user's `hook`, if its suite has one (`None` when it has not). Panics become
+/// failures, as in a hit.
+pub async fn run_hook(user: &mut dyn UserState, hook: Hook, t: &mut TestCase) -> Option<Outcome> {
+    install_panic_hook();
+    let fut = match hook {
+        Hook::Start => user.on_start(t),
+        Hook::Stop => user.on_stop(t),
+    }?;
+    Some(guarded(fut).await)
 }

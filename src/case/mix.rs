@@ -3,7 +3,8 @@
 //! with their `#[loads(weight = N)]`). A single `SUITE::TEST` is a mix of one. Every hit of a
 //! virtual user draws its test by weight ([`Mix::pick`]); all tests belong to one suite, so a
 //! user keeps one suite state across them. Specs enter as text; a checked [`Mix`] leaves, or a
-//! [`MixError`] that names the problem.
+//! [`MixError`] that names the problem. [`NamedMix`] is the same choice among names this binary
+//! does not know, for external runners.
 
 use std::sync::Arc;
 
@@ -70,24 +71,7 @@ impl Mix {
         }
         let mut entries: Vec<MixEntry> = Vec::new();
         for spec in specs {
-            let (name, weight) = match spec.rsplit_once('=') {
-                Some((n, w)) => {
-                    let w = w
-                        .trim()
-                        .parse::<u32>()
-                        .ok()
-                        .filter(|w| (1..=MAX_WEIGHT).contains(w));
-                    match w {
-                        Some(w) => (n.trim(), Some(w)),
-                        None => {
-                            return Err(usage(format!(
-                                "invalid weight in {spec:?}: a weight is a whole number from 1 to {MAX_WEIGHT}, e.g. blog::browse=70"
-                            )));
-                        }
-                    }
-                }
-                None => (spec.trim(), None),
-            };
+            let (name, weight) = split_weight(spec).map_err(MixError::Usage)?;
             let found: Vec<(TestRef, u32)> = match find_in(&tests, name) {
                 Ok(t) => vec![(t, weight.unwrap_or(1))],
                 Err(unknown) => match suites.iter().find(|s| s.name == name) {
@@ -122,14 +106,7 @@ impl Mix {
                 });
             }
         }
-        let mut sum = 0u64;
-        let cumulative = entries
-            .iter()
-            .map(|e| {
-                sum += u64::from(e.weight);
-                sum
-            })
-            .collect();
+        let cumulative = running_sums(entries.iter().map(|e| e.weight));
         Ok(Mix {
             entries,
             cumulative,
@@ -164,11 +141,107 @@ impl Mix {
         if self.entries.len() == 1 {
             return &self.entries[0];
         }
-        let total = self.cumulative[self.cumulative.len() - 1];
-        // Multiply-shift: uniform over 0..total without a division's bias worth counting.
-        let at = ((u128::from(draw) * u128::from(total)) >> 64) as u64;
-        let i = self.cumulative.partition_point(|c| *c <= at);
-        &self.entries[i.min(self.entries.len() - 1)]
+        &self.entries[pick_index(&self.cumulative, draw)]
+    }
+}
+
+/// `NAME` or `NAME=WEIGHT` (1 to [`MAX_WEIGHT`]): the name and the weight given.
+fn split_weight(spec: &str) -> Result<(&str, Option<u32>), UsageError> {
+    match spec.rsplit_once('=') {
+        Some((n, w)) => match w
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|w| (1..=MAX_WEIGHT).contains(w))
+        {
+            Some(w) => Ok((n.trim(), Some(w))),
+            None => Err(UsageError::new(
+                "TEST",
+                format!(
+                    "invalid weight in {spec:?}: a weight is a whole number from 1 to {MAX_WEIGHT}, e.g. blog::browse=70"
+                ),
+            )),
+        },
+        None => Ok((spec.trim(), None)),
+    }
+}
+
+/// Running sums of `weights`.
+fn running_sums(weights: impl Iterator<Item = u32>) -> Vec<u64> {
+    let mut sum = 0u64;
+    weights
+        .map(|w| {
+            sum += u64::from(w);
+            sum
+        })
+        .collect()
+}
+
+/// The index a `draw` picks among weights of running sums `cumulative` (not empty).
+fn pick_index(cumulative: &[u64], draw: u64) -> usize {
+    let total = cumulative[cumulative.len() - 1];
+    // Multiply-shift: uniform over 0..total without a division's bias worth counting.
+    let at = ((u128::from(draw) * u128::from(total)) >> 64) as u64;
+    cumulative
+        .partition_point(|c| *c <= at)
+        .min(cumulative.len() - 1)
+}
+
+/// A weighted choice among test names that are not registered in this binary: the tests of an
+/// external runner (`--test-runner`), which gets the name picked for each virtual user.
+#[derive(Debug, Clone)]
+pub struct NamedMix {
+    names: Vec<(String, u32)>,
+    cumulative: Vec<u64>,
+}
+
+impl NamedMix {
+    /// The mix of `specs`, each `NAME` or `NAME=WEIGHT` (no weight: 1), each name once.
+    pub fn parse(specs: &[String]) -> Result<NamedMix, UsageError> {
+        if specs.is_empty() {
+            return Err(UsageError::new(
+                "TEST",
+                "no test given: `loads run TEST --test-runner \"CMD {test}\"`",
+            ));
+        }
+        let mut names: Vec<(String, u32)> = Vec::new();
+        for spec in specs {
+            let (name, weight) = split_weight(spec)?;
+            if name.is_empty() {
+                return Err(UsageError::new(
+                    "TEST",
+                    format!("{spec:?} has no test name: write NAME=WEIGHT, e.g. checkout=30"),
+                ));
+            }
+            if names.iter().any(|(n, _)| n == name) {
+                return Err(UsageError::new(
+                    "TEST",
+                    format!(
+                        "{name} is given twice in the mix: give each test once, with its weight"
+                    ),
+                ));
+            }
+            names.push((name.to_owned(), weight.unwrap_or(1)));
+        }
+        let cumulative = running_sums(names.iter().map(|(_, w)| *w));
+        Ok(NamedMix { names, cumulative })
+    }
+
+    /// The name a `draw` picks.
+    pub fn pick(&self, draw: u64) -> &str {
+        &self.names[pick_index(&self.cumulative, draw)].0
+    }
+
+    /// The mix as it is written: the name alone for one test, else `A=70 B=30`.
+    pub fn describe(&self) -> String {
+        if let [(one, _)] = self.names.as_slice() {
+            return one.clone();
+        }
+        self.names
+            .iter()
+            .map(|(n, w)| format!("{n}={w}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 

@@ -18,8 +18,8 @@ mod registry;
 
 pub use context::TestCase;
 pub(crate) use hit::panic_message;
-pub use hit::run_hit;
-pub use mix::{Mix, MixError, draw};
+pub use hit::{Hook, run_hit, run_hook};
+pub use mix::{Mix, MixError, NamedMix, draw};
 pub use outcome::{BoxFuture, Outcome, TestError};
 pub use registry::{
     Suite, SuiteEntry, TestInfo, TestRef, UnknownTest, UserState, all_tests, suites,

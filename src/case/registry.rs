@@ -43,6 +43,19 @@ pub trait Suite: Send + 'static {
         let _ = t;
         None
     }
+    /// Runs once when a virtual user starts, before its first hit (the suite's `on_start`
+    /// method, if any): log in, fetch a token. A user whose `on_start` fails runs no hits.
+    fn on_start<'a>(&'a mut self, t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>> {
+        let _ = t;
+        None
+    }
+    /// Runs once when a virtual user whose `on_start` succeeded ends (the suite's `on_stop`
+    /// method, if any): after its last hit, at the end of the duration, at Ctrl-C, or when the
+    /// stages remove it.
+    fn on_stop<'a>(&'a mut self, t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>> {
+        let _ = t;
+        None
+    }
 }
 
 /// The object-safe face of a suite's per-user state.
@@ -53,6 +66,10 @@ pub trait UserState: Send {
     fn setup<'a>(&'a mut self, t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>>;
     /// The tear-down hook, if any.
     fn teardown<'a>(&'a mut self, t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>>;
+    /// The user's start hook, if any.
+    fn on_start<'a>(&'a mut self, t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>>;
+    /// The user's stop hook, if any.
+    fn on_stop<'a>(&'a mut self, t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>>;
 }
 
 impl<S: Suite> UserState for S {
@@ -64,6 +81,12 @@ impl<S: Suite> UserState for S {
     }
     fn teardown<'a>(&'a mut self, t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>> {
         Suite::teardown(self, t)
+    }
+    fn on_start<'a>(&'a mut self, t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>> {
+        Suite::on_start(self, t)
+    }
+    fn on_stop<'a>(&'a mut self, t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>> {
+        Suite::on_stop(self, t)
     }
 }
 

@@ -77,8 +77,13 @@ pub(super) struct WorkerArgs {
 }
 
 pub(super) fn cmd_broker(cli: &BrokerArgs, curve: &CurveFlags) -> Result<u8, CliError> {
-    let file: BrokerArgs = read_options(cli.config.as_deref(), "broker", &CurveFlags::CONFIG_KEYS)
-        .map_err(CliError::Usage)?;
+    let file: BrokerArgs = read_options(
+        cli.config.as_deref(),
+        "broker",
+        &CurveFlags::CONFIG_KEYS,
+        &[],
+    )
+    .map_err(CliError::Usage)?;
     let o = merge(cli, &file).map_err(CliError::Usage)?;
     let curve_key = curve.curve_key.clone().or(o.curve.curve_key.clone());
     let keys = match curve_key {
@@ -187,8 +192,13 @@ fn broker_roles(
 }
 
 pub(super) fn cmd_agent(cli: &AgentArgs, curve: &CurveFlags) -> Result<u8, CliError> {
-    let file: AgentArgs = read_options(cli.config.as_deref(), "agent", &CurveFlags::CONFIG_KEYS)
-        .map_err(CliError::Usage)?;
+    let file: AgentArgs = read_options(
+        cli.config.as_deref(),
+        "agent",
+        &CurveFlags::CONFIG_KEYS,
+        &[],
+    )
+    .map_err(CliError::Usage)?;
     let o = merge(cli, &file).map_err(CliError::Usage)?;
     // The agent's keys: the command line (or environment) over the config file.
     let flags = CurveFlags {

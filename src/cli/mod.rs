@@ -260,7 +260,7 @@ mod tests {
         assert_eq!(a.plan.test(), "example::health");
         assert_eq!(a.plan.users().values(), &[2, 3]);
         assert_eq!(
-            a.plan.hits.as_ref().map(|h| h.values().to_vec()),
+            a.plan.model.hits.as_ref().map(|h| h.values().to_vec()),
             Some(vec![4])
         );
         assert_eq!(a.report.outputs, vec!["stdout", "null"]);
@@ -269,8 +269,8 @@ mod tests {
             .expect("args");
         assert_eq!(b.plan.test(), "x::y");
         assert_eq!(b.plan.users().values(), &[7]);
-        assert_eq!(b.plan.hits, None);
-        assert_eq!(b.plan.duration, Some(crate::config::Secs(3.0)));
+        assert_eq!(b.plan.model.hits, None);
+        assert_eq!(b.plan.model.duration, Some(crate::config::Secs(3.0)));
         assert_eq!(b.report.outputs, vec!["null"]);
         std::fs::write(&path, "userz = 3\n").expect("write");
         let err = run_args_of(&parse(&["--config", p, "a::b"])).expect_err("unknown key");

@@ -48,6 +48,7 @@ pub(super) fn read_options<T: Serialize + DeserializeOwned + Default + Args>(
     path: Option<&Path>,
     command: &str,
     extra: &[&str],
+    nested: &[(&str, NestedReader)],
 ) -> anyhow::Result<T> {
     let Some(path) = path else {
         return Ok(T::default());
@@ -62,10 +63,78 @@ pub(super) fn read_options<T: Serialize + DeserializeOwned + Default + Args>(
             e.to_string().trim_end()
         )
     };
-    let table: toml::Table = toml::from_str(&text).map_err(|e| invalid(&e))?;
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| invalid(&e))?;
+    // Keys holding a list of tables of their own (`[[scenario]]`), each mapped by its reader.
+    let mut lists = toml::Table::new();
+    for (key, read) in nested {
+        if let Some(v) = table.remove(*key) {
+            lists.insert((*key).to_owned(), read(v).map_err(|e| invalid(&e))?);
+        }
+    }
+    let extra: Vec<&str> = extra
+        .iter()
+        .copied()
+        .chain(nested.iter().map(|(k, _)| *k))
+        .collect();
+    let mut mapped = map_keys::<T>(table, &extra).map_err(|e| invalid(&e))?;
+    mapped.extend(lists);
+    toml::Value::Table(mapped)
+        .try_into()
+        .map_err(|e| invalid(&e))
+}
+
+/// A reader of a config key that holds a list of tables with keys of their own (see
+/// [`read_options`]): it returns the list with its tables' keys mapped to their fields.
+pub(super) type NestedReader = fn(toml::Value) -> Result<toml::Value, String>;
+
+/// The config file's `[[scenario]]` tables: a list of tables whose keys are those of
+/// [`ScenarioArgs`](crate::config::ScenarioArgs) (`name`, `tests`, `start-after` and the load
+/// model's keys), each mapped and checked as the file's own keys are.
+pub(super) fn read_scenarios(value: toml::Value) -> Result<toml::Value, String> {
+    let toml::Value::Array(list) = value else {
+        return Err(
+            "key `scenario`: expected [[scenario]] tables (each with name, tests and a load model)"
+                .into(),
+        );
+    };
+    if list.len() > crate::config::MAX_SCENARIOS {
+        return Err(format!(
+            "{} [[scenario]] tables: at most {} in one run",
+            list.len(),
+            crate::config::MAX_SCENARIOS
+        ));
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for (i, v) in list.into_iter().enumerate() {
+        let toml::Value::Table(t) = v else {
+            return Err(format!(
+                "scenario number {}: expected a [[scenario]] table",
+                i + 1
+            ));
+        };
+        let name = t
+            .get("name")
+            .and_then(|n| n.as_str())
+            .unwrap_or("")
+            .to_owned();
+        let mapped = map_keys::<crate::config::ScenarioArgs>(t, &[])
+            .map_err(|e| format!("in [[scenario]] number {} ({name:?}): {e}", i + 1))?;
+        out.push(toml::Value::Table(mapped));
+    }
+    Ok(toml::Value::Array(out))
+}
+
+/// Maps the keys of `table` to the fields of `T`: each option's long name (or an alias, or a
+/// positional argument's id) and the `extra` keys read by name. Unknown keys are refused
+/// together, each with the closest known key; a value that does not decode is reported with
+/// its key.
+fn map_keys<T: Serialize + DeserializeOwned + Default + Args>(
+    table: toml::Table,
+    extra: &[&str],
+) -> Result<toml::Table, String> {
     // The keys: each option's long name (and its aliases), mapped to the field that holds it;
     // an option the config file cannot set (a field serde skips, such as `config`) is left out.
-    let shape = serde_json::to_value(T::default()).context("options")?;
+    let shape = serde_json::to_value(T::default()).map_err(|e| e.to_string())?;
     let cmd = T::augment_args(clap::Command::new("options"));
     // (name, field, listed in the error's key list)
     let mut names: Vec<(String, String, bool)> = Vec::new();
@@ -98,19 +167,19 @@ pub(super) fn read_options<T: Serialize + DeserializeOwned + Default + Args>(
                 // A long name and its alias (`timeout`, `observer`...) set one option: one of
                 // them would be lost.
                 if let Some((other, _)) = given.iter().find(|(_, i)| i == id) {
-                    return Err(invalid(&format!(
+                    return Err(format!(
                         "keys `{other}` and `{key}` set the same option: keep one"
-                    )));
+                    ));
                 }
                 given.push((key.clone(), id.clone()));
                 if let Some(at) = datetime_in(&value) {
-                    return Err(invalid(&format!(
+                    return Err(format!(
                         "key `{key}`: {at} is a TOML date or time, not a value of this option; quote it to give text"
-                    )));
+                    ));
                 }
                 // Each key alone first, so that a bad value is reported with its key.
                 if let Err(e) = holds::<T>(&shape, id, value.clone()) {
-                    return Err(invalid(&format!("key `{key}`: {e}")));
+                    return Err(format!("key `{key}`: {}", e.to_string().trim_end()));
                 }
                 let mut one = toml::Table::new();
                 one.insert(id.clone(), value);
@@ -144,17 +213,14 @@ pub(super) fn read_options<T: Serialize + DeserializeOwned + Default + Args>(
         let mut keys = known.clone();
         keys.sort();
         keys.dedup();
-        return Err(anyhow::anyhow!(
-            "invalid config file {}: unknown key{} {}; the keys are: {}",
-            path.display(),
+        return Err(format!(
+            "unknown key{} {}; the keys are: {}",
             if unknown.len() == 1 { "" } else { "s" },
             unknown.join(", "),
             keys.join(", ")
         ));
     }
-    toml::Value::Table(mapped)
-        .try_into()
-        .map_err(|e| invalid(&e))
+    Ok(mapped)
 }
 
 /// Whether `T` keeps the field `id` set to `value` (read from a config file and written back):
@@ -346,7 +412,9 @@ pub(super) struct AgentArgs {
 /// resolved (`--quiet`), ready for the runners (and to travel to agents).
 pub(super) fn run_args(o: &RunOptions) -> anyhow::Result<RunArgs> {
     if o.args.plan.test().is_empty() {
-        anyhow::bail!("no test given: `loads run SUITE::TEST` (see `loads list`)");
+        anyhow::bail!(
+            "no test given: `loads run SUITE::TEST` (see `loads list`), or [[scenario]] tables in a config file (-c FILE)"
+        );
     }
     let mut args = o.args.clone();
     args.report = args.report.resolved(o.quiet);
@@ -355,14 +423,19 @@ pub(super) fn run_args(o: &RunOptions) -> anyhow::Result<RunArgs> {
 
 /// `loads run`'s options: the command line `cli` over its config file (`--config`), read once.
 pub(super) fn run_options(cli: &RunOptions) -> anyhow::Result<RunOptions> {
-    let file: RunOptions = read_options(cli.config.as_deref(), "run", &CurveFlags::CONFIG_KEYS)?;
+    let file: RunOptions = read_options(
+        cli.config.as_deref(),
+        "run",
+        &CurveFlags::CONFIG_KEYS,
+        &[("scenario", read_scenarios)],
+    )?;
     let mut merged = merge(cli, &file)?;
     // --hits and --duration exclude each other: one given on the command line overrides both
     // of the file's.
-    let plan = &cli.args.plan;
-    if plan.hits.is_some() || plan.duration.is_some() {
-        merged.args.plan.hits = plan.hits.clone();
-        merged.args.plan.duration = plan.duration;
+    let model = &cli.args.plan.model;
+    if model.hits.is_some() || model.duration.is_some() {
+        merged.args.plan.model.hits = model.hits.clone();
+        merged.args.plan.model.duration = model.duration;
     }
     merged.config = cli.config.clone();
     merged.detach = cli.detach;

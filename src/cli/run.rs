@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use super::options::{RunOptions, run_args, run_options};
 use super::{CliError, CurveFlags, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_THRESHOLD};
 use crate::case::{all_tests, suites};
-use crate::config::{PlanArgs, ReportArgs, Secs};
+use crate::config::{ModelArgs, PlanArgs, ReportArgs, Secs};
 use crate::demo::DemoServer;
 use crate::result::TestResult;
 use crate::runner::{Cycles, DistributedRunner, LocalRunner, RunArgs, RunError, Runner};
@@ -132,19 +132,25 @@ pub(super) fn cmd_demo(opts: &DemoOptions) -> Result<u8, CliError> {
     let parts = [
         PlanArgs {
             tests: vec!["example::get_root".into()],
-            users: Some(opts.users.clone()),
-            hits: opts.hits.clone(),
-            duration: match (&opts.hits, opts.duration) {
-                (Some(_), _) => None,
-                (None, d) => Some(d.unwrap_or(Secs(5.0))),
+            model: ModelArgs {
+                users: Some(opts.users.clone()),
+                hits: opts.hits.clone(),
+                duration: match (&opts.hits, opts.duration) {
+                    (Some(_), _) => None,
+                    (None, d) => Some(d.unwrap_or(Secs(5.0))),
+                },
+                ..ModelArgs::default()
             },
             server_url: Some(server.url()),
             ..PlanArgs::default()
         },
         PlanArgs {
             tests: vec!["example::websocket_echo".into()],
-            users: Some(Cycles::one(10)),
-            hits: Some(Cycles::one(10)),
+            model: ModelArgs {
+                users: Some(Cycles::one(10)),
+                hits: Some(Cycles::one(10)),
+                ..ModelArgs::default()
+            },
             server_url: Some(server.url()),
             ..PlanArgs::default()
         },

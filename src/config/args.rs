@@ -20,6 +20,10 @@ use super::plan::{Cycles, MAX_USERS, Model, Plan, Stop};
 use super::units::{Secs, duration_from_secs};
 use super::{UsageError, one_or_many};
 
+/// One checked scenario of a run: its arguments (`None`: the run's own test and model), its
+/// plan and its start delay.
+pub(crate) type ScenarioPlan<'a> = (Option<&'a super::ScenarioArgs>, Plan, Duration);
+
 /// Default request timeout, in seconds.
 pub const DEFAULT_REQUEST_TIMEOUT: f64 = 30.0;
 
@@ -60,16 +64,10 @@ pub struct PlanArgs {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub tests: Vec<String>,
-    /// Virtual users, as cycles: 10 or 10:20:30 runs the plan once per value [default: 1]
-    #[arg(short = 'u', long, value_name = "N[:N...]")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub users: Option<Cycles>,
-    /// Hits per user, as cycles: 5 or 5:10 [default: 1]
-    #[arg(long, value_name = "N[:N...]", conflicts_with = "duration")]
-    pub hits: Option<Cycles>,
-    /// Run each cycle step for this long instead of a number of hits: 30, 30s, 1m30s, 500ms
-    #[arg(short = 'd', long, value_name = "DURATION")]
-    pub duration: Option<Secs>,
+    /// How many users, for how many hits or how long, with which model.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub model: ModelArgs,
     /// Project name shown in reports
     #[arg(long, value_name = "NAME")]
     pub project_name: Option<String>,
@@ -93,6 +91,35 @@ pub struct PlanArgs {
     /// `{test}` replaced by TEST: e.g. "python3 -m loads_client {test}" (docs/external-runners.md)
     #[arg(long, value_name = "CMD")]
     pub test_runner: Option<String>,
+    /// Several scenarios in one run, each with its tests and its own load model (the config
+    /// file's `[[scenario]]` tables; not a command-line option). With scenarios the run's own
+    /// test is not given, and its model options are the scenarios' defaults.
+    #[arg(skip)]
+    #[serde(rename = "scenario", skip_serializing_if = "Vec::is_empty")]
+    pub scenarios: Vec<super::ScenarioArgs>,
+    /// This process's share of a cluster run, `(index, count)`: the broker sets it per agent, and
+    /// the stages' users, the rate and the pool are divided (remainders to the first agents).
+    #[arg(skip)]
+    pub share: Option<(u64, u64)>,
+}
+
+/// The load model of a run or of one scenario: users, hits or duration, and the shape of the
+/// load (ramp-up, stages, think time, an arrival rate). Checked into a [`Plan`] by
+/// [`ModelArgs::plan`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(default)]
+#[command(next_help_heading = "Load plan")]
+pub struct ModelArgs {
+    /// Virtual users, as cycles: 10 or 10:20:30 runs the plan once per value [default: 1]
+    #[arg(short = 'u', long, value_name = "N[:N...]")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub users: Option<Cycles>,
+    /// Hits per user, as cycles: 5 or 5:10 [default: 1]
+    #[arg(long, value_name = "N[:N...]", conflicts_with = "duration")]
+    pub hits: Option<Cycles>,
+    /// Run each cycle step for this long instead of a number of hits: 30, 30s, 1m30s, 500ms
+    #[arg(short = 'd', long, value_name = "DURATION")]
+    pub duration: Option<Secs>,
     /// Start a cycle step's users evenly over this time instead of all at once
     #[arg(long, value_name = "DURATION")]
     pub ramp_up: Option<Secs>,
@@ -111,10 +138,6 @@ pub struct PlanArgs {
     /// Open model: most virtual users serving the arrivals [default: 1000]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_users: Option<u64>,
-    /// This process's share of a cluster run, `(index, count)`: the broker sets it per agent, and
-    /// the stages' users, the rate and the pool are divided (remainders to the first agents).
-    #[arg(skip)]
-    pub share: Option<(u64, u64)>,
 }
 
 /// How the run is reported: the outputs and their options, pass/fail criteria, a baseline. Also
@@ -258,14 +281,54 @@ pub struct OutputOptions {
 pub const MAX_THREADS: usize = 1024;
 
 impl PlanArgs {
-    /// The test, `SUITE::TEST` (empty when none is given; the runner reports it).
+    /// The test, `SUITE::TEST` or a mix (empty when none is given; the runner reports it); with
+    /// scenarios, each scenario's name and tests: `shoppers: blog::browse=70 blog::checkout=30;
+    /// admins: blog::admin_report`.
     pub fn test(&self) -> String {
-        self.tests.join(" ")
+        if self.scenarios.is_empty() {
+            return self.tests.join(" ");
+        }
+        let parts: Vec<String> = self
+            .scenarios
+            .iter()
+            .map(|s| format!("{}: {}", s.name, s.tests.join(" ")))
+            .collect();
+        parts.join("; ")
+    }
+
+    /// The run's scenarios, checked: each one's plan (this process's share of it) and start
+    /// delay. With scenarios the run gives no test and no model of its own (each scenario has
+    /// its own); without them the run is one unnamed scenario of its test and model.
+    pub(crate) fn checked_scenarios(&self) -> Result<Vec<ScenarioPlan<'_>>, UsageError> {
+        let top = self.plan()?;
+        if self.scenarios.is_empty() {
+            return Ok(vec![(None, top, Duration::ZERO)]);
+        }
+        if !self.tests.is_empty() {
+            return Err(UsageError::new(
+                "test",
+                "a run with [[scenario]] tables takes its tests from them: remove the test given on the command line (or the config file's `test` key)",
+            ));
+        }
+        if self.model != ModelArgs::default() {
+            return Err(UsageError::new(
+                "[[scenario]]",
+                "with [[scenario]] tables each scenario has its own load model: remove the run's own -u, --hits, -d, --stages, --rate, --rate-stages, --think-time, --ramp-up and --max-users (or move them into the scenarios)",
+            ));
+        }
+        super::scenario::check_names(&self.scenarios)?;
+        self.scenarios
+            .iter()
+            .map(|s| {
+                let (plan, after) = s.checked(self.share, self.raw_events)?;
+                Ok((Some(s), plan, after))
+            })
+            .collect()
     }
 
     /// The users' cycles [default: one user].
     pub fn users(&self) -> Cycles {
-        self.users.clone().unwrap_or_default()
+        self.model.users()
     }
 
     /// The request timeout in seconds [default: [`DEFAULT_REQUEST_TIMEOUT`]].
@@ -292,19 +355,6 @@ impl PlanArgs {
     /// the outputs, thresholds and notifiers are checked by the floors that own them:
     /// `runner::checked_plan`.)
     pub(crate) fn plan(&self) -> Result<Plan, UsageError> {
-        let stop = match (&self.hits, self.duration) {
-            (Some(_), Some(_)) => {
-                return Err(UsageError::new(
-                    "--hits",
-                    "--hits and --duration (or the config keys hits and duration) cannot be used together: a run is made of hits or lasts a duration",
-                ));
-            }
-            (Some(h), None) => Stop::Hits(h.clone()),
-            (None, Some(d)) => Stop::Duration(
-                duration_from_secs(d.0).map_err(|e| UsageError::invalid("--duration", e))?,
-            ),
-            (None, None) => Stop::Hits(Cycles::default()),
-        };
         duration_from_secs(self.request_timeout_secs())
             .map_err(|e| UsageError::invalid("--request-timeout", e))?;
         if let Some(t) = self.threads
@@ -329,14 +379,49 @@ impl PlanArgs {
                 ));
             }
         }
+        self.model.plan(self.share, self.raw_events)
+    }
+}
+
+impl ModelArgs {
+    /// The users' cycles [default: one user].
+    pub fn users(&self) -> Cycles {
+        self.users.clone().unwrap_or_default()
+    }
+
+    /// The validated plan of this model, for this process's `share` of a cluster run (the
+    /// stages' users, the rate and the pool are divided); `raw_events` cannot go with a rate.
+    pub(crate) fn plan(
+        &self,
+        share: Option<(u64, u64)>,
+        raw_events: bool,
+    ) -> Result<Plan, UsageError> {
+        let stop = match (&self.hits, self.duration) {
+            (Some(_), Some(_)) => {
+                return Err(UsageError::new(
+                    "--hits",
+                    "--hits and --duration (or the config keys hits and duration) cannot be used together: a run is made of hits or lasts a duration",
+                ));
+            }
+            (Some(h), None) => Stop::Hits(h.clone()),
+            (None, Some(d)) => Stop::Duration(
+                duration_from_secs(d.0).map_err(|e| UsageError::invalid("--duration", e))?,
+            ),
+            (None, None) => Stop::Hits(Cycles::default()),
+        };
         let mut plan = Plan::cycles(self.users(), stop);
-        self.model_into(&mut plan)?;
+        self.model_into(&mut plan, share, raw_events)?;
         plan.check()?;
         Ok(plan)
     }
 
     /// Adds ramp-up, think time, stages or rate to a cycles plan, checking the combinations.
-    fn model_into(&self, plan: &mut Plan) -> Result<(), UsageError> {
+    fn model_into(
+        &self,
+        plan: &mut Plan,
+        share: Option<(u64, u64)>,
+        raw_events: bool,
+    ) -> Result<(), UsageError> {
         let open = self.rate.is_some() || self.rate_stages.is_some();
         let explicit_users = self.users.as_ref().is_some_and(|u| *u != Cycles::default());
         if let Some(t) = &self.think_time {
@@ -367,7 +452,7 @@ impl PlanArgs {
                 "--max-users sizes the open model's pool: use it with --rate",
             ));
         }
-        let share = self.share.unwrap_or((0, 1));
+        let share = share.unwrap_or((0, 1));
         let count = share.1;
         if let Some(st) = &self.stages {
             if open {
@@ -438,7 +523,7 @@ impl PlanArgs {
                 stages.into_iter().map(|(r, d)| (part(r), d)).collect();
             let total: Duration = stages.iter().map(|(_, d)| *d).sum();
             plan.stop = Stop::Duration(total);
-            if self.raw_events {
+            if raw_events {
                 return Err(UsageError::new(
                     "--raw-events",
                     "--raw-events sends request times as measured, not from each hit's intended start: it cannot be used with --rate",

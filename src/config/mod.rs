@@ -5,6 +5,7 @@
 //! - `args`: [`RunArgs`] and its parts, the arguments of a run declared once (the command
 //!   line, the config file and the object that travels to agents), and the run id;
 //! - `plan`: the load plan those arguments describe (cycles, stages, an arrival rate);
+//! - `scenario`: the named scenarios of a run, each with its tests and its own model;
 //! - `units`: durations as options take them, microseconds and bytes as reports print them;
 //! - `signals`: the process's one handler of SIGINT and SIGTERM.
 //!
@@ -14,12 +15,16 @@
 
 mod args;
 pub(crate) mod plan;
+mod scenario;
 pub(crate) mod signals;
 pub(crate) mod units;
 
-pub use args::{DEFAULT_REQUEST_TIMEOUT, NotifyArgs, OutputOptions, PlanArgs, ReportArgs, RunArgs};
+pub use args::{
+    DEFAULT_REQUEST_TIMEOUT, ModelArgs, NotifyArgs, OutputOptions, PlanArgs, ReportArgs, RunArgs,
+};
 pub(crate) use args::{new_run_id, share_of};
 pub use plan::Cycles;
+pub use scenario::{MAX_SCENARIOS, ScenarioArgs};
 pub use units::Secs;
 
 /// A bad option value or combination: which option it is about, and a message that names it

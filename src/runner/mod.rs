@@ -46,16 +46,46 @@ pub fn checked_plan(args: &RunArgs) -> Result<Plan, RunError> {
     Ok(plan)
 }
 
-/// The description of a run of `args` with `plan` that outputs show.
-pub fn run_meta(args: &RunArgs, plan: &Plan) -> crate::result::RunMeta {
+/// The description of a run of `args` that outputs show: its test (or its scenarios) and
+/// plan. (The plan of arguments that do not check is described as empty; runners check first.)
+pub fn run_meta(args: &RunArgs) -> crate::result::RunMeta {
+    let parts = args.plan.checked_scenarios().unwrap_or_default();
+    let plan = match parts.as_slice() {
+        [(None, plan, _)] => plan.describe(),
+        parts => {
+            let each: Vec<String> = parts
+                .iter()
+                .map(|(s, plan, after)| {
+                    let name = s.map_or("", |s| s.name.as_str());
+                    if after.is_zero() {
+                        format!("{name}: {}", plan.describe())
+                    } else {
+                        format!(
+                            "{name}: {}, after {}",
+                            plan.describe(),
+                            humantime::format_duration(*after)
+                        )
+                    }
+                })
+                .collect();
+            each.join("; ")
+        }
+    };
+    let planned_hits = parts
+        .iter()
+        .try_fold(0u64, |a, (_, p, _)| a.checked_add(p.total_hits()?));
+    let planned_duration = parts
+        .iter()
+        .map(|(_, p, after)| p.total_duration().map(|d| (d + *after).as_secs_f64()))
+        .try_fold(0f64, |a, d| Some(a.max(d?)));
     crate::result::RunMeta {
         run_id: args.run_id.clone(),
         test: args.plan.test(),
         project_name: args.plan.project_name.clone(),
         server_url: args.plan.server_url.clone(),
-        plan: plan.describe(),
-        planned_hits: plan.total_hits(),
-        planned_duration: plan.total_duration().map(|d| d.as_secs_f64()),
+        plan,
+        planned_hits: planned_hits.filter(|_| !parts.is_empty()),
+        planned_duration: planned_duration.filter(|_| !parts.is_empty()),
         agents: 1,
         thresholds: args.report.thresholds.clone(),
     }
@@ -94,6 +124,8 @@ pub trait Runner {
 
 /// A runner of a run in this process, as [`runner_for`] picks it for a [`RunArgs`]: a
 /// registered test runs in this process, a test in another language in processes of its own.
+// Both variants hold a `RunArgs`; one runner is made per run, so their sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum LocalOrExternal {
     /// A registered test, with tokio tasks as virtual users.
     Local(LocalRunner),

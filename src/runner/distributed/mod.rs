@@ -46,7 +46,6 @@ impl From<TransportError> for RunError {
 pub struct DistributedRunner {
     /// The checked arguments (full test name, run id).
     args: RunArgs,
-    plan: super::Plan,
     agents: u64,
     broker: String,
     /// Files for the workers' test directories: where they go, and where they are here.
@@ -66,10 +65,9 @@ impl DistributedRunner {
         // The test and plan are checked as a local run would check them: a registered test,
         // or an external command.
         let args = super::runner_for(args)?.args().clone();
-        let plan = super::checked_plan(&args)?;
+        super::checked_plan(&args)?;
         Ok(DistributedRunner {
             args,
-            plan,
             agents,
             broker: broker.to_owned(),
             files: Vec::new(),
@@ -119,7 +117,7 @@ impl DistributedRunner {
     }
 
     fn meta(&self) -> RunMeta {
-        let mut meta = super::run_meta(&self.args, &self.plan);
+        let mut meta = super::run_meta(&self.args);
         meta.agents = self.agents;
         meta.planned_hits = meta.planned_hits.and_then(|h| h.checked_mul(self.agents));
         meta.plan = format!("{} on each of {} agents", meta.plan, self.agents);

@@ -29,6 +29,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::{Plan, RunArgs, RunError, Runner, Stop, new_run_id, run_meta};
+use crate::case::NamedMix;
 use crate::config::UsageError;
 use crate::result::{EventSink, RunMeta, TestResult};
 
@@ -36,7 +37,10 @@ use crate::result::{EventSink, RunMeta, TestResult};
 pub struct ExternalRunner {
     args: RunArgs,
     plan: Plan,
-    command: Vec<String>,
+    /// The `--test-runner` command line, `{test}` not yet replaced.
+    command: String,
+    /// The tests, by weight: each virtual user's process gets one.
+    mix: NamedMix,
     agent_id: String,
     handle_signals: bool,
     collect_every: Duration,
@@ -52,19 +56,15 @@ impl ExternalRunner {
                 "no --test-runner: give the command that runs one virtual user, e.g. --test-runner \"python3 -m loads_client {test}\"",
             )));
         };
-        if args.plan.tests.len() > 1 || args.plan.tests.iter().any(|t| t.contains('=')) {
+        if !args.plan.scenarios.is_empty() {
             return Err(RunError::Usage(UsageError::new(
                 "--test-runner",
-                "a weighted mix is not supported with --test-runner yet: give one test name",
+                "[[scenario]] tables are not supported with --test-runner: run each scenario as a run of its own",
             )));
         }
-        if args.plan.test().trim().is_empty() {
-            return Err(RunError::Usage(UsageError::new(
-                "--test-runner",
-                "no test given: `loads run TEST --test-runner \"CMD {test}\"`",
-            )));
-        }
-        let command = split_command(&line, &args.plan.test())?;
+        let mix = NamedMix::parse(&args.plan.tests)?;
+        // The command must split (each user's test is put in later).
+        split_command(&line, mix.pick(0))?;
         let plan = super::checked_plan(&args)?;
         if plan.model != super::Model::Cycles || plan.ramp_up.is_some() || plan.think.is_some() {
             return Err(RunError::Usage(UsageError::new(
@@ -73,13 +73,15 @@ impl ExternalRunner {
             )));
         }
         let mut args = args;
+        args.plan.tests = mix.describe().split(' ').map(str::to_owned).collect();
         if args.run_id.is_empty() {
             args.run_id = new_run_id();
         }
         Ok(ExternalRunner {
             args,
             plan,
-            command,
+            command: line,
+            mix,
             agent_id: String::new(),
             handle_signals: false,
             collect_every: super::collector::COLLECT_EVERY,
@@ -112,7 +114,7 @@ impl ExternalRunner {
 
     /// The description of this run that outputs show.
     pub fn meta(&self) -> RunMeta {
-        run_meta(&self.args, &self.plan)
+        run_meta(&self.args)
     }
 
     /// Runs the plan, sending every event the runners report to `sink`. Returns the sink,

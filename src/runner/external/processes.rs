@@ -13,6 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::ExternalRunner;
+use crate::case::draw;
 use crate::config::UsageError;
 use crate::runner::{RunError, Stop};
 
@@ -41,12 +42,16 @@ impl ExternalRunner {
         for user in 1..=n_users {
             let err_path = tmp.join(format!("step{step}-user{user}.stderr"));
             let err_file = std::fs::File::create(&err_path)?;
-            let mut c = Command::new(&self.command[0]);
+            // Each user's test is drawn by weight (one name: always it), per step and user.
+            let part = self.args.plan.share.map_or(0, |(index, _)| index);
+            let test = self.mix.pick(draw(part, user, step as u64));
+            let command = split_command(&self.command, test)?;
+            let mut c = Command::new(&command[0]);
             // Each runner leads a process group of its own: a runner started through a shell
             // is stopped with everything it started, and Ctrl-C on the terminal reaches loads
             // only, which then stops the runners itself.
             c.process_group(0);
-            c.args(&self.command[1..])
+            c.args(&command[1..])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(err_file)
@@ -55,6 +60,7 @@ impl ExternalRunner {
                 .env("LOADS_AGENT_ID", &self.agent_id)
                 .env("LOADS_TOTAL_USERS", n_users.to_string())
                 .env("LOADS_CURRENT_USER", user.to_string())
+                .env("LOADS_TEST", test)
                 .env_remove("LOADS_TOTAL_HITS")
                 .env_remove("LOADS_DURATION")
                 .env_remove("LOADS_SERVER_URL");
@@ -77,10 +83,10 @@ impl ExternalRunner {
                     let what = if e.kind() == std::io::ErrorKind::NotFound {
                         format!(
                             "cannot start the test runner {:?}: no such program (check --test-runner and PATH)",
-                            self.command[0]
+                            command[0]
                         )
                     } else {
-                        format!("cannot start the test runner {:?}: {e}", self.command[0])
+                        format!("cannot start the test runner {:?}: {e}", command[0])
                     };
                     return Err(RunError::Usage(UsageError::new("--test-runner", what)));
                 }

@@ -3,9 +3,10 @@
 //! Thread per core: each worker thread ([`worker`]) runs its own single-threaded tokio runtime,
 //! and the virtual users ([`user`]) are spread over the workers round-robin; a user stays on its
 //! worker and records into that worker's shard of the run's [`Recorder`], so recording never
-//! contends. A driver runtime on the calling thread starts the users as the plan's model says
-//! ([`cycles`], [`stages`], [`rate`], with what they share in [`drive`]), keeps time and handles
-//! Ctrl-C. A collector thread ([`collect`]) drains the recorder five times a second into an
+//! contends. A driver runtime on the calling thread starts the users of each scenario (a
+//! [`Part`]: a run without `[[scenario]]` tables is one) as its plan's model says ([`cycles`],
+//! [`stages`], [`rate`], with what they share in [`drive`]), the scenarios side by side, each
+//! after its `start-after` delay; it keeps time and handles Ctrl-C. A collector thread ([`collect`]) drains the recorder five times a second into an
 //! `Event::Batch` for the [`EventSink`] (the [`TestResult`] in a normal run, a relay in a
 //! worker) and ticks it so that live outputs refresh.
 //!
@@ -35,14 +36,13 @@ use crate::config::new_run_id;
 use crate::config::plan::{Model, Plan};
 use crate::result::{EventSink, Recorder, RunMeta, TestResult};
 use collect::collect_local;
-use drive::DriveCtx;
+use drive::{DriveCtx, Part};
 use worker::Worker;
 
-/// Runs a test in this process.
+/// Runs a test (or a mix, or several scenarios) in this process.
 pub struct LocalRunner {
     args: RunArgs,
-    mix: Arc<Mix>,
-    plan: Plan,
+    parts: Vec<Part>,
     handle_ctrl_c: bool,
     collect_every: Duration,
 }
@@ -62,21 +62,52 @@ struct Control {
 impl LocalRunner {
     /// A runner for `args`; fails on an unknown test or a bad plan.
     pub fn new(args: RunArgs) -> Result<Self, RunError> {
-        let mix = Mix::parse(&args.plan.tests).map_err(|e| match e {
-            MixError::Unknown(u) => RunError::UnknownTest(u),
-            MixError::Usage(u) => RunError::Usage(u),
-        })?;
-        let plan = super::checked_plan(&args)?;
-        ensure_open_files(peak_users(&plan))?;
+        super::checked_plan(&args)?;
+        let mix_of = |tests: &[String]| {
+            Mix::parse(tests).map_err(|e| match e {
+                MixError::Unknown(u) => RunError::UnknownTest(u),
+                MixError::Usage(u) => RunError::Usage(u),
+            })
+        };
+        let mut parts = Vec::new();
+        for (scenario, plan, start_after) in args.plan.checked_scenarios()? {
+            let mix = match scenario {
+                None => mix_of(&args.plan.tests)?,
+                Some(s) => mix_of(&s.tests).map_err(|e| {
+                    let message = match &e {
+                        RunError::Usage(u) => u.message.clone(),
+                        other => other.to_string(),
+                    };
+                    RunError::Usage(UsageError::new(
+                        format!("[[scenario]] {:?}: tests", s.name),
+                        format!("scenario {:?}: {message}", s.name),
+                    ))
+                })?,
+            };
+            parts.push(Part {
+                name: scenario.map(|s| Arc::from(s.name.as_str())),
+                mix: Arc::new(mix),
+                plan,
+                start_after,
+            });
+        }
+        ensure_open_files(parts.iter().map(|p| peak_users(&p.plan)).sum())?;
         let mut args = args;
-        args.plan.tests = mix.describe().split(' ').map(str::to_owned).collect();
+        // The tests as the mixes understood them (full names, weights).
+        let describe = |m: &Mix| m.describe().split(' ').map(str::to_owned).collect();
+        if args.plan.scenarios.is_empty() {
+            args.plan.tests = describe(&parts[0].mix);
+        } else {
+            for (s, p) in args.plan.scenarios.iter_mut().zip(&parts) {
+                s.tests = describe(&p.mix);
+            }
+        }
         if args.run_id.is_empty() {
             args.run_id = new_run_id();
         }
         Ok(LocalRunner {
             args,
-            mix: Arc::new(mix),
-            plan,
+            parts,
             handle_ctrl_c: false,
             collect_every: COLLECT_EVERY,
         })
@@ -102,7 +133,7 @@ impl LocalRunner {
 
     /// The description of this run that outputs show.
     pub fn meta(&self) -> RunMeta {
-        super::run_meta(&self.args, &self.plan)
+        super::run_meta(&self.args)
     }
 
     /// Runs the plan, sending every event to `sink`, and returns the sink and whether the run was
@@ -169,28 +200,37 @@ impl LocalRunner {
             });
         }
         let args = Arc::new(self.args.clone());
-        let test_name = self.mix.entries()[0].name.clone();
-        let ctx = DriveCtx {
-            workers,
-            recorder,
-            control,
-            args,
-            name: test_name,
-        };
-        match &self.plan.model {
-            Model::Cycles => self.drive_cycles(&ctx).await,
-            Model::Stages(stages) => self.drive_stages(&ctx, stages).await,
-            Model::Rate {
-                start,
-                stages,
-                max_users,
-                offset,
-            } => {
-                self.drive_rate(&ctx, *start, stages, *max_users, *offset)
-                    .await
+        let drives = self.parts.iter().map(|part| {
+            let ctx = DriveCtx {
+                workers,
+                recorder,
+                control,
+                args: args.clone(),
+                part,
+                name: part.mix.entries()[0].name.clone(),
+            };
+            async move {
+                if !part.start_after.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(part.start_after) => {}
+                        _ = ctx.control.cancel.cancelled() => return,
+                    }
+                }
+                match &part.plan.model {
+                    Model::Cycles => cycles::drive_cycles(&ctx).await,
+                    Model::Stages(stages) => stages::drive_stages(&ctx, stages).await,
+                    Model::Rate {
+                        start,
+                        stages,
+                        max_users,
+                        offset,
+                    } => rate::drive_rate(&ctx, *start, stages, *max_users, *offset).await,
+                }
             }
-        }
+        });
+        futures_util::future::join_all(drives).await;
     }
+
     fn build_result(&self) -> Result<TestResult, RunError> {
         Ok(crate::output::build_result(
             self.meta(),
@@ -210,7 +250,7 @@ impl Runner for LocalRunner {
         result.finish();
         let totals = result.totals();
         tracing::info!(
-            test = %self.mix.describe(),
+            test = %self.args.plan.test(),
             hits = totals.hits,
             failures = totals.failures,
             errors = totals.errors,

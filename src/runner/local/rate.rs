@@ -1,60 +1,57 @@
 //! The open model (`--rate`): arrivals at the plan's rate, independent of how fast the server
 //! answers. Each worker thread takes every n-th arrival and serves it from a pool of virtual
 //! users of its own (the [`Scheduler`]); late starts wait in a bounded backlog, and those beyond
-//! it are counted as dropped. Users enter as tasks on the workers of the [`DriveCtx`]; their hits
-//! leave through the recorder.
+//! it are counted as dropped. A new pool user runs its `on_start` when the first arrival it
+//! serves is due, and every user that started runs its `on_stop` when the plan ends. Users
+//! enter as tasks on the workers of the [`DriveCtx`]; their hits leave through the recorder.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::LocalRunner;
 use super::drive::{DriveCtx, GRACE, await_users};
 use super::user::{Active, VirtualUser};
-use crate::case::TestCase;
+use crate::case::{Hook, TestCase};
 
-impl LocalRunner {
-    /// Open model: each worker thread takes every n-th arrival of the rate and serves it from a
-    /// pool of virtual users of its own.
-    pub(super) async fn drive_rate(
-        &self,
-        ctx: &DriveCtx<'_>,
-        start_rate: f64,
-        stages: &[(f64, Duration)],
-        max_users: u64,
-        offset: f64,
-    ) {
-        let step_cancel = ctx.control.cancel.child_token();
-        let start = Instant::now();
-        let total: Duration = stages.iter().map(|(_, d)| *d).sum();
-        let end = start + total;
-        // One lane of arrivals per worker, but never more lanes than users in the pool.
-        let n = (ctx.workers.len() as u64).min(max_users).max(1);
-        let mut tasks = Vec::new();
-        for (w, worker) in ctx.workers.iter().enumerate().take(n as usize) {
-            let pool = crate::config::share_of(max_users, (w as u64, n));
-            let scheduler = Scheduler {
-                first_user: w as u64 * max_users.div_ceil(n),
-                template: self.user(ctx, w, 0, 0),
-                stages: stages.to_vec(),
-                start_rate,
-                start,
-                end,
-                lane: (w as u64, n),
-                pool,
-                offset,
-                cancel: step_cancel.clone(),
-            };
-            tasks.push(worker.handle.spawn(scheduler.run()));
-        }
-        let grace_cancel = step_cancel.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep_until((end + GRACE).into()).await;
-            grace_cancel.cancel();
-        });
-        await_users(tasks, &step_cancel, ctx).await;
-        step_cancel.cancel();
+/// Open model: each worker thread takes every n-th arrival of the rate and serves it from a
+/// pool of virtual users of its own.
+pub(super) async fn drive_rate(
+    ctx: &DriveCtx<'_>,
+    start_rate: f64,
+    stages: &[(f64, Duration)],
+    max_users: u64,
+    offset: f64,
+) {
+    let step_cancel = ctx.control.cancel.child_token();
+    let start = Instant::now();
+    let total: Duration = stages.iter().map(|(_, d)| *d).sum();
+    let end = start + total;
+    // One lane of arrivals per worker, but never more lanes than users in the pool.
+    let n = (ctx.workers.len() as u64).min(max_users).max(1);
+    let mut tasks = Vec::new();
+    for (w, worker) in ctx.workers.iter().enumerate().take(n as usize) {
+        let pool = crate::config::share_of(max_users, (w as u64, n));
+        let scheduler = Scheduler {
+            first_user: w as u64 * max_users.div_ceil(n),
+            template: ctx.user(w, 0, 0, &step_cancel),
+            stages: stages.to_vec(),
+            start_rate,
+            start,
+            end,
+            lane: (w as u64, n),
+            pool,
+            offset,
+            cancel: step_cancel.clone(),
+        };
+        tasks.push(worker.handle.spawn(scheduler.run()));
     }
+    let grace_cancel = step_cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep_until((end + GRACE).into()).await;
+        grace_cancel.cancel();
+    });
+    await_users(tasks, &step_cancel, ctx).await;
+    step_cancel.cancel();
 }
 
 /// Starts of late hits that may wait for a free virtual user, per user of the pool; beyond
@@ -85,6 +82,8 @@ struct PoolUser {
     case: TestCase,
     state: Box<dyn crate::case::UserState>,
     hits: u64,
+    /// Its `on_start` succeeded.
+    started: bool,
 }
 
 impl Scheduler {
@@ -98,7 +97,8 @@ impl Scheduler {
     }
 
     async fn run(self) {
-        let (back_tx, mut back_rx) = tokio::sync::mpsc::unbounded_channel::<PoolUser>();
+        // Users come back after each hit (`None`: the user was dropped, its `on_start` failed).
+        let (back_tx, mut back_rx) = tokio::sync::mpsc::unbounded_channel::<Option<PoolUser>>();
         // The hits in flight: aborted with the scheduler (an abandoned hit is not recorded).
         let mut hits = tokio::task::JoinSet::new();
         let mut idle: Vec<PoolUser> = Vec::new();
@@ -132,7 +132,11 @@ impl Scheduler {
                 }
                 Some(u) = back_rx.recv() => {
                     in_flight -= 1;
-                    idle.push(u);
+                    match u {
+                        Some(u) => idle.push(u),
+                        // A new user may take the place of one whose `on_start` failed.
+                        None => created -= 1,
+                    }
                 }
                 _ = tokio::time::sleep_until(self.end.into()), if waiting_for_end => {}
                 _ = self.cancel.cancelled() => break,
@@ -150,6 +154,7 @@ impl Scheduler {
                                 case,
                                 state,
                                 hits: 0,
+                                started: false,
                             },
                             None => continue,
                         }
@@ -161,11 +166,6 @@ impl Scheduler {
                 let back = back_tx.clone();
                 hits.spawn(async move {
                     let mut user = user;
-                    let now = Instant::now();
-                    let lag = now.saturating_duration_since(intended);
-                    let lag_us = lag.as_micros().min(u64::MAX as u128 / 2) as u64;
-                    user.vu.recorder.set_lag(Some(lag_us));
-                    user.hits += 1;
                     let control = user.vu.control.clone();
                     control.active_users.fetch_add(1, Ordering::Relaxed);
                     let active = Active(&control.active_users);
@@ -174,12 +174,31 @@ impl Scheduler {
                         case,
                         state,
                         hits,
+                        started,
                     } = &mut user;
-                    vu.hit(case, &mut **state, 0, *hits).await;
-                    let took = now.elapsed().as_micros().min(u64::MAX as u128 / 2) as u64;
-                    vu.recorder.record(|s| s.record_hit_time(took, lag_us));
+                    // A new user starts (its `on_start`) when the first arrival it serves is
+                    // due: that hit starts late by as much, and its lag says so.
+                    if !*started {
+                        if !vu.hook(case, &mut **state, Hook::Start).await {
+                            // No hit for this arrival (its user's failed `on_start` is what the
+                            // results count); the user is dropped, a new one may come.
+                            drop(active);
+                            let _ = back.send(None);
+                            return;
+                        }
+                        *started = true;
+                    }
+                    let now = Instant::now();
+                    let lag = now.saturating_duration_since(intended);
+                    let lag_us = lag.as_micros().min(u64::MAX as u128 / 2) as u64;
+                    vu.recorder.set_lag(Some(lag_us));
+                    *hits += 1;
+                    if vu.hit(case, &mut **state, 0, *hits).await {
+                        let took = now.elapsed().as_micros().min(u64::MAX as u128 / 2) as u64;
+                        vu.recorder.record(|s| s.record_hit_time(took, lag_us));
+                    }
                     drop(active);
-                    let _ = back.send(user);
+                    let _ = back.send(Some(user));
                 });
             }
             // Reap finished hit tasks (their users came back through the channel).
@@ -197,8 +216,21 @@ impl Scheduler {
             }
         }
         self.drop_starts(backlog.len() as u64);
-        // Wait for the hits in flight (the driver aborts this task, and them, after the grace
-        // period).
+        // Wait for the hits in flight (each gives its user back before it ends; a cancelled
+        // step makes them abandon their hits), then every user that started runs its
+        // `on_stop` (the driver aborts this task, and them, after the stop grace).
+        while hits.join_next().await.is_some() {}
+        while let Ok(u) = back_rx.try_recv() {
+            idle.extend(u);
+        }
+        for mut user in idle.into_iter().filter(|u| u.started) {
+            hits.spawn(async move {
+                let PoolUser {
+                    vu, case, state, ..
+                } = &mut user;
+                vu.hook(case, &mut **state, Hook::Stop).await;
+            });
+        }
         while hits.join_next().await.is_some() {}
     }
 }

@@ -6,64 +6,62 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::LocalRunner;
 use super::drive::{DriveCtx, GRACE, await_users};
 
-impl LocalRunner {
-    /// Closed model by stages: a controller adds users (or retires the newest ones, after their
-    /// current hit) ten times a second to follow the stages' line.
-    pub(super) async fn drive_stages(&self, ctx: &DriveCtx<'_>, stages: &[(u64, Duration)]) {
-        let step_cancel = ctx.control.cancel.child_token();
-        let start = Instant::now();
-        let total: Duration = stages.iter().map(|(_, d)| *d).sum();
-        let end = start + total;
-        let grace_cancel = step_cancel.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep_until((end + GRACE).into()).await;
-            grace_cancel.cancel();
-        });
-        // Users counted in the line, and users told to stop after their hit (with their task).
-        let mut live: Vec<(Arc<AtomicBool>, usize)> = Vec::new();
-        let mut retiring: Vec<(Arc<AtomicBool>, usize)> = Vec::new();
-        let mut tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
-        let mut next_user = 1u64;
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        loop {
-            tick.tick().await;
-            let now = Instant::now();
-            if now >= end || ctx.control.stopping.load(Ordering::SeqCst) {
-                break;
+/// Closed model by stages: a controller adds users (or retires the newest ones, after their
+/// current hit; they run their `on_stop` then) ten times a second to follow the stages' line.
+/// A user that ended (its `on_start` failed) no longer counts and is replaced at the next tick.
+pub(super) async fn drive_stages(ctx: &DriveCtx<'_>, stages: &[(u64, Duration)]) {
+    let step_cancel = ctx.control.cancel.child_token();
+    let start = Instant::now();
+    let total: Duration = stages.iter().map(|(_, d)| *d).sum();
+    let end = start + total;
+    let grace_cancel = step_cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep_until((end + GRACE).into()).await;
+        grace_cancel.cancel();
+    });
+    // Users counted in the line, and users told to stop after their hit (with their task).
+    let mut live: Vec<(Arc<AtomicBool>, usize)> = Vec::new();
+    let mut retiring: Vec<(Arc<AtomicBool>, usize)> = Vec::new();
+    let mut tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    let mut next_user = 1u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        if now >= end || ctx.control.stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        let target = users_at(stages, now - start);
+        retiring.retain(|(_, i)| !tasks[*i].is_finished());
+        // A user that ended anyway (its task died) no longer counts.
+        live.retain(|(_, i)| !tasks[*i].is_finished());
+        while (live.len() as u64) < target {
+            // A user still finishing its last hit comes back before a new one starts.
+            if let Some((r, i)) = retiring.pop() {
+                r.store(false, Ordering::Relaxed);
+                live.push((r, i));
+                continue;
             }
-            let target = users_at(stages, now - start);
-            retiring.retain(|(_, i)| !tasks[*i].is_finished());
-            // A user that ended anyway (its task died) no longer counts.
-            live.retain(|(_, i)| !tasks[*i].is_finished());
-            while (live.len() as u64) < target {
-                // A user still finishing its last hit comes back before a new one starts.
-                if let Some((r, i)) = retiring.pop() {
-                    r.store(false, Ordering::Relaxed);
-                    live.push((r, i));
-                    continue;
-                }
-                let w = (next_user as usize - 1) % ctx.workers.len();
-                let mut vu = self.user(ctx, w, target, next_user);
-                vu.deadline = Some(end);
-                let retire = Arc::new(AtomicBool::new(false));
-                vu.retire = Some(retire.clone());
-                live.push((retire, tasks.len()));
-                tasks.push(ctx.workers[w].handle.spawn(vu.run()));
-                next_user += 1;
-            }
-            while (live.len() as u64) > target {
-                if let Some((r, i)) = live.pop() {
-                    r.store(true, Ordering::Relaxed);
-                    retiring.push((r, i));
-                }
+            let w = (next_user as usize - 1) % ctx.workers.len();
+            let mut vu = ctx.user(w, target, next_user, &step_cancel);
+            vu.deadline = Some(end);
+            let retire = Arc::new(AtomicBool::new(false));
+            vu.retire = Some(retire.clone());
+            live.push((retire, tasks.len()));
+            tasks.push(ctx.workers[w].handle.spawn(vu.run()));
+            next_user += 1;
+        }
+        while (live.len() as u64) > target {
+            if let Some((r, i)) = live.pop() {
+                r.store(true, Ordering::Relaxed);
+                retiring.push((r, i));
             }
         }
-        await_users(tasks, &step_cancel, ctx).await;
-        step_cancel.cancel();
     }
+    await_users(tasks, &step_cancel, ctx).await;
+    step_cancel.cancel();
 }
 
 /// The users the stages ask for `elapsed` into the plan: linear from the previous stage's count

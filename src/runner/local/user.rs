@@ -1,14 +1,18 @@
 //! One virtual user of a local run: it makes its test context and per-user state, runs its
-//! hits (with think time, until its hits are done, its deadline passes, the run stops or it is
-//! retired) and records each hit's outcome into its shard of the recorder (or sends raw events
-//! with `--raw-events`).
+//! suite's `on_start`, its hits (with think time, until its hits are done, its deadline passes,
+//! the run stops or it is retired) and then its `on_stop`, and records each hit's and hook's
+//! outcome into its shard of the recorder (or sends raw events with `--raw-events`). When its
+//! step is cancelled (Ctrl-C, the end of the grace period) it abandons the hit in flight, which
+//! is not recorded, and still runs its `on_stop`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::Control;
-use crate::case::{Mix, TestCase, TestError, draw, run_hit};
+use tokio_util::sync::CancellationToken;
+
+use crate::case::{Hook, Mix, Outcome, TestCase, TestError, draw, run_hit, run_hook};
 use crate::config::RunArgs;
 use crate::config::plan::Stop;
 use crate::result::{Event, LoadsStatus, ProblemKind, UserRecorder, unix_now};
@@ -26,6 +30,8 @@ impl Drop for Active<'_> {
 pub(super) struct VirtualUser {
     /// The tests each hit draws from.
     pub(super) mix: Arc<Mix>,
+    /// The scenario the user belongs to (`None`: the run's own test and model).
+    pub(super) scenario: Option<Arc<str>>,
     /// This process's part of the run (an agent's index): it spreads the draws.
     pub(super) part: u64,
     /// Hits drawn so far.
@@ -33,6 +39,8 @@ pub(super) struct VirtualUser {
     pub(super) args: Arc<RunArgs>,
     pub(super) recorder: UserRecorder,
     pub(super) control: Arc<Control>,
+    /// Fires when the user's step is cancelled: the hit in flight is abandoned.
+    pub(super) cancel: CancellationToken,
     pub(super) stop: Stop,
     pub(super) deadline: Option<Instant>,
     pub(super) users: u64,
@@ -50,11 +58,13 @@ impl VirtualUser {
     pub(super) fn clone_for(&self, user: u64) -> VirtualUser {
         VirtualUser {
             mix: self.mix.clone(),
+            scenario: self.scenario.clone(),
             part: self.part,
             drawn: AtomicU64::new(0),
             args: self.args.clone(),
             recorder: self.recorder.fresh(),
             control: self.control.clone(),
+            cancel: self.cancel.clone(),
             stop: self.stop.clone(),
             deadline: self.deadline,
             users: self.users,
@@ -131,36 +141,53 @@ impl VirtualUser {
         Some((case, state))
     }
 
+    /// Whether the user must stop making hits: the run is stopping or the step was cancelled.
+    fn stopped(&self) -> bool {
+        self.control.stopping.load(Ordering::Relaxed) || self.cancel.is_cancelled()
+    }
+
+    /// The user's whole life: `on_start`, the hits, `on_stop`.
     pub(super) async fn run(self) {
         if !self.start_delay.is_zero() {
-            tokio::time::sleep(self.start_delay).await;
+            tokio::select! {
+                _ = tokio::time::sleep(self.start_delay) => {}
+                _ = self.cancel.cancelled() => return,
+            }
         }
         let Some((mut case, mut state)) = self.prepare() else {
             return;
         };
         self.control.active_users.fetch_add(1, Ordering::Relaxed);
         let _active = Active(&self.control.active_users);
+        if !self.hook(&mut case, &mut *state, Hook::Start).await {
+            return;
+        }
+        self.hits(&mut case, &mut *state).await;
+        self.hook(&mut case, &mut *state, Hook::Stop).await;
+    }
+
+    /// Runs the user's hits until its plan, deadline, retirement or the run says stop.
+    async fn hits(&self, case: &mut TestCase, state: &mut dyn crate::case::UserState) {
         match &self.stop {
             Stop::Hits(hits) => {
                 'steps: for &h in hits.values() {
                     for i in 1..=h {
-                        if self.control.stopping.load(Ordering::Relaxed) {
+                        if self.stopped() {
                             break 'steps;
                         }
                         if i > 1 {
                             self.think(i).await;
                         }
-                        self.hit(&mut case, &mut *state, h, i).await;
+                        if !self.hit(case, state, h, i).await {
+                            break 'steps;
+                        }
                     }
                 }
             }
             Stop::Duration(_) => {
                 let deadline = self.deadline.unwrap_or_else(Instant::now);
                 let mut i = 0;
-                while Instant::now() < deadline
-                    && !self.control.stopping.load(Ordering::Relaxed)
-                    && !self.retired()
-                {
+                while Instant::now() < deadline && !self.stopped() && !self.retired() {
                     i += 1;
                     if i > 1 {
                         self.think(i).await;
@@ -168,21 +195,79 @@ impl VirtualUser {
                             break;
                         }
                     }
-                    self.hit(&mut case, &mut *state, 0, i).await;
+                    if !self.hit(case, state, 0, i).await {
+                        break;
+                    }
                 }
             }
         }
     }
 
-    /// Runs one hit and records its outcome. Cancellation aborts the whole user task (the
-    /// driver aborts it), so an abandoned hit is simply never recorded.
+    /// Runs the user's lifecycle `hook` if its suite has one and records its outcome apart
+    /// from the hits. Returns whether the user goes on: `false` when `on_start` failed (the
+    /// user then runs no hits and no `on_stop`) or was abandoned (the step was cancelled while
+    /// it ran). An `on_stop` runs even after the step was cancelled; the driver aborts it
+    /// [`STOP_GRACE`](super::drive::STOP_GRACE) later.
+    pub(super) async fn hook(
+        &self,
+        case: &mut TestCase,
+        state: &mut dyn crate::case::UserState,
+        hook: Hook,
+    ) -> bool {
+        let name: Arc<str> = Arc::from(format!("{}::{}", self.mix.suite().name, hook.method()));
+        let test = case.test_name_arc();
+        case.set_test(name.clone());
+        let started = Instant::now();
+        let outcome = match hook {
+            Hook::Start => tokio::select! {
+                o = run_hook(state, hook, case) => o,
+                _ = self.cancel.cancelled() => {
+                    case.set_test(test);
+                    return false;
+                }
+            },
+            Hook::Stop => run_hook(state, hook, case).await,
+        };
+        case.set_test(test);
+        let Some(outcome) = outcome else {
+            return true;
+        };
+        let micros = started.elapsed().as_micros().min(u64::MAX as u128 / 2) as u64;
+        let ok = outcome.is_ok();
+        self.record_hook(&name, micros, &outcome);
+        ok
+    }
+
+    /// Records the outcome of a lifecycle hook.
+    fn record_hook(&self, name: &str, micros: u64, outcome: &Outcome) {
+        let _ = micros;
+        let counter = match outcome {
+            Ok(()) => format!("{name} ok"),
+            Err(_) => format!("{name} failed"),
+        };
+        self.recorder.record(|s| {
+            s.incr_counter(&counter);
+            if let Err(e) = outcome {
+                let kind = if e.is_failure() {
+                    ProblemKind::Failure
+                } else {
+                    ProblemKind::Error
+                };
+                let e = e.exc_info();
+                s.record_problem(kind, name, e.message(), e.kind(), e.traceback(), unix_now())
+            }
+        });
+    }
+
+    /// Runs one hit and records its outcome; returns `false`, recording nothing, when the
+    /// step was cancelled before the hit ended (the hit is abandoned).
     pub(super) async fn hit(
         &self,
         case: &mut TestCase,
         state: &mut dyn crate::case::UserState,
         hits: u64,
         i: u64,
-    ) {
+    ) -> bool {
         case.set_status(LoadsStatus {
             hits,
             users: self.users,
@@ -199,7 +284,10 @@ impl VirtualUser {
             test: entry.name.to_string(),
             loads_status,
         });
-        let outcome = run_hit(state, entry.test.index, case).await;
+        let outcome = tokio::select! {
+            o = run_hit(state, entry.test.index, case) => o,
+            _ = self.cancel.cancelled() => return false,
+        };
         let name = &*entry.name;
         if raw {
             let test = name.to_owned();
@@ -223,7 +311,7 @@ impl VirtualUser {
                 test,
                 loads_status: status,
             });
-            return;
+            return true;
         }
         let second = unix_now();
         self.recorder.record(|s| match &outcome {
@@ -239,5 +327,6 @@ impl VirtualUser {
                 s.record_problem(kind, name, e.message(), e.kind(), e.traceback(), second)
             }
         });
+        true
     }
 }

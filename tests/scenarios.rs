@@ -1,0 +1,185 @@
+//! Several scenarios in one run, from the config file's `[[scenario]]` tables, through the real
+//! binary against the real demo server on loopback: each scenario keeps its own load model and
+//! start delay, the results show each one, and bad scenarios are refused before any load.
+
+mod common;
+
+use common::{DemoServer, run_with_limit, stderr, stdout};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A scratch directory of this test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("loads-scen-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    dir
+}
+
+/// Runs `loads run -c FILE ARGS` with `config` as the file; returns the output.
+fn run_config(dir: &std::path::Path, config: &str, args: &[&str]) -> std::process::Output {
+    let path = dir.join("loads.toml");
+    std::fs::write(&path, config).expect("config");
+    let mut all = vec!["run", "-c", path.to_str().expect("utf8")];
+    all.extend(args);
+    run_with_limit(&all, Duration::from_secs(90))
+}
+
+#[test]
+fn two_scenarios_keep_their_own_models_and_both_are_reported() {
+    let server = DemoServer::start();
+    let dir = scratch("two");
+    let json = dir.join("summary.json");
+    let config = format!(
+        r#"
+server-url = "{url}"
+
+[[scenario]]
+name = "shoppers"
+tests = {{ "shop::browse" = 70, "shop::checkout" = 30 }}
+rate = "100/s"
+duration = "4s"
+
+[[scenario]]
+name = "admins"
+tests = "example::health"
+users = 2
+duration = "2s"
+think-time = "100ms"
+start-after = "2s"
+"#,
+        url = server.url
+    );
+    let out = run_config(
+        &dir,
+        &config,
+        &[
+            "-o",
+            "json",
+            "-o",
+            "stdout",
+            "--output-json-path",
+            json.to_str().expect("utf8"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("shoppers"), "{text}");
+    assert!(text.contains("admins"), "{text}");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("summary")).expect("json");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let scenario = |name: &str| s["scenarios"][name].clone();
+    // The open scenario: 100 arrivals a second for 4 s, whatever the closed one does.
+    let shoppers = scenario("shoppers")["hits"]
+        .as_u64()
+        .expect("shoppers hits");
+    assert!(
+        (380..=401).contains(&shoppers),
+        "shoppers: {shoppers} in {s}"
+    );
+    // The closed one: 2 users pausing 100 ms between hits for 2 s, after 2 s.
+    let admins = scenario("admins")["hits"].as_u64().expect("admins hits");
+    assert!((20..=42).contains(&admins), "admins: {admins} in {s}");
+    // Its hits started no sooner than its delay: per second, the open scenario's arrivals
+    // stay at the rate, and the closed one has none in the first two seconds.
+    let per_second = |name: &str| -> Vec<(i64, u64)> {
+        let mut v: Vec<(i64, u64)> = scenario(name)["timeline"]
+            .as_object()
+            .unwrap_or_else(|| panic!("no timeline for {name} in {s}"))
+            .iter()
+            .map(|(k, v)| (k.parse().expect("second"), v.as_u64().expect("hits")))
+            .collect();
+        v.sort();
+        v
+    };
+    let shop_seconds = per_second("shoppers");
+    let admin_seconds = per_second("admins");
+    let first = shop_seconds[0].0;
+    // Full seconds of the open scenario (not the first or last, which are cut by the start).
+    for (sec, n) in &shop_seconds[1..shop_seconds.len().saturating_sub(1)] {
+        assert!(
+            (85..=115).contains(n),
+            "shoppers second {sec}: {n} in {shop_seconds:?}"
+        );
+    }
+    assert!(
+        admin_seconds[0].0 > first,
+        "admins started before their delay: {admin_seconds:?} vs {shop_seconds:?}"
+    );
+    // The tests of each scenario are counted under their names too.
+    assert_eq!(
+        s["tests"]["example::health"]["hits"].as_u64(),
+        Some(admins),
+        "{s}"
+    );
+}
+
+#[test]
+fn bad_scenarios_are_refused_before_any_load() {
+    let dir = scratch("bad");
+    let cases: &[(&str, &[&str], &str)] = &[
+        (
+            "[[scenario]]\ntests = \"example::health\"\n",
+            &[],
+            "no name",
+        ),
+        (
+            "[[scenario]]\nname = \"a\"\ntests = \"example::health\"\n[[scenario]]\nname = \"a\"\ntests = \"example::health\"\n",
+            &[],
+            "two scenarios are named \"a\"",
+        ),
+        ("[[scenario]]\nname = \"a\"\n", &[], "has no tests"),
+        (
+            "[[scenario]]\nname = \"a\"\ntests = \"example::nope\"\n",
+            &[],
+            "example::nope",
+        ),
+        (
+            "[[scenario]]\nname = \"a\"\ntests = { \"example::health\" = 0 }\n",
+            &[],
+            "invalid weight",
+        ),
+        (
+            "[[scenario]]\nname = \"a\"\ntests = \"example::health shop::browse\"\n",
+            &[],
+            "different suites",
+        ),
+        (
+            "[[scenario]]\nname = \"a\"\ntests = \"example::health\"\nrate = \"10/s\"\n",
+            &[],
+            "scenario \"a\"",
+        ),
+        (
+            "[[scenario]]\nname = \"a\"\ntests = \"example::health\"\nthink_time = \"1s\"\n",
+            &[],
+            "did you mean `think-time`",
+        ),
+        (
+            "[[scenario]]\nname = \"a\"\ntests = \"example::health\"\n",
+            &["-u", "3"],
+            "each scenario has its own load model",
+        ),
+        (
+            "[[scenario]]\nname = \"a\"\ntests = \"example::health\"\n",
+            &["example::health"],
+            "takes its tests from them",
+        ),
+        (
+            "[[scenario]]\nname = \"a\"\ntests = \"example::health\"\nstart-after = \"soon\"\n",
+            &[],
+            "start-after",
+        ),
+    ];
+    for (config, args, expected) in cases {
+        let out = run_config(&dir, config, args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{config}\n{err}");
+        assert!(
+            err.contains(expected),
+            "{config}: expected {expected:?} in\n{err}"
+        );
+        assert!(!err.contains("Hits:"), "{config}: a load ran\n{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
