@@ -42,6 +42,7 @@ impl LocalRunner {
             start_delay: Duration::ZERO,
             think: self.plan.think,
             retire: None,
+            scenario: None,
         }
     }
 }

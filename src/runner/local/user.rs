@@ -11,7 +11,7 @@ use super::Control;
 use crate::case::{Mix, TestCase, TestError, draw, run_hit};
 use crate::config::RunArgs;
 use crate::config::plan::Stop;
-use crate::result::{Event, LoadsStatus, ProblemKind, UserRecorder, unix_now};
+use crate::result::{Event, Hit, HitOutcome, LoadsStatus, ProblemKind, UserRecorder, unix_now};
 
 /// Counts a user as active while it lives, even when its task is aborted.
 pub(super) struct Active<'a>(pub(super) &'a AtomicU64);
@@ -43,6 +43,34 @@ pub(super) struct VirtualUser {
     pub(super) think: Option<(Duration, Duration)>,
     /// Stages: set when the user must stop after its current hit.
     pub(super) retire: Option<Arc<AtomicBool>>,
+    /// The scenario this user's hits belong to, in a run of scenarios (their figures are kept
+    /// per scenario too).
+    pub(super) scenario: Option<Arc<str>>,
+}
+
+/// How a hit or a hook ended, as the statistics record it.
+pub(super) fn hit_outcome(outcome: &Result<(), TestError>) -> HitOutcome<'_> {
+    match outcome {
+        Ok(()) => HitOutcome::Success,
+        Err(e) => {
+            let info = e.exc_info();
+            HitOutcome::Problem {
+                outcome: if e.is_failure() {
+                    ProblemKind::Failure
+                } else {
+                    ProblemKind::Error
+                },
+                message: info.message(),
+                kind: info.kind(),
+                traceback: info.traceback(),
+            }
+        }
+    }
+}
+
+/// The µs of `d`, bounded so that sums cannot overflow.
+fn micros(d: Duration) -> u64 {
+    d.as_micros().min(u128::from(u64::MAX / 2)) as u64
 }
 
 impl VirtualUser {
@@ -62,6 +90,7 @@ impl VirtualUser {
             start_delay: Duration::ZERO,
             think: self.think,
             retire: None,
+            scenario: self.scenario.clone(),
         }
     }
 
@@ -98,19 +127,8 @@ impl VirtualUser {
         ) {
             Ok(c) => c,
             Err(e) => {
-                let err = TestError::from(e);
-                let info = err.exc_info();
-                self.recorder.record(|s| {
-                    s.record_start(name);
-                    s.record_problem(
-                        ProblemKind::Error,
-                        name,
-                        info.message(),
-                        info.kind(),
-                        info.traceback(),
-                        unix_now(),
-                    )
-                });
+                let err = Err(TestError::from(e));
+                self.record_unrun(name, hit_outcome(&err));
                 return None;
             }
         };
@@ -121,14 +139,32 @@ impl VirtualUser {
                     "creating the suite's per-user state panicked: {}",
                     crate::case::panic_message(payload.as_ref())
                 );
-                self.recorder.record(|s| {
-                    s.record_start(name);
-                    s.record_problem(ProblemKind::Error, name, &message, "panic", "", unix_now())
-                });
+                self.record_unrun(
+                    name,
+                    HitOutcome::Problem {
+                        outcome: ProblemKind::Error,
+                        message: &message,
+                        kind: "panic",
+                        traceback: "",
+                    },
+                );
                 return None;
             }
         };
         Some((case, state))
+    }
+
+    /// Records a hit of `test` that never ran (the user could not be made): no duration.
+    fn record_unrun(&self, test: &str, outcome: HitOutcome<'_>) {
+        self.recorder.record(|s| {
+            s.record_hit(&Hit {
+                test,
+                scenario: self.scenario.as_deref(),
+                micros: None,
+                second: unix_now(),
+                outcome,
+            })
+        });
     }
 
     pub(super) async fn run(self) {
@@ -199,7 +235,9 @@ impl VirtualUser {
             test: entry.name.to_string(),
             loads_status,
         });
+        let started = Instant::now();
         let outcome = run_hit(state, entry.test.index, case).await;
+        let took = micros(started.elapsed());
         let name = &*entry.name;
         if raw {
             let test = name.to_owned();
@@ -222,22 +260,17 @@ impl VirtualUser {
             let _ = self.recorder.send_raw(|_| Event::StopTest {
                 test,
                 loads_status: status,
+                elapsed: Some(took as f64 / 1e6),
             });
             return;
         }
-        let second = unix_now();
-        self.recorder.record(|s| match &outcome {
-            Ok(()) => s.record_hit_success(name, second),
-            Err(e) => {
-                s.record_start(name);
-                let kind = if e.is_failure() {
-                    ProblemKind::Failure
-                } else {
-                    ProblemKind::Error
-                };
-                let e = e.exc_info();
-                s.record_problem(kind, name, e.message(), e.kind(), e.traceback(), second)
-            }
-        });
+        let hit = Hit {
+            test: name,
+            scenario: self.scenario.as_deref(),
+            micros: Some(took),
+            second: unix_now(),
+            outcome: hit_outcome(&outcome),
+        };
+        self.recorder.record(|s| s.record_hit(&hit));
     }
 }
