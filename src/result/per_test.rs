@@ -181,22 +181,24 @@ pub struct Hit<'a> {
 }
 
 /// The entry of `name` in `map`: at most `max` names, then `other` for every further one.
-/// Allocates only for a name seen for the first time.
+/// Two lookups for a known name; allocates only for an entry made for the first time.
 pub(crate) fn entry<'m>(
     map: &'m mut BTreeMap<String, TestStats>,
     name: &str,
     max: usize,
     other: &str,
 ) -> &'m mut TestStats {
-    let key = if map.contains_key(name) || map.len() - usize::from(map.contains_key(other)) < max {
-        name
-    } else {
-        other
-    };
-    if !map.contains_key(key) {
-        map.insert(key.to_owned(), TestStats::default());
+    if !map.contains_key(name) {
+        let has_other = map.contains_key(other);
+        if map.len() - usize::from(has_other) < max {
+            return map.entry(name.to_owned()).or_default();
+        }
+        if !has_other {
+            map.insert(other.to_owned(), TestStats::default());
+        }
+        return map.get_mut(other).expect("present");
     }
-    map.get_mut(key).expect("inserted above")
+    map.get_mut(name).expect("present")
 }
 
 /// Decoding of the maps of [`TestStats`], refusing a map with more entries than a [`Stats`]
