@@ -769,6 +769,8 @@ fn merged_percentiles_equal_one_histogram_and_thresholds_judge_the_cluster() {
             "hits==300",
             "--threshold",
             "requests<100",
+            "--threshold",
+            "test=volume hits==300",
         ],
         Duration::from_secs(120),
     );
@@ -776,14 +778,26 @@ fn merged_percentiles_equal_one_histogram_and_thresholds_judge_the_cluster() {
     // Every hit succeeded, but a threshold on the cluster's merged data failed.
     assert_eq!(out.status.code(), Some(99), "{text}\n{}", stderr(&out));
     assert!(text.contains("pass  hits==300"), "{text}");
+    assert!(text.contains("pass  test=volume hits==300"), "{text}");
     assert!(text.contains("FAIL  requests<100"), "{text}");
 
     // The batches as the agents sent them, recorded value by value into one histogram.
     let mut one = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+    // The same for the test's hit durations.
+    let mut hits = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
     let mut batches = 0;
     let lines = std::fs::read_to_string(&events).expect("events file");
     for line in lines.lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("event line");
+        let duration = &v["tests"]["example::volume"]["duration"];
+        if v["data_type"] == "batch" && !duration.is_null() {
+            let part: loads::__private::internals::Latency =
+                serde_json::from_value(duration.clone()).expect("histogram");
+            for x in part.0.iter_recorded() {
+                hits.record_n(x.value_iterated_to(), x.count_at_value())
+                    .expect("record");
+            }
+        }
         if v["data_type"] != "batch" || v["requests"]["latency"].is_null() {
             continue;
         }
@@ -816,7 +830,16 @@ fn merged_percentiles_equal_one_histogram_and_thresholds_judge_the_cluster() {
             (got - want).abs() < 1e-9,
             "{name}: merged {got} ms, one histogram {want} ms"
         );
+        let want = hits.value_at_quantile(q) as f64 / 1000.0;
+        let got = j["tests"]["example::volume"]["duration"][name]
+            .as_f64()
+            .expect(name);
+        assert!(
+            (got - want).abs() < 1e-9,
+            "hit duration {name}: merged {got} ms, one histogram {want} ms"
+        );
     }
+    assert_eq!(hits.len(), 300, "every hit of every agent has its duration");
 
     // `loads report` judges the run's stored thresholds again and renders every output.
     let run_id = run_id_of(&text);
@@ -840,6 +863,10 @@ fn merged_percentiles_equal_one_histogram_and_thresholds_judge_the_cluster() {
     assert_eq!(r["hits"], 300);
     assert_eq!(r["latency"], j["latency"]);
     assert_eq!(r["thresholds"], j["thresholds"]);
+    assert_eq!(
+        r["tests"], j["tests"],
+        "the stored run keeps the hit durations"
+    );
 }
 
 #[test]

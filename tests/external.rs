@@ -325,4 +325,12 @@ fn a_python_testcase_runs_through_the_python_client() {
     assert_eq!(j["requests"], 15);
     assert_eq!(j["urls"][0]["statuses"]["200"], 15);
     assert_eq!(j["urls"][0]["url"], format!("{}/", server.url));
+    // The client's stopTest carries each hit's whole duration: at least its request's.
+    let test = &j["tests"]["test_site.TestSite.test_home"];
+    assert_eq!(test["duration"]["count"], 15, "{test}");
+    let (hit_min, request_min) = (
+        test["duration"]["min"].as_f64().expect("min"),
+        j["urls"][0]["latency"]["min"].as_f64().expect("min"),
+    );
+    assert!(hit_min >= request_min * 0.99, "{hit_min} vs {request_min}");
 }

@@ -35,6 +35,13 @@ fn counter(summary: &serde_json::Value, name: &str) -> u64 {
     summary["counters"][name].as_u64().unwrap_or(0)
 }
 
+/// Runs of lifecycle hook `hook` reported apart from the hits: (runs, successes, failed).
+fn hook(summary: &serde_json::Value, hook: &str) -> (u64, u64, u64) {
+    let h = &summary["lifecycle"][hook];
+    let n = |k: &str| h[k].as_u64().unwrap_or(0);
+    (n("hits"), n("successes"), n("failures") + n("errors"))
+}
+
 fn hits(summary: &serde_json::Value) -> u64 {
     summary["tests"]
         .as_object()
@@ -53,6 +60,10 @@ fn on_start_and_on_stop_run_once_per_user_in_a_cycles_run() {
     assert_eq!(counter(&s, "logins"), 7, "{s}");
     assert_eq!(counter(&s, "logouts"), 7, "{s}");
     assert_eq!(hits(&s), 35, "{s}");
+    // Reported apart, not as hits.
+    assert_eq!(hook(&s, "shop::on_start"), (7, 7, 0), "{s}");
+    assert_eq!(hook(&s, "shop::on_stop"), (7, 7, 0), "{s}");
+    assert_eq!(s["hits"], 35, "{s}");
     // Two steps of users: each user of each step starts and stops once.
     let s = summary_of(
         "steps",
@@ -140,6 +151,10 @@ fn a_failing_on_start_is_counted_and_its_user_runs_no_hits() {
         1,
     );
     assert_eq!(hits(&s), 0, "{s}");
+    assert_eq!(s["hits"], 0, "{s}");
+    assert_eq!(hook(&s, "shop::on_start"), (4, 0, 4), "{s}");
+    assert_eq!(hook(&s, "shop::on_stop"), (0, 0, 0), "{s}");
+    assert_eq!(s["success"], false, "{s}");
     assert_eq!(counter(&s, "logins"), 0, "{s}");
     assert_eq!(counter(&s, "logouts"), 0, "{s}");
     let problems = s["problems"].as_array().expect("problems");

@@ -43,9 +43,9 @@ duration = "4s"
 name = "admins"
 tests = "example::health"
 users = 2
-duration = "2s"
+duration = "3s"
 think-time = "100ms"
-start-after = "2s"
+start-after = "3s"
 "#,
         url = server.url
     );
@@ -78,34 +78,33 @@ start-after = "2s"
         (380..=401).contains(&shoppers),
         "shoppers: {shoppers} in {s}"
     );
-    // The closed one: 2 users pausing 100 ms between hits for 2 s, after 2 s.
+    // The closed one: 2 users pausing 100 ms between hits for 3 s, after 3 s.
     let admins = scenario("admins")["hits"].as_u64().expect("admins hits");
-    assert!((20..=42).contains(&admins), "admins: {admins} in {s}");
-    // Its hits started no sooner than its delay: per second, the open scenario's arrivals
-    // stay at the rate, and the closed one has none in the first two seconds.
-    let per_second = |name: &str| -> Vec<(i64, u64)> {
-        let mut v: Vec<(i64, u64)> = scenario(name)["timeline"]
-            .as_object()
-            .unwrap_or_else(|| panic!("no timeline for {name} in {s}"))
-            .iter()
-            .map(|(k, v)| (k.parse().expect("second"), v.as_u64().expect("hits")))
-            .collect();
-        v.sort();
-        v
-    };
-    let shop_seconds = per_second("shoppers");
-    let admin_seconds = per_second("admins");
-    let first = shop_seconds[0].0;
-    // Full seconds of the open scenario (not the first or last, which are cut by the start).
-    for (sec, n) in &shop_seconds[1..shop_seconds.len().saturating_sub(1)] {
-        assert!(
-            (85..=115).contains(n),
-            "shoppers second {sec}: {n} in {shop_seconds:?}"
-        );
+    assert!((40..=62).contains(&admins), "admins: {admins} in {s}");
+    // The run lasts until the delayed scenario ends (3 s + 3 s), not the open one's 4 s.
+    let secs = s["duration"].as_f64().expect("duration");
+    assert!((5.8..=8.0).contains(&secs), "duration {secs} in {s}");
+    // Per second: the open scenario alone at its rate first (seconds 1 and 2 of the run, whole
+    // seconds before the closed one starts), then the closed one alone at its own pace
+    // (second 5, after the open one ended).
+    let timeline: Vec<u64> = s["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .map(|t| t["hits"].as_u64().expect("hits"))
+        .collect();
+    assert!(timeline.len() >= 6, "{timeline:?}");
+    for (i, n) in timeline.iter().enumerate().take(3).skip(1) {
+        assert!((85..=115).contains(n), "second {i}: {n} in {timeline:?}");
     }
     assert!(
-        admin_seconds[0].0 > first,
-        "admins started before their delay: {admin_seconds:?} vs {shop_seconds:?}"
+        (12..=24).contains(&timeline[5]),
+        "second 5 (the closed scenario alone): {timeline:?}"
+    );
+    assert_eq!(
+        timeline.iter().sum::<u64>(),
+        shoppers + admins,
+        "{timeline:?}"
     );
     // The tests of each scenario are counted under their names too.
     assert_eq!(

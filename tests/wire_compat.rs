@@ -18,11 +18,18 @@ fn fixture(name: &str) -> Value {
 }
 
 /// Every path of object keys in `v` (`a.b.c`; the elements of an array share the path `a[]`;
-/// maps keyed by data — URLs, seconds, tests, statuses — are entered but their keys are not
-/// names, so they are written `*`).
+/// maps keyed by data — URLs, seconds, tests, scenarios, hooks, statuses — are entered but
+/// their keys are not names, so they are written `*`).
 fn key_paths(v: &Value, at: &str, out: &mut BTreeSet<String>) {
-    const DATA_KEYED: [&str; 6] = [
-        "urls", "timeline", "tests", "statuses", "counters", "methods",
+    const DATA_KEYED: [&str; 8] = [
+        "urls",
+        "timeline",
+        "tests",
+        "scenarios",
+        "lifecycle",
+        "statuses",
+        "counters",
+        "methods",
     ];
     match v {
         Value::Object(m) => {

@@ -269,7 +269,7 @@ pub struct OutputOptions {
     /// File of the junit output [default: loads-junit.xml]
     #[arg(long = "output-junit-path", value_name = "FILE")]
     pub junit_path: Option<String>,
-    /// Prefix of the csv output's PREFIX_stats.csv and PREFIX_history.csv [default: loads]
+    /// Prefix of the csv output's PREFIX_stats.csv, PREFIX_history.csv and PREFIX_tests.csv [default: loads]
     #[arg(long = "output-csv-path", value_name = "PREFIX")]
     pub csv_path: Option<String>,
     /// File of the file output (JSON lines) [default: loads-events.jsonl]

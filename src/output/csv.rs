@@ -1,13 +1,15 @@
 //! The `csv` output, like Locust's `--csv`: `PREFIX_stats.csv` with a row per URL and method
 //! plus an `Aggregated` row (request times in milliseconds, percentiles from the merged HDR
-//! histograms), and `PREFIX_history.csv` with a row per second of the run. Written when the
+//! histograms), `PREFIX_history.csv` with a row per second of the run, and `PREFIX_tests.csv`
+//! with a row per test, per scenario and per lifecycle hook (a `Kind` column says which: `test`,
+//! `scenario`, `lifecycle`): outcome counts and hit durations in milliseconds. Written when the
 //! run ends.
 
 use std::fs::File;
 use std::path::PathBuf;
 
 use super::write_error;
-use crate::result::{Observer, OutputError, RequestStats, TestResult};
+use crate::result::{Observer, OutputError, RequestStats, TestResult, TestStats};
 
 /// Percentile columns of the stats file.
 const PERCENTILES: [(f64, &str); 11] = [
@@ -24,20 +26,55 @@ const PERCENTILES: [(f64, &str); 11] = [
     (1.0, "100%"),
 ];
 
-/// Writes the two CSV files.
+/// Writes the three CSV files.
 pub struct CsvOutput {
-    files: Option<(File, File)>,
-    paths: (PathBuf, PathBuf),
+    files: Option<(File, File, File)>,
+    paths: (PathBuf, PathBuf, PathBuf),
 }
 
 impl CsvOutput {
-    /// An output writing the stats to `stats` and the history to `history` (opened at `paths`).
-    pub fn new(stats: File, history: File, paths: (PathBuf, PathBuf)) -> Self {
+    /// An output writing the stats to `stats`, the history to `history` and the per-test
+    /// figures to `tests` (opened at `paths`, in that order).
+    pub fn new(
+        stats: File,
+        history: File,
+        tests: File,
+        paths: (PathBuf, PathBuf, PathBuf),
+    ) -> Self {
         CsvOutput {
-            files: Some((stats, history)),
+            files: Some((stats, history, tests)),
             paths,
         }
     }
+}
+
+/// The row of one test, scenario or hook in the tests file.
+fn test_row(kind: &str, name: &str, t: &TestStats, secs: f64) -> Vec<String> {
+    let c = &t.counts;
+    let d = &t.duration;
+    let q = |v: f64| if d.is_empty() { String::new() } else { ms(v) };
+    let mut row = vec![
+        kind.to_owned(),
+        name.to_owned(),
+        c.hits.to_string(),
+        c.successes.to_string(),
+        c.failures.to_string(),
+        c.errors.to_string(),
+        if secs > 0.0 {
+            format!("{:.3}", c.hits as f64 / secs)
+        } else {
+            "0".into()
+        },
+        d.len().to_string(),
+        q(d.quantile(0.5) as f64),
+        q(d.mean()),
+        q(d.0.min() as f64),
+        q(d.max() as f64),
+    ];
+    for (p, _) in PERCENTILES {
+        row.push(q(d.quantile(p) as f64));
+    }
+    row
 }
 
 fn ms(us: f64) -> String {
@@ -90,7 +127,7 @@ fn write_csv(
 
 impl Observer for CsvOutput {
     fn on_finish(&mut self, result: &TestResult) -> Result<(), OutputError> {
-        let Some((stats_file, history_file)) = self.files.take() else {
+        let Some((stats_file, history_file, tests_file)) = self.files.take() else {
             return Ok(());
         };
         let stats = result.stats();
@@ -116,6 +153,30 @@ impl Observer for CsvOutput {
         }
         rows.push(stats_row("", "Aggregated", &stats.requests, secs));
         write_csv(stats_file, &header, rows).map_err(|e| write_error("csv", &self.paths.0, e))?;
+
+        let mut header = vec![
+            "Kind",
+            "Name",
+            "Hits",
+            "Successes",
+            "Failures",
+            "Errors",
+            "Hits/s",
+            "Measured Hits",
+            "Median Hit Time",
+            "Average Hit Time",
+            "Min Hit Time",
+            "Max Hit Time",
+        ];
+        header.extend(PERCENTILES.iter().map(|(_, n)| *n));
+        let rows = [
+            ("test", &stats.tests),
+            ("scenario", &stats.scenarios),
+            ("lifecycle", &stats.lifecycle),
+        ]
+        .into_iter()
+        .flat_map(|(kind, m)| m.iter().map(move |(name, t)| test_row(kind, name, t, secs)));
+        write_csv(tests_file, &header, rows).map_err(|e| write_error("csv", &self.paths.2, e))?;
 
         let summary = result.summary();
         let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));

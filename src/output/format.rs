@@ -4,7 +4,9 @@
 use std::fmt::Write as _;
 
 pub use crate::config::units::{format_bytes, format_micros};
-use crate::result::{ProblemKind, RequestStats, TestResult};
+use std::collections::BTreeMap;
+
+use crate::result::{ProblemKind, RequestStats, TestResult, TestStats};
 
 /// Text from tests or the network, without control characters (but for newlines and tabs), so
 /// that it cannot move the cursor or colour the terminal.
@@ -62,6 +64,11 @@ fn statuses(r: &RequestStats) -> String {
 
 /// Lays out rows under headers, columns padded to their widest cell (the first two left-aligned).
 fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    table_aligned(headers, rows, 2)
+}
+
+/// [`table`] with the first `left` columns left-aligned.
+fn table_aligned(headers: &[&str], rows: &[Vec<String>], left: usize) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -73,7 +80,7 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         let mut s = String::from("  ");
         for (i, (cell, w)) in cells.zip(&widths).enumerate() {
             let pad = w.saturating_sub(cell.chars().count());
-            if i < 2 {
+            if i < left {
                 s.push_str(cell);
                 s.push_str(&" ".repeat(pad));
             } else {
@@ -94,6 +101,65 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 
 /// Rows of the URL table shown at most.
 const MAX_URL_ROWS: usize = 20;
+/// Rows of each table of tests, scenarios or hooks shown at most.
+const MAX_TEST_ROWS: usize = 20;
+
+/// The table of a map of per-test figures (tests, scenarios or lifecycle hooks): outcome
+/// counts and hit durations; `runs` names the count (`HITS`, or `RUNS` for hooks).
+fn per_test_table(
+    o: &mut String,
+    title: &str,
+    what: &str,
+    runs: &str,
+    m: &BTreeMap<String, TestStats>,
+    secs: f64,
+) {
+    let shown: Vec<(&String, &TestStats)> = m.iter().filter(|(_, t)| !t.is_empty()).collect();
+    if shown.is_empty() {
+        return;
+    }
+    let q = |t: &TestStats, p: f64| {
+        if t.duration.is_empty() {
+            "-".to_owned()
+        } else if p >= 1.0 {
+            format_micros(t.duration.max() as f64)
+        } else {
+            format_micros(t.duration.quantile(p) as f64)
+        }
+    };
+    let rows: Vec<Vec<String>> = shown
+        .iter()
+        .take(MAX_TEST_ROWS)
+        .map(|(name, t)| {
+            let c = &t.counts;
+            vec![
+                clean(name),
+                c.hits.to_string(),
+                format!("{:.1}", rate(c.hits, secs)),
+                c.successes.to_string(),
+                c.failures.to_string(),
+                c.errors.to_string(),
+                q(t, 0.50),
+                q(t, 0.90),
+                q(t, 0.95),
+                q(t, 0.99),
+                q(t, 1.0),
+            ]
+        })
+        .collect();
+    let _ = writeln!(o, "\n{title}:");
+    let per_s = format!("{runs}/S");
+    o.push_str(&table_aligned(
+        &[
+            what, runs, &per_s, "OK", "FAILURES", "ERRORS", "P50", "P90", "P95", "P99", "MAX",
+        ],
+        &rows,
+        1,
+    ));
+    if shown.len() > MAX_TEST_ROWS {
+        let _ = writeln!(o, "  … and {} more", shown.len() - MAX_TEST_ROWS);
+    }
+}
 /// From this many URLs on, the slowest are shown first.
 const SORT_SLOWEST_FROM: usize = 8;
 
@@ -285,6 +351,31 @@ pub fn render_summary(result: &TestResult) -> String {
         }
     }
 
+    per_test_table(
+        &mut o,
+        "Tests (hit durations: each hit's whole time, set-up and tear-down included)",
+        "TEST",
+        "HITS",
+        &stats.tests,
+        secs,
+    );
+    per_test_table(
+        &mut o,
+        "Scenarios",
+        "SCENARIO",
+        "HITS",
+        &stats.scenarios,
+        secs,
+    );
+    per_test_table(
+        &mut o,
+        "Users (lifecycle hooks, not hits)",
+        "HOOK",
+        "RUNS",
+        &stats.lifecycle,
+        secs,
+    );
+
     let counters: Vec<Vec<String>> = stats
         .counters
         .iter()
@@ -360,10 +451,14 @@ pub fn render_summary(result: &TestResult) -> String {
     };
     let _ = writeln!(
         o,
-        "\nResult:        {verdict} ({} successes, {} failures, {} errors{})",
+        "\nResult:        {verdict} ({} successes, {} failures, {} errors{}{})",
         totals.successes,
         totals.failures,
         totals.errors,
+        match stats.lifecycle_problems() {
+            0 => String::new(),
+            n => format!("; {n} failed lifecycle hook runs"),
+        },
         if verdicts.is_empty() {
             String::new()
         } else {
@@ -402,6 +497,79 @@ mod tests {
     #[test]
     fn control_characters_are_replaced() {
         assert_eq!(clean("a\x1b[31mb\r\nc\td"), "a\u{fffd}[31mb\u{fffd}\nc\td");
+    }
+
+    #[test]
+    fn the_summary_has_tables_per_test_scenario_and_hook() {
+        use crate::result::{Event, EventSink, Hit, HitOutcome, RunMeta, Stats};
+        let mut r = TestResult::new(RunMeta::default());
+        let mut st = Stats::default();
+        for ms in [10u64, 20, 30] {
+            st.record_hit(&Hit {
+                test: "blog::checkout\x1b[31m",
+                scenario: Some("buyers"),
+                micros: Some(ms * 1000),
+                second: 1,
+                outcome: HitOutcome::Success,
+            });
+        }
+        st.record_hook(
+            "blog::on_start",
+            12_000,
+            &HitOutcome::Problem {
+                outcome: ProblemKind::Failure,
+                message: "no token",
+                kind: "ensure",
+                traceback: "",
+            },
+        );
+        r.start();
+        r.ingest(Event::Batch(Box::new(st)));
+        r.finish();
+        let text = render_summary(&r);
+        let row = |first: &str| {
+            text.lines()
+                .find(|l| l.trim_start().starts_with(first))
+                .unwrap_or_else(|| panic!("no {first} row in\n{text}"))
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert!(text.contains("\nTests (hit durations"), "{text}");
+        assert!(!text.contains('\x1b'), "{text}");
+        let checkout = row("blog::checkout\u{fffd}[31m");
+        let cells: Vec<&str> = checkout.split(' ').collect();
+        // Name, hits, hits/s, ok, failures, errors, then p50 p90 p95 p99 max (value and unit).
+        assert_eq!(cells.len(), 16, "{checkout}");
+        assert_eq!(
+            (cells[1], cells[3], cells[4], cells[5]),
+            ("3", "3", "0", "0")
+        );
+        assert!(
+            cells[6].starts_with("20.0") && cells[7] == "ms",
+            "{checkout}"
+        );
+        assert!(
+            cells[14].starts_with("30.0") && cells[15] == "ms",
+            "{checkout}"
+        );
+        assert!(text.contains("\nScenarios:"), "{text}");
+        assert!(row("buyers").starts_with("buyers 3 "), "{text}");
+        assert!(
+            text.contains("\nUsers (lifecycle hooks, not hits):"),
+            "{text}"
+        );
+        let hook = row("blog::on_start");
+        assert!(hook.starts_with("blog::on_start 1 "), "{hook}");
+        assert!(hook.contains(" 12.0"), "{hook}");
+        // Hooks are not hits, but a failed one fails the run.
+        assert!(text.contains("Hits:          3 "), "{text}");
+        assert!(
+            text.contains(
+                "FAILED (3 successes, 0 failures, 0 errors; 1 failed lifecycle hook runs)"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

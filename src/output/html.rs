@@ -2,8 +2,9 @@
 //! offline in any browser. It holds the run's metadata, the summary figures, thresholds and
 //! baseline deltas, charts over time (SVG drawn by the `plotters` crate: requests and hits per
 //! second, p50/p95/p99 request time, active users, failures and errors per second, WebSocket
-//! messages per second), the per-URL table, the failures and errors with their tracebacks, the
-//! custom counters and the WebSocket figures. The data comes from the run's [`Summary`]; a few
+//! messages per second), the per-URL table, the tables per test, per scenario and per lifecycle
+//! hook (counts and hit durations), the failures and errors with their tracebacks, the custom
+//! counters and the WebSocket figures. The data comes from the run's [`Summary`]; a few
 //! lines of inline JavaScript make the tables sortable.
 
 use plotters::prelude::*;
@@ -368,25 +369,38 @@ pub fn render(result: &TestResult) -> String {
     }
     o.push_str("</tbody></table></section>");
 
-    // Tests.
-    o.push_str(
-        "<section id=\"tests\"><h2>Tests</h2><table class=\"sortable\"><thead><tr>\
-         <th class=\"l\">test</th><th>started</th><th>hits</th><th>successes</th><th>failures</th>\
-         <th>errors</th></tr></thead><tbody>",
+    // Tests, scenarios and the users' lifecycle hooks.
+    per_test_section(
+        &mut o,
+        "tests",
+        "Tests",
+        "test",
+        "hits",
+        "Hit durations: each hit's whole time, set-up and tear-down included.",
+        &s.tests,
     );
-    for (name, c) in &s.tests {
-        let _ = write!(
-            o,
-            "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(name),
-            c.started,
-            c.hits,
-            c.successes,
-            c.failures,
-            c.errors
+    if !s.scenarios.is_empty() {
+        per_test_section(
+            &mut o,
+            "scenarios",
+            "Scenarios",
+            "scenario",
+            "hits",
+            "Hit durations of the scenario's hits.",
+            &s.scenarios,
         );
     }
-    o.push_str("</tbody></table></section>");
+    if !s.lifecycle.is_empty() {
+        per_test_section(
+            &mut o,
+            "lifecycle",
+            "Users (lifecycle hooks)",
+            "hook",
+            "runs",
+            "Each virtual user's on_start and on_stop: reported apart, not counted as hits.",
+            &s.lifecycle,
+        );
+    }
 
     // Failures and errors.
     o.push_str("<section id=\"problems\"><h2>Failures and errors</h2>");
@@ -465,6 +479,54 @@ pub fn render(result: &TestResult) -> String {
     o
 }
 
+/// A section with a sortable table of per-test figures (tests, scenarios or hooks).
+fn per_test_section(
+    o: &mut String,
+    id: &str,
+    title: &str,
+    what: &str,
+    runs: &str,
+    note: &str,
+    m: &std::collections::BTreeMap<String, crate::result::summary::TestSummary>,
+) {
+    let _ = write!(
+        o,
+        "<section id=\"{id}\"><h2>{}</h2><p>{}</p><table class=\"sortable\"><thead><tr>\
+         <th class=\"l\">{}</th><th>started</th><th>{}</th><th>{}/s</th><th>successes</th>\
+         <th>failures</th><th>errors</th><th>mean</th><th>p50</th><th>p90</th><th>p95</th>\
+         <th>p99</th><th>max</th></tr></thead><tbody>",
+        esc(title),
+        esc(note),
+        esc(what),
+        esc(runs),
+        esc(runs)
+    );
+    for (name, t) in m {
+        let c = &t.counts;
+        let _ = write!(
+            o,
+            "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td>",
+            esc(name),
+            c.started,
+            c.hits,
+            t.hits_per_second,
+            c.successes,
+            c.failures,
+            c.errors
+        );
+        let d = &t.duration;
+        for v in [d.mean, d.p50, d.p90, d.p95, d.p99, d.max] {
+            if d.count == 0 {
+                o.push_str("<td data-v=\"0\">-</td>");
+            } else {
+                let _ = write!(o, "<td data-v=\"{v}\">{}</td>", esc(&ms(v)));
+            }
+        }
+        o.push_str("</tr>");
+    }
+    o.push_str("</tbody></table></section>");
+}
+
 /// One SVG line chart of `series` (name, colour, points (seconds since start, value)).
 fn line_chart(title: &str, unit: &str, series: &[Series]) -> Result<String, String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
@@ -535,12 +597,29 @@ mod tests {
             st.record_start("s::<script>");
             st.record_success("s::<script>", sec);
         }
+        st.record_hit(&crate::result::Hit {
+            test: "s::<script>",
+            scenario: Some("<b>admins"),
+            micros: Some(12_000),
+            second: 5,
+            outcome: crate::result::HitOutcome::Success,
+        });
+        st.record_hook("s::<i>on_start", 3_000, &crate::result::HitOutcome::Success);
         r.start();
         r.ingest(Event::Batch(Box::new(st)));
         r.finish();
         let page = render(&r);
         assert!(!page.contains("<script>\"") && !page.contains("s::<script>"));
         assert!(page.contains("s::&lt;script&gt;"));
+        assert!(!page.contains("<b>admins") && page.contains("&lt;b&gt;admins"));
+        assert!(!page.contains("<i>on_start") && page.contains("s::&lt;i&gt;on_start"));
+        for id in ["tests", "scenarios", "lifecycle"] {
+            assert!(page.contains(&format!("<section id=\"{id}\">")), "{id}");
+        }
+        // The hit durations of the one measured hit (3 significant figures).
+        let at = page.find("<section id=\"scenarios\">").expect("scenarios");
+        let section = &page[at..at + page[at..].find("</section>").expect("end")];
+        assert_eq!(section.matches(">12.0").count(), 6, "{section}");
         assert_eq!(page.matches("<svg").count(), 5);
         assert!(page.contains("<polyline") || page.contains("<path"));
     }

@@ -44,7 +44,7 @@ pub const OUTPUTS: &[(&str, &str)] = &[
     ),
     (
         "csv",
-        "PREFIX_stats.csv (per URL) and PREFIX_history.csv (per second) (--output-csv-path PREFIX, default loads)",
+        "PREFIX_stats.csv (per URL), PREFIX_history.csv (per second) and PREFIX_tests.csv (per test, scenario and lifecycle hook) (--output-csv-path PREFIX, default loads)",
     ),
     (
         "file",
@@ -96,10 +96,12 @@ pub fn create(name: &str, args: &ReportArgs) -> Result<Box<dyn Observer>, UsageE
             let prefix = o.csv_path.as_deref().unwrap_or("loads");
             let stats = PathBuf::from(format!("{prefix}_stats.csv"));
             let history = PathBuf::from(format!("{prefix}_history.csv"));
+            let tests = PathBuf::from(format!("{prefix}_tests.csv"));
             Box::new(csv::CsvOutput::new(
                 open("csv", "csv-path", &stats)?,
                 open("csv", "csv-path", &history)?,
-                (stats, history),
+                open("csv", "csv-path", &tests)?,
+                (stats, history, tests),
             ))
         }
         "file" => {

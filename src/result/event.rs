@@ -118,6 +118,11 @@ pub enum Event {
         test: String,
         /// Which hit of which user.
         loads_status: LoadsStatus,
+        /// The hit's whole duration in seconds, as its producer measured it: from just before
+        /// its set-up to just after its tear-down (an addition to the seed protocol; producers
+        /// that leave it out give hits without a duration).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        elapsed: Option<f64>,
     },
     /// A hit succeeded.
     #[serde(rename = "addSuccess")]
@@ -198,7 +203,13 @@ impl Event {
     /// Run-level events (`startTestRun`, `stopTestRun`) change nothing here.
     pub fn apply_to(&self, stats: &mut Stats, now: i64) {
         match self {
-            Event::StartTestRun | Event::StopTestRun | Event::StopTest { .. } => {}
+            Event::StartTestRun | Event::StopTestRun => {}
+            Event::StopTest { test, elapsed, .. } => {
+                // A duration that is not a number of seconds is left out, not made up.
+                if let Some(e) = elapsed.filter(|e| e.is_finite() && *e >= 0.0) {
+                    stats.record_hit_duration(test, seconds_to_micros(e));
+                }
+            }
             Event::StartTest { test, .. } => stats.record_start(test),
             Event::AddSuccess { test, .. } => stats.record_success(test, now),
             Event::AddFailure { test, exc_info, .. } => stats.record_problem(
@@ -225,11 +236,7 @@ impl Event {
                 elapsed,
                 ..
             } => {
-                let micros = if elapsed.is_finite() && *elapsed > 0.0 {
-                    (elapsed * 1e6).round() as u64
-                } else {
-                    0
-                };
+                let micros = seconds_to_micros(*elapsed);
                 stats.record_request(method, url, *status, micros, started.timestamp());
             }
             Event::SocketOpen => stats.socket_open(),
@@ -259,6 +266,16 @@ impl Event {
             Event::IncrCounter { .. } => "incr_counter",
             Event::Batch(_) => "batch",
         }
+    }
+}
+
+/// A producer's `elapsed` (seconds) in µs: 0 when it is not a positive number (the cast
+/// saturates above).
+fn seconds_to_micros(elapsed: f64) -> u64 {
+    if elapsed.is_finite() && elapsed > 0.0 {
+        (elapsed * 1e6).round() as u64
+    } else {
+        0
     }
 }
 
@@ -352,6 +369,23 @@ mod tests {
                    "status": 200, "started": "2026-11-26T05:00:00.250Z", "elapsed": 0.25,
                    "loads_status": [10, 2, 3, 1]}),
         );
+        round_trip(
+            Event::StopTest {
+                test: "a::b".into(),
+                loads_status: st(),
+                elapsed: None,
+            },
+            json!({"data_type": "stopTest", "test": "a::b", "loads_status": [10, 2, 3, 1]}),
+        );
+        round_trip(
+            Event::StopTest {
+                test: "a::b".into(),
+                loads_status: st(),
+                elapsed: Some(0.125),
+            },
+            json!({"data_type": "stopTest", "test": "a::b", "loads_status": [10, 2, 3, 1],
+                   "elapsed": 0.125}),
+        );
         round_trip(Event::SocketOpen, json!({"data_type": "socket_open"}));
         round_trip(Event::SocketClose, json!({"data_type": "socket_close"}));
         round_trip(
@@ -403,6 +437,40 @@ mod tests {
         assert!(text.starts_with(r#"{"data_type":"batch""#), "{text}");
         let back: Event = serde_json::from_str(&text).expect("de");
         assert_eq!(back, ev);
+    }
+
+    #[test]
+    fn stop_test_durations_go_to_the_test() {
+        let mut stats = Stats::default();
+        let stop = |elapsed| Event::StopTest {
+            test: "a::b".into(),
+            loads_status: st(),
+            elapsed,
+        };
+        for e in [
+            Event::StartTest {
+                test: "a::b".into(),
+                loads_status: st(),
+            },
+            Event::AddSuccess {
+                test: "a::b".into(),
+                loads_status: st(),
+            },
+            stop(Some(0.25)),
+            stop(None),
+            stop(Some(f64::NAN)),
+            stop(Some(-1.0)),
+        ] {
+            e.apply_to(&mut stats, 7);
+        }
+        let t = &stats.tests["a::b"];
+        assert_eq!((t.counts.started, t.counts.hits), (1, 1));
+        assert_eq!(t.duration.len(), 1);
+        assert!(
+            (249_000..=251_000).contains(&t.duration.max()),
+            "{}",
+            t.duration.max()
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod event;
 pub mod latency;
+pub mod per_test;
 pub mod recorder;
 pub mod stats;
 pub mod summary;
@@ -16,6 +17,7 @@ pub mod threshold;
 pub mod timeline;
 
 pub use event::{Direction, Envelope, Event, ExcInfo, LoadsStatus};
+pub use per_test::{Hit, HitOutcome, TestStats};
 pub use recorder::{Recorder, UserRecorder, unix_now, unix_second_at};
 pub use stats::{Latency, ProblemKind, RequestStats, Stats};
 pub use summary::Summary;

@@ -15,16 +15,24 @@
 //! [`LATENCY_SIGFIG`], 3 968 (31 KiB) with [`TIMELINE_SIGFIG`]. Recording and merging saturate
 //! there, and decoding checks the encoded header before anything is allocated by a size the
 //! input claims ([`decode_histogram`]). A [`Stats`] holds at most [`MAX_BATCH_REQUEST_STATS`]
-//! `(URL, method)` entries, whether built by recording, by merging or by decoding; a decoded one
-//! (a worker's batch) at most [`MAX_BATCH_SECONDS`] timeline seconds. So the histograms of one
-//! decoded batch take at most (1 + 1017 + 3) × 224 KiB + 600 × 31 KiB ≈ 242 MiB, however small
-//! the message; those of a run's merged result (1 + 1017 + 3) × 224 KiB ≈ 224 MiB plus 31 KiB
-//! for each timeline second not yet compacted (see [`Stats::compact_timeline`]).
+//! `(URL, method)` entries, [`MAX_TESTS`] + 1 tests, [`MAX_SCENARIOS`] + 1 scenarios and
+//! [`MAX_HOOKS`] + 1 lifecycle hooks (each with a histogram of hit durations), whether built by
+//! recording, by merging or by decoding; a decoded one (a worker's batch) at most
+//! [`MAX_BATCH_SECONDS`] timeline seconds. So the histograms of one decoded batch take at most
+//! (1 + 1017 + 3 + 167) × 224 KiB + 600 × 31 KiB ≈ 278 MiB, however small the message; those of
+//! a run's merged result (1 + 1017 + 3 + 167) × 224 KiB ≈ 260 MiB plus 31 KiB for each timeline
+//! second not yet compacted (see [`Stats::compact_timeline`]). Tests, scenarios and hooks are
+//! few in practice, and their histograms grow with the durations they hold (auto-resizing).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub use super::latency::{LATENCY_SIGFIG, Latency, TIMELINE_SIGFIG};
+pub use super::per_test::{
+    Hit, HitOutcome, MAX_HOOKS, MAX_SCENARIOS, MAX_TESTS, OTHER_HOOK, OTHER_SCENARIO, OTHER_TEST,
+    ProblemKind, TestCounts, TestStats,
+};
+use super::per_test::{bounded as per_test_bounded, entry};
 pub use super::timeline::{Second, TIMELINE_KEEP_FULL};
 
 /// Direction of a WebSocket message.
@@ -200,34 +208,6 @@ mod bounded {
     }
 }
 
-/// Outcome counts of one test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct TestCounts {
-    /// Hits started (`startTest`; a local run counts them when they end or are abandoned).
-    pub started: u64,
-    /// Hits finished (`stopTest`): the test runs.
-    pub hits: u64,
-    /// Successful hits.
-    pub successes: u64,
-    /// Hits whose assertion did not hold.
-    pub failures: u64,
-    /// Hits that ended with any other error.
-    pub errors: u64,
-}
-
-impl TestCounts {
-    fn add(&mut self, o: &TestCounts) {
-        self.started = self.started.saturating_add(o.started);
-        self.hits = self.hits.saturating_add(o.hits);
-        self.successes = self.successes.saturating_add(o.successes);
-        self.failures = self.failures.saturating_add(o.failures);
-        self.errors = self.errors.saturating_add(o.errors);
-    }
-    fn is_zero(&self) -> bool {
-        *self == TestCounts::default()
-    }
-}
-
 /// Statistics of a set of HTTP requests (one URL and method, or all of them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestStats {
@@ -322,16 +302,6 @@ impl SocketStats {
     }
 }
 
-/// Whether a problem is a failure or an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProblemKind {
-    /// An assertion did not hold.
-    Failure,
-    /// Any other error.
-    Error,
-}
-
 /// One distinct failure or error message and how often it happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
@@ -352,9 +322,26 @@ pub struct Problem {
 /// The mergeable aggregate of a run (or of a part of it: a worker's batch).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Stats {
-    /// Outcome counts per test (full name).
-    #[serde(default)]
-    pub tests: BTreeMap<String, TestCounts>,
+    /// Outcome counts and hit durations per test (full name; at most [`MAX_TESTS`], then
+    /// [`OTHER_TEST`]).
+    #[serde(default, deserialize_with = "per_test_bounded::tests")]
+    pub tests: BTreeMap<String, TestStats>,
+    /// The same per scenario, for hits that belong to one (at most [`MAX_SCENARIOS`], then
+    /// [`OTHER_SCENARIO`]).
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "per_test_bounded::scenarios"
+    )]
+    pub scenarios: BTreeMap<String, TestStats>,
+    /// The same per lifecycle hook of the virtual users (`suite::on_start`, `suite::on_stop`;
+    /// at most [`MAX_HOOKS`], then [`OTHER_HOOK`]): runs of a hook, which are not hits.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "per_test_bounded::lifecycle"
+    )]
+    pub lifecycle: BTreeMap<String, TestStats>,
     /// All HTTP requests together.
     #[serde(default)]
     pub requests: RequestStats,
@@ -491,41 +478,82 @@ impl Stats {
         methods.get_mut(method).expect("inserted above")
     }
 
-    fn test_entry(&mut self, test: &str) -> &mut TestCounts {
-        if !self.tests.contains_key(test) {
-            self.tests.insert(test.to_owned(), TestCounts::default());
+    /// The entry of `test`: at most [`MAX_TESTS`] tests, then [`OTHER_TEST`].
+    fn test_entry(&mut self, test: &str) -> &mut TestStats {
+        entry(&mut self.tests, test, MAX_TESTS, OTHER_TEST)
+    }
+
+    /// Records one ended hit: the counts and duration of its test and, when it belongs to one,
+    /// of its scenario; the hit in the timeline second it ended in; its failure or error in
+    /// `problems`. The one entry point for a virtual user's hit (a hit that never ran, because
+    /// its user could not be made, has no duration). No allocation once the test and scenario
+    /// have an entry.
+    pub fn record_hit(&mut self, hit: &Hit<'_>) {
+        self.test_entry(hit.test).record(&hit.outcome, hit.micros);
+        if let Some(scenario) = hit.scenario {
+            entry(&mut self.scenarios, scenario, MAX_SCENARIOS, OTHER_SCENARIO)
+                .record(&hit.outcome, hit.micros);
         }
-        self.tests.get_mut(test).expect("inserted above")
+        self.count_hit_second(hit.second, hit.outcome.problem_kind());
+        if let HitOutcome::Problem {
+            outcome,
+            message,
+            kind,
+            traceback,
+        } = hit.outcome
+        {
+            self.add_problem(outcome, hit.test, message, kind, traceback, 1);
+        }
     }
 
-    /// Counts the start of a hit.
-    pub fn record_start(&mut self, test: &str) {
-        self.test_entry(test).started += 1;
+    /// Records one run of a virtual user's lifecycle hook `hook` (`suite::on_start`,
+    /// `suite::on_stop`) that took `micros`: in `lifecycle`, and its failure or error in
+    /// `problems` under the hook's name. A hook's run is not a hit: it counts neither in
+    /// [`totals`](Self::totals) nor in the timeline.
+    pub fn record_hook(&mut self, hook: &str, micros: u64, outcome: &HitOutcome<'_>) {
+        entry(&mut self.lifecycle, hook, MAX_HOOKS, OTHER_HOOK).record(outcome, Some(micros));
+        if let HitOutcome::Problem {
+            outcome,
+            message,
+            kind,
+            traceback,
+        } = *outcome
+        {
+            self.add_problem(outcome, hook, message, kind, traceback, 1);
+        }
     }
 
-    /// Counts the start and the successful end of a hit, finished during unix second `second`
-    /// (one lookup for both: the hot path of a local run).
-    pub fn record_hit_success(&mut self, test: &str, second: i64) {
-        let t = self.test_entry(test);
-        t.started += 1;
-        t.hits += 1;
-        t.successes += 1;
+    fn count_hit_second(&mut self, second: i64, problem: Option<ProblemKind>) {
         let s = self.timeline.entry(second).or_default();
         s.hits += 1;
-        s.successes += 1;
+        match problem {
+            None => s.successes += 1,
+            Some(ProblemKind::Failure) => s.failures += 1,
+            Some(ProblemKind::Error) => s.errors += 1,
+        }
     }
 
-    /// Counts the end of a successful hit, finished during unix second `second`.
+    /// Counts the start of a hit (`startTest`: events arrive one by one).
+    pub fn record_start(&mut self, test: &str) {
+        self.test_entry(test).counts.started += 1;
+    }
+
+    /// Counts the end of a successful hit, finished during unix second `second` (`addSuccess`).
     pub fn record_success(&mut self, test: &str, second: i64) {
         let t = self.test_entry(test);
-        t.hits += 1;
-        t.successes += 1;
-        let s = self.timeline.entry(second).or_default();
-        s.hits += 1;
-        s.successes += 1;
+        t.counts.hits += 1;
+        t.counts.successes += 1;
+        self.count_hit_second(second, None);
     }
 
-    /// Counts the end of a failed or errored hit and remembers its message.
+    /// Records the whole duration of a hit of `test` whose outcome was counted apart
+    /// (`stopTest` with `elapsed`).
+    pub fn record_hit_duration(&mut self, test: &str, micros: u64) {
+        self.test_entry(test).duration.record(micros);
+    }
+
+    /// Counts the end of a failed or errored hit and remembers its message (`addFailure`,
+    /// `addError`).
     pub fn record_problem(
         &mut self,
         outcome: ProblemKind,
@@ -536,17 +564,12 @@ impl Stats {
         second: i64,
     ) {
         let t = self.test_entry(test);
-        t.hits += 1;
+        t.counts.hits += 1;
         match outcome {
-            ProblemKind::Failure => t.failures += 1,
-            ProblemKind::Error => t.errors += 1,
+            ProblemKind::Failure => t.counts.failures += 1,
+            ProblemKind::Error => t.counts.errors += 1,
         }
-        let s = self.timeline.entry(second).or_default();
-        s.hits += 1;
-        match outcome {
-            ProblemKind::Failure => s.failures += 1,
-            ProblemKind::Error => s.errors += 1,
-        }
+        self.count_hit_second(second, Some(outcome));
         self.add_problem(outcome, test, message, kind, traceback, 1);
     }
 
@@ -621,9 +644,19 @@ impl Stats {
 
     /// Adds everything in `other` to `self`.
     pub fn merge(&mut self, other: &Stats) {
-        for (name, c) in &other.tests {
-            if !c.is_zero() {
-                self.test_entry(name).add(c);
+        for (name, t) in &other.tests {
+            if !t.is_empty() {
+                self.test_entry(name).add(t);
+            }
+        }
+        for (name, t) in &other.scenarios {
+            if !t.is_empty() {
+                entry(&mut self.scenarios, name, MAX_SCENARIOS, OTHER_SCENARIO).add(t);
+            }
+        }
+        for (name, t) in &other.lifecycle {
+            if !t.is_empty() {
+                entry(&mut self.lifecycle, name, MAX_HOOKS, OTHER_HOOK).add(t);
             }
         }
         self.requests.add(&other.requests);
@@ -697,7 +730,9 @@ impl Stats {
     pub fn reset(&mut self) {
         self.tests
             .values_mut()
-            .for_each(|t| *t = TestCounts::default());
+            .chain(self.scenarios.values_mut())
+            .chain(self.lifecycle.values_mut())
+            .for_each(TestStats::reset);
         self.requests.reset();
         self.urls
             .values_mut()
@@ -715,7 +750,11 @@ impl Stats {
 
     /// Whether nothing has been recorded since creation or the last reset.
     pub fn is_empty(&self) -> bool {
-        self.tests.values().all(TestCounts::is_zero)
+        self.tests
+            .values()
+            .chain(self.scenarios.values())
+            .chain(self.lifecycle.values())
+            .all(TestStats::is_empty)
             && self.requests.count == 0
             && self.counters.values().all(|n| *n == 0)
             && self.sockets == SocketStats::default()
@@ -743,13 +782,21 @@ impl Stats {
         }
     }
 
-    /// Outcome counts of all tests together.
+    /// Outcome counts of all tests together: the run's hits (lifecycle hooks are not hits).
     pub fn totals(&self) -> TestCounts {
         let mut t = TestCounts::default();
         for c in self.tests.values() {
-            t.add(c);
+            t.add(&c.counts);
         }
         t
+    }
+
+    /// Failures and errors of the virtual users' lifecycle hooks, together.
+    pub fn lifecycle_problems(&self) -> u64 {
+        self.lifecycle
+            .values()
+            .map(|h| h.counts.failures.saturating_add(h.counts.errors))
+            .fold(0, u64::saturating_add)
     }
 }
 
@@ -832,9 +879,158 @@ mod tests {
             s.record_success("t::x", 0);
         }
         assert_eq!(s.urls.len(), 3);
-        assert_eq!(s.tests["t::x"].hits, 1_000_000);
+        assert_eq!(s.tests["t::x"].counts.hits, 1_000_000);
         assert_eq!(s.timeline.len(), 1);
         assert_eq!(s.requests.count, 1_000_000);
+    }
+
+    fn hit<'a>(test: &'a str, scenario: Option<&'a str>, micros: u64, ok: bool) -> Hit<'a> {
+        Hit {
+            test,
+            scenario,
+            micros: Some(micros),
+            second: 9,
+            outcome: if ok {
+                HitOutcome::Success
+            } else {
+                HitOutcome::Problem {
+                    outcome: ProblemKind::Failure,
+                    message: "no",
+                    kind: "ensure",
+                    traceback: "",
+                }
+            },
+        }
+    }
+
+    #[test]
+    fn hits_are_recorded_per_test_and_scenario_with_durations() {
+        let mut s = Stats::default();
+        for i in 1..=100u64 {
+            s.record_hit(&hit("b::browse", Some("shoppers"), i * 1_000, true));
+        }
+        s.record_hit(&hit("b::checkout", Some("shoppers"), 500_000, false));
+        s.record_hit(&hit("b::checkout", None, 700_000, true));
+        let browse = &s.tests["b::browse"];
+        assert_eq!(browse.counts.hits, 100);
+        assert_eq!(browse.counts.started, 100);
+        let p95 = browse.duration.quantile(0.95);
+        assert!((94_900..=95_100).contains(&p95), "{p95}");
+        let c = &s.tests["b::checkout"].counts;
+        assert_eq!((c.hits, c.successes, c.failures), (2, 1, 1));
+        let sc = &s.scenarios["shoppers"];
+        assert_eq!((sc.counts.hits, sc.counts.failures), (101, 1));
+        assert_eq!(sc.duration.len(), 101);
+        assert_eq!(s.scenarios.len(), 1);
+        let t = s.totals();
+        assert_eq!((t.hits, t.successes, t.failures), (102, 101, 1));
+        assert_eq!(s.timeline[&9].hits, 102);
+        assert_eq!(s.problems[0].test, "b::checkout");
+        // A hit that never ran has no duration.
+        s.record_hit(&Hit {
+            micros: None,
+            ..hit("b::browse", None, 0, false)
+        });
+        assert_eq!(s.tests["b::browse"].counts.hits, 101);
+        assert_eq!(s.tests["b::browse"].duration.len(), 100);
+    }
+
+    #[test]
+    fn hooks_are_reported_apart_from_hits() {
+        let mut s = Stats::default();
+        s.record_hook("b::on_start", 12_000, &HitOutcome::Success);
+        assert!(!s.is_empty(), "a shard with only a hook must be drained");
+        s.record_hook(
+            "b::on_start",
+            30_000,
+            &HitOutcome::Problem {
+                outcome: ProblemKind::Error,
+                message: "login refused",
+                kind: "http",
+                traceback: "",
+            },
+        );
+        s.record_hook("b::on_stop", 1_000, &HitOutcome::Success);
+        assert_eq!(s.totals(), TestCounts::default());
+        assert!(s.tests.is_empty() && s.timeline.is_empty());
+        let h = &s.lifecycle["b::on_start"];
+        assert_eq!((h.counts.hits, h.counts.errors), (2, 1));
+        assert_eq!(h.duration.len(), 2);
+        assert_eq!(s.lifecycle_problems(), 1);
+        assert_eq!(s.problems[0].test, "b::on_start");
+        let mut merged = Stats::default();
+        merged.merge(&s);
+        merged.merge(&s);
+        assert_eq!(merged.lifecycle["b::on_start"].counts.hits, 4);
+        assert_eq!(merged.lifecycle["b::on_stop"].duration.len(), 2);
+        s.reset();
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn per_test_figures_merge_exactly_and_round_trip() {
+        let mut whole = Stats::default();
+        let mut parts = [Stats::default(), Stats::default()];
+        for i in 0..1_000u64 {
+            let h = hit(
+                ["s::a", "s::b"][(i % 2) as usize],
+                Some(["x", "y"][(i % 3 == 0) as usize]),
+                (i * 7919) % 2_000_000 + 1,
+                i % 10 != 0,
+            );
+            whole.record_hit(&h);
+            parts[(i % 2) as usize].record_hit(&h);
+        }
+        whole.record_hook("s::on_start", 5, &HitOutcome::Success);
+        parts[1].record_hook("s::on_start", 5, &HitOutcome::Success);
+        let mut merged = Stats::default();
+        for p in &parts {
+            let text = serde_json::to_string(p).expect("ser");
+            let back: Stats = serde_json::from_str(&text).expect("de");
+            assert_eq!(&back, p);
+            merged.merge(&back);
+        }
+        for q in [0.5, 0.95, 0.99, 1.0] {
+            assert_eq!(
+                merged.scenarios["x"].duration.quantile(q),
+                whole.scenarios["x"].duration.quantile(q)
+            );
+        }
+        assert_eq!(merged.tests, whole.tests);
+        assert_eq!(merged.scenarios, whole.scenarios);
+        assert_eq!(merged.lifecycle, whole.lifecycle);
+    }
+
+    #[test]
+    fn old_batches_without_durations_decode() {
+        // A batch as workers of the previous version sent it: counts only, no scenarios.
+        let old = r#"{"tests":{"s::t":{"started":3,"hits":3,"successes":2,"failures":1,"errors":0}},
+            "counters":{"c":1}}"#;
+        let s: Stats = serde_json::from_str(old).expect("old batch");
+        assert_eq!(s.tests["s::t"].counts.hits, 3);
+        assert!(s.tests["s::t"].duration.is_empty());
+        assert!(s.scenarios.is_empty() && s.lifecycle.is_empty());
+        let mut merged = Stats::default();
+        merged.merge(&s);
+        merged.record_hit(&hit("s::t", None, 1_000, true));
+        assert_eq!(merged.totals().hits, 4);
+        assert_eq!(merged.tests["s::t"].duration.len(), 1);
+        // A new batch without scenarios or hooks writes neither field.
+        let text = serde_json::to_string(&merged).expect("ser");
+        assert!(
+            !text.contains("scenarios") && !text.contains("lifecycle"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn decoded_tests_are_bounded() {
+        let entries: Vec<String> = (0..=MAX_TESTS + 1)
+            .map(|i| format!("\"s::t{i}\":{{\"hits\":1}}"))
+            .collect();
+        let text = format!("{{\"tests\":{{{}}}}}", entries.join(","));
+        let e = serde_json::from_str::<Stats>(&text).expect_err("over the bound");
+        assert!(e.to_string().contains("more than 101 tests"), "{e}");
     }
 
     #[test]
@@ -850,7 +1046,7 @@ mod tests {
         }
         assert_eq!(s.problems.len(), MAX_PROBLEMS);
         assert_eq!(s.problems_dropped, 7);
-        assert_eq!(s.tests["t"].errors, (MAX_PROBLEMS + 7) as u64);
+        assert_eq!(s.tests["t"].counts.errors, (MAX_PROBLEMS + 7) as u64);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use super::stats::{Latency, Problem, RequestStats, SocketStats, TestCounts};
+use super::stats::{Latency, Problem, RequestStats, SocketStats, TestCounts, TestStats};
 use super::threshold::Verdict;
 
 /// Version of the summary format; bumped when a field changes meaning.
@@ -70,6 +70,40 @@ pub struct OpenSummary {
     pub hit_time_uncorrected: LatencySummary,
     /// Starts that never happened (no free virtual user in time).
     pub dropped: u64,
+}
+
+/// The figures of one test, scenario or lifecycle hook: the outcome counts (flattened:
+/// `started`, `hits`, `successes`, `failures`, `errors`), the rate and the hit durations.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TestSummary {
+    /// Outcome counts (for a hook: its runs).
+    #[serde(flatten)]
+    pub counts: TestCounts,
+    /// Hits per second over the run.
+    #[serde(default)]
+    pub hits_per_second: f64,
+    /// Hit durations (ms): each hit's whole time, from just before its set-up to just after
+    /// its tear-down (`count` is the hits measured).
+    #[serde(default)]
+    pub duration: LatencySummary,
+}
+
+impl TestSummary {
+    /// The summary of `t` over a run of `secs` seconds.
+    pub fn of(t: &TestStats, secs: f64) -> Self {
+        TestSummary {
+            counts: t.counts,
+            hits_per_second: per_second(t.counts.hits, secs),
+            duration: LatencySummary::of(&t.duration),
+        }
+    }
+
+    /// The summaries of a map of figures.
+    pub fn all(m: &BTreeMap<String, TestStats>, secs: f64) -> BTreeMap<String, TestSummary> {
+        m.iter()
+            .map(|(k, t)| (k.clone(), TestSummary::of(t, secs)))
+            .collect()
+    }
 }
 
 /// Statistics of one URL and method.
@@ -170,8 +204,14 @@ pub struct Summary {
     pub statuses: BTreeMap<String, u64>,
     /// Per URL and method.
     pub urls: Vec<UrlSummary>,
-    /// Per test (`suite::test`): started, hits, successes, failures, errors.
-    pub tests: BTreeMap<String, TestCounts>,
+    /// Per test (`suite::test`): started, hits, successes, failures, errors, hits per second
+    /// and hit durations.
+    pub tests: BTreeMap<String, TestSummary>,
+    /// The same per scenario (empty in a run without scenarios).
+    pub scenarios: BTreeMap<String, TestSummary>,
+    /// The same per lifecycle hook of the virtual users (`suite::on_start`, `suite::on_stop`):
+    /// runs of the hook, which are not hits.
+    pub lifecycle: BTreeMap<String, TestSummary>,
     /// Custom counters (`incr_counter`).
     pub counters: BTreeMap<String, u64>,
     /// WebSocket figures.
@@ -188,7 +228,7 @@ pub struct Summary {
     pub timeline: Vec<SecondSummary>,
     /// Open model (`--rate`) figures; absent for closed models.
     pub open_model: Option<OpenSummary>,
-    /// Every hit succeeded, no run problem, every threshold passed.
+    /// Every hit and lifecycle hook succeeded, no run problem, every threshold passed.
     pub success: bool,
 }
 

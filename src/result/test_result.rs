@@ -9,8 +9,8 @@ use super::event::Event;
 use super::recorder::unix_now;
 use super::stats::{Stats, TestCounts};
 use super::summary::{
-    Delta, LatencySummary, OpenSummary, SUMMARY_FORMAT, SecondSummary, Summary, UrlSummary,
-    compare, per_second as rate, statuses,
+    Delta, LatencySummary, OpenSummary, SUMMARY_FORMAT, SecondSummary, Summary, TestSummary,
+    UrlSummary, compare, per_second as rate, statuses,
 };
 use super::threshold::{Threshold, Verdict};
 
@@ -271,11 +271,12 @@ impl TestResult {
         per_second(self.stats.requests.count, self.duration())
     }
 
-    /// True when no hit failed or errored and the run itself had no problem.
+    /// True when no hit or lifecycle hook failed or errored and the run itself had no problem.
     pub fn is_success(&self) -> bool {
         let t = self.totals();
         t.failures == 0
             && t.errors == 0
+            && self.stats.lifecycle_problems() == 0
             && self.stats.problems_dropped == 0
             && self.problems.is_empty()
     }
@@ -454,7 +455,9 @@ impl TestResult {
             latency: LatencySummary::of(&stats.requests.latency),
             statuses: statuses(&stats.requests),
             urls,
-            tests: stats.tests.clone(),
+            tests: TestSummary::all(&stats.tests, secs),
+            scenarios: TestSummary::all(&stats.scenarios, secs),
+            lifecycle: TestSummary::all(&stats.lifecycle, secs),
             counters: stats.counters.clone(),
             sockets: stats.sockets,
             problems: stats.problems.clone(),
@@ -503,7 +506,8 @@ mod tests {
         // Floats may come back a last bit apart (serde_json's default float parsing).
         assert_eq!(back.urls.len(), sum.urls.len());
         assert_eq!(back.statuses, sum.statuses);
-        assert_eq!(back.tests, sum.tests);
+        assert_eq!(back.tests.len(), sum.tests.len());
+        assert_eq!(back.tests["s::t"].counts, sum.tests["s::t"].counts);
         assert_eq!(back.started, sum.started);
         assert!((back.duration - sum.duration).abs() < 1e-9);
         assert!((back.latency.p50 - sum.latency.p50).abs() < 1e-9);

@@ -3,22 +3,30 @@
 //! the whole run's merged [`Stats`] into a [`Verdict`] when the run ends, and checked while it
 //! runs for `--abort-on-threshold` ([`Threshold::can_no_longer_pass`]).
 //!
-//! Grammar: `[METHOD] [URL] METRIC OP VALUE`, for example `p95<200ms`, `errors<1%`,
-//! `failures==0`, `rps>500`, `GET /api/items p95<100ms`.
+//! Grammar: `[test=NAME | scenario=NAME] [METHOD] [URL] METRIC OP VALUE`, for example
+//! `p95<200ms`, `errors<1%`, `failures==0`, `rps>500`, `GET /api/items p95<100ms`,
+//! `test=blog::checkout p95<800ms`, `scenario=admins errors==0`.
 //! - METRIC: `p50`, `p90`, `p95`, `p99`, `p99.9` (any `pN` with 0 < N ≤ 100), `mean`, `max`
 //!   (request times); `rps` (requests per second); `requests`, `hits` (counts); `failures`,
 //!   `errors` (hits that failed or errored: a count, or a percentage of hits with `%`).
 //! - OP: `<`, `<=`, `>`, `>=`, `==`, `!=`.
 //! - VALUE: a duration for request times (`200ms`, `1s`, `250us`; a bare number is milliseconds),
 //!   a number, or a percentage (`1%`) for failures and errors.
-//! - A scope (`GET`, `/api/items`, `GET /api/items`, or a full URL) restricts request metrics to
-//!   the matching URLs and methods; there `errors` means requests without a response or with a
-//!   status of 400 or more.
+//! - A request scope (`GET`, `/api/items`, `GET /api/items`, or a full URL) restricts request
+//!   metrics to the matching URLs and methods; there `errors` means requests without a response
+//!   or with a status of 400 or more.
+//! - A hit scope, `test=NAME` (a full `suite::test`, or a bare test name that only one suite of
+//!   the run has) or `scenario=NAME` (NAME without spaces), restricts the metrics to the hits of
+//!   that test or scenario: there the time metrics are **hit durations** (each hit's whole time,
+//!   set-up and tear-down included), `rps` is its hits per second, `hits`, `failures` and
+//!   `errors` its counts (the percentages of its hits); `requests` is not kept per test, and a
+//!   hit scope does not combine with a request scope. A test or scenario the run never had
+//!   fails the threshold ("no hits of test 'x'").
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-use super::stats::{RequestStats, Stats};
+use super::stats::{RequestStats, Stats, TestStats};
 
 /// What a threshold measures.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -103,6 +111,89 @@ pub enum Unit {
     Number,
 }
 
+/// The hits a hit-scoped threshold looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// One test: its full name `suite::test`, or a bare test name that one suite of the run has.
+    Test(String),
+    /// One scenario, by name.
+    Scenario(String),
+}
+
+impl Target {
+    /// The hits' figures of this test or scenario in `stats`, or why there are none.
+    fn find<'s>(&self, stats: &'s Stats) -> Result<(&'s TestStats, String), String> {
+        let listed = |names: Vec<&String>| {
+            let shown: Vec<&str> = names.iter().take(10).map(|n| n.as_str()).collect();
+            let more = names.len().saturating_sub(shown.len());
+            let mut s = shown.join(", ");
+            if more > 0 {
+                s.push_str(&format!(" and {more} more"));
+            }
+            s
+        };
+        let (found, what, name) = match self {
+            Target::Test(name) => {
+                let found = match stats.tests.get_key_value(name.as_str()) {
+                    Some(kv) => Some(kv),
+                    None if !name.contains("::") => {
+                        let same: Vec<(&String, &TestStats)> = stats
+                            .tests
+                            .iter()
+                            .filter(|(k, _)| k.rsplit_once("::").is_some_and(|(_, t)| t == name))
+                            .collect();
+                        if same.len() > 1 {
+                            return Err(format!(
+                                "test '{name}' is ambiguous ({}): write test=SUITE::{name}",
+                                listed(same.iter().map(|(k, _)| *k).collect())
+                            ));
+                        }
+                        same.first().copied()
+                    }
+                    None => None,
+                };
+                let known = listed(stats.tests.keys().collect());
+                match found {
+                    Some(kv) => (Some(kv), "test", name),
+                    None if known.is_empty() => return Err(format!("no hits of test '{name}'")),
+                    None => {
+                        return Err(format!(
+                            "no hits of test '{name}' (the run's tests: {known})"
+                        ));
+                    }
+                }
+            }
+            Target::Scenario(name) => match stats.scenarios.get_key_value(name.as_str()) {
+                Some(kv) => (Some(kv), "scenario", name),
+                None if stats.scenarios.is_empty() => {
+                    return Err(format!(
+                        "no hits of scenario '{name}' (the run has no scenarios)"
+                    ));
+                }
+                None => {
+                    return Err(format!(
+                        "no hits of scenario '{name}' (the run's scenarios: {})",
+                        listed(stats.scenarios.keys().collect())
+                    ));
+                }
+            },
+        };
+        match found {
+            Some((key, t)) if t.counts.hits > 0 => Ok((t, format!("{what} '{key}'"))),
+            _ => Err(format!("no hits of {what} '{name}'")),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Test(n) => write!(f, "test={n}"),
+            Target::Scenario(n) => write!(f, "scenario={n}"),
+        }
+    }
+}
+
 /// One parsed threshold.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Threshold {
@@ -112,6 +203,8 @@ pub struct Threshold {
     pub method: Option<String>,
     /// The URL (or path) it is scoped to, if any.
     pub url: Option<String>,
+    /// The test or scenario whose hits it looks at, if any.
+    pub target: Option<Target>,
     /// What it measures.
     pub metric: Metric,
     /// How the measure compares to the bound.
@@ -162,7 +255,10 @@ impl Threshold {
         let mut scope_words = Vec::new();
         let mut rest_at = 0;
         for w in text.split_whitespace() {
-            let is_scope = METHODS.contains(&w) || w.starts_with('/') || w.contains("://");
+            let is_scope = METHODS.contains(&w)
+                || w.starts_with('/')
+                || w.contains("://")
+                || scope_word(w).is_some();
             if !is_scope {
                 break;
             }
@@ -197,19 +293,52 @@ impl Threshold {
             .ok_or_else(|| err("no metric before the operator".into()))?;
         let words: Vec<&str> = scope_words.into_iter().chain(words).collect();
         let metric = parse_metric(metric_text).map_err(err)?;
-        let (mut method, mut url) = (None, None);
+        let (mut method, mut url, mut target) = (None, None, None);
         for w in words {
-            if METHODS.contains(&w) && method.is_none() && url.is_none() {
+            if let Some((key, name)) = scope_word(w) {
+                let make: fn(String) -> Target = match key.to_ascii_lowercase().as_str() {
+                    "test" => Target::Test,
+                    "scenario" => Target::Scenario,
+                    _ => {
+                        return Err(err(format!(
+                            "unknown scope {key:?}: use test=NAME (suite::test) or scenario=NAME"
+                        )));
+                    }
+                };
+                if name.is_empty() {
+                    return Err(err(format!(
+                        "{key}= needs a name, e.g. test=blog::checkout or scenario=admins"
+                    )));
+                }
+                if target.is_some() {
+                    return Err(err(
+                        "more than one test= or scenario= scope: give one per threshold".into(),
+                    ));
+                }
+                target = Some(make(name.to_owned()));
+            } else if METHODS.contains(&w) && method.is_none() && url.is_none() {
                 method = Some(w.to_owned());
             } else if (w.starts_with('/') || w.contains("://")) && url.is_none() {
                 url = Some(w.to_owned());
             } else {
                 return Err(err(format!(
-                    "unexpected {w:?}: a scope is an HTTP method (GET, POST...) and/or a URL or path starting with /"
+                    "unexpected {w:?}: a scope is test=NAME, scenario=NAME, or an HTTP method (GET, POST...) and/or a URL or path starting with /"
                 )));
             }
         }
         let scoped = method.is_some() || url.is_some();
+        if let Some(t) = &target {
+            if scoped {
+                return Err(err(format!(
+                    "{t} looks at hits, which have no URL or method: drop the method and URL, or the {t}"
+                )));
+            }
+            if metric == Metric::Requests {
+                return Err(err(format!(
+                    "requests are not counted per test or scenario: use {t} hits, or a URL scope without {t}"
+                )));
+            }
+        }
         if scoped && matches!(metric, Metric::Hits | Metric::Failures) {
             return Err(err(format!(
                 "{metric} counts hits (test runs), which have no URL: remove the scope"
@@ -257,6 +386,7 @@ impl Threshold {
             expression: text.to_owned(),
             method,
             url,
+            target,
             metric,
             op,
             value,
@@ -289,8 +419,42 @@ impl Threshold {
         out
     }
 
-    /// The measured value in this threshold's unit, or `None` with a reason.
-    fn measure(&self, stats: &Stats, duration_secs: f64) -> Result<f64, &'static str> {
+    /// The measured value of a hit-scoped threshold, or why there is none.
+    fn measure_target(
+        &self,
+        target: &Target,
+        stats: &Stats,
+        duration_secs: f64,
+    ) -> Result<f64, String> {
+        let (t, which) = target.find(stats)?;
+        let c = &t.counts;
+        let share = |n: u64| match self.unit {
+            Unit::Percent => n as f64 * 100.0 / c.hits as f64,
+            _ => n as f64,
+        };
+        let d = &t.duration;
+        if self.metric.is_latency() && d.is_empty() {
+            return Err(format!("no hit durations of {which}"));
+        }
+        Ok(match self.metric {
+            Metric::Percentile(p) => d.quantile(p / 100.0) as f64,
+            Metric::Mean => d.mean(),
+            Metric::Max => d.max() as f64,
+            Metric::Rps if duration_secs > 0.0 => c.hits as f64 / duration_secs,
+            Metric::Rps => 0.0,
+            Metric::Hits => c.hits as f64,
+            Metric::Failures => share(c.failures),
+            Metric::Errors => share(c.errors),
+            // Refused when parsed.
+            Metric::Requests => return Err("requests are not counted per test".into()),
+        })
+    }
+
+    /// The measured value in this threshold's unit, or why there is none.
+    fn measure(&self, stats: &Stats, duration_secs: f64) -> Result<f64, String> {
+        if let Some(target) = &self.target {
+            return self.measure_target(target, stats, duration_secs);
+        }
         let totals = stats.totals();
         let hits_percent = |n: u64| {
             if totals.hits == 0 {
@@ -303,7 +467,7 @@ impl Threshold {
             Metric::Percentile(_) | Metric::Mean | Metric::Max => {
                 let r = self.requests(stats);
                 if r.count == 0 {
-                    return Err("no requests");
+                    return Err("no requests".into());
                 }
                 Ok(match self.metric {
                     Metric::Percentile(p) => r.latency.quantile(p / 100.0) as f64,
@@ -357,7 +521,7 @@ impl Threshold {
             Err(why) => Verdict {
                 expression: self.expression.clone(),
                 actual: None,
-                actual_text: why.into(),
+                actual_text: why,
                 pass: false,
             },
         }
@@ -384,7 +548,8 @@ impl Threshold {
         match self.unit {
             Unit::Percent => {
                 // A share can only be judged early against the plan's total.
-                let (Some(planned), false) = (planned_hits, self.scoped()) else {
+                let (Some(planned), false, None) = (planned_hits, self.scoped(), &self.target)
+                else {
                     return false;
                 };
                 if planned == 0 {
@@ -413,6 +578,17 @@ impl Threshold {
             Unit::Number => format!("{v:.2}"),
         }
     }
+}
+
+/// A hit scope's `(key, name)` in a word `key=name` whose key is a word of letters that is not a
+/// metric (so that `errors=0`, a mistyped operator, is reported as one).
+fn scope_word(w: &str) -> Option<(&str, &str)> {
+    let (key, name) = w.split_once('=')?;
+    let is_key = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphabetic());
+    if !is_key || name.starts_with(['=', '<', '>']) || parse_metric(key).is_ok() {
+        return None;
+    }
+    Some((key, name))
 }
 
 /// Parses every expression, stopping at the first bad one.
@@ -583,6 +759,137 @@ mod tests {
         }
     }
 
+    /// Two tests of suite `blog` (and one `other::browse`) in two scenarios.
+    fn scoped_stats() -> Stats {
+        use crate::result::{Hit, HitOutcome};
+        let mut s = Stats::default();
+        let mut hit = |test, scenario, ms: u64, ok: bool| {
+            s.record_hit(&Hit {
+                test,
+                scenario,
+                micros: Some(ms * 1000),
+                second: 0,
+                outcome: if ok {
+                    HitOutcome::Success
+                } else {
+                    HitOutcome::Problem {
+                        outcome: ProblemKind::Error,
+                        message: "io",
+                        kind: "io",
+                        traceback: "",
+                    }
+                },
+            })
+        };
+        for i in 1..=100 {
+            hit("blog::checkout", Some("buyers"), 500 + i, i != 50);
+            hit("blog::browse", Some("visitors"), i, true);
+        }
+        hit("other::browse", None, 1, true);
+        s.record_hook("blog::on_start", 1_000_000, &HitOutcome::Success);
+        s
+    }
+
+    #[test]
+    fn test_and_scenario_scopes_measure_their_hits() {
+        let s = scoped_stats();
+        let check = |e: &str| Threshold::parse(e).expect(e).evaluate(&s, 10.0);
+        for (pass, fail) in [
+            (
+                "test=blog::checkout p95<800ms",
+                "test=blog::checkout p95<500ms",
+            ),
+            ("test=checkout max<=601ms", "test=checkout max<600ms"),
+            (
+                "test=blog::browse p50<=51ms",
+                "test=blog::browse mean>100ms",
+            ),
+            (
+                "test=blog::checkout errors==1",
+                "test=blog::checkout errors==0",
+            ),
+            (
+                "test=blog::checkout errors<=1%",
+                "test=blog::checkout errors<1%",
+            ),
+            (
+                "test=blog::browse failures<1%",
+                "test=blog::browse hits!=100",
+            ),
+            ("test=blog::browse rps==10", "test=blog::browse rps>10"),
+            ("scenario=visitors errors==0", "scenario=buyers errors==0"),
+            ("scenario=buyers p99<700ms", "scenario=buyers p50<500ms"),
+            ("scenario=buyers hits==100", "scenario=buyers hits>100"),
+        ] {
+            assert!(check(pass).pass, "{pass} should pass: {:?}", check(pass));
+            assert!(!check(fail).pass, "{fail} should fail: {:?}", check(fail));
+        }
+        // The whole run's figures do not count the hooks.
+        assert!(check("hits==201").pass);
+        let v = check("test=blog::checkout p95<1s");
+        assert!((v.actual.expect("ms") - 595.0).abs() < 1.0, "{v:?}");
+        // Names the run never had, or that are ambiguous.
+        let v = check("test=blog::chekout p95<1s");
+        assert!(!v.pass && v.actual.is_none());
+        assert!(
+            v.actual_text
+                .starts_with("no hits of test 'blog::chekout' (the run's tests: blog::browse"),
+            "{}",
+            v.actual_text
+        );
+        let v = check("test=browse hits>0");
+        assert!(!v.pass && v.actual_text.contains("ambiguous"), "{v:?}");
+        assert!(
+            v.actual_text.contains("blog::browse, other::browse"),
+            "{v:?}"
+        );
+        let v = check("scenario=admins errors==0");
+        assert_eq!(
+            v.actual_text,
+            "no hits of scenario 'admins' (the run's scenarios: buyers, visitors)"
+        );
+        let v = Threshold::parse("scenario=admins errors==0")
+            .expect("parse")
+            .evaluate(&stats(), 1.0);
+        assert!(!v.pass);
+        assert_eq!(
+            v.actual_text,
+            "no hits of scenario 'admins' (the run has no scenarios)"
+        );
+        // A hook is not a test.
+        assert!(!check("test=blog::on_start hits>0").pass);
+    }
+
+    #[test]
+    fn scopes_parse_and_bad_ones_say_how_to_fix_them() {
+        let t = Threshold::parse(" test=blog::checkout  p95 < 800ms").expect("parse");
+        assert_eq!(t.target, Some(Target::Test("blog::checkout".into())));
+        assert_eq!(t.metric, Metric::Percentile(95.0));
+        assert_eq!(t.value, 800_000.0);
+        let t = Threshold::parse("scenario=admins errors==0").expect("parse");
+        assert_eq!(t.target, Some(Target::Scenario("admins".into())));
+        assert_eq!((t.method.as_deref(), t.url.as_deref()), (None, None));
+        for (expr, says) in [
+            ("test= p95<1s", "test= needs a name"),
+            (
+                "suite=blog p95<1s",
+                "unknown scope \"suite\": use test=NAME",
+            ),
+            (
+                "test=a::b scenario=x p95<1s",
+                "more than one test= or scenario=",
+            ),
+            ("test=a::b GET p95<1s", "drop the method and URL"),
+            ("scenario=x /api p95<1s", "drop the method and URL"),
+            ("test=a::b requests>1", "not counted per test or scenario"),
+            ("errors=0", "unknown operator"),
+            ("api p95<1s", "a scope is test=NAME"),
+        ] {
+            let e = Threshold::parse(expr).expect_err(expr);
+            assert!(e.to_string().contains(says), "{expr}: {e}");
+        }
+    }
+
     #[test]
     fn early_verdicts_only_for_bounds_that_cannot_recover() {
         let s = stats();
@@ -597,5 +904,11 @@ mod tests {
         assert!(t("errors<1%").can_no_longer_pass(&s, Some(100)));
         assert!(!t("errors<2%").can_no_longer_pass(&s, Some(100)));
         assert!(!t("hits>5").can_no_longer_pass(&s, None));
+        let scoped = scoped_stats();
+        assert!(t("test=blog::checkout errors==0").can_no_longer_pass(&scoped, None));
+        assert!(!t("test=blog::browse errors==0").can_no_longer_pass(&scoped, None));
+        assert!(t("scenario=buyers max<600ms").can_no_longer_pass(&scoped, None));
+        assert!(!t("test=blog::checkout errors<1%").can_no_longer_pass(&scoped, Some(100)));
+        assert!(!t("test=nope errors==0").can_no_longer_pass(&scoped, None));
     }
 }

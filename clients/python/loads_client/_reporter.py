@@ -36,7 +36,7 @@ class NullReporter:
     def start_test(self):
         pass
 
-    def stop_test(self):
+    def stop_test(self, elapsed=None):
         pass
 
     def add_success(self):
@@ -154,8 +154,12 @@ class ZmqReporter:
     def start_test(self):
         self._send(self._start + self._tail)
 
-    def stop_test(self):
-        self._send(self._stop + self._tail)
+    def stop_test(self, elapsed=None):
+        """The hit ended; ``elapsed``: its whole duration in seconds (set-up to tear-down)."""
+        if elapsed is not None and 0.0 <= elapsed < 1e9:  # never a negative, NaN or infinite one
+            self._send('%s,"elapsed":%r%s' % (self._stop, float(elapsed), self._tail))
+        else:
+            self._send(self._stop + self._tail)
 
     def add_success(self):
         self._send(self._success + self._tail)

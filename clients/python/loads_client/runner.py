@@ -7,6 +7,9 @@ instance of its class. Each run is one hit, reported as::
 
     startTest, [add_hit | incr_counter | socket_* ...], addSuccess | addFailure | addError, stopTest
 
+where ``stopTest`` carries ``elapsed``, the hit's whole duration in seconds (from just before
+``setUp`` to just after ``tearDown`` and the cleanups): loads' per-test hit durations.
+
 with ``setUp``/``tearDown`` (and ``addCleanup`` callbacks) around each hit, through unittest's own
 machinery: an ``AssertionError`` (``self.assert*``, ``self.fail``) is a failure, any other
 exception — in the test, ``setUp`` or ``tearDown`` — is an error. The first problem of a hit
@@ -229,9 +232,11 @@ class HitResult(unittest.TestResult):
         super().__init__()
         self._reporter = reporter
         self._outcome = None
+        self._started = 0.0
 
     def startTest(self, test):
         self._outcome = None
+        self._started = time.perf_counter()
         self._reporter.start_test()
 
     def _problem(self, kind, err, test):
@@ -285,7 +290,8 @@ class HitResult(unittest.TestResult):
             self._reporter.add_failure(outcome[1], outcome[2], outcome[3])
         else:
             self._reporter.add_error(outcome[1], outcome[2], outcome[3])
-        self._reporter.stop_test()
+        # The hit's whole duration, set-up and tear-down included: loads' per-test hit durations.
+        self._reporter.stop_test(time.perf_counter() - self._started)
 
 
 def _fixture(what, func):

@@ -196,6 +196,8 @@ class ClientCase(unittest.TestCase):
         if ev["data_type"] == "add_hit":
             ev.pop("started")
             ev.pop("elapsed")
+        if ev["data_type"] == "stopTest":
+            ev.pop("elapsed")
         if "exc_info" in ev:
             ev["exc_info"] = ev["exc_info"][:2]
         return ev
@@ -229,6 +231,11 @@ class HitsRun(ClientCase):
                 self.assertTrue(t0 - datetime.timedelta(seconds=1) <= started <= t1, ev["started"])
                 self.assertIsInstance(ev["elapsed"], float)
                 self.assertTrue(0.0 <= ev["elapsed"] < 10.0, ev["elapsed"])
+        # Each hit's whole duration, at least that of its request.
+        for i, ev in enumerate(events):
+            if ev["data_type"] == "stopTest":
+                self.assertIsInstance(ev["elapsed"], float)
+                self.assertTrue(events[i - 3]["elapsed"] <= ev["elapsed"] < 10.0, (events[i - 3], ev))
 
     def test_mixed_outcomes_several_users(self):
         name = "sample_cases.Sample.test_mixed"
@@ -499,8 +506,10 @@ class WireFormat(unittest.TestCase):
             rep.socket_message(5, sent=True)
             rep.incr_counter("logins")
             rep.stop_test()
+            rep.stop_test(0.125)
+            rep.stop_test(float("nan"))
             got = []
-            for _ in range(12):
+            for _ in range(14):
                 self.assertTrue(pull.poll(5000))
                 got.append(json.loads(pull.recv().decode("utf-8")))
         finally:
@@ -523,6 +532,8 @@ class WireFormat(unittest.TestCase):
             {"data_type": "socket_message", "size": 12},
             {"data_type": "socket_message", "size": 5, "direction": "sent"},
             {"data_type": "incr_counter", "test": "a::b", "name": "logins", "loads_status": st},
+            {"data_type": "stopTest", "test": "a::b", "loads_status": st},
+            {"data_type": "stopTest", "test": "a::b", "elapsed": 0.125, "loads_status": st},
             {"data_type": "stopTest", "test": "a::b", "loads_status": st},
         ]
         self.assertEqual(got, [dict(e, **env) for e in expected])

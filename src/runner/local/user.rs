@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::case::{Hook, Mix, Outcome, TestCase, TestError, draw, run_hit, run_hook};
 use crate::config::RunArgs;
 use crate::config::plan::Stop;
-use crate::result::{Event, LoadsStatus, ProblemKind, UserRecorder, unix_now};
+use crate::result::{Event, Hit, HitOutcome, LoadsStatus, ProblemKind, UserRecorder, unix_now};
 
 /// Counts a user as active while it lives, even when its task is aborted.
 pub(super) struct Active<'a>(pub(super) &'a AtomicU64);
@@ -30,7 +30,8 @@ impl Drop for Active<'_> {
 pub(super) struct VirtualUser {
     /// The tests each hit draws from.
     pub(super) mix: Arc<Mix>,
-    /// The scenario the user belongs to (`None`: the run's own test and model).
+    /// The scenario the user belongs to (`None`: the run's own test and model); its hits'
+    /// figures are kept per scenario too.
     pub(super) scenario: Option<Arc<str>>,
     /// This process's part of the run (an agent's index): it spreads the draws.
     pub(super) part: u64,
@@ -51,6 +52,31 @@ pub(super) struct VirtualUser {
     pub(super) think: Option<(Duration, Duration)>,
     /// Stages: set when the user must stop after its current hit.
     pub(super) retire: Option<Arc<AtomicBool>>,
+}
+
+/// How a hit or a hook ended, as the statistics record it.
+pub(super) fn hit_outcome(outcome: &Result<(), TestError>) -> HitOutcome<'_> {
+    match outcome {
+        Ok(()) => HitOutcome::Success,
+        Err(e) => {
+            let info = e.exc_info();
+            HitOutcome::Problem {
+                outcome: if e.is_failure() {
+                    ProblemKind::Failure
+                } else {
+                    ProblemKind::Error
+                },
+                message: info.message(),
+                kind: info.kind(),
+                traceback: info.traceback(),
+            }
+        }
+    }
+}
+
+/// The µs of `d`, bounded so that sums cannot overflow.
+fn micros(d: Duration) -> u64 {
+    d.as_micros().min(u128::from(u64::MAX / 2)) as u64
 }
 
 impl VirtualUser {
@@ -108,19 +134,8 @@ impl VirtualUser {
         ) {
             Ok(c) => c,
             Err(e) => {
-                let err = TestError::from(e);
-                let info = err.exc_info();
-                self.recorder.record(|s| {
-                    s.record_start(name);
-                    s.record_problem(
-                        ProblemKind::Error,
-                        name,
-                        info.message(),
-                        info.kind(),
-                        info.traceback(),
-                        unix_now(),
-                    )
-                });
+                let err = Err(TestError::from(e));
+                self.record_unrun(name, hit_outcome(&err));
                 return None;
             }
         };
@@ -131,10 +146,15 @@ impl VirtualUser {
                     "creating the suite's per-user state panicked: {}",
                     crate::case::panic_message(payload.as_ref())
                 );
-                self.recorder.record(|s| {
-                    s.record_start(name);
-                    s.record_problem(ProblemKind::Error, name, &message, "panic", "", unix_now())
-                });
+                self.record_unrun(
+                    name,
+                    HitOutcome::Problem {
+                        outcome: ProblemKind::Error,
+                        message: &message,
+                        kind: "panic",
+                        traceback: "",
+                    },
+                );
                 return None;
             }
         };
@@ -144,6 +164,19 @@ impl VirtualUser {
     /// Whether the user must stop making hits: the run is stopping or the step was cancelled.
     fn stopped(&self) -> bool {
         self.control.stopping.load(Ordering::Relaxed) || self.cancel.is_cancelled()
+    }
+
+    /// Records a hit of `test` that never ran (the user could not be made): no duration.
+    fn record_unrun(&self, test: &str, outcome: HitOutcome<'_>) {
+        self.recorder.record(|s| {
+            s.record_hit(&Hit {
+                test,
+                scenario: self.scenario.as_deref(),
+                micros: None,
+                second: unix_now(),
+                outcome,
+            })
+        });
     }
 
     /// The user's whole life: `on_start`, the hits, `on_stop`.
@@ -232,31 +265,16 @@ impl VirtualUser {
         let Some(outcome) = outcome else {
             return true;
         };
-        let micros = started.elapsed().as_micros().min(u64::MAX as u128 / 2) as u64;
         let ok = outcome.is_ok();
-        self.record_hook(&name, micros, &outcome);
+        self.record_hook(&name, micros(started.elapsed()), &outcome);
         ok
     }
 
     /// Records the outcome of a lifecycle hook.
     fn record_hook(&self, name: &str, micros: u64, outcome: &Outcome) {
-        let _ = micros;
-        let counter = match outcome {
-            Ok(()) => format!("{name} ok"),
-            Err(_) => format!("{name} failed"),
-        };
-        self.recorder.record(|s| {
-            s.incr_counter(&counter);
-            if let Err(e) = outcome {
-                let kind = if e.is_failure() {
-                    ProblemKind::Failure
-                } else {
-                    ProblemKind::Error
-                };
-                let e = e.exc_info();
-                s.record_problem(kind, name, e.message(), e.kind(), e.traceback(), unix_now())
-            }
-        });
+        let outcome = hit_outcome(outcome);
+        self.recorder
+            .record(|s| s.record_hook(name, micros, &outcome));
     }
 
     /// Runs one hit and records its outcome; returns `false`, recording nothing, when the
@@ -284,10 +302,12 @@ impl VirtualUser {
             test: entry.name.to_string(),
             loads_status,
         });
+        let started = Instant::now();
         let outcome = tokio::select! {
             o = run_hit(state, entry.test.index, case) => o,
             _ = self.cancel.cancelled() => return false,
         };
+        let took = micros(started.elapsed());
         let name = &*entry.name;
         if raw {
             let test = name.to_owned();
@@ -310,23 +330,18 @@ impl VirtualUser {
             let _ = self.recorder.send_raw(|_| Event::StopTest {
                 test,
                 loads_status: status,
+                elapsed: Some(took as f64 / 1e6),
             });
             return true;
         }
-        let second = unix_now();
-        self.recorder.record(|s| match &outcome {
-            Ok(()) => s.record_hit_success(name, second),
-            Err(e) => {
-                s.record_start(name);
-                let kind = if e.is_failure() {
-                    ProblemKind::Failure
-                } else {
-                    ProblemKind::Error
-                };
-                let e = e.exc_info();
-                s.record_problem(kind, name, e.message(), e.kind(), e.traceback(), second)
-            }
-        });
+        let hit = Hit {
+            test: name,
+            scenario: self.scenario.as_deref(),
+            micros: Some(took),
+            second: unix_now(),
+            outcome: hit_outcome(&outcome),
+        };
+        self.recorder.record(|s| s.record_hit(&hit));
         true
     }
 }
