@@ -1660,3 +1660,65 @@ fn a_worker_that_exits_with_an_error_is_a_problem_of_the_run() {
     );
     drop(agent);
 }
+
+#[test]
+fn scenarios_run_on_every_agent_each_with_its_share() {
+    let server = DemoServer::start();
+    let cluster = Cluster::start("scenarios", 2);
+    let config = cluster.dir.join("scenarios.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+server-url = "{url}"
+
+[[scenario]]
+name = "open"
+tests = "shop::browse=3 shop::search=1"
+rate = "40/s"
+duration = "3s"
+
+[[scenario]]
+name = "closed"
+tests = "example::health"
+users = 2
+hits = 5
+start-after = "1s"
+"#,
+            url = server.url
+        ),
+    )
+    .expect("config");
+    let summary = cluster.dir.join("scenarios.json");
+    let out = run_with_limit(
+        &[
+            "run",
+            "-c",
+            config.to_str().expect("utf8"),
+            "--agents",
+            "2",
+            "--broker",
+            &cluster.front,
+            "-o",
+            "json",
+            "--output-json-path",
+            summary.to_str().expect("utf8"),
+        ],
+        Duration::from_secs(90),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary")).expect("json");
+    // The rate is divided among the agents (120 arrivals in all); users × hits run whole on
+    // each agent (2 × 2 × 5).
+    let open = j["scenarios"]["open"]["hits"].as_u64().expect("open");
+    assert!((114..=121).contains(&open), "open: {open} in {j}");
+    assert_eq!(j["scenarios"]["closed"]["hits"], 20, "{j}");
+    assert_eq!(j["tests"]["example::health"]["hits"], 20, "{j}");
+    // Every user of the open scenario logged in once and out once, on both agents.
+    assert_eq!(j["counters"]["logins"], j["counters"]["logouts"], "{j}");
+    assert_eq!(
+        j["lifecycle"]["shop::on_start"]["hits"], j["counters"]["logins"],
+        "{j}"
+    );
+}
