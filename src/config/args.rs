@@ -146,7 +146,8 @@ pub struct ModelArgs {
 #[serde(default)]
 #[command(next_help_heading = "Reports")]
 pub struct ReportArgs {
-    /// Output to use (repeatable): stdout, html, json, junit, csv, file, null [default: stdout]
+    /// Output to add to the terminal's (repeatable): html, json, junit, csv, file; `null` (or
+    /// -q) leaves the terminal's stdout output out
     #[arg(short = 'o', long = "output", value_name = "NAME")]
     #[serde(deserialize_with = "one_or_many::deserialize")]
     pub outputs: Vec<String>,
@@ -164,17 +165,22 @@ pub struct ReportArgs {
 }
 
 impl ReportArgs {
-    /// These arguments with the default output (`stdout`) when none is given, each output
-    /// once, and — `quiet` — without `stdout` (no output at all when nothing is left).
+    /// These arguments with the outputs a run uses: `stdout` first, then each output given,
+    /// once (`-o json` adds to the terminal's summary, as in the seed system, k6 and Locust);
+    /// `quiet` (`-q`) removes `stdout`, and so does the `null` output unless `stdout` is given
+    /// too; `null` itself reports nothing.
     pub fn resolved(&self, quiet: bool) -> ReportArgs {
-        let mut outputs = if self.outputs.is_empty() {
-            vec!["stdout".to_owned()]
-        } else {
-            self.outputs.clone()
-        };
-        if quiet {
-            outputs.retain(|o| o != "stdout");
-        }
+        let given = |name: &str| self.outputs.iter().any(|o| o == name);
+        let terminal = !quiet && (given("stdout") || !given("null"));
+        let mut outputs: Vec<String> = std::iter::once("stdout".to_owned())
+            .filter(|_| terminal)
+            .chain(
+                self.outputs
+                    .iter()
+                    .filter(|o| *o != "stdout" && *o != "null")
+                    .cloned(),
+            )
+            .collect();
         let mut seen = std::collections::HashSet::new();
         outputs.retain(|o| seen.insert(o.clone()));
         ReportArgs {

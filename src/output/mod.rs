@@ -71,8 +71,64 @@ pub fn unknown_output(name: &str) -> UsageError {
     )
 }
 
-/// Builds the output called `name` with the output options of `args`.
+/// Builds the output called `name` with the output options of `args`. A file output says
+/// where it wrote (one line on stderr when it is done) unless the run is quiet (`args`'
+/// outputs, resolved, have no `stdout`).
 pub fn create(name: &str, args: &ReportArgs) -> Result<Box<dyn Observer>, UsageError> {
+    let output = create_quiet(name, args)?;
+    let wrote = match name {
+        "stdout" | "null" => return Ok(output),
+        "html" => "the HTML report",
+        "json" => "the JSON summary",
+        "junit" => "the JUnit report",
+        "csv" => "the CSV files",
+        _ => "the events",
+    };
+    if !args.outputs.iter().any(|o| o == "stdout") {
+        return Ok(output);
+    }
+    let o = &args.output_options;
+    let place = match name {
+        "html" => o.html_path.clone().unwrap_or("loads-report.html".into()),
+        "json" => o.json_path.clone().unwrap_or("loads-summary.json".into()),
+        "junit" => o.junit_path.clone().unwrap_or("loads-junit.xml".into()),
+        "csv" => {
+            let p = o.csv_path.as_deref().unwrap_or("loads");
+            format!("{p}_stats.csv, {p}_history.csv and {p}_tests.csv")
+        }
+        _ => o.file_path.clone().unwrap_or("loads-events.jsonl".into()),
+    };
+    Ok(Box::new(Announced {
+        inner: output,
+        line: format!("Wrote {wrote} to {place}"),
+    }))
+}
+
+/// A file output that says where it wrote once it is done.
+struct Announced {
+    inner: Box<dyn Observer>,
+    line: String,
+}
+
+impl Observer for Announced {
+    fn on_start(&mut self, result: &TestResult) -> Result<(), OutputError> {
+        self.inner.on_start(result)
+    }
+    fn on_event(&mut self, event: &crate::result::Event, result: &TestResult) {
+        self.inner.on_event(event, result)
+    }
+    fn on_tick(&mut self, result: &TestResult) {
+        self.inner.on_tick(result)
+    }
+    fn on_finish(&mut self, result: &TestResult) -> Result<(), OutputError> {
+        self.inner.on_finish(result)?;
+        eprintln!("{}", self.line);
+        Ok(())
+    }
+}
+
+/// [`create`], without the line that says where a file output wrote.
+fn create_quiet(name: &str, args: &ReportArgs) -> Result<Box<dyn Observer>, UsageError> {
     let o: &OutputOptions = &args.output_options;
     let path = |given: &Option<String>, default: &str| -> PathBuf {
         PathBuf::from(given.as_deref().unwrap_or(default))
