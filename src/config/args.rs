@@ -16,6 +16,7 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+use super::data::DataSpec;
 use super::plan::{Cycles, MAX_USERS, Model, Plan, Stop};
 use super::units::{Secs, duration_from_secs};
 use super::{UsageError, one_or_many};
@@ -111,6 +112,15 @@ pub struct PlanArgs {
     /// Open model: most virtual users serving the arrivals [default: 1000]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_users: Option<u64>,
+    /// Test data for `t.data("NAME")` (repeatable): NAME=FILE[:STRATEGY], FILE a CSV with a
+    /// header, a JSON array of objects or JSON lines; STRATEGY circular (default), random, queue,
+    /// queue-stop or per-user; `[[data]]` tables (name, file, strategy) in the config file
+    #[arg(long = "data", value_name = "NAME=FILE[:STRATEGY]", value_parser = super::data::parse_spec)]
+    #[serde(
+        deserialize_with = "super::data::deserialize_specs",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub data: Vec<DataSpec>,
     /// This process's share of a cluster run, `(index, count)`: the broker sets it per agent, and
     /// the stages' users, the rate and the pool are divided (remainders to the first agents).
     #[arg(skip)]
@@ -329,6 +339,7 @@ impl PlanArgs {
                 ));
             }
         }
+        super::data::check_specs(&self.data).map_err(|e| UsageError::invalid("--data", e))?;
         let mut plan = Plan::cycles(self.users(), stop);
         self.model_into(&mut plan)?;
         plan.check()?;

@@ -4,6 +4,7 @@
 //!
 //! - `args`: [`RunArgs`] and its parts, the arguments of a run declared once (the command
 //!   line, the config file and the object that travels to agents), and the run id;
+//! - `data`: the test data sources a run declares (`--data NAME=FILE[:STRATEGY]`);
 //! - `plan`: the load plan those arguments describe (cycles, stages, an arrival rate);
 //! - `units`: durations as options take them, microseconds and bytes as reports print them;
 //! - `signals`: the process's one handler of SIGINT and SIGTERM.
@@ -13,12 +14,14 @@
 //! ([`TestCase::config`](crate::TestCase::config)) is public; the rest is the crate's.
 
 mod args;
+pub(crate) mod data;
 pub(crate) mod plan;
 pub(crate) mod signals;
 pub(crate) mod units;
 
 pub use args::{DEFAULT_REQUEST_TIMEOUT, NotifyArgs, OutputOptions, PlanArgs, ReportArgs, RunArgs};
 pub(crate) use args::{new_run_id, share_of};
+pub use data::{DataSpec, Strategy};
 pub use plan::Cycles;
 pub use units::Secs;
 

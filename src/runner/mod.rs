@@ -14,6 +14,7 @@
 //! collector's delivery (`collector`).
 
 mod collector;
+mod data;
 pub mod distributed;
 pub mod external;
 mod local;

@@ -42,6 +42,8 @@ use worker::Worker;
 pub struct LocalRunner {
     args: RunArgs,
     mix: Arc<Mix>,
+    /// The run's test data, shared by its users.
+    data: Arc<crate::data::DataSet>,
     plan: Plan,
     handle_ctrl_c: bool,
     collect_every: Duration,
@@ -57,6 +59,8 @@ struct Control {
     interrupted: AtomicBool,
     /// Virtual users currently running.
     active_users: AtomicU64,
+    /// The run's test data (given to each user's test context).
+    data: Arc<crate::data::DataSet>,
 }
 
 impl LocalRunner {
@@ -67,6 +71,10 @@ impl LocalRunner {
             MixError::Usage(u) => RunError::Usage(u),
         })?;
         let plan = super::checked_plan(&args)?;
+        let data = super::data::load_data(
+            &args,
+            mix.entries().iter().map(|e| (&*e.name, e.test.info())),
+        )?;
         ensure_open_files(peak_users(&plan))?;
         let mut args = args;
         args.plan.tests = mix.describe().split(' ').map(str::to_owned).collect();
@@ -76,6 +84,7 @@ impl LocalRunner {
         Ok(LocalRunner {
             args,
             mix: Arc::new(mix),
+            data,
             plan,
             handle_ctrl_c: false,
             collect_every: COLLECT_EVERY,
@@ -98,6 +107,11 @@ impl LocalRunner {
     /// The run's arguments (with the full test name and a run id filled in).
     pub fn args(&self) -> &RunArgs {
         &self.args
+    }
+
+    /// The run's test data (a cluster's worker gives it the broker's leases).
+    pub fn data(&self) -> &Arc<crate::data::DataSet> {
+        &self.data
     }
 
     /// The description of this run that outputs show.
@@ -125,6 +139,7 @@ impl LocalRunner {
             cancel: CancellationToken::new(),
             interrupted: AtomicBool::new(false),
             active_users: AtomicU64::new(0),
+            data: self.data.clone(),
         });
 
         let (done_tx, done_rx) = mpsc::channel::<()>();

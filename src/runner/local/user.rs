@@ -91,7 +91,7 @@ impl VirtualUser {
     /// The user's test context and state, or `None` after recording why they could not be made.
     pub(super) fn prepare(&self) -> Option<(TestCase, Box<dyn crate::case::UserState>)> {
         let name = &*self.mix.entries()[0].name;
-        let case = match TestCase::new(
+        let mut case = match TestCase::new(
             self.mix.entries()[0].name.clone(),
             self.args.clone(),
             self.recorder.clone(),
@@ -114,6 +114,7 @@ impl VirtualUser {
                 return None;
             }
         };
+        case.set_data(self.control.data.clone());
         let state = match std::panic::catch_unwind(self.mix.suite().new_user) {
             Ok(s) => s,
             Err(payload) => {
@@ -151,6 +152,9 @@ impl VirtualUser {
                             self.think(i).await;
                         }
                         self.hit(&mut case, &mut *state, h, i).await;
+                        if case.data_stopped() {
+                            break 'steps;
+                        }
                     }
                 }
             }
@@ -169,6 +173,9 @@ impl VirtualUser {
                         }
                     }
                     self.hit(&mut case, &mut *state, 0, i).await;
+                    if case.data_stopped() {
+                        break;
+                    }
                 }
             }
         }
@@ -200,6 +207,10 @@ impl VirtualUser {
             loads_status,
         });
         let outcome = run_hit(state, entry.test.index, case).await;
+        if case.data_stopped() {
+            // A `queue-stop` source ran out: the hit is not counted, and the user stops.
+            return;
+        }
         let name = &*entry.name;
         if raw {
             let test = name.to_owned();
