@@ -47,7 +47,7 @@ fn run_json(dir: &Path, args: &[&str]) -> (Option<i32>, serde_json::Value, Strin
 }
 
 /// The accounts used, with how many hits each: the `account USER` counters.
-fn used(summary: &serde_json::Value) -> BTreeMap<String, u64> {
+fn rows_used(summary: &serde_json::Value) -> BTreeMap<String, u64> {
     summary["counters"]
         .as_object()
         .map(|m| {
@@ -96,7 +96,7 @@ fn a_queue_uses_each_row_once_then_says_it_is_exhausted() {
         ],
     );
     assert_eq!(code, Some(1), "the exhausted hits are errors: {err}");
-    let used = used(&s);
+    let used = rows_used(&s);
     assert_eq!(used.len(), 50, "every row used: {used:?}");
     assert!(used.values().all(|n| *n == 1), "no row twice: {used:?}");
     assert_eq!(
@@ -137,7 +137,7 @@ fn queue_stop_stops_the_users_and_per_user_keeps_one_row_per_user() {
         (s["hits"].as_u64(), s["errors"].as_u64()),
         (Some(30), Some(0))
     );
-    assert_eq!(used(&s).len(), 30);
+    assert_eq!(rows_used(&s).len(), 30);
 
     // 6 users × 4 hits over 10 rows: 6 distinct rows, each used by its user's 4 hits.
     let (code, s, err) = run_json(
@@ -158,7 +158,7 @@ fn queue_stop_stops_the_users_and_per_user_keeps_one_row_per_user() {
         ],
     );
     assert_eq!(code, Some(0), "{err}");
-    let used = used(&s);
+    let used = rows_used(&s);
     assert_eq!(used.len(), 6, "{used:?}");
     assert!(used.values().all(|n| *n == 4), "{used:?}");
 
@@ -214,7 +214,7 @@ fn json_files_and_the_config_files_data_tables_work() {
         );
         assert_eq!(code, Some(0), "{err}");
         // circular (the default): round and round.
-        let used = used(&s);
+        let used = rows_used(&s);
         assert_eq!(used.keys().map(String::as_str).collect::<Vec<_>>(), want);
         assert!(used.values().all(|n| *n == 2), "{used:?}");
     }
@@ -289,4 +289,149 @@ fn bad_data_is_refused_before_any_load() {
         Some(1),
         "a refused connection is an error, not a usage error"
     );
+}
+
+/// `--agents N --broker FRONT` and the rest of a cluster run of `example::login_from_data`.
+fn on_cluster<'a>(front: &'a str, agents: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "run",
+        "example::login_from_data",
+        "--agents",
+        agents,
+        "--broker",
+        front,
+    ];
+    args.extend_from_slice(rest);
+    args
+}
+
+#[test]
+fn on_a_cluster_queue_rows_are_used_once_across_agents_and_per_user_rows_differ() {
+    let server = DemoServer::start();
+    let cluster = common::cluster::Cluster::start("data-queue", 3);
+    let d = dir("cluster-queue");
+    accounts(&d, 1000);
+    // 3 agents × 20 users for 4 s: far more requests than rows.
+    let (code, s, err) = run_json(
+        &d,
+        &on_cluster(
+            &cluster.front,
+            "3",
+            &[
+                "--data",
+                "accounts=accounts.csv:queue",
+                "-u",
+                "20",
+                "-d",
+                "4s",
+                "--think-time",
+                "5ms",
+                "-s",
+                &server.url,
+            ],
+        ),
+    );
+    assert_eq!(code, Some(1), "the exhausted hits are errors: {err}");
+    let used = rows_used(&s);
+    let twice: Vec<_> = used.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "rows used twice: {twice:?}");
+    assert_eq!(used.len(), 1000, "no row missing");
+    assert_eq!(s["successes"].as_u64(), Some(1000));
+    let p = problems(&s);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(
+        p[0].0,
+        "data 'accounts' exhausted: each of its 1000 rows was used once (strategy queue)"
+    );
+    assert_eq!(Some(p[0].1), s["errors"].as_u64());
+    assert!(p[0].1 >= 1, "the 1001st request is the exhaustion: {p:?}");
+
+    // per-user: 60 users, 60 distinct rows, each for its user's 3 hits.
+    let (code, s, err) = run_json(
+        &d,
+        &on_cluster(
+            &cluster.front,
+            "3",
+            &[
+                "--data",
+                "accounts=accounts.csv:per-user",
+                "-u",
+                "20",
+                "--hits",
+                "3",
+                "-s",
+                &server.url,
+            ],
+        ),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let used = rows_used(&s);
+    assert_eq!(used.len(), 60, "{used:?}");
+    assert!(used.values().all(|n| *n == 3), "{used:?}");
+}
+
+#[test]
+fn an_agent_killed_mid_run_makes_no_row_be_used_twice() {
+    let server = DemoServer::start();
+    let mut cluster = common::cluster::Cluster::start("data-kill", 3);
+    let d = dir("cluster-kill");
+    accounts(&d, 20_000);
+    let args: Vec<String> = on_cluster(
+        &cluster.front,
+        "3",
+        &[
+            "--data",
+            "accounts=accounts.csv:queue",
+            "-u",
+            "20",
+            "-d",
+            "8s",
+            "--think-time",
+            "50ms",
+            "-s",
+            &server.url,
+            "-q",
+            "-o",
+            "json",
+            "--output-json-path",
+            "summary.json",
+        ],
+    )
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    let mut caller = common::loads()
+        .current_dir(&d)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("caller");
+    std::thread::sleep(Duration::from_secs(4));
+    // The agent and its worker (its process group), by PID.
+    cluster.agents[0].kill_group();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while caller.try_wait().expect("wait").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the caller did not end"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = caller.wait_with_output().expect("output");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a lost agent fails the run: {}",
+        stderr(&out)
+    );
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).expect("summary"))
+            .expect("json");
+    let used = rows_used(&s);
+    let twice: Vec<_> = used.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "rows used twice: {twice:?}");
+    assert!(used.len() > 500, "the others went on: {} rows", used.len());
+    assert_eq!(s["errors"].as_u64(), Some(0), "{:?}", problems(&s));
 }

@@ -14,5 +14,6 @@ mod load;
 mod row;
 mod set;
 
+pub use load::MAX_FILE_BYTES;
 pub use row::Row;
-pub use set::{DataError, DataSet};
+pub use set::{DataError, DataSet, LEASE_BLOCK, Lease};

@@ -141,6 +141,14 @@ impl LocalOrExternal {
         }
     }
 
+    /// The run's test data, loaded and checked.
+    pub fn data(&self) -> &std::sync::Arc<crate::data::DataSet> {
+        match self {
+            LocalOrExternal::Local(r) => r.data(),
+            LocalOrExternal::External(r) => r.data(),
+        }
+    }
+
     /// The run's checked arguments (with a run id filled in).
     pub fn args(&self) -> &RunArgs {
         match self {

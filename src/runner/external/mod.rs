@@ -36,6 +36,8 @@ use crate::result::{EventSink, RunMeta, TestResult};
 pub struct ExternalRunner {
     args: RunArgs,
     plan: Plan,
+    /// The run's test data, served to the runners' processes.
+    data: Arc<crate::data::DataSet>,
     command: Vec<String>,
     agent_id: String,
     handle_signals: bool,
@@ -72,6 +74,8 @@ impl ExternalRunner {
                 "--stages, --rate, --ramp-up and --think-time are not supported with --test-runner: a runner's process runs its user's hits at its own pace (use users × hits or a duration)",
             )));
         }
+        // The tests are not ours to read: the names they ask for are checked as they ask.
+        let data = super::data::load_data(&args, [])?;
         let mut args = args;
         if args.run_id.is_empty() {
             args.run_id = new_run_id();
@@ -79,6 +83,7 @@ impl ExternalRunner {
         Ok(ExternalRunner {
             args,
             plan,
+            data,
             command,
             agent_id: String::new(),
             handle_signals: false,
@@ -108,6 +113,11 @@ impl ExternalRunner {
     /// The run's arguments (with a run id filled in).
     pub fn args(&self) -> &RunArgs {
         &self.args
+    }
+
+    /// The run's test data (a cluster's worker gives it the broker's leases).
+    pub fn data(&self) -> &Arc<crate::data::DataSet> {
+        &self.data
     }
 
     /// The description of this run that outputs show.
