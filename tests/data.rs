@@ -435,3 +435,64 @@ fn an_agent_killed_mid_run_makes_no_row_be_used_twice() {
     assert!(used.len() > 500, "the others went on: {} rows", used.len());
     assert_eq!(s["errors"].as_u64(), Some(0), "{:?}", problems(&s));
 }
+
+#[test]
+fn python_runners_get_rows_of_the_same_data_sources() {
+    let Some(py) = common::python() else { return };
+    let server = DemoServer::start();
+    let d = dir("python");
+    accounts(&d, 10);
+    let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/python");
+    let cmd = format!(
+        "env PYTHONPATH={}:{} {py} -m loads_client {{test}}",
+        client.display(),
+        client.join("examples").display()
+    );
+    let run = |spec: &str, users: &str, hits: &str| {
+        run_json(
+            &d,
+            &[
+                "run",
+                "test_accounts.TestAccounts.test_login",
+                "--test-runner",
+                &cmd,
+                "--data",
+                spec,
+                "-u",
+                users,
+                "--hits",
+                hits,
+                "-s",
+                &server.url,
+            ],
+        )
+    };
+    // queue: 4 processes × 3 hits for 10 rows.
+    let (code, s, err) = run("accounts=accounts.csv:queue", "4", "3");
+    assert_eq!(code, Some(1), "{err}");
+    let used = rows_used(&s);
+    assert_eq!(used.len(), 10, "{used:?}");
+    assert!(used.values().all(|n| *n == 1), "{used:?}");
+    assert_eq!(
+        (s["successes"].as_u64(), s["errors"].as_u64()),
+        (Some(10), Some(2))
+    );
+    assert!(
+        problems(&s)[0].0.starts_with("data 'accounts' exhausted"),
+        "{:?}",
+        problems(&s)
+    );
+    // per-user: each process keeps its row.
+    let (code, s, err) = run("accounts=accounts.csv:per-user", "3", "2");
+    assert_eq!(code, Some(0), "{err}");
+    let used = rows_used(&s);
+    assert_eq!(used.len(), 3, "{used:?}");
+    assert!(used.values().all(|n| *n == 2), "{used:?}");
+    // queue-stop: the processes stop when the rows run out; no error.
+    let (code, s, err) = run("accounts=accounts.csv:queue-stop", "4", "5");
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        (s["successes"].as_u64(), s["errors"].as_u64()),
+        (Some(10), Some(0))
+    );
+}

@@ -167,11 +167,6 @@ impl DataSet {
         self.sources.is_empty()
     }
 
-    /// The names of the sources.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.sources.keys().map(String::as_str)
-    }
-
     /// The spec of source `name` (with its number of rows).
     pub fn spec(&self, name: &str) -> Option<DataSpec> {
         self.sources.get(name).map(|s| DataSpec {
