@@ -311,7 +311,7 @@ mod tests {
         let a: DataSpec = "a-b=x.csv".parse().expect("spec");
         let b: DataSpec = "A_B=y.csv".parse().expect("spec");
         assert_eq!(a.env_name(), "LOADS_DATA_A_B");
-        assert!(check_specs(&[a.clone()]).is_ok());
+        assert!(check_specs(std::slice::from_ref(&a)).is_ok());
         assert!(
             check_specs(&[a.clone(), a.clone()])
                 .expect_err("twice")
