@@ -71,7 +71,11 @@ impl Broker {
         // The token says which run and agent the worker works for; its key must be that
         // agent's, and the agent still one of the run's.
         let Some((run_id, agent)) = self.tokens.get(token).cloned() else {
-            self.rejected += 1;
+            // A worker's release often comes after its run ended (its token with it): nothing
+            // to give back to then, and nothing wrong.
+            if matches!(msg, FromAgent::LeaseRows { .. }) {
+                self.rejected += 1;
+            }
             return;
         };
         let agent_ok = self.agents.get(&agent).is_some_and(|a| a.key == user);
