@@ -14,7 +14,11 @@ pub struct Example {
 }
 
 /// The bundled examples, written for the embedded demo server (`loads demo-server`)
-#[loads::suite(name = "example", server = loads::demo::test_server_url)]
+#[loads::suite(
+    name = "example",
+    server = loads::demo::test_server_url,
+    data = "accounts=examples/data/accounts.csv"
+)]
 impl Example {
     /// GET the server URL's root and expect a 2xx (minimal: the benchmark test)
     async fn get_root(&mut self, t: &mut TestCase) -> Outcome {
@@ -122,6 +126,23 @@ impl Example {
         }
         // No I/O here: let the other users of this thread run.
         tokio::task::yield_now().await;
+        Ok(())
+    }
+
+    /// Log in with an account of the `accounts` data (--data accounts=FILE: columns user,
+    /// password) and count each account used
+    async fn login_from_data(&mut self, t: &mut TestCase) -> Outcome {
+        let row = t.data("accounts")?;
+        let (user, password) = (&row["user"], &row["password"]);
+        let res = t
+            .app
+            .get(&format!("/basic-auth/{user}/{password}"))
+            .name("/basic-auth/{user}/{password}")
+            .basic_auth(user, Some(password))
+            .send()
+            .await?;
+        ensure_eq!(res.status(), 200, "account {user} was refused");
+        t.incr_counter(&format!("account {user}"));
         Ok(())
     }
 

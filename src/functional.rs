@@ -21,7 +21,8 @@ pub enum Expect {
 }
 
 /// Runs test `name` of suite `S` once, with one user, against `LOADS_SERVER_URL` or, when that
-/// is unset, the URL `server` returns. Panics, so that the cargo test fails, when the outcome is
+/// is unset, the URL `server` returns, with the data sources of `LOADS_DATA` or, when that is
+/// unset, of the suite's `data` option (`NAME=FILE[:STRATEGY]`, separated by spaces). Panics, so that the cargo test fails, when the outcome is
 /// not the `expected` one.
 pub fn run_test<S: Suite>(name: &str, server: Option<fn() -> String>, expected: Expect) {
     let outcome = try_run_test::<S>(name, server);
@@ -72,10 +73,22 @@ pub fn try_run_test<S: Suite>(
         .ok()
         .filter(|s| !s.is_empty())
         .or_else(|| server.map(|f| f()));
+    let data_text = std::env::var("LOADS_DATA")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| S::DATA.to_owned());
+    let data = data_text
+        .split_whitespace()
+        .map(|s| s.parse::<crate::config::DataSpec>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TestError::error(format!("LOADS_DATA: {e}")))?;
+    let data_set = crate::data::DataSet::load(&data, std::path::Path::new("."), (0, 1))
+        .map_err(|e| TestError::error(e.to_string()))?;
     let args = Arc::new(RunArgs {
         plan: crate::config::PlanArgs {
             tests: vec![test.full_name()],
             server_url,
+            data,
             ..Default::default()
         },
         ..RunArgs::default()
@@ -88,6 +101,7 @@ pub fn try_run_test<S: Suite>(
     let user = UserRecorder::new(recorder.clone(), 0);
     let outcome = runtime.block_on(async {
         let mut case = TestCase::new(Arc::from(test.full_name()), args, user)?;
+        case.set_data(Arc::new(data_set));
         case.set_status(crate::result::LoadsStatus {
             hits: 1,
             users: 1,

@@ -51,6 +51,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod case;
 mod cli;
 pub mod config;
+mod data;
 mod db;
 pub mod demo;
 mod functional;
@@ -63,6 +64,8 @@ mod transport;
 
 pub use case::{Outcome, Suite, TestCase, TestError};
 pub use cli::main;
+/// Test data: a row of a data source ([`TestCase::data`]) and why a test got none.
+pub use data::{DataError, Row};
 /// Marks an `impl` block as a suite: its `async fn(&mut self, t: &mut TestCase) -> Outcome`
 /// methods are tests, `setup` and `teardown` run around each hit, `on_start` and `on_stop` once
 /// per virtual user (when it starts, when it ends); `#[loads(weight = N)]` on a
@@ -94,6 +97,7 @@ pub mod __private {
 /// What a test file needs: `use loads::prelude::*;`.
 pub mod prelude {
     pub use crate::case::{Outcome, TestCase, TestError};
+    pub use crate::data::Row;
     pub use crate::measure::{Message, StatusCode};
     pub use crate::{ensure, ensure_eq, ensure_ne, fail};
     pub use serde_json::json;

@@ -12,6 +12,7 @@ const FLOORS: &[(&str, u32)] = &[
     ("demo", 0),
     ("config", 0),
     ("result", 1),
+    ("data", 1),
     ("measure", 2),
     ("case", 3),
     ("output", 3),

@@ -3,7 +3,7 @@
 #![warn(missing_docs)]
 
 use proc_macro::TokenStream;
-use proc_macro2::Span;
+use proc_macro2::{Delimiter, Span, TokenTree};
 use quote::{format_ident, quote};
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
@@ -95,6 +95,29 @@ fn take_options(attrs: &mut Vec<syn::Attribute>) -> syn::Result<TestOptions> {
     }
 }
 
+/// The names of the data sources a body asks for with a literal, `.data("NAME")`, in order of
+/// first appearance (the runner refuses a run that does not declare them, before any load).
+fn data_names(ts: proc_macro2::TokenStream, out: &mut Vec<String>) {
+    let tokens: Vec<TokenTree> = ts.into_iter().collect();
+    for (i, t) in tokens.iter().enumerate() {
+        let TokenTree::Group(g) = t else { continue };
+        if g.delimiter() == Delimiter::Parenthesis
+            && i >= 2
+            && matches!(&tokens[i - 1], TokenTree::Ident(id) if id == "data")
+            && matches!(&tokens[i - 2], TokenTree::Punct(p) if p.as_char() == '.')
+        {
+            let inner: Vec<TokenTree> = g.stream().into_iter().collect();
+            if let [TokenTree::Literal(l)] = inner.as_slice()
+                && let Ok(s) = syn::parse2::<syn::LitStr>(TokenTree::Literal(l.clone()).into())
+                && !out.contains(&s.value())
+            {
+                out.push(s.value());
+            }
+        }
+        data_names(g.stream(), out);
+    }
+}
+
 fn snake_case(name: &str) -> String {
     let mut out = String::new();
     for (i, c) in name.chars().enumerate() {
@@ -145,6 +168,7 @@ fn expand(
 
     let mut name = snake_case(&type_name);
     let mut server: Option<syn::Path> = None;
+    let mut default_data = String::new();
     let args = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr)?;
     for meta in args {
         match &meta {
@@ -168,6 +192,17 @@ fn expand(
                     ));
                 }
             },
+            Meta::NameValue(nv) if nv.path.is_ident("data") => match &nv.value {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Str(s), ..
+                }) => default_data = s.value(),
+                other => {
+                    return Err(syn::Error::new_spanned(
+                        other,
+                        "expected data = \"NAME=FILE[:STRATEGY] ...\" (the data of the suite's functional tests)",
+                    ));
+                }
+            },
             Meta::NameValue(nv) if nv.path.is_ident("server") => match &nv.value {
                 Expr::Path(p) => server = Some(p.path.clone()),
                 other => {
@@ -180,7 +215,7 @@ fn expand(
             other => {
                 return Err(syn::Error::new_spanned(
                     other,
-                    "unknown option; #[loads::suite] takes name = \"...\" and server = path::to::fn",
+                    "unknown option; #[loads::suite] takes name = \"...\", server = path::to::fn and data = \"NAME=FILE ...\"",
                 ));
             }
         }
@@ -191,6 +226,9 @@ fn expand(
     let mut has_teardown = false;
     let mut has_on_start = false;
     let mut has_on_stop = false;
+    // Data names asked for by the hooks (set-up, tear-down, on_start, on_stop), which run
+    // around every test's hits.
+    let mut hook_data = Vec::new();
 
     for it in &mut imp.items {
         let ImplItem::Fn(f) = it else { continue };
@@ -203,13 +241,19 @@ fn expand(
             continue;
         }
         let ident = f.sig.ident.clone();
+        let mut data = Vec::new();
+        data_names(quote::ToTokens::to_token_stream(&f.block), &mut data);
         match ident.to_string().as_str() {
             "setup" => has_setup = true,
             "teardown" => has_teardown = true,
             "on_start" => has_on_start = true,
             "on_stop" => has_on_stop = true,
-            _ => tests.push((ident, doc_of(&f.attrs), options)),
+            _ => {
+                tests.push((ident, doc_of(&f.attrs), options, data));
+                continue;
+            }
         }
+        hook_data.extend(data);
     }
     if tests.is_empty() {
         return Err(syn::Error::new(
@@ -219,12 +263,18 @@ fn expand(
     }
 
     let suite_doc = doc_of(&imp.attrs);
-    let infos = tests.iter().map(|(ident, doc, options)| {
+    let infos = tests.iter().map(|(ident, doc, options, data)| {
         let n = ident.to_string();
         let weight = options.weight.unwrap_or(1);
-        quote! { ::loads::__private::TestInfo { name: #n, doc: #doc, weight: #weight } }
+        let mut data = data.clone();
+        for d in &hook_data {
+            if !data.contains(d) {
+                data.push(d.clone());
+            }
+        }
+        quote! { ::loads::__private::TestInfo { name: #n, doc: #doc, weight: #weight, data: &[#(#data),*] } }
     });
-    let arms = tests.iter().enumerate().map(|(i, (ident, _, _))| {
+    let arms = tests.iter().enumerate().map(|(i, (ident, _, _, _))| {
         quote! { #i => ::std::boxed::Box::pin(<#ty>::#ident(self, t)), }
     });
     let setup = has_setup.then(|| {
@@ -264,7 +314,7 @@ fn expand(
         None => quote! { ::core::option::Option::None },
     };
     let module = format_ident!("loads_{}", name);
-    let functional = tests.iter().map(|(ident, _, options)| {
+    let functional = tests.iter().map(|(ident, _, options, _)| {
         let n = ident.to_string();
         let expect = match options.expected.as_deref() {
             Some("failure") => quote! { ::loads::__private::Expect::Failure },
@@ -286,6 +336,7 @@ fn expand(
             const NAME: &'static str = #name;
             const DOC: &'static str = #suite_doc;
             const TESTS: &'static [::loads::__private::TestInfo] = &[#(#infos),*];
+            const DATA: &'static str = #default_data;
             fn new_user() -> Self {
                 <Self as ::core::default::Default>::default()
             }

@@ -1,11 +1,13 @@
 //! [`TestCase`]: what a test sees — the HTTP session and `app` client, the WebSocket factory,
-//! counters, the current `loads_status` and the run's configuration. Built by the runner for each
-//! virtual user; everything a test does through it is recorded.
+//! counters, the current `loads_status`, the run's configuration and its test data
+//! ([`TestCase::data`]). Built by the runner for each virtual user; everything a test does
+//! through it is recorded.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::RunArgs;
+use crate::config::{RunArgs, Strategy};
+use crate::data::{DataError, DataSet, Row};
 use crate::measure::{HttpError, Session, WebSocket, WsError};
 use crate::result::{LoadsStatus, UserRecorder};
 
@@ -18,6 +20,12 @@ pub struct TestCase {
     status: LoadsStatus,
     test: Arc<str>,
     config: Arc<RunArgs>,
+    /// The run's data sources, shared by its users.
+    data: Arc<DataSet>,
+    /// This user's rows of its `per-user` sources.
+    own_rows: Vec<Row>,
+    /// A `queue-stop` source ran out in this user's hit: the user stops.
+    data_stop: bool,
 }
 
 impl TestCase {
@@ -45,7 +53,46 @@ impl TestCase {
             status: LoadsStatus::default(),
             test,
             config,
+            data: Arc::default(),
+            own_rows: Vec::new(),
+            data_stop: false,
         })
+    }
+
+    /// Gives the user the run's data sources.
+    pub(crate) fn set_data(&mut self, data: Arc<DataSet>) {
+        self.data = data;
+    }
+
+    /// Whether a `queue-stop` source ran out for this user: its hit is not counted and the
+    /// user stops.
+    pub(crate) fn data_stopped(&self) -> bool {
+        self.data_stop
+    }
+
+    /// A row of the data source `name` (`--data NAME=FILE[:STRATEGY]`), read by column:
+    /// `let row = t.data("accounts")?; row["email"]`. By the source's strategy: the next row
+    /// (`circular`), any row (`random`), a row no other user of the run gets (`queue`,
+    /// `queue-stop`), or this user's own row, the same at every call (`per-user`). `?` on the
+    /// error makes the hit an *error*: `data 'accounts' exhausted` when a queue is used up, or
+    /// a name the run does not declare.
+    pub fn data(&mut self, name: &str) -> Result<Row, DataError> {
+        let strategy = self.data.strategy(name);
+        if strategy == Some(Strategy::PerUser) {
+            if let Some(r) = self.own_rows.iter().find(|r| r.source() == name) {
+                return Ok(r.clone());
+            }
+            let row = self.data.take(name)?;
+            self.own_rows.push(row.clone());
+            return Ok(row);
+        }
+        let taken = self.data.take(name);
+        if strategy == Some(Strategy::QueueStop)
+            && matches!(taken, Err(DataError::Exhausted { .. }))
+        {
+            self.data_stop = true;
+        }
+        taken
     }
 
     /// Which hit of which user this is, and the current cycle step's hits and users.

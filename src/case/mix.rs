@@ -275,11 +275,13 @@ mod tests {
                 name: "a",
                 doc: "",
                 weight: 3,
+                data: &[],
             },
             TestInfo {
                 name: "b",
                 doc: "",
                 weight: 1,
+                data: &[],
             },
         ],
         new_user: no_user,
@@ -291,6 +293,7 @@ mod tests {
             name: "c",
             doc: "",
             weight: 1,
+            data: &[],
         }],
         new_user: no_user,
     };

@@ -205,11 +205,13 @@ mod tests {
                     name: "get_root",
                     doc: "",
                     weight: 1,
+                    data: &[],
                 },
                 TestInfo {
                     name: "health",
                     doc: "",
                     weight: 1,
+                    data: &[],
                 },
             ],
             new_user: new_user_boxed::<Demo>,
@@ -221,6 +223,7 @@ mod tests {
                 name: "health",
                 doc: "",
                 weight: 1,
+                data: &[],
             }],
             new_user: new_user_boxed::<Demo>,
         };

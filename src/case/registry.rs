@@ -17,6 +17,9 @@ pub struct TestInfo {
     pub doc: &'static str,
     /// Its weight when the whole suite runs as a mix (`#[loads(weight = N)]`; default 1).
     pub weight: u32,
+    /// The data sources it (or its suite's set-up and tear-down) asks for by a literal name,
+    /// `t.data("NAME")`: a run must declare them (`--data NAME=FILE`).
+    pub data: &'static [&'static str],
 }
 
 /// A suite: per-user state whose async methods are tests. Implemented by `#[loads::suite]`.
@@ -27,6 +30,9 @@ pub trait Suite: Send + 'static {
     const DOC: &'static str;
     /// The tests, in source order.
     const TESTS: &'static [TestInfo];
+    /// The data sources of the suite's functional tests under `cargo test`, as `--data` takes
+    /// them, separated by spaces (`#[loads::suite(data = "...")]`; `LOADS_DATA` overrides it).
+    const DATA: &'static str = "";
     /// Creates the state of a new virtual user.
     fn new_user() -> Self
     where

@@ -16,6 +16,7 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+use super::data::DataSpec;
 use super::plan::{Cycles, MAX_USERS, Model, Plan, Stop};
 use super::units::{Secs, duration_from_secs};
 use super::{UsageError, one_or_many};
@@ -91,6 +92,15 @@ pub struct PlanArgs {
     /// `{test}` replaced by TEST: e.g. "python3 -m loads_client {test}" (docs/external-runners.md)
     #[arg(long, value_name = "CMD")]
     pub test_runner: Option<String>,
+    /// Test data for `t.data("NAME")` (repeatable): NAME=FILE[:STRATEGY], FILE a CSV with a
+    /// header, a JSON array of objects or JSON lines; STRATEGY circular (default), random, queue,
+    /// queue-stop or per-user; `[[data]]` tables (name, file, strategy) in the config file
+    #[arg(long = "data", value_name = "NAME=FILE[:STRATEGY]", value_parser = super::data::parse_spec)]
+    #[serde(
+        deserialize_with = "super::data::deserialize_specs",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub data: Vec<DataSpec>,
     /// Several scenarios in one run, each with its tests and its own load model (the config
     /// file's `[[scenario]]` tables; not a command-line option). With scenarios the run's own
     /// test is not given, and its model options are the scenarios' defaults.
@@ -385,6 +395,7 @@ impl PlanArgs {
                 ));
             }
         }
+        super::data::check_specs(&self.data).map_err(|e| UsageError::invalid("--data", e))?;
         self.model.plan(self.share, self.raw_events)
     }
 }

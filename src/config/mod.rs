@@ -4,6 +4,7 @@
 //!
 //! - `args`: [`RunArgs`] and its parts, the arguments of a run declared once (the command
 //!   line, the config file and the object that travels to agents), and the run id;
+//! - `data`: the test data sources a run declares (`--data NAME=FILE[:STRATEGY]`);
 //! - `plan`: the load plan those arguments describe (cycles, stages, an arrival rate);
 //! - `scenario`: the named scenarios of a run, each with its tests and its own model;
 //! - `units`: durations as options take them, microseconds and bytes as reports print them;
@@ -14,6 +15,7 @@
 //! ([`TestCase::config`](crate::TestCase::config)) is public; the rest is the crate's.
 
 mod args;
+pub(crate) mod data;
 pub(crate) mod plan;
 mod scenario;
 pub(crate) mod signals;
@@ -23,6 +25,7 @@ pub use args::{
     DEFAULT_REQUEST_TIMEOUT, ModelArgs, NotifyArgs, OutputOptions, PlanArgs, ReportArgs, RunArgs,
 };
 pub(crate) use args::{new_run_id, share_of};
+pub use data::{DataSpec, Strategy};
 pub use plan::Cycles;
 pub use scenario::{MAX_SCENARIOS, ScenarioArgs};
 pub use units::Secs;

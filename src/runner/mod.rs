@@ -14,6 +14,7 @@
 //! collector's delivery (`collector`).
 
 mod collector;
+mod data;
 pub mod distributed;
 pub mod external;
 mod local;
@@ -169,6 +170,14 @@ impl LocalOrExternal {
         match self {
             LocalOrExternal::Local(r) => LocalOrExternal::Local(r),
             LocalOrExternal::External(r) => LocalOrExternal::External(r.agent_id(id)),
+        }
+    }
+
+    /// The run's test data, loaded and checked.
+    pub fn data(&self) -> &std::sync::Arc<crate::data::DataSet> {
+        match self {
+            LocalOrExternal::Local(r) => r.data(),
+            LocalOrExternal::External(r) => r.data(),
         }
     }
 

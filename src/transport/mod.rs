@@ -7,7 +7,7 @@
 //! | socket | kind | who talks to it |
 //! |---|---|---|
 //! | front, `tcp://127.0.0.1:7780` | ROUTER | callers (REQ): ping, run, runs, get a run |
-//! | back, `tcp://127.0.0.1:7781` | ROUTER | agents (DEALER): register, heartbeat, jobs, binaries |
+//! | back, `tcp://127.0.0.1:7781` | ROUTER | agents (DEALER): register, heartbeat, jobs, binaries; workers (DEALER, with their token): leases of data rows |
 //! | receiver, `tcp://127.0.0.1:7782` | PULL | workers (PUSH): the events of a run, as [`Envelope`]s after the worker's token |
 //! | publisher, `tcp://127.0.0.1:7783` | XPUB | callers (SUB): a run's events and end (topic: the run id; only the ids of existing runs are accepted as subscriptions) |
 //! | heartbeat, `tcp://127.0.0.1:7784` | XPUB | callers (SUB): the broker's pid twice a second |
@@ -27,6 +27,7 @@ pub mod agent;
 pub mod blobs;
 pub mod broker;
 pub mod client;
+pub mod lease;
 pub mod relay;
 pub mod security;
 
@@ -265,6 +266,21 @@ pub enum ToAgent {
         /// The run.
         run_id: String,
     },
+    /// The answer to a worker's [`FromAgent::LeaseRows`]: rows `start..end` of a data source
+    /// are the worker's alone (`start == end`: none is left, or `error` says why none is given).
+    Rows {
+        /// The request answered.
+        id: u64,
+        /// The data source.
+        source: String,
+        /// The first row number leased.
+        start: u64,
+        /// One past the last.
+        end: u64,
+        /// Why no rows are leased, when it is not that they ran out.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
 }
 
 /// A message from an agent to the broker.
@@ -296,6 +312,32 @@ pub enum FromAgent {
         /// The run.
         run_id: String,
     },
+    /// A worker asks for a block of rows of a `queue` or `per-user` data source of its run
+    /// (sent by the worker itself, on a connection of its own to the back socket, with its
+    /// agent's key; answered with [`ToAgent::Rows`]). The token ([`Job::token`]) says which
+    /// run and agent it works for.
+    LeaseRows {
+        /// The worker's token.
+        token: String,
+        /// The request's number (the answer repeats it).
+        id: u64,
+        /// The data source.
+        source: String,
+        /// Most rows wanted (the broker may give fewer).
+        want: u64,
+    },
+    /// A worker that ends gives back the rows of its last block it did not use: `start..end`,
+    /// the end of that block. The broker leases them again to the other workers of the run.
+    ReleaseRows {
+        /// The worker's token.
+        token: String,
+        /// The data source.
+        source: String,
+        /// The first row given back.
+        start: u64,
+        /// One past the last (the end of the worker's block).
+        end: u64,
+    },
     /// The worker of a run ended.
     WorkerExited {
         /// The run.
@@ -325,6 +367,10 @@ pub struct Job {
     /// Files to put in the run's test directory.
     #[serde(default)]
     pub files: Vec<IncludedFile>,
+    /// The broker's back socket as the agent reaches it (set by the agent): where the worker
+    /// leases the rows of its `queue` and `per-user` data sources.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub backend: String,
     /// The worker's secret for this run: the first frame of every message its relay sends to
     /// the receiver. The broker counts an event only when it comes with the token it gave
     /// this agent for this run, so that knowing a run id and an agent id is not enough to

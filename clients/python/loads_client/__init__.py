@@ -19,8 +19,9 @@ or once, as an ordinary unit test (events are then discarded)::
 ``loads_client.runner`` and docs/external-runners.md for the protocol it speaks.
 """
 
+from ._data import DataError, DataStop
 from .case import DEFAULT_SERVER_URL, TestCase
 from .session import Session
 
-__all__ = ["TestCase", "Session", "DEFAULT_SERVER_URL", "__version__"]
+__all__ = ["TestCase", "Session", "DataError", "DataStop", "DEFAULT_SERVER_URL", "__version__"]
 __version__ = "0.1.0"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import unittest
 
-from . import _reporter
+from . import _data, _reporter
 from .session import Session
 
 __all__ = ["TestCase", "DEFAULT_SERVER_URL"]
@@ -25,6 +25,9 @@ class TestCase(unittest.TestCase):
       ``http://127.0.0.1:8080`` (the default address of ``loads demo-server``), without a
       trailing ``/``.
     - ``self.incr_counter(name)``: adds one to a custom counter.
+    - ``self.data(name)``: a row of the run's data source ``name`` (``loads run --data
+      NAME=FILE[:STRATEGY]``), a dict of column -> text; raises ``DataError`` (the hit is an
+      error) when there is none, e.g. ``data 'accounts' exhausted``.
     - ``self.loads_status``: ``(hits, users, current_hit, current_user)`` of the current hit.
     - ``self.report_socket_open()``, ``report_socket_close()``, ``report_socket_message(size)``:
       WebSocket statistics, for tests that drive a WebSocket library themselves.
@@ -63,6 +66,11 @@ class TestCase(unittest.TestCase):
     def loads_status(self):
         """``(hits, users, current_hit, current_user)``; ``hits`` is 0 in a duration run."""
         return _reporter.current().status
+
+    def data(self, name):
+        """A row of the data source ``name``: a dict of column -> text, by the source's strategy
+        (the next row, a random one, a row no other user gets, or this user's own row)."""
+        return _data.row(str(name))
 
     def incr_counter(self, name):
         """Adds one to the custom counter ``name``."""

@@ -36,7 +36,7 @@ import time
 import traceback
 import unittest
 
-from . import _reporter
+from . import _data, _reporter
 
 __all__ = ["main", "console_main", "Config", "UsageError", "load_test", "run"]
 
@@ -60,6 +60,8 @@ Environment (set by loads):
   LOADS_TOTAL_HITS     run the test this many times (default 1) ...
   LOADS_DURATION       ... or loop on it for this many seconds (e.g. 2.5); not both
   LOADS_SERVER_URL     base URL of the system under test (TestCase.server_url)
+  LOADS_DATA_ENDPOINT  with loads run --data: where TestCase.data(NAME) asks for rows
+  LOADS_DATA_USER      this process's user, for per-user data sources
 
 To run the test once without loads: python3 -m unittest TEST
 
@@ -233,6 +235,8 @@ class HitResult(unittest.TestResult):
         self._reporter = reporter
         self._outcome = None
         self._started = 0.0
+        #: A ``queue-stop`` data source ran out: no more hits.
+        self.stopped = False
 
     def startTest(self, test):
         self._outcome = None
@@ -243,6 +247,9 @@ class HitResult(unittest.TestResult):
         if self._outcome is not None and self._outcome != "success":
             return  # the first problem decides the outcome
         exc_type, exc_value, _ = err
+        if isinstance(exc_type, type) and issubclass(exc_type, _data.DataStop):
+            self._outcome = "stop"
+            return
         try:
             tb = self._exc_info_to_string(err, test)
         except Exception:  # noqa: BLE001 - never lose the hit over its traceback
@@ -284,6 +291,11 @@ class HitResult(unittest.TestResult):
         outcome, self._outcome = self._outcome, None
         if outcome is None:
             return  # interrupted (KeyboardInterrupt/SIGTERM): the hit is abandoned
+        if outcome == "stop":
+            # A queue-stop source ran out: the hit gets no outcome, and the process stops.
+            self.stopped = True
+            self._reporter.stop_test()
+            return
         if outcome == "success":
             self._reporter.add_success()
         elif outcome[0] == "failure":
@@ -349,14 +361,17 @@ def _run_class(cls, method_name, config, reporter):
             for hit in range(1, config.hits + 1):
                 begin_hit(hit)
                 case_run(result)
+                if result.stopped:
+                    break
         else:
             deadline = _STARTED + config.duration
             hit = 0
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and not result.stopped:
                 hit += 1
                 begin_hit(hit)
                 case_run(result)
     finally:
+        _data.close()
         close = getattr(case, "close_session", None)
         if close is not None:
             close()

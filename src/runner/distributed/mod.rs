@@ -64,7 +64,13 @@ impl DistributedRunner {
         }
         // The test and plan are checked as a local run would check them: a registered test,
         // or an external command.
-        let args = super::runner_for(args)?.args().clone();
+        let runner = super::runner_for(args)?;
+        let mut args = runner.args().clone();
+        // The data files were read: the broker leases the rows of unique sources by number.
+        for spec in &mut args.plan.data {
+            spec.rows = runner.data().spec(&spec.name).and_then(|s| s.rows);
+        }
+        drop(runner);
         super::checked_plan(&args)?;
         Ok(DistributedRunner {
             args,
@@ -123,6 +129,34 @@ impl DistributedRunner {
         meta.plan = format!("{} on each of {} agents", meta.plan, self.agents);
         meta
     }
+}
+
+/// Where a run's data files land in each worker's test directory.
+const DATA_DIR: &str = "loads-data";
+
+/// The content of the data file at `path` (read and checked when the run was made; bounded
+/// again here).
+fn read_data_file(path: &str) -> Result<Vec<u8>, RunError> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            f.take(crate::data::MAX_FILE_BYTES + 1)
+                .read_to_end(&mut bytes)
+        })
+        .map_err(|e| {
+            RunError::Usage(UsageError::new(
+                "--data",
+                format!("cannot read the data file {path}: {e}"),
+            ))
+        })?;
+    if bytes.len() as u64 > crate::data::MAX_FILE_BYTES {
+        return Err(RunError::Usage(UsageError::new(
+            "--data",
+            format!("the data file {path} grew beyond the limit while the run started"),
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Subscribes to the broker's publisher and waits for its first heartbeat, so that nothing
@@ -237,8 +271,26 @@ impl DistributedRunner {
                 sha256: self.upload(client, &content)?,
             });
         }
+        // Data files travel like included files, content-addressed, into `loads-data/` of each
+        // test directory; the job names them there, with their hash.
+        let mut args = self.args.clone();
+        for spec in &mut args.plan.data {
+            let content = read_data_file(&spec.file)?;
+            let sha256 = self.upload(client, &content)?;
+            let ext = std::path::Path::new(&spec.file)
+                .extension()
+                .map(|e| format!(".{}", e.to_string_lossy()))
+                .unwrap_or_default();
+            let dest = format!("{DATA_DIR}/{}{ext}", spec.name);
+            files.push(crate::transport::IncludedFile {
+                path: dest.clone(),
+                sha256: sha256.clone(),
+            });
+            spec.file = dest;
+            spec.sha256 = Some(sha256);
+        }
         let request = CallerRequest::Run(Box::new(crate::transport::RunRequest {
-            args: self.args.clone(),
+            args,
             agents: self.agents,
             binary_sha256: sha,
             platform: platform(),

@@ -1,13 +1,15 @@
 //! The worker process of a cluster run: [`run_worker`] takes a [`Job`] from its agent, runs it
 //! with the runner that [`runner_for`] picks (the local one, or the external one for
 //! `--test-runner`) once the broker gives the go, and sends every event through a [`Relay`] to
-//! the broker instead of into a test result. What went wrong (failed runners, unsent events, an
+//! the broker instead of into a test result; the rows of its unique data sources are leased
+//! from the broker ([`BrokerLease`]), and those it did not use are given back at its end. What went wrong (failed runners, unsent events, an
 //! interruption) leaves as the error.
 
 use std::time::Duration;
 
 use crate::runner::{LocalOrExternal, RunError, runner_for};
 use crate::transport::Job;
+use crate::transport::lease::BrokerLease;
 use crate::transport::relay::Relay;
 
 /// How long a worker waits for the go of its run.
@@ -21,6 +23,12 @@ pub fn run_worker(job: &Job) -> Result<(), RunError> {
         .agent_id(&job.agent_id)
         .handle_ctrl_c(true);
     let relay = Relay::connect(&job.receiver, &job.run_id, &job.agent_id, &job.token)?;
+    // Unique data rows (queue, per-user) come from the broker's leases, unique in the run.
+    let data = runner.data().clone();
+    if job.args.plan.data.iter().any(|d| d.strategy.unique()) {
+        let lease = BrokerLease::connect(&job.backend, &job.token)?;
+        data.use_lease(std::sync::Arc::new(lease));
+    }
     // Wait for the go: the broker gives it when every worker of the run is ready, so that they
     // start together. A closed pipe (the agent stopping us) or no go in time ends the worker.
     let (tx, rx) = std::sync::mpsc::channel();
@@ -40,7 +48,7 @@ pub fn run_worker(job: &Job) -> Result<(), RunError> {
             )));
         }
     }
-    let (relay, interrupted, problems) = match runner {
+    let ran = match runner {
         LocalOrExternal::Local(r) => {
             let (relay, interrupted) = r.run_into(relay)?;
             (relay, interrupted, Vec::new())
@@ -51,6 +59,9 @@ pub fn run_worker(job: &Job) -> Result<(), RunError> {
             (relay, interrupted, problems)
         }
     };
+    // The rows leased and not used go back to the broker, for the workers still running.
+    data.release_unused();
+    let (relay, interrupted, problems) = ran;
     if !problems.is_empty() {
         // The agent reports the worker's error (the tail of its stderr) to the broker, which
         // shows it among the run's problems.

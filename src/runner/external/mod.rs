@@ -2,7 +2,8 @@
 //! starts one long-lived process per virtual user (`--test-runner "CMD ARGS {test}"`), with the
 //! plan in its environment (`LOADS_ZMQ_RECEIVER`, `LOADS_RUN_ID`, `LOADS_AGENT_ID`,
 //! `LOADS_TOTAL_USERS`, `LOADS_CURRENT_USER`, `LOADS_TOTAL_HITS` or `LOADS_DURATION`,
-//! `LOADS_SERVER_URL`). The processes report their events over a ZeroMQ PUSH socket to a PULL
+//! `LOADS_SERVER_URL`, and with `--data` `LOADS_DATA_ENDPOINT` and `LOADS_DATA_USER`, where they
+//! ask for the rows of the run's data sources: `data`). The processes report their events over a ZeroMQ PUSH socket to a PULL
 //! socket bound here on loopback; a collector thread parses them, checks their run id, and
 //! hands them to the [`EventSink`] — merged into per-period batches like a native run's, or one
 //! by one with `--raw-events`. The protocol is in `docs/external-runners.md`.
@@ -14,8 +15,9 @@
 //! SIGKILL 3 s later).
 //!
 //! The runner itself (this file) walks the cycle steps; `processes` starts and stops a step's
-//! runner processes, `receiver` reads their events.
+//! runner processes, `receiver` reads their events, `data` answers their requests for data rows.
 
+mod data;
 mod processes;
 mod receiver;
 
@@ -41,6 +43,8 @@ pub struct ExternalRunner {
     command: String,
     /// The tests, by weight: each virtual user's process gets one.
     mix: NamedMix,
+    /// The run's test data, served to the runners' processes.
+    data: Arc<crate::data::DataSet>,
     agent_id: String,
     handle_signals: bool,
     collect_every: Duration,
@@ -72,6 +76,8 @@ impl ExternalRunner {
                 "--stages, --rate, --ramp-up and --think-time are not supported with --test-runner: a runner's process runs its user's hits at its own pace (use users × hits or a duration)",
             )));
         }
+        // The tests are not ours to read: the names they ask for are checked as they ask.
+        let data = super::data::load_data(&args, [])?;
         let mut args = args;
         args.plan.tests = mix.describe().split(' ').map(str::to_owned).collect();
         if args.run_id.is_empty() {
@@ -82,6 +88,7 @@ impl ExternalRunner {
             plan,
             command: line,
             mix,
+            data,
             agent_id: String::new(),
             handle_signals: false,
             collect_every: super::collector::COLLECT_EVERY,
@@ -112,6 +119,11 @@ impl ExternalRunner {
         &self.args
     }
 
+    /// The run's test data (a cluster's worker gives it the broker's leases).
+    pub fn data(&self) -> &Arc<crate::data::DataSet> {
+        &self.data
+    }
+
     /// The description of this run that outputs show.
     pub fn meta(&self) -> RunMeta {
         run_meta(&self.args)
@@ -132,6 +144,21 @@ impl ExternalRunner {
         };
         let users = Arc::new(AtomicU64::new(0));
         let done = Arc::new(AtomicBool::new(false));
+        // The runners' processes ask for data rows here (`LOADS_DATA_ENDPOINT`).
+        let data_server = if self.data.is_empty() {
+            None
+        } else {
+            let (ctx, socket, endpoint) = data::bind()?;
+            let (data, done) = (self.data.clone(), done.clone());
+            let server = thread::Builder::new()
+                .name("loads-external-data".into())
+                .spawn(move || {
+                    let _ctx = ctx;
+                    data::serve(&socket, &data, &done);
+                })?;
+            Some((server, endpoint))
+        };
+        let data_endpoint = data_server.as_ref().map(|(_, e)| e.as_str());
         let collector = {
             let (stop, users, done) = (stop.clone(), users.clone(), done.clone());
             let run_id = self.args.run_id.clone();
@@ -161,8 +188,11 @@ impl ExternalRunner {
         ));
         let outcome = std::fs::create_dir_all(&tmp)
             .map_err(RunError::System)
-            .and_then(|_| self.run_steps(&endpoint, &tmp, &stop, &users));
+            .and_then(|_| self.run_steps(&endpoint, data_endpoint, &tmp, &stop, &users));
         done.store(true, Ordering::SeqCst);
+        if let Some((server, _)) = data_server {
+            let _ = server.join();
+        }
         let joined = collector.join();
         let _ = std::fs::remove_dir_all(&tmp);
         let (sink, rejected) = joined
@@ -176,6 +206,7 @@ impl ExternalRunner {
     fn run_steps(
         &self,
         endpoint: &str,
+        data_endpoint: Option<&str>,
         tmp: &Path,
         stop: &AtomicBool,
         users: &AtomicU64,
@@ -202,7 +233,15 @@ impl ExternalRunner {
                 break;
             }
             users.store(n_users, Ordering::SeqCst);
-            let r = self.run_step(step, n_users, hits, endpoint, tmp, stop, &mut problems);
+            let r = self.run_step(
+                step,
+                n_users,
+                hits,
+                (endpoint, data_endpoint),
+                tmp,
+                stop,
+                &mut problems,
+            );
             users.store(0, Ordering::SeqCst);
             r?;
         }

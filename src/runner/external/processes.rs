@@ -32,7 +32,7 @@ impl ExternalRunner {
         step: usize,
         n_users: u64,
         hits: Option<u64>,
-        endpoint: &str,
+        (endpoint, data_endpoint): (&str, Option<&str>),
         tmp: &Path,
         stop: &AtomicBool,
         problems: &mut Vec<String>,
@@ -63,7 +63,13 @@ impl ExternalRunner {
                 .env("LOADS_TEST", test)
                 .env_remove("LOADS_TOTAL_HITS")
                 .env_remove("LOADS_DURATION")
-                .env_remove("LOADS_SERVER_URL");
+                .env_remove("LOADS_SERVER_URL")
+                .env_remove("LOADS_DATA_ENDPOINT")
+                .env_remove("LOADS_DATA_USER");
+            if let Some(data) = data_endpoint {
+                c.env("LOADS_DATA_ENDPOINT", data)
+                    .env("LOADS_DATA_USER", super::data::user_key(step, user));
+            }
             match (hits, &self.plan.stop) {
                 (Some(h), _) => c.env("LOADS_TOTAL_HITS", h.to_string()),
                 (None, Stop::Duration(d)) => c.env("LOADS_DURATION", d.as_secs_f64().to_string()),

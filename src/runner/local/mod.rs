@@ -43,6 +43,8 @@ use worker::Worker;
 pub struct LocalRunner {
     args: RunArgs,
     parts: Vec<Part>,
+    /// The run's test data, shared by its users.
+    data: Arc<crate::data::DataSet>,
     handle_ctrl_c: bool,
     collect_every: Duration,
 }
@@ -57,6 +59,8 @@ struct Control {
     interrupted: AtomicBool,
     /// Virtual users currently running.
     active_users: AtomicU64,
+    /// The run's test data (given to each user's test context).
+    data: Arc<crate::data::DataSet>,
 }
 
 impl LocalRunner {
@@ -92,6 +96,13 @@ impl LocalRunner {
             });
         }
         ensure_open_files(parts.iter().map(|p| peak_users(&p.plan)).sum())?;
+        let data = super::data::load_data(
+            &args,
+            parts
+                .iter()
+                .flat_map(|p| p.mix.entries().iter())
+                .map(|e| (&*e.name, e.test.info())),
+        )?;
         let mut args = args;
         // The tests as the mixes understood them (full names, weights).
         let describe = |m: &Mix| m.describe().split(' ').map(str::to_owned).collect();
@@ -108,6 +119,7 @@ impl LocalRunner {
         Ok(LocalRunner {
             args,
             parts,
+            data,
             handle_ctrl_c: false,
             collect_every: COLLECT_EVERY,
         })
@@ -129,6 +141,11 @@ impl LocalRunner {
     /// The run's arguments (with the full test name and a run id filled in).
     pub fn args(&self) -> &RunArgs {
         &self.args
+    }
+
+    /// The run's test data (a cluster's worker gives it the broker's leases).
+    pub fn data(&self) -> &Arc<crate::data::DataSet> {
+        &self.data
     }
 
     /// The description of this run that outputs show.
@@ -156,6 +173,7 @@ impl LocalRunner {
             cancel: CancellationToken::new(),
             interrupted: AtomicBool::new(false),
             active_users: AtomicU64::new(0),
+            data: self.data.clone(),
         });
 
         let (done_tx, done_rx) = mpsc::channel::<()>();

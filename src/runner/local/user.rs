@@ -127,7 +127,7 @@ impl VirtualUser {
     /// The user's test context and state, or `None` after recording why they could not be made.
     pub(super) fn prepare(&self) -> Option<(TestCase, Box<dyn crate::case::UserState>)> {
         let name = &*self.mix.entries()[0].name;
-        let case = match TestCase::new(
+        let mut case = match TestCase::new(
             self.mix.entries()[0].name.clone(),
             self.args.clone(),
             self.recorder.clone(),
@@ -139,6 +139,7 @@ impl VirtualUser {
                 return None;
             }
         };
+        case.set_data(self.control.data.clone());
         let state = match std::panic::catch_unwind(self.mix.suite().new_user) {
             Ok(s) => s,
             Err(payload) => {
@@ -211,7 +212,7 @@ impl VirtualUser {
                         if i > 1 {
                             self.think(i).await;
                         }
-                        if !self.hit(case, state, h, i).await {
+                        if !self.hit(case, state, h, i).await || case.data_stopped() {
                             break 'steps;
                         }
                     }
@@ -228,7 +229,7 @@ impl VirtualUser {
                             break;
                         }
                     }
-                    if !self.hit(case, state, 0, i).await {
+                    if !self.hit(case, state, 0, i).await || case.data_stopped() {
                         break;
                     }
                 }
@@ -307,6 +308,10 @@ impl VirtualUser {
             o = run_hit(state, entry.test.index, case) => o,
             _ = self.cancel.cancelled() => return false,
         };
+        if case.data_stopped() {
+            // A `queue-stop` source ran out: the hit is not counted, and the user stops.
+            return false;
+        }
         let took = micros(started.elapsed());
         let name = &*entry.name;
         if raw {

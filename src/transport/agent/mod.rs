@@ -204,6 +204,8 @@ impl<R: FnOnce(&str)> Agent<R> {
                 Ok(())
             }
             ToAgent::Stop { run_id } => self.on_stop(run_id),
+            // For a worker's own connection: not ours.
+            ToAgent::Rows { .. } => Ok(()),
         }
     }
 
@@ -237,6 +239,8 @@ impl<R: FnOnce(&str)> Agent<R> {
     fn on_run(&mut self, mut job: Job) -> Result<(), TransportError> {
         // A broker bound to a wildcard address is reached the way we reach it.
         job.receiver = super::reachable(&job.receiver, &self.opts.broker);
+        // The worker leases data rows on the back socket, the way we reach it.
+        job.backend = self.opts.broker.clone();
         if job.platform != platform() {
             let error = format!(
                 "the test binary is built for {}, this agent runs on {}",

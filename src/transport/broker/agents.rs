@@ -1,6 +1,6 @@
 //! Agents' messages on the back socket: registration, heartbeats, blob requests and their
 //! workers' readiness and exits, accepted only from registered agents with the key they
-//! registered with.
+//! registered with. (Workers' leases of data rows come on the same socket: `leases`.)
 
 use super::*;
 
@@ -18,6 +18,13 @@ impl Broker {
                 return;
             }
         };
+        // A worker's lease of data rows, on a connection of its own: its token speaks for it.
+        if matches!(
+            msg,
+            FromAgent::LeaseRows { .. } | FromAgent::ReleaseRows { .. }
+        ) {
+            return self.on_lease(&id, msg, user, back);
+        }
         // Only a registered agent may fetch blobs or speak for a run, and only for a run it
         // was given, and with the key it registered with: a forged or stale identity changes
         // nothing.
@@ -35,6 +42,7 @@ impl Broker {
             FromAgent::WorkerReady { run_id } | FromAgent::WorkerExited { run_id, .. } => {
                 registered && (in_run(&self.runs, run_id) || !self.runs.contains_key(run_id))
             }
+            FromAgent::LeaseRows { .. } | FromAgent::ReleaseRows { .. } => false,
         };
         if !allowed {
             self.rejected += 1;
@@ -119,6 +127,8 @@ impl Broker {
                     run.exited.insert(id, (Instant::now(), code == Some(0)));
                 }
             }
+            // Handled above.
+            FromAgent::LeaseRows { .. } | FromAgent::ReleaseRows { .. } => {}
         }
     }
 }

@@ -326,6 +326,7 @@ impl Broker {
                 platform: platform.clone(),
                 receiver: self.bound["receiver"].clone(),
                 files: files.clone(),
+                backend: String::new(),
                 token: tokens.get(id).cloned().unwrap_or_default(),
                 curve: None,
             }));
@@ -364,6 +365,7 @@ impl Broker {
                 ready: HashSet::new(),
                 going: false,
                 outbox: Vec::new(),
+                leases: BTreeMap::new(),
             },
         );
         ok(json!({ "run_id": run_id, "agents": chosen }))

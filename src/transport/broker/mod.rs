@@ -7,12 +7,14 @@
 //! on the publisher XPUB (topic: the run id) and to the database (one transaction per loop turn).
 //!
 //! This file holds the broker's state and its loop over the sockets; the handlers live beside
-//! it, one file per socket or duty: `callers` (front), `agents` (back), `events` (receiver),
-//! `subscribers` (publisher and heartbeat), `runs` (a run's life), `storage` (the database).
+//! it, one file per socket or duty: `callers` (front), `agents` (back), `leases` (workers' leases
+//! of data rows, on the back socket), `events` (receiver), `subscribers` (publisher and
+//! heartbeat), `runs` (a run's life), `storage` (the database).
 
 mod agents;
 mod callers;
 mod events;
+mod leases;
 mod runs;
 mod storage;
 mod subscribers;
@@ -129,6 +131,8 @@ struct ActiveRun {
     going: bool,
     /// The `Publication::Events` being built from this turn's events (JSON, not closed yet).
     outbox: Vec<u8>,
+    /// The leases of its unique data sources' rows, by source (see `leases`).
+    leases: BTreeMap<String, leases::SourceLeases>,
 }
 
 struct Broker {
