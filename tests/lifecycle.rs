@@ -219,3 +219,78 @@ fn ctrl_c_still_runs_every_on_stop() {
     assert_eq!(counter(&s, "logins"), 5, "{s}");
     assert_eq!(counter(&s, "logouts"), 5, "{s}");
 }
+
+#[test]
+fn a_pause_between_hits_does_not_delay_the_end_or_skip_on_stop() {
+    let server = DemoServer::start();
+    let started = std::time::Instant::now();
+    let s = summary_of(
+        "think",
+        &[
+            "run",
+            "shop::browse",
+            "-u",
+            "3",
+            "-d",
+            "2s",
+            "--think-time",
+            "20s",
+            "-s",
+            &server.url,
+        ],
+        0,
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "a 2 s run with 20 s pauses took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(counter(&s, "logins"), 3, "{s}");
+    assert_eq!(counter(&s, "logouts"), 3, "{s}");
+    // The stages remove users in the middle of their pause: they stop at once.
+    let started = std::time::Instant::now();
+    let s = summary_of(
+        "think-stages",
+        &[
+            "run",
+            "shop::browse",
+            "--stages",
+            "3:1s,0:1s",
+            "--think-time",
+            "20s",
+            "-s",
+            &server.url,
+        ],
+        0,
+    );
+    assert!(started.elapsed() < Duration::from_secs(6), "{s}");
+    assert_eq!(counter(&s, "logouts"), counter(&s, "logins"), "{s}");
+}
+
+#[test]
+fn a_hanging_on_start_is_reported_as_abandoned() {
+    // A listener that never accepts: connections wait in its backlog, requests never answer.
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", hang.local_addr().expect("addr"));
+    let s = summary_of(
+        "hang",
+        &[
+            "run",
+            "shop::browse",
+            "-u",
+            "2",
+            "-d",
+            "1s",
+            "--request-timeout",
+            "60s",
+            "-s",
+            &url,
+        ],
+        1,
+    );
+    drop(hang);
+    assert_eq!(hook(&s, "shop::on_start"), (2, 0, 2), "{s}");
+    let problems = s["problems"].to_string();
+    assert!(problems.contains("on_start abandoned"), "{s}");
+    assert_eq!(s["success"], false, "{s}");
+}

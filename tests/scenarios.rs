@@ -169,6 +169,21 @@ fn bad_scenarios_are_refused_before_any_load() {
             &[],
             "start-after",
         ),
+        (
+            "raw-events = true\n[[scenario]]\nname = \"a\"\ntests = \"example::health\"\n",
+            &[],
+            "raw events carry no scenario",
+        ),
+        (
+            "[[scenario]]\nname = \"shoppers\"\ntests = \"example::health\"\n",
+            &["--threshold", "scenario=shopers hits>0"],
+            "names scenario \"shopers\", which this run does not have (the run's scenarios: shoppers)",
+        ),
+        (
+            "[[scenario]]\nname = \"a\"\ntests = \"shop::browse\"\n",
+            &["--threshold", "test=shop::chekout p95<1s"],
+            "names test \"shop::chekout\"",
+        ),
     ];
     for (config, args, expected) in cases {
         let out = run_config(&dir, config, args);

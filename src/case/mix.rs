@@ -95,7 +95,7 @@ impl Mix {
                     && !std::ptr::eq(first.test.suite, test.suite)
                 {
                     return Err(usage(format!(
-                        "{} and {full} belong to different suites: a mix's tests share one suite (a virtual user keeps one suite state); run the suites as separate runs",
+                        "{} and {full} belong to different suites: a mix's tests share one suite (a virtual user keeps one suite state); run the suites as separate runs or separate [[scenario]] tables",
                         first.name
                     )));
                 }

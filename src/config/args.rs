@@ -333,6 +333,12 @@ impl PlanArgs {
             ));
         }
         super::scenario::check_names(&self.scenarios)?;
+        if self.raw_events {
+            return Err(UsageError::new(
+                "--raw-events",
+                "--raw-events cannot be used with [[scenario]] tables: raw events carry no scenario, so the per-scenario figures would be lost",
+            ));
+        }
         self.scenarios
             .iter()
             .map(|s| {

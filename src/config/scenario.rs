@@ -18,7 +18,7 @@ use super::units::MAX_DURATION;
 use super::units::{Secs, duration_from_secs};
 
 /// Most scenarios in one run.
-pub const MAX_SCENARIOS: usize = 64;
+pub const MAX_SCENARIOS: usize = 32;
 
 /// Longest scenario name.
 const MAX_NAME: usize = 64;
@@ -68,6 +68,7 @@ impl ScenarioArgs {
         })?;
         let after = match self.start_after {
             None => Duration::ZERO,
+            Some(s) if s.0 == 0.0 => Duration::ZERO,
             Some(s) => duration_from_secs(s.0)
                 .ok()
                 .filter(|d| *d <= MAX_DURATION)
@@ -75,8 +76,10 @@ impl ScenarioArgs {
                     UsageError::new(
                         self.option("start-after"),
                         format!(
-                            "scenario {:?}: invalid start-after {}: expected a duration from 0 to ten years, e.g. \"1m\"",
-                            self.name, s.0
+                            "scenario {:?}: invalid start-after {}: expected a duration from 0 to {}, e.g. \"1m\"",
+                            self.name,
+                            s.0,
+                            humantime::format_duration(MAX_DURATION)
                         ),
                     )
                 })?,

@@ -231,11 +231,15 @@ pub fn render_summary(result: &TestResult) -> String {
                 "  uncorrected: {}",
                 histogram_line(&open.hits_uncorrected)
             );
-            let _ = writeln!(
-                o,
-                "Dropped:       {} starts (no free virtual user in time; raise --max-users)",
-                open.dropped
-            );
+            let _ = if open.dropped == 0 {
+                writeln!(o, "Dropped:       0 starts")
+            } else {
+                writeln!(
+                    o,
+                    "Dropped:       {} starts (no free virtual user in time, or its on_start failed; raise --max-users, or see the Users table)",
+                    open.dropped
+                )
+            };
         }
     }
     let sk = &stats.sockets;

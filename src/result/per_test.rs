@@ -21,7 +21,7 @@ pub const MAX_TESTS: usize = 100;
 /// The entry under which tests beyond [`MAX_TESTS`] are counted.
 pub const OTHER_TEST: &str = "(other tests)";
 /// Distinct scenarios with figures of their own; more are counted under [`OTHER_SCENARIO`].
-pub const MAX_SCENARIOS: usize = 32;
+pub const MAX_SCENARIOS: usize = crate::config::MAX_SCENARIOS;
 /// The entry under which scenarios beyond [`MAX_SCENARIOS`] are counted.
 pub const OTHER_SCENARIO: &str = "(other scenarios)";
 /// Distinct lifecycle hooks (`suite::on_start`, `suite::on_stop`) with figures of their own;

@@ -95,6 +95,7 @@ impl LocalRunner {
                 start_after,
             });
         }
+        check_targets(&args.report.thresholds, &parts)?;
         ensure_open_files(parts.iter().map(|p| peak_users(&p.plan)).sum())?;
         let data = super::data::load_data(
             &args,
@@ -279,6 +280,51 @@ impl Runner for LocalRunner {
         );
         Ok(result)
     }
+}
+
+/// Refuses, before any load, a threshold scoped to a test or a scenario this run does not have
+/// (`test=shop::chekout`, `scenario=shopers`): it could only fail at the end.
+fn check_targets(thresholds: &[String], parts: &[Part]) -> Result<(), RunError> {
+    use crate::result::threshold::{Target, parse_all};
+    let parsed =
+        parse_all(thresholds).map_err(|e| UsageError::new("--threshold", e.to_string()))?;
+    let tests: Vec<&str> = parts
+        .iter()
+        .flat_map(|p| p.mix.entries().iter().map(|e| &*e.name))
+        .collect();
+    let scenarios: Vec<&str> = parts.iter().filter_map(|p| p.name.as_deref()).collect();
+    for t in &parsed {
+        let (known, what, listed) = match &t.target {
+            None => continue,
+            Some(Target::Test(name)) => {
+                let bare = |full: &&&str| full.rsplit("::").next() == Some(name.as_str());
+                let known =
+                    tests.contains(&name.as_str()) || tests.iter().filter(bare).count() == 1;
+                (known, format!("test {name:?}"), ("tests", &tests))
+            }
+            Some(Target::Scenario(name)) => (
+                scenarios.contains(&name.as_str()),
+                format!("scenario {name:?}"),
+                ("scenarios", &scenarios),
+            ),
+        };
+        if !known {
+            let (kind, names) = listed;
+            let names = if names.is_empty() {
+                format!("the run has no {kind}")
+            } else {
+                format!("the run's {kind}: {}", names.join(", "))
+            };
+            return Err(RunError::Usage(UsageError::new(
+                "--threshold",
+                format!(
+                    "--threshold {:?} names {what}, which this run does not have ({names}): fix the name",
+                    t.expression
+                ),
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The most virtual users the plan has at once.

@@ -180,8 +180,11 @@ impl Scheduler {
                     // due: that hit starts late by as much, and its lag says so.
                     if !*started {
                         if !vu.hook(case, &mut **state, Hook::Start).await {
-                            // No hit for this arrival (its user's failed `on_start` is what the
-                            // results count); the user is dropped, a new one may come.
+                            // No hit for this arrival: a dropped start (and the user's failed
+                            // `on_start` is in the results); a new user may come.
+                            vu.recorder.record(|s| {
+                                s.open_mut().dropped = s.open_mut().dropped.saturating_add(1)
+                            });
                             drop(active);
                             let _ = back.send(None);
                             return;

@@ -21,12 +21,21 @@ pub(super) async fn drive_stages(ctx: &DriveCtx<'_>, stages: &[(u64, Duration)])
         tokio::time::sleep_until((end + GRACE).into()).await;
         grace_cancel.cancel();
     });
-    // Users counted in the line, and users told to stop after their hit (with their task).
-    let mut live: Vec<(Arc<AtomicBool>, usize)> = Vec::new();
-    let mut retiring: Vec<(Arc<AtomicBool>, usize)> = Vec::new();
-    let mut tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    // Users counted in the line, and users told to stop after their hit (with their task);
+    // the tasks of users that ended, reaped now and then (a user whose `on_start` fails ends at
+    // once and is replaced: these must not pile up over a long run).
+    type User = (Arc<AtomicBool>, tokio::task::JoinHandle<()>);
+    let mut live: Vec<User> = Vec::new();
+    let mut retiring: Vec<User> = Vec::new();
+    let mut ended: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let mut next_user = 1u64;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let split = |users: Vec<User>, ended: &mut Vec<tokio::task::JoinHandle<()>>| -> Vec<User> {
+        let (done, going): (Vec<User>, Vec<User>) =
+            users.into_iter().partition(|(_, t)| t.is_finished());
+        ended.extend(done.into_iter().map(|(_, t)| t));
+        going
+    };
     loop {
         tick.tick().await;
         let now = Instant::now();
@@ -34,14 +43,18 @@ pub(super) async fn drive_stages(ctx: &DriveCtx<'_>, stages: &[(u64, Duration)])
             break;
         }
         let target = users_at(stages, now - start);
-        retiring.retain(|(_, i)| !tasks[*i].is_finished());
-        // A user that ended anyway (its task died) no longer counts.
-        live.retain(|(_, i)| !tasks[*i].is_finished());
+        retiring = split(std::mem::take(&mut retiring), &mut ended);
+        // A user that ended anyway (its `on_start` failed) no longer counts.
+        live = split(std::mem::take(&mut live), &mut ended);
+        if ended.len() >= REAP_AT {
+            // Finished tasks: this only records the panics among them.
+            await_users(std::mem::take(&mut ended), &step_cancel, ctx).await;
+        }
         while (live.len() as u64) < target {
             // A user still finishing its last hit comes back before a new one starts.
-            if let Some((r, i)) = retiring.pop() {
+            if let Some((r, t)) = retiring.pop() {
                 r.store(false, Ordering::Relaxed);
-                live.push((r, i));
+                live.push((r, t));
                 continue;
             }
             let w = (next_user as usize - 1) % ctx.workers.len();
@@ -49,20 +62,26 @@ pub(super) async fn drive_stages(ctx: &DriveCtx<'_>, stages: &[(u64, Duration)])
             vu.deadline = Some(end);
             let retire = Arc::new(AtomicBool::new(false));
             vu.retire = Some(retire.clone());
-            live.push((retire, tasks.len()));
-            tasks.push(ctx.workers[w].handle.spawn(vu.run()));
+            live.push((retire, ctx.workers[w].handle.spawn(vu.run())));
             next_user += 1;
         }
         while (live.len() as u64) > target {
-            if let Some((r, i)) = live.pop() {
+            if let Some((r, t)) = live.pop() {
                 r.store(true, Ordering::Relaxed);
-                retiring.push((r, i));
+                retiring.push((r, t));
             }
         }
     }
+    let tasks = ended
+        .into_iter()
+        .chain(live.into_iter().chain(retiring).map(|(_, t)| t))
+        .collect();
     await_users(tasks, &step_cancel, ctx).await;
     step_cancel.cancel();
 }
+
+/// Ended users' tasks kept before they are reaped.
+const REAP_AT: usize = 256;
 
 /// The users the stages ask for `elapsed` into the plan: linear from the previous stage's count
 /// (0 at first) to each stage's.

@@ -10,12 +10,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::Control;
+use super::drive::STOP_GRACE;
 use tokio_util::sync::CancellationToken;
 
 use crate::case::{Hook, Mix, Outcome, TestCase, TestError, draw, run_hit, run_hook};
 use crate::config::RunArgs;
 use crate::config::plan::Stop;
 use crate::result::{Event, Hit, HitOutcome, LoadsStatus, ProblemKind, UserRecorder, unix_now};
+
+/// How often a pause between hits checks whether the stages retired the user.
+const RETIRE_POLL: Duration = Duration::from_millis(100);
 
 /// Counts a user as active while it lives, even when its task is aborted.
 pub(super) struct Active<'a>(pub(super) &'a AtomicU64);
@@ -115,7 +119,20 @@ impl VirtualUser {
             let z = draw(0, self.user, hit);
             lo + span.mul_f64((z >> 11) as f64 / (1u64 << 53) as f64)
         };
-        tokio::time::sleep(pause).await;
+        // The pause ends early when the step is cancelled, the deadline passes or the stages
+        // retire the user (checked every 100 ms), so that `on_stop` runs on time.
+        let until = Instant::now() + pause;
+        let until = self.deadline.map_or(until, |d| until.min(d));
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.retired() {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(left.min(RETIRE_POLL)) => {}
+                _ = self.cancel.cancelled() => return,
+            }
+        }
     }
 
     fn retired(&self) -> bool {
@@ -252,15 +269,24 @@ impl VirtualUser {
         let test = case.test_name_arc();
         case.set_test(name.clone());
         let started = Instant::now();
-        let outcome = match hook {
-            Hook::Start => tokio::select! {
-                o = run_hook(state, hook, case) => o,
-                _ = self.cancel.cancelled() => {
-                    case.set_test(test);
-                    return false;
-                }
-            },
-            Hook::Stop => run_hook(state, hook, case).await,
+        // A hook the run cannot wait for is abandoned, and says so: `on_start` when the step is
+        // cancelled, `on_stop` shortly before the driver aborts the users after the stop grace.
+        let cut_off = async {
+            self.cancel.cancelled().await;
+            if hook == Hook::Stop {
+                tokio::time::sleep(STOP_GRACE.saturating_sub(Duration::from_millis(500))).await;
+            }
+        };
+        let outcome = tokio::select! {
+            biased;
+            o = run_hook(state, hook, case) => o,
+            _ = cut_off => Some(Err(TestError::error(match hook {
+                Hook::Start => "on_start abandoned: the run stopped while it ran".to_owned(),
+                Hook::Stop => format!(
+                    "on_stop abandoned: still running {} after the run stopped",
+                    humantime::format_duration(STOP_GRACE)
+                ),
+            }))),
         };
         case.set_test(test);
         let Some(outcome) = outcome else {
