@@ -197,3 +197,49 @@ fn bad_scenarios_are_refused_before_any_load() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_readme_example_runs_as_written() {
+    let server = DemoServer::start();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = scratch("example");
+    let json = dir.join("summary.json");
+    // The command line's server URL wins over the file's (a demo server on a free port).
+    let out = common::run_in(
+        repo,
+        &[
+            "run",
+            "-c",
+            "examples/scenarios.toml",
+            "-s",
+            &server.url,
+            "-q",
+            "-o",
+            "json",
+            "--output-json-path",
+            json.to_str().expect("utf8"),
+        ],
+        Duration::from_secs(90),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("summary")).expect("json");
+    let _ = std::fs::remove_dir_all(&dir);
+    for name in ["shoppers", "admins", "members"] {
+        assert!(
+            s["scenarios"][name]["hits"].as_u64().unwrap_or(0) > 0,
+            "{name} in {s}"
+        );
+    }
+    assert_eq!(s["lifecycle"]["shop::on_start"]["failures"], 0, "{s}");
+    // Per-user accounts: three users, three accounts, each used by one user only.
+    for account in ["alice", "bob", "carol"] {
+        assert!(
+            s["counters"][format!("account {account}")]
+                .as_u64()
+                .unwrap_or(0)
+                > 0,
+            "{s}"
+        );
+    }
+}
