@@ -459,3 +459,32 @@ fn raw_events_give_the_same_counts() {
         "{text}"
     );
 }
+
+#[test]
+fn habits_of_the_seed_systems_command_line_work() {
+    // v1's flags for the cluster's commands.
+    for (flag, text) in [
+        ("--ping-broker", "Show the broker's pid"),
+        ("--purge-broker", "Stop every active run"),
+        ("--check-cluster", "Run the bundled health test"),
+        ("--health-check", "Run the bundled health test"),
+        ("--attach", "Follow a run of the cluster again"),
+    ] {
+        let out = run(&[flag, "--help"]);
+        assert_eq!(out.status.code(), Some(0), "{flag}: {}", stderr(&out));
+        assert!(stdout(&out).contains(text), "{flag}: {}", stdout(&out));
+    }
+    // -a and -b for --agents and --broker, in a help grouped by topic.
+    let help = stdout(&run(&["run", "--help"]));
+    assert!(help.contains("-a, --agents <N>"), "{help}");
+    assert!(help.contains("-b, --broker <ENDPOINT>"), "{help}");
+    for heading in ["Load plan:", "Reports:", "Cluster:"] {
+        assert!(help.contains(heading), "{heading} in {help}");
+    }
+    // A negative number of users is explained, not taken for an option.
+    let out = run(&["run", "example::health", "-u", "-5"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("--users"), "{err}");
+    assert!(!err.contains("-- -5"), "{err}");
+}

@@ -23,6 +23,7 @@ const FLOORS: &[(&str, u32)] = &[
     ("cli", 6),
     ("functional", 6),
     ("example", 7),
+    ("shop", 7),
     ("lib", 8),
     ("main", 8),
 ];

@@ -255,17 +255,21 @@ fn thresholds_on_a_test_judge_its_hit_durations_and_name_what_is_missing() {
     assert!(text.contains("FAILED (thresholds)"), "{text}");
     let out = with(&["test=example::delay_20ms p95<10s", "test=delay_20ms hits>0"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
-    // A test or a scenario the run never had.
-    let out = with(&["test=example::nope hits>0", "scenario=admins errors==0"]);
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(99), "{text}");
+    // A test or a scenario the run does not have: refused before any load (it could only
+    // fail at the end).
+    let out = with(&["test=example::nope hits>0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
-        text.contains("no hits of test 'example::nope' (the run's tests: example::delay_20ms, example::health)"),
-        "{text}"
+        stderr(&out).contains("names test \"example::nope\", which this run does not have (the run's tests: example::delay_20ms, example::health)"),
+        "{}",
+        stderr(&out)
     );
+    let out = with(&["scenario=admins errors==0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
-        text.contains("no hits of scenario 'admins' (the run has no scenarios)"),
-        "{text}"
+        stderr(&out).contains("(the run has no scenarios)"),
+        "{}",
+        stderr(&out)
     );
     // A scope that cannot work is a usage error before any load.
     let out = with(&["test=example::health GET p95<1s"]);

@@ -98,19 +98,24 @@ enum Command {
     Broker(BrokerArgs),
     /// Start an agent: it runs the jobs a broker gives it in worker processes
     Agent(AgentArgs),
-    /// Show the broker's pid, endpoints, agents and active runs
+    /// Show the broker's pid, endpoints, agents and active runs (also: --ping-broker)
+    #[command(long_flag = "ping-broker")]
     Ping(BrokerAddr),
     /// List the broker's active and past runs
     Runs(BrokerAddr),
     /// Render a stored run again with the outputs
     Report(ReportCommand),
-    /// Follow a run of the cluster again (the active one, or RUN_ID)
+    /// Follow a run of the cluster again (the active one, or RUN_ID) (also: --attach)
+    #[command(long_flag = "attach")]
     Attach(AttachArgs),
     /// Stop a run of the cluster (its workers flush what they have)
     Stop(StopArgs),
-    /// Stop every active run of the cluster
+    /// Stop every active run of the cluster (also: --purge-broker)
+    #[command(long_flag = "purge-broker")]
     Purge(BrokerAddr),
-    /// Run the bundled health test once on every idle agent and report each one
+    /// Run the bundled health test once on every idle agent and report each one (also:
+    /// --check-cluster, --health-check)
+    #[command(long_flag = "check-cluster", long_flag_alias = "health-check")]
     CheckCluster(CheckArgs),
     /// Run one job of an agent (started by the agent)
     #[command(hide = true)]
@@ -263,8 +268,8 @@ mod tests {
             a.plan.model.hits.as_ref().map(|h| h.values().to_vec()),
             Some(vec![4])
         );
-        // `null` leaves the terminal's output out.
-        assert!(a.report.outputs.is_empty(), "{:?}", a.report.outputs);
+        // `null` leaves the terminal's output out, unless `stdout` is given too.
+        assert_eq!(a.report.outputs, vec!["stdout"]);
         assert_eq!(a.plan.request_timeout_secs(), 2.0);
         let b = run_args_of(&parse(&["--config", p, "-u", "7", "-d", "3", "-q", "x::y"]))
             .expect("args");

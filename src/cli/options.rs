@@ -303,17 +303,22 @@ pub(super) struct RunOptions {
     #[arg(short = 'q', long)]
     pub(super) quiet: bool,
     /// Run on this many agents of a cluster instead of in this process
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(short = 'a', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Cluster")]
     pub(super) agents: Option<u64>,
     /// The broker's front socket, with --agents [default: tcp://127.0.0.1:7780]
-    #[arg(long, value_name = "ENDPOINT")]
+    #[arg(short = 'b', long, value_name = "ENDPOINT", help_heading = "Cluster")]
     pub(super) broker: Option<String>,
     /// With --agents: ship the files matching GLOB into each worker's test directory (repeatable)
-    #[arg(long = "include-file", value_name = "GLOB", requires = "agents")]
+    #[arg(
+        long = "include-file",
+        value_name = "GLOB",
+        requires = "agents",
+        help_heading = "Cluster"
+    )]
     #[serde(deserialize_with = "crate::config::one_or_many::deserialize")]
     pub(super) include_files: Vec<String>,
     /// With --agents: start the run and return at once, printing its id
-    #[arg(long, requires = "agents")]
+    #[arg(long, requires = "agents", help_heading = "Cluster")]
     #[serde(skip)]
     pub(super) detach: bool,
     /// The caller's keys, from the config file (the command line's are global).

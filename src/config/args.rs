@@ -121,11 +121,16 @@ pub struct PlanArgs {
 #[command(next_help_heading = "Load plan")]
 pub struct ModelArgs {
     /// Virtual users, as cycles: 10 or 10:20:30 runs the plan once per value [default: 1]
-    #[arg(short = 'u', long, value_name = "N[:N...]")]
+    #[arg(short = 'u', long, value_name = "N[:N...]", allow_hyphen_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub users: Option<Cycles>,
     /// Hits per user, as cycles: 5 or 5:10 [default: 1]
-    #[arg(long, value_name = "N[:N...]", conflicts_with = "duration")]
+    #[arg(
+        long,
+        value_name = "N[:N...]",
+        conflicts_with = "duration",
+        allow_hyphen_values = true
+    )]
     pub hits: Option<Cycles>,
     /// Run each cycle step for this long instead of a number of hits: 30, 30s, 1m30s, 500ms
     #[arg(short = 'd', long, value_name = "DURATION")]

@@ -408,12 +408,12 @@ impl Plan {
                     .collect();
                 return if stages.len() == 1 && (stages[0].0 - start).abs() < 1e-9 {
                     format!(
-                        "{start}/s for {} (at most {max_users} users)",
+                        "{start}/s for {}, at most {max_users} users",
                         humantime::format_duration(stages[0].1)
                     )
                 } else {
                     format!(
-                        "rate from {start}/s: {} (at most {max_users} users)",
+                        "rate from {start}/s: {}, at most {max_users} users",
                         rates.join(",")
                     )
                 };

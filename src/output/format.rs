@@ -8,6 +8,11 @@ use std::collections::BTreeMap;
 
 use crate::result::{ProblemKind, RequestStats, TestResult, TestStats};
 
+/// `n` and the word for it: `1 success`, `2 successes`.
+fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Text from tests or the network, without control characters (but for newlines and tabs), so
 /// that it cannot move the cursor or colour the terminal.
 pub(crate) fn clean(s: &str) -> String {
@@ -243,16 +248,19 @@ pub fn render_summary(result: &TestResult) -> String {
         }
     }
     let sk = &stats.sockets;
-    let _ = writeln!(
-        o,
-        "WebSockets:    {} opened · {} closed · {} messages received ({}) · {} sent ({})",
-        sk.opened,
-        sk.closed,
-        sk.messages_received,
-        format_bytes(sk.bytes_received),
-        sk.messages_sent,
-        format_bytes(sk.bytes_sent)
-    );
+    // A run without WebSockets has no WebSocket line.
+    if sk.opened > 0 || sk.messages_received > 0 || sk.messages_sent > 0 {
+        let _ = writeln!(
+            o,
+            "WebSockets:    {} opened · {} closed · {} messages received ({}) · {} sent ({})",
+            sk.opened,
+            sk.closed,
+            sk.messages_received,
+            format_bytes(sk.bytes_received),
+            sk.messages_sent,
+            format_bytes(sk.bytes_sent)
+        );
+    }
 
     for (kind, title) in [
         (ProblemKind::Failure, "failures"),
@@ -455,13 +463,16 @@ pub fn render_summary(result: &TestResult) -> String {
     };
     let _ = writeln!(
         o,
-        "\nResult:        {verdict} ({} successes, {} failures, {} errors{}{})",
-        totals.successes,
-        totals.failures,
-        totals.errors,
+        "\nResult:        {verdict} ({}, {}, {}{}{})",
+        counted(totals.successes, "success", "successes"),
+        counted(totals.failures, "failure", "failures"),
+        counted(totals.errors, "error", "errors"),
         match stats.lifecycle_problems() {
             0 => String::new(),
-            n => format!("; {n} failed lifecycle hook runs"),
+            n => format!(
+                "; {}",
+                counted(n, "failed lifecycle hook run", "failed lifecycle hook runs")
+            ),
         },
         if verdicts.is_empty() {
             String::new()
@@ -570,7 +581,7 @@ mod tests {
         assert!(text.contains("Hits:          3 "), "{text}");
         assert!(
             text.contains(
-                "FAILED (3 successes, 0 failures, 0 errors; 1 failed lifecycle hook runs)"
+                "FAILED (3 successes, 0 failures, 0 errors; 1 failed lifecycle hook run)"
             ),
             "{text}"
         );

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-use super::Control;
 use super::user::VirtualUser;
 use super::worker::Worker;
+use super::{Control, STOP_GRACE};
 use crate::case::Mix;
 use crate::config::RunArgs;
 use crate::config::plan::Plan;
@@ -18,10 +18,6 @@ use crate::result::{ProblemKind, Recorder, UserRecorder, unix_now};
 
 /// How long in-flight hits may finish after a duration step ends, before they are cancelled.
 pub(super) const GRACE: Duration = Duration::from_secs(5);
-
-/// How long the users' `on_stop` hooks may run once a step is cancelled (Ctrl-C, the end of the
-/// grace period), before the users' tasks are aborted.
-pub(super) const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// One scenario of the run as the local runner drives it (a run without `[[scenario]]` tables
 /// is one unnamed part).

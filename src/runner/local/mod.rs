@@ -49,6 +49,10 @@ pub struct LocalRunner {
     collect_every: Duration,
 }
 
+/// How long the users' `on_stop` hooks may run once a step is cancelled (Ctrl-C, the end of the
+/// grace period), before the users' tasks are aborted.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// Shared state of a run, seen by every virtual user.
 struct Control {
     /// No new hits start.

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::Control;
-use super::drive::STOP_GRACE;
+use super::{Control, STOP_GRACE};
 use tokio_util::sync::CancellationToken;
 
 use crate::case::{Hook, Mix, Outcome, TestCase, TestError, draw, run_hit, run_hook};
@@ -258,7 +257,7 @@ impl VirtualUser {
     /// from the hits. Returns whether the user goes on: `false` when `on_start` failed (the
     /// user then runs no hits and no `on_stop`) or was abandoned (the step was cancelled while
     /// it ran). An `on_stop` runs even after the step was cancelled; the driver aborts it
-    /// [`STOP_GRACE`](super::drive::STOP_GRACE) later.
+    /// [`STOP_GRACE`](super::STOP_GRACE) later.
     pub(super) async fn hook(
         &self,
         case: &mut TestCase,
