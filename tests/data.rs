@@ -437,8 +437,12 @@ fn an_agent_killed_mid_run_makes_no_row_be_used_twice() {
 }
 
 #[test]
+#[cfg_attr(
+    loads_no_python,
+    ignore = "needs python3 with pyzmq and requests (.ci/run installs them; or set LOADS_TEST_PYTHON)"
+)]
 fn python_runners_get_rows_of_the_same_data_sources() {
-    let Some(py) = common::python() else { return };
+    let py = common::python();
     let server = DemoServer::start();
     let d = dir("python");
     accounts(&d, 10);

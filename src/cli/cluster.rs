@@ -209,18 +209,24 @@ pub(super) fn cmd_agent(cli: &AgentArgs, curve: &CurveFlags) -> Result<u8, CliEr
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
+    // Workers run in their test directories: relative directories are taken from here.
+    let absolute = |p: PathBuf| match std::env::current_dir() {
+        Ok(cwd) if p.is_relative() => cwd.join(p),
+        _ => p,
+    };
     let opts = crate::transport::agent::AgentOptions {
         broker: o
             .broker
             .clone()
             .unwrap_or_else(|| crate::transport::DEFAULT_BACKEND.to_owned()),
-        cache_dir: o
-            .cache_dir
-            .clone()
-            .unwrap_or_else(|| home.join(".cache/loads/binaries")),
-        work_dir: o.test_dir.clone().unwrap_or_else(|| {
+        cache_dir: absolute(
+            o.cache_dir
+                .clone()
+                .unwrap_or_else(|| home.join(".cache/loads/binaries")),
+        ),
+        work_dir: absolute(o.test_dir.clone().unwrap_or_else(|| {
             std::env::temp_dir().join(format!("loads-agent-{}", std::process::id()))
-        }),
+        })),
         heartbeat: Duration::from_secs(1),
     };
     let broker = opts.broker.clone();

@@ -23,6 +23,34 @@ pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 pub const MAX_ROWS: usize = 10_000_000;
 /// Most columns of one row.
 pub const MAX_COLUMNS: usize = 1024;
+/// Most memory the rows of one source may take once loaded (estimated while reading: a row and
+/// each of its fields cost more than their text), so that a small file of many tiny fields
+/// cannot take many times its size.
+pub const MAX_MEMORY_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// Estimated memory of one loaded row of `fields` fields holding `text` bytes of values.
+fn row_cost(fields: usize, text: usize) -> u64 {
+    // The row (its header, its shared pointer) and each field (a shared column name and a
+    // boxed value: two fat pointers and the allocation's header).
+    64 + fields as u64 * 48 + text as u64
+}
+
+/// The memory the rows read so far take, against [`MAX_MEMORY_BYTES`].
+#[derive(Default)]
+struct Budget(u64);
+
+impl Budget {
+    fn add(&mut self, fields: usize, text: usize) -> Result<(), LoadError> {
+        self.0 = self.0.saturating_add(row_cost(fields, text));
+        if self.0 > MAX_MEMORY_BYTES {
+            return Err(LoadError(format!(
+                "its rows would take more than {} MiB of memory once loaded (each field costs about 48 bytes beside its text): keep only the columns and rows the test needs",
+                MAX_MEMORY_BYTES >> 20
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// Why a data file could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,6 +70,16 @@ enum Format {
 pub fn load(name: &str, path: &Path, sha256: Option<&str>) -> Result<Vec<Row>, LoadError> {
     let shown = path.display();
     let bad = |what: String| LoadError(format!("data '{name}': {shown}: {what}"));
+    // Only a regular file: a FIFO would block the open, a device never end.
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => {
+            return Err(bad(
+                "not a regular file (a directory, a FIFO or a device): give a data file: --data NAME=FILE[:STRATEGY]"
+                    .into(),
+            ));
+        }
+        _ => {}
+    }
     let file = std::fs::File::open(path).map_err(|e| {
         bad(format!(
             "cannot read it ({e}); give an existing file: --data {name}=FILE[:STRATEGY]"
@@ -155,6 +193,7 @@ fn csv_rows(source: &Arc<str>, text: &str) -> Result<Vec<Row>, LoadError> {
         columns.push(Arc::from(h));
     }
     let mut rows = Vec::new();
+    let mut budget = Budget::default();
     for record in reader.records() {
         let record = record.map_err(|e| match e.kind() {
             csv::ErrorKind::UnequalLengths {
@@ -171,6 +210,7 @@ fn csv_rows(source: &Arc<str>, text: &str) -> Result<Vec<Row>, LoadError> {
         if rows.len() >= MAX_ROWS {
             return Err(too_many_rows());
         }
+        budget.add(record.len(), record.as_slice().len())?;
         let fields = columns
             .iter()
             .cloned()
@@ -202,6 +242,7 @@ fn json_row(
     index: usize,
     object: serde_json::Map<String, serde_json::Value>,
     names: &mut Names,
+    budget: &mut Budget,
 ) -> Result<Row, LoadError> {
     if object.len() > MAX_COLUMNS {
         return Err(LoadError(format!(
@@ -209,7 +250,7 @@ fn json_row(
             object.len()
         )));
     }
-    let fields = object
+    let fields: Vec<(Arc<str>, Box<str>)> = object
         .into_iter()
         .map(|(k, v)| {
             let v: Box<str> = match v {
@@ -220,11 +261,13 @@ fn json_row(
             (names.get(k), v)
         })
         .collect();
+    budget.add(fields.len(), fields.iter().map(|(_, v)| v.len()).sum())?;
     Ok(Row::new(source.clone(), index as u64, fields))
 }
 
 fn json_lines_rows(source: &Arc<str>, text: &str) -> Result<Vec<Row>, LoadError> {
     let mut names = Names::default();
+    let mut budget = Budget::default();
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -240,7 +283,7 @@ fn json_lines_rows(source: &Arc<str>, text: &str) -> Result<Vec<Row>, LoadError>
                     i + 1
                 ))
             })?;
-        let row = json_row(source, rows.len(), object, &mut names)
+        let row = json_row(source, rows.len(), object, &mut names, &mut budget)
             .map_err(|e| LoadError(format!("line {}: {}", i + 1, e.0)))?;
         rows.push(row);
     }
@@ -262,6 +305,7 @@ fn json_array_rows(source: &Arc<str>, text: &str) -> Result<Vec<Row>, LoadError>
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
             let mut names = Names::default();
+            let mut budget = Budget::default();
             loop {
                 if self.rows.len() >= MAX_ROWS {
                     return Err(serde::de::Error::custom(too_many_rows()));
@@ -275,8 +319,14 @@ fn json_array_rows(source: &Arc<str>, text: &str) -> Result<Vec<Row>, LoadError>
                         self.rows.len() + 1
                     )));
                 };
-                let row = json_row(self.source, self.rows.len(), object, &mut names)
-                    .map_err(serde::de::Error::custom)?;
+                let row = json_row(
+                    self.source,
+                    self.rows.len(),
+                    object,
+                    &mut names,
+                    &mut budget,
+                )
+                .map_err(serde::de::Error::custom)?;
                 self.rows.push(row);
             }
         }
@@ -302,6 +352,33 @@ fn json_array_rows(source: &Arc<str>, text: &str) -> Result<Vec<Row>, LoadError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_is_budgeted_and_only_regular_files_are_read() {
+        let mut b = Budget::default();
+        // A row of 1 024 empty fields costs ~48 KiB: 21 000 of them pass the budget, not 23 000.
+        for _ in 0..21_000 {
+            b.add(1024, 0).expect("within the budget");
+        }
+        let e = (0..2_000)
+            .try_for_each(|_| b.add(1024, 0))
+            .expect_err("over the budget");
+        assert!(e.0.contains("MiB of memory"), "{}", e.0);
+        // A FIFO is refused before it is opened (an open would block).
+        let dir = std::env::temp_dir().join(format!("loads-data-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let fifo = dir.join("rows.csv");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(made, "mkfifo");
+        let e = load("a", &fifo, None).expect_err("a FIFO");
+        assert!(e.0.contains("not a regular file"), "{}", e.0);
+        let e = load("a", &dir, None).expect_err("a directory");
+        assert!(e.0.contains("not a regular file"), "{}", e.0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     fn file(name: &str, content: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("loads-data-load-{}", std::process::id()));

@@ -145,8 +145,12 @@ impl DataSet {
                 spec.name.clone(),
                 Source {
                     spec: spec.clone(),
+                    // Random sources draw a new sequence every run (and on every agent).
                     offset: if spec.strategy == Strategy::Random {
-                        mix(index ^ 0x5eed)
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_nanos() as u64);
+                        mix(index ^ 0x5eed ^ mix(now ^ u64::from(std::process::id())))
                     } else {
                         offset
                     },

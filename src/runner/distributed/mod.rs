@@ -69,6 +69,8 @@ impl DistributedRunner {
         // The data files were read: the broker leases the rows of unique sources by number.
         for spec in &mut args.plan.data {
             spec.rows = runner.data().spec(&spec.name).and_then(|s| s.rows);
+            // What was just read and counted is what must travel: its hash, checked at upload.
+            spec.sha256 = Some(sha256_hex(&read_data_file(&spec.file)?));
         }
         drop(runner);
         super::checked_plan(&args)?;
@@ -276,6 +278,15 @@ impl DistributedRunner {
         let mut args = self.args.clone();
         for spec in &mut args.plan.data {
             let content = read_data_file(&spec.file)?;
+            if spec.sha256.as_deref() != Some(sha256_hex(&content).as_str()) {
+                return Err(RunError::Usage(UsageError::new(
+                    "--data",
+                    format!(
+                        "the data file {} of '{}' changed while the run started (its rows were counted before): start the run again once the file is complete",
+                        spec.file, spec.name
+                    ),
+                )));
+            }
             let sha256 = self.upload(client, &content)?;
             let ext = std::path::Path::new(&spec.file)
                 .extension()

@@ -39,7 +39,19 @@ pub fn run_worker(job: &Job) -> Result<(), RunError> {
         let _ = tx.send(n > 0 && line.trim() == "go");
     });
     match rx.recv_timeout(GO_TIMEOUT) {
-        Ok(true) => {}
+        Ok(true) => {
+            // The agent keeps the pipe open while it lives: when it closes (the agent ended,
+            // even killed), the worker stops as on SIGTERM, so that it never loads on alone.
+            std::thread::spawn(|| {
+                use std::io::Read as _;
+                let mut sink = [0u8; 64];
+                while matches!(std::io::stdin().lock().read(&mut sink), Ok(n) if n > 0) {}
+                // SAFETY: raise only sends a signal to this process, whose handler stops the run.
+                unsafe {
+                    libc::raise(libc::SIGTERM);
+                }
+            });
+        }
         Ok(false) => return Ok(()),
         Err(_) => {
             return Err(RunError::Cluster(format!(

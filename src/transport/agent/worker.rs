@@ -48,8 +48,10 @@ pub(super) enum WorkerError {
 /// A worker subprocess, running (or stopping) one run's job.
 pub(super) struct Worker {
     child: Child,
-    /// The worker reads "go" here before it starts its users.
+    /// The worker reads "go" here before it starts its users, and stops when it closes.
     go: Option<ChildStdin>,
+    /// The go was given.
+    went: bool,
     stderr: PathBuf,
     /// When it was told to stop: killed if still alive after [`STOP_GRACE`](super::STOP_GRACE).
     pub(super) stopping: Option<Instant>,
@@ -121,6 +123,7 @@ impl Worker {
         Ok(Worker {
             child,
             go,
+            went: false,
             stderr,
             stopping: None,
         })
@@ -128,9 +131,15 @@ impl Worker {
 
     /// Tells a worker waiting for the go to start its users.
     pub(super) fn go(&mut self) {
-        if let Some(mut go) = self.go.take() {
+        if self.went {
+            return;
+        }
+        self.went = true;
+        // The pipe stays open after the go: the worker stops when it closes, which it does when
+        // this agent ends in any way (even `kill -9`), so that no worker outlives its agent.
+        if let Some(go) = self.go.as_mut() {
             use std::io::Write as _;
-            let _ = go.write_all(b"go\n");
+            let _ = go.write_all(b"go\n").and_then(|_| go.flush());
         }
     }
 
