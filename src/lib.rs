@@ -70,9 +70,11 @@ pub use data::{DataError, Row};
 /// methods are tests, `setup` and `teardown` run around each hit, `on_start` and `on_stop` once
 /// per virtual user (when it starts, when it ends); `#[loads(weight = N)]` on a
 /// test sets its weight when the whole suite runs as a mix (`loads run SUITE`). Options:
-/// `#[loads::suite(name = "blog", server = path::to::fn)]` — the suite's name (default: the
-/// type's name in snake case) and a `fn() -> String` giving the server URL for `cargo test`
-/// (`LOADS_SERVER_URL` overrides it).
+/// `#[loads::suite(name = "blog", server_url = "http://127.0.0.1:8080", server = path::to::fn,
+/// data = "accounts=FILE")]` — the suite's name (default: the type's name in snake case), its
+/// default server URL (for runs without `--server-url`, and for `cargo test`), a `fn() -> String`
+/// giving the server URL for `cargo test` only (it wins over `server_url` there), and test data
+/// for `cargo test`; `LOADS_SERVER_URL` overrides both under `cargo test`.
 pub use loads_macros::suite;
 /// A hit's status as a test sees it ([`TestCase::status`]).
 pub use result::LoadsStatus;

@@ -168,6 +168,7 @@ fn expand(
 
     let mut name = snake_case(&type_name);
     let mut server: Option<syn::Path> = None;
+    let mut server_url: Option<String> = None;
     let mut default_data = String::new();
     let args = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr)?;
     for meta in args {
@@ -203,6 +204,26 @@ fn expand(
                     ));
                 }
             },
+            Meta::NameValue(nv) if nv.path.is_ident("server_url") => match &nv.value {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Str(s), ..
+                }) => {
+                    let v = s.value();
+                    if !(v.starts_with("http://") || v.starts_with("https://")) {
+                        return Err(syn::Error::new_spanned(
+                            s,
+                            "server_url is an absolute http:// or https:// URL",
+                        ));
+                    }
+                    server_url = Some(v);
+                }
+                other => {
+                    return Err(syn::Error::new_spanned(
+                        other,
+                        "expected server_url = \"http://host:port\"",
+                    ));
+                }
+            },
             Meta::NameValue(nv) if nv.path.is_ident("server") => match &nv.value {
                 Expr::Path(p) => server = Some(p.path.clone()),
                 other => {
@@ -215,7 +236,7 @@ fn expand(
             other => {
                 return Err(syn::Error::new_spanned(
                     other,
-                    "unknown option; #[loads::suite] takes name = \"...\", server = path::to::fn and data = \"NAME=FILE ...\"",
+                    "unknown option; #[loads::suite] takes name = \"...\", server_url = \"http://...\", server = path::to::fn and data = \"NAME=FILE ...\"",
                 ));
             }
         }
@@ -309,9 +330,20 @@ fn expand(
             }
         }
     });
-    let server_expr = match &server {
-        Some(p) => quote! { ::core::option::Option::Some(#p as fn() -> ::std::string::String) },
-        None => quote! { ::core::option::Option::None },
+    let server_expr = match (&server, &server_url) {
+        (Some(p), _) => {
+            quote! { ::core::option::Option::Some(#p as fn() -> ::std::string::String) }
+        }
+        (None, Some(u)) => quote! {
+            ::core::option::Option::Some((|| ::std::string::String::from(#u)) as fn() -> ::std::string::String)
+        },
+        (None, None) => quote! { ::core::option::Option::None },
+    };
+    let server_url_const = match &server_url {
+        Some(u) => {
+            quote! { const SERVER_URL: ::core::option::Option<&'static str> = ::core::option::Option::Some(#u); }
+        }
+        None => quote! {},
     };
     let module = format_ident!("loads_{}", name);
     let functional = tests.iter().map(|(ident, _, options, _)| {
@@ -336,6 +368,7 @@ fn expand(
             const NAME: &'static str = #name;
             const DOC: &'static str = #suite_doc;
             const TESTS: &'static [::loads::__private::TestInfo] = &[#(#infos),*];
+            #server_url_const
             const DATA: &'static str = #default_data;
             fn new_user() -> Self {
                 <Self as ::core::default::Default>::default()

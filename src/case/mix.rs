@@ -285,6 +285,7 @@ mod tests {
             },
         ],
         new_user: no_user,
+        server_url: None,
     };
     static OTHER: SuiteEntry = SuiteEntry {
         name: "other",
@@ -296,6 +297,7 @@ mod tests {
             data: &[],
         }],
         new_user: no_user,
+        server_url: None,
     };
 
     fn mix(specs: &[&str]) -> Result<Mix, MixError> {

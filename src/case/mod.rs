@@ -215,6 +215,7 @@ mod tests {
                 },
             ],
             new_user: new_user_boxed::<Demo>,
+            server_url: None,
         };
         static B: SuiteEntry = SuiteEntry {
             name: "other",
@@ -226,6 +227,7 @@ mod tests {
                 data: &[],
             }],
             new_user: new_user_boxed::<Demo>,
+            server_url: None,
         };
         let tests = [
             TestRef {

@@ -30,6 +30,10 @@ pub trait Suite: Send + 'static {
     const DOC: &'static str;
     /// The tests, in source order.
     const TESTS: &'static [TestInfo];
+    /// The server URL the suite's tests use when a run gives none (`#[loads::suite(server_url =
+    /// "http://…")]`, the seed system's `server_url` attribute); `--server-url` and, under
+    /// `cargo test`, `LOADS_SERVER_URL` win over it.
+    const SERVER_URL: Option<&'static str> = None;
     /// The data sources of the suite's functional tests under `cargo test`, as `--data` takes
     /// them, separated by spaces (`#[loads::suite(data = "...")]`; `LOADS_DATA` overrides it).
     const DATA: &'static str = "";
@@ -110,6 +114,8 @@ pub struct SuiteEntry {
     pub tests: &'static [TestInfo],
     /// Creates a virtual user's state.
     pub new_user: fn() -> Box<dyn UserState>,
+    /// The suite's default server URL ([`Suite::SERVER_URL`]).
+    pub server_url: Option<&'static str>,
 }
 
 impl SuiteEntry {
@@ -120,6 +126,7 @@ impl SuiteEntry {
             doc: S::DOC,
             tests: S::TESTS,
             new_user: new_user_boxed::<S>,
+            server_url: S::SERVER_URL,
         }
     }
 }

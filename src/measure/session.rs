@@ -20,8 +20,8 @@ pub enum HttpError {
     /// `app` was used but the run has no server URL.
     #[error(
         "no server URL is set, so `app` cannot resolve {0:?}: pass --server-url URL (or set \
-         server-url in the config file; under cargo test, set LOADS_SERVER_URL or \
-         #[loads::suite(server = ...)]), or use `session` with an absolute URL"
+         server-url in the config file, or #[loads::suite(server_url = \"http://…\")]; under \
+         cargo test, set LOADS_SERVER_URL), or use `session` with an absolute URL"
     )]
     NoServerUrl(String),
     /// The URL could not be parsed.

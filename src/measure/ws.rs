@@ -40,7 +40,9 @@ impl Message {
 pub enum WsError {
     /// A relative URL was given but the run has no server URL.
     #[error(
-        "no server URL is set, so the WebSocket URL {0:?} cannot be resolved: pass --server-url URL"
+        "no server URL is set, so the WebSocket URL {0:?} cannot be resolved: pass --server-url URL \
+         (or set server-url in the config file, or #[loads::suite(server_url = \"http://…\")]; \
+         under cargo test, set LOADS_SERVER_URL), or give an absolute ws:// URL"
     )]
     NoServerUrl(String),
     /// The URL could not be parsed or is not ws://, wss://, http:// or https://.

@@ -109,6 +109,13 @@ impl LocalRunner {
                 .map(|e| (&*e.name, e.test.info())),
         )?;
         let mut args = args;
+        // A suite's default server URL, when the run gives none.
+        if args.plan.server_url.is_none() {
+            args.plan.server_url = parts
+                .iter()
+                .find_map(|p| p.mix.suite().server_url)
+                .map(str::to_owned);
+        }
         // The tests as the mixes understood them (full names, weights).
         let describe = |m: &Mix| m.describe().split(' ').map(str::to_owned).collect();
         if args.plan.scenarios.is_empty() {
