@@ -34,24 +34,52 @@ impl StdoutOutput {
         }
     }
 
+    /// The live line: totals so far, then the rates and the p95 request time over the last
+    /// [`WINDOW`] complete seconds. A hit is counted in the second it ends and a request in the
+    /// second it starts: over a window of several seconds both rates agree, where one second
+    /// alone would alternate between them when requests take about a second.
     fn live(result: &TestResult) -> String {
         if let Some(w) = result.waiting() {
             return w.to_owned();
         }
         let stats = result.stats();
         let t = result.totals();
-        // The last complete second gives the current rate.
-        let last = stats.timeline.get(&(unix_now() - 1));
-        let rps = last.map_or(0, |s| s.requests);
-        let hps = last.map_or(0, |s| s.hits);
+        let now = unix_now();
+        let started = result.started().timestamp();
+        // Complete seconds only, and not before the run started.
+        let from = (now - WINDOW as i64).max(started);
+        let seconds = (now - from).max(1) as f64;
+        let (mut hits, mut requests) = (0u64, 0u64);
+        let mut latency: Option<crate::result::Latency> = None;
+        for (_, s) in stats.timeline.range(from..now) {
+            hits += s.hits;
+            requests += s.requests;
+            if let Some(l) = &s.latency {
+                match &mut latency {
+                    Some(all) => all.add(l),
+                    None => latency = Some(l.clone()),
+                }
+            }
+        }
+        let p95 = latency
+            .filter(|l| !l.is_empty())
+            .map_or("–".to_owned(), |l| {
+                crate::config::units::format_micros(l.quantile(0.95) as f64)
+            });
         format!(
-            "{} users · {hps} hits/s · {rps} req/s · {} failures · {} errors",
+            "{} users · {} hits · {} failures · {} errors · last {WINDOW} s: {:.0} hits/s · {:.0} req/s · p95 {p95}",
             result.active_users(),
+            t.hits,
             t.failures,
-            t.errors
+            t.errors,
+            hits as f64 / seconds,
+            requests as f64 / seconds,
         )
     }
 }
+
+/// Seconds of the live line's rates.
+const WINDOW: u64 = 5;
 
 impl Observer for StdoutOutput {
     fn on_start(&mut self, result: &TestResult) -> Result<(), OutputError> {
@@ -101,12 +129,12 @@ impl Observer for StdoutOutput {
             bar.set_message(Self::live(result));
         } else if self.last_plain.elapsed() >= PLAIN_EVERY {
             self.last_plain = Instant::now();
-            let done = match meta.planned_hits {
-                Some(h) => format!("{}/{h} hits", result.totals().hits),
-                None => format!("{} hits", result.totals().hits),
+            let planned = match meta.planned_hits {
+                Some(h) => format!(" (of {h} planned hits)"),
+                None => String::new(),
             };
             eprintln!(
-                "[{:>5.0}s] {done} · {}",
+                "[{:>5.0}s] {}{planned}",
                 result.duration().as_secs_f64(),
                 Self::live(result)
             );

@@ -14,7 +14,8 @@ pub const TIMELINE_KEEP_FULL: i64 = 10;
 /// What happened during one second of the run (unix time).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Second {
-    /// Hits finished.
+    /// Hits that started in this second (counted when they end; a local run's hits, like
+    /// requests, are kept under the second they started in).
     pub hits: u64,
     /// Successful hits.
     pub successes: u64,

@@ -329,6 +329,9 @@ impl VirtualUser {
             loads_status,
         });
         let started = Instant::now();
+        // A hit is counted in the second it started, as its requests are: the per-second
+        // history then shows a hit and its requests together.
+        let second = unix_now();
         let outcome = tokio::select! {
             o = run_hit(state, entry.test.index, case) => o,
             _ = self.cancel.cancelled() => return false,
@@ -368,7 +371,7 @@ impl VirtualUser {
             test: name,
             scenario: self.scenario.as_deref(),
             micros: Some(took),
-            second: unix_now(),
+            second,
             outcome: hit_outcome(&outcome),
         };
         self.recorder.record(|s| s.record_hit(&hit));
