@@ -205,9 +205,11 @@ fn event_of(data_type: &str, mut obj: Map<String, Value>) -> Result<Item, String
 fn v1_loads_status(status: &mut Value) {
     let parts: Vec<&str> = match &*status {
         Value::String(s) => s.split(',').take(5).collect(),
-        Value::Array(a) if a.iter().any(Value::is_string) => {
-            a.iter().take(5).map(|v| v.as_str().unwrap_or("-")).collect()
-        }
+        Value::Array(a) if a.iter().any(Value::is_string) => a
+            .iter()
+            .take(5)
+            .map(|v| v.as_str().unwrap_or("-"))
+            .collect(),
         _ => return,
     };
     let numbers: Option<Vec<Value>> = parts
@@ -354,10 +356,12 @@ mod tests {
 
     #[test]
     fn started_without_a_time_zone_is_utc() {
-        let e = one(json!({"data_type": "add_hit", "run_id": "r", "agent_id": null,
+        let e = one(
+            json!({"data_type": "add_hit", "run_id": "r", "agent_id": null,
             "url": "http://x/", "method": "GET", "status": 200,
             "started": "2026-11-26T05:00:00.250000", "elapsed": 0.25,
-            "loads_status": [1, 1, 1, 1]}));
+            "loads_status": [1, 1, 1, 1]}),
+        );
         let Event::AddHit { started, .. } = e else {
             panic!("{e:?}")
         };
@@ -452,8 +456,10 @@ mod tests {
 
     #[test]
     fn loads_status_of_loads_js_and_null_ids() {
-        let e = one(json!({"data_type": "addSuccess", "run_id": "r", "agent_id": null,
-            "hostname": null, "test": "t", "loads_status": "5,2,3,1"}));
+        let e = one(
+            json!({"data_type": "addSuccess", "run_id": "r", "agent_id": null,
+            "hostname": null, "test": "t", "loads_status": "5,2,3,1"}),
+        );
         let st = LoadsStatus {
             hits: 5,
             users: 2,
@@ -467,8 +473,10 @@ mod tests {
                 loads_status: st
             }
         );
-        let e = one(json!({"data_type": "addSuccess", "run_id": "r", "test": "t",
-            "loads_status": ["5", "2", "3", "1"]}));
+        let e = one(
+            json!({"data_type": "addSuccess", "run_id": "r", "test": "t",
+            "loads_status": ["5", "2", "3", "1"]}),
+        );
         assert!(matches!(e, Event::AddSuccess { loads_status, .. } if loads_status == st));
         let (run, _) = items(&json!({"data_type": "socket_open", "run_id": null}));
         assert_eq!(run, None);

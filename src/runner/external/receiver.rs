@@ -181,7 +181,9 @@ fn accept<S: EventSink>(
         Item::Ignored(data_type) => {
             rejected.ignored += 1;
             if rejected.ignored <= 10 {
-                tracing::warn!("ignored a message of unknown data_type {data_type:?} from a test runner");
+                tracing::warn!(
+                    "ignored a message of unknown data_type {data_type:?} from a test runner"
+                );
             }
             rejected.first_ignored.get_or_insert(data_type);
         }
