@@ -362,3 +362,227 @@ fn a_python_testcase_runs_through_the_python_client() {
     );
     assert!(hit_min >= request_min * 0.99, "{hit_min} vs {request_min}");
 }
+
+fn v1_runner(py: &str, mode: &str) -> String {
+    format!(
+        "{py} {} {{test}} {mode}",
+        repo().join("tests/external/v1_runner.py").display()
+    )
+}
+
+/// `loads run TEST --test-runner v1_runner.py MODE -u 2 --hits 3`, its JSON summary, its output.
+fn run_v1(
+    name: &str,
+    mode: &str,
+    extra: &[&str],
+) -> Option<(serde_json::Value, std::process::Output)> {
+    let py = python()?;
+    let dir = tmpdir(name);
+    let (path, p) = summary_json(&dir, "sum");
+    let runner = v1_runner(&py, mode);
+    let mut args = vec![
+        "run",
+        "v1.site",
+        "--test-runner",
+        &runner,
+        "-u",
+        "2",
+        "--hits",
+        "3",
+        "-o",
+        "json",
+        "--output-json-path",
+        &p,
+    ];
+    args.extend_from_slice(extra);
+    let out = run_with_limit(&args, Duration::from_secs(120));
+    let j = if path.exists() {
+        read_json(&path)
+    } else {
+        serde_json::Value::Null
+    };
+    Some((j, out))
+}
+
+/// What the v1 relay sends, one message per event or in its batches: every hit, request (with
+/// its time, dated in UTC), failure and error is there with its kind and message.
+fn assert_v1_relay_totals(j: &serde_json::Value, text: &str, before: u64, after: u64) {
+    for (k, v) in [
+        ("hits", 6),
+        ("successes", 2),
+        ("failures", 2),
+        ("errors", 2),
+        ("requests", 6),
+    ] {
+        assert_eq!(j[k], v, "{k}: {text}");
+    }
+    assert_eq!(j["tests"]["v1.site"]["started"], 6, "{text}");
+    assert_eq!(j["urls"][0]["url"], "http://127.0.0.1/v1", "{text}");
+    assert_eq!(j["urls"][0]["statuses"]["200"], 6, "{text}");
+    let latency = &j["urls"][0]["latency"];
+    for q in ["min", "max"] {
+        let ms = latency[q].as_f64().expect("latency");
+        assert!((249.0..=251.0).contains(&ms), "{q} {ms}: {latency}");
+    }
+    assert_eq!(j["sockets"]["opened"], 2, "{text}");
+    assert_eq!(j["sockets"]["bytes_received"], 20, "{text}");
+    let problems = j["problems"].as_array().expect("problems");
+    let found = |outcome: &str, kind: &str, message: &str| {
+        problems
+            .iter()
+            .any(|p| p["outcome"] == outcome && p["kind"] == kind && p["message"] == message)
+    };
+    assert!(
+        found("failure", "AssertionError", "v1 failure on purpose"),
+        "{problems:?}"
+    );
+    assert!(
+        found("error", "ValueError", "v1 error on purpose"),
+        "{problems:?}"
+    );
+    // The requests are dated when they were sent (read as UTC), not hours away.
+    let seconds: Vec<u64> = j["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter(|s| s["requests"].as_u64().unwrap_or(0) > 0)
+        .map(|s| s["time"].as_u64().expect("time"))
+        .collect();
+    assert!(!seconds.is_empty(), "{}", j["timeline"]);
+    assert!(
+        seconds.iter().all(|s| (before..=after).contains(s)),
+        "{seconds:?} not within {before}..={after}"
+    );
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+#[test]
+fn nothing_the_v1_relay_sends_is_lost() {
+    let before = unix_now();
+    let Some((j, out)) = run_v1("v1-relay", "relay", &[]) else {
+        return;
+    };
+    let after = unix_now() + 1;
+    let (text, err) = (stdout(&out), stderr(&out));
+    // Failures and errors make exit code 1; nothing else is wrong with the run.
+    assert_eq!(out.status.code(), Some(1), "{text}{err}");
+    assert_v1_relay_totals(&j, &text, before, after);
+    assert!(
+        j["run_problems"].as_array().expect("problems").is_empty(),
+        "{j}"
+    );
+    // v1's counter form (the counter's name as the data_type) is ignored, counted, not fatal.
+    assert!(
+        err.contains(
+            "ignored 6 message(s) of a data_type it does not know (the first: \"v1counter\")"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn v1_batches_are_replayed_and_an_empty_one_is_malformed() {
+    let before = unix_now();
+    let Some((j, out)) = run_v1("v1-batch", "batch", &[]) else {
+        return;
+    };
+    let after = unix_now() + 1;
+    let (text, err) = (stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{text}{err}");
+    assert_v1_relay_totals(&j, &text, before, after);
+    let problems = j["run_problems"].to_string();
+    assert!(
+        problems.contains("the receiver ignored 2 malformed message(s)"),
+        "{problems}"
+    );
+    assert!(err.contains("ignored 6 message(s) of a data_type"), "{err}");
+}
+
+#[test]
+fn nothing_loads_js_sends_is_lost() {
+    let Some((j, out)) = run_v1("v1-loadsjs", "loadsjs", &[]) else {
+        return;
+    };
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    // Per user and 3 hits: successes h=1,3, a failure h=2.
+    assert_eq!(j["hits"], 6, "{text}");
+    assert_eq!(j["tests"]["v1.site"]["started"], 6, "{text}");
+    assert_eq!(j["successes"], 4, "{text}");
+    assert_eq!(j["failures"], 2, "{text}");
+    let p = &j["problems"][0];
+    assert_eq!(
+        (&p["kind"], &p["message"]),
+        (&"JSError".into(), &"status 404".into()),
+        "{p}"
+    );
+    assert!(
+        j["run_problems"].as_array().expect("problems").is_empty(),
+        "{j}"
+    );
+}
+
+#[test]
+fn a_runner_of_another_run_fails_the_run_with_a_message() {
+    let Some((j, out)) = run_v1("v1-foreign", "foreign", &[]) else {
+        return;
+    };
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(j["hits"], 0, "{text}");
+    let problems = j["run_problems"].to_string();
+    // 2 processes × (3 socket events + 3 hits × 5 messages).
+    assert!(
+        problems.contains("every message of the test runners (36) carried another run_id, or none"),
+        "{problems}"
+    );
+}
+
+#[test]
+fn a_hung_hits_runner_is_stopped_after_the_process_timeout() {
+    let started = Instant::now();
+    let Some((j, out)) = run_v1("v1-hang", "hang", &["--external-process-timeout", "2s"]) else {
+        return;
+    };
+    let took = started.elapsed();
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let problems = j["run_problems"].to_string();
+    assert!(
+        problems.contains(
+            "2 test runner(s) of step 1 still ran after --external-process-timeout (2s): terminated"
+        ),
+        "{problems}"
+    );
+    assert_eq!(j["tests"]["v1.site"]["started"], 2, "{text}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(20),
+        "{took:?}"
+    );
+    // Refused up front when it is not a duration, or 0.
+    for bad in ["soon", "0"] {
+        let out = run_with_limit(
+            &[
+                "run",
+                "v1.site",
+                "--test-runner",
+                "true",
+                "--external-process-timeout",
+                bad,
+            ],
+            Duration::from_secs(30),
+        );
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("--external-process-timeout"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}

@@ -26,6 +26,11 @@ fn hostile_messages() -> Vec<Vec<u8>> {
         b"{\"command\":\"run\",\"args\":{\"users\":\"0\"}}".to_vec(),
         b"{\"command\":\"need_binary\",\"sha256\":\"../../etc/passwd\",\"offset\":18446744073709551615}".to_vec(),
         b"{\"type\":\"events\",\"first\":18446744073709551615,\"envelopes\":[{\"data_type\":\"socket_open\"}]}".to_vec(),
+        // v1 producers' forms (read by the external runners' receiver).
+        b"{\"data_type\":\"batch\",\"run_id\":null,\"counts\":{\"batch\":[{\"counts\":{}}],\"add_hit\":[1,null,{\"started\":\"2026-11-26 05:00:00.9999999999\",\"elapsed\":[1e308,1e308]}]}}".to_vec(),
+        b"{\"data_type\":\"batch\",\"counts\":{\"startTest\":{}}}".to_vec(),
+        b"{\"data_type\":\"addFailure\",\"test\":\"t\",\"exc_info\":[\"<class ''>\",\"<type 'exceptions.'>\",\"\"],\"loads_status\":\"18446744073709551616,,,\"}".to_vec(),
+        b"{\"data_type\":\"addError\",\"test\":\"t\",\"exc_info\":[\"JSError\",\"\\\"\",\"\"],\"loads_status\":[\"1\",\"-1\",\"x\",null]}".to_vec(),
     ];
     // Deep nesting.
     m.push(

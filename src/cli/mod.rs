@@ -257,7 +257,8 @@ mod tests {
         std::fs::write(
             &path,
             "test = \"example::health\"\nusers = \"2:3\"\nhits = 4\nserver-url = \"http://127.0.0.1:1\"\n\
-             output = [\"stdout\", \"null\"]\nproject-name = \"p\"\nrequest-timeout = \"2s\"\n",
+             output = [\"stdout\", \"null\"]\nproject-name = \"p\"\nrequest-timeout = \"2s\"\n\
+             external-process-timeout = \"5m\"\n",
         )
         .expect("write");
         let p = path.to_str().expect("utf8");
@@ -271,6 +272,10 @@ mod tests {
         // `null` leaves the terminal's output out, unless `stdout` is given too.
         assert_eq!(a.report.outputs, vec!["stdout"]);
         assert_eq!(a.plan.request_timeout_secs(), 2.0);
+        assert_eq!(
+            a.plan.external_process_timeout(),
+            Some(std::time::Duration::from_secs(300))
+        );
         let b = run_args_of(&parse(&["--config", p, "-u", "7", "-d", "3", "-q", "x::y"]))
             .expect("args");
         assert_eq!(b.plan.test(), "x::y");

@@ -92,6 +92,11 @@ pub struct PlanArgs {
     /// `{test}` replaced by TEST: e.g. "python3 -m loads_client {test}" (docs/external-runners.md)
     #[arg(long, value_name = "CMD")]
     pub test_runner: Option<String>,
+    /// With --test-runner and --hits: stop (SIGTERM, then SIGKILL) a runner process still
+    /// running this long after its cycle step started, as a run error [default: no limit]
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_process_timeout: Option<Secs>,
     /// Test data for `t.data("NAME")` (repeatable): NAME=FILE[:STRATEGY], FILE a CSV with a
     /// header, a JSON array of objects or JSON lines; STRATEGY circular (default), random, queue,
     /// queue-stop or per-user; `[[data]]` tables (name, file, strategy) in the config file
@@ -371,6 +376,14 @@ impl PlanArgs {
             .unwrap_or(Duration::from_secs(DEFAULT_REQUEST_TIMEOUT as u64))
     }
 
+    /// How long a runner process of a hits step may run (`--external-process-timeout`); `None`
+    /// for no limit (or a value that is not a valid one: the plan check reports it).
+    pub fn external_process_timeout(&self) -> Option<Duration> {
+        self.external_process_timeout
+            .and_then(|t| duration_from_secs(t.0).ok())
+            .filter(|d| !d.is_zero())
+    }
+
     /// The worker threads to use.
     pub fn worker_threads(&self) -> usize {
         self.threads
@@ -384,6 +397,16 @@ impl PlanArgs {
     pub(crate) fn plan(&self) -> Result<Plan, UsageError> {
         duration_from_secs(self.request_timeout_secs())
             .map_err(|e| UsageError::invalid("--request-timeout", e))?;
+        if let Some(t) = self.external_process_timeout {
+            let d = duration_from_secs(t.0)
+                .map_err(|e| UsageError::invalid("--external-process-timeout", e))?;
+            if d.is_zero() {
+                return Err(UsageError::invalid(
+                    "--external-process-timeout",
+                    "0: give a duration longer than 0, e.g. 5m",
+                ));
+            }
+        }
         if let Some(t) = self.threads
             && !(1..=MAX_THREADS).contains(&t)
         {

@@ -249,6 +249,23 @@ impl Event {
         }
     }
 
+    /// Every `data_type` tag, one per variant (what [`Event::data_type`] returns).
+    pub const DATA_TYPES: [&'static str; 13] = [
+        "startTestRun",
+        "stopTestRun",
+        "startTest",
+        "stopTest",
+        "addSuccess",
+        "addFailure",
+        "addError",
+        "add_hit",
+        "socket_open",
+        "socket_close",
+        "socket_message",
+        "incr_counter",
+        "batch",
+    ];
+
     /// The `data_type` tag of this event.
     pub fn data_type(&self) -> &'static str {
         match self {
@@ -311,6 +328,7 @@ mod tests {
     }
 
     fn round_trip(ev: Event, expected: serde_json::Value) {
+        assert!(Event::DATA_TYPES.contains(&ev.data_type()));
         let v = serde_json::to_value(&ev).expect("serialise");
         assert_eq!(v, expected);
         let back: Event = serde_json::from_value(v).expect("deserialise");

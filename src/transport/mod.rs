@@ -556,8 +556,8 @@ pub(crate) fn from_frame<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<T
 }
 
 /// Decodes `frame` the way every socket of the cluster does (a caller's request, an agent's
-/// message, a broker's message to an agent or publication, a worker's event) and, for an event,
-/// applies it to statistics as the broker and the caller do. Never panics, whatever the bytes:
+/// message, a broker's message to an agent or publication, a worker's event, an external
+/// runner's message) and, for an event, applies it to statistics as the broker and the caller do. Never panics, whatever the bytes:
 /// this is the fuzz target's entry point (`fuzz/`), and the regression tests run it too.
 pub fn decode_any(frame: &[u8]) {
     let _ = from_frame::<CallerRequest>(frame);
@@ -578,6 +578,16 @@ pub fn decode_any(frame: &[u8]) {
             let _ = o.requests_uncorrected.quantiles();
         }
         let _ = merged.requests.latency.quantiles();
+    }
+    // What an external runner sends, read as the receiver reads it (v1 forms included).
+    if let Ok(message) = crate::result::read_runner_message(frame) {
+        let mut stats = crate::result::Stats::default();
+        message.for_each(|item| {
+            if let crate::result::Item::Event(e) = item {
+                e.apply_to(&mut stats, crate::result::unix_now());
+            }
+        });
+        let _ = stats.totals();
     }
 }
 

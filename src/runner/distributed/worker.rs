@@ -67,7 +67,10 @@ pub fn run_worker(job: &Job) -> Result<(), RunError> {
         }
         LocalOrExternal::External(r) => {
             let (relay, interrupted, mut problems, rejected) = r.run_into(relay)?;
-            problems.extend(rejected.problem());
+            problems.extend(rejected.problems());
+            for w in rejected.warnings() {
+                eprintln!("warning: {w}");
+            }
             (relay, interrupted, problems)
         }
     };

@@ -9,10 +9,12 @@
 //! by one with `--raw-events`. The protocol is in `docs/external-runners.md`.
 //!
 //! Tolerated and counted, never fatal: malformed messages (bad JSON, missing fields, wrong
-//! types), messages of another run, `startTestRun`/`stopTestRun` from a runner. A process that
+//! types), messages of another run, messages of an unknown `data_type`, `startTestRun`/
+//! `stopTestRun` from a runner; v1 producers' forms are read (`result::runner_message`). A process that
 //! exits non-zero or dies is a problem of the run, with its exit status and the tail of its
-//! stderr; one still running 10 s after the end of a duration step is terminated (SIGTERM, then
-//! SIGKILL 3 s later).
+//! stderr; one still running 10 s after the end of a duration step, or longer than
+//! `--external-process-timeout` in a hits step, is terminated (SIGTERM, then SIGKILL 3 s later).
+//! A run whose runners sent only messages of another run fails with a problem that says so.
 //!
 //! The runner itself (this file) walks the cycle steps; `processes` starts and stops a step's
 //! runner processes, `receiver` reads their events, `data` answers their requests for data rows.
@@ -260,14 +262,11 @@ impl Runner for ExternalRunner {
         for p in problems {
             result.add_run_problem(p);
         }
-        if let Some(p) = rejected.problem() {
+        for p in rejected.problems() {
             result.add_run_problem(p);
         }
-        if rejected.foreign > 0 {
-            eprintln!(
-                "warning: the receiver ignored {} message(s) of another run (or without a run id)",
-                rejected.foreign
-            );
+        for w in rejected.warnings() {
+            eprintln!("warning: {w}");
         }
         if interrupted {
             result.set_interrupted();

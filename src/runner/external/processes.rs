@@ -1,7 +1,8 @@
 //! The test runners' processes of an external run: one per virtual user and cycle step, each
 //! leading a process group of its own, with the plan in its environment. A step's processes
-//! are started together, waited for, and terminated (SIGTERM, then SIGKILL) when the run stops
-//! or when they outlive a duration step by [`GRACE`]; a process that fails becomes a problem of
+//! are started together, waited for, and terminated (SIGTERM, then SIGKILL) when the run stops,
+//! when they outlive a duration step by [`GRACE`], or when a hits step's processes run longer
+//! than `--external-process-timeout`; a process that fails becomes a problem of
 //! the run with the tail of its stderr. The command line enters as text ([`split_command`]);
 //! problems leave as strings.
 
@@ -98,9 +99,10 @@ impl ExternalRunner {
                 }
             }
         }
+        let timeout = self.args.plan.external_process_timeout();
         let deadline = match &self.plan.stop {
             Stop::Duration(d) => Some(started + *d + GRACE),
-            Stop::Hits(_) => None,
+            Stop::Hits(_) => timeout.map(|t| started + t),
         };
         let mut terminated_at: Option<Instant> = None;
         while !children.is_empty() {
@@ -136,12 +138,20 @@ impl ExternalRunner {
                     let late = deadline.is_some_and(|d| now >= d);
                     if stopping || late {
                         if late && !stopping {
-                            problems.push(format!(
-                                "{} test runner(s) of step {} still ran {}s after the end of the step: terminated",
-                                children.len(),
-                                step + 1,
-                                GRACE.as_secs()
-                            ));
+                            problems.push(match timeout.filter(|_| hits.is_some()) {
+                                Some(t) => format!(
+                                    "{} test runner(s) of step {} still ran after --external-process-timeout ({}): terminated",
+                                    children.len(),
+                                    step + 1,
+                                    humantime::format_duration(t)
+                                ),
+                                None => format!(
+                                    "{} test runner(s) of step {} still ran {}s after the end of the step: terminated",
+                                    children.len(),
+                                    step + 1,
+                                    GRACE.as_secs()
+                                ),
+                            });
                         }
                         signal_groups("-TERM", children.iter().map(|(_, c, _)| c.id()));
                         terminated_at = Some(now);

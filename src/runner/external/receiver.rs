@@ -2,14 +2,15 @@
 //! runners' processes PUSH their events, and the thread that reads it. Messages enter as JSON
 //! envelopes; the ones of this run leave into the run's [`EventSink`] through the collector
 //! shared with local runs (`runner::collector`), merged into per-period batches or one by one
-//! with `--raw-events`. Malformed messages and messages of another run are counted
-//! ([`Rejected`]), never fatal.
+//! with `--raw-events`. Messages are read tolerantly, v1 producers' forms included
+//! (`result::runner_message`). Malformed messages, messages of another run and messages of an
+//! unknown type are counted ([`Rejected`]), never fatal to the receiver.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::result::{Envelope, Event, EventSink, Stats, unix_now};
+use crate::result::{Event, EventSink, Item, Stats, read_runner_message, unix_now};
 use crate::runner::RunError;
 use crate::runner::collector::{Turn, collect};
 
@@ -19,24 +20,61 @@ const MAX_MESSAGE: i64 = 16 * 1024 * 1024;
 const DRAIN_QUIET: Duration = Duration::from_millis(300);
 
 /// What the receiver refused, for the summary.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Rejected {
-    /// Messages that are not events (bad JSON, missing fields, wrong types).
+    /// Messages that are not events (bad JSON, missing fields, wrong types, an empty batch),
+    /// and messages of a v1 batch that are not.
     pub malformed: u64,
     /// Events of another run (or without a run id).
     pub foreign: u64,
+    /// Messages of this run.
+    pub this_run: u64,
+    /// Messages of this run of a `data_type` loads does not know (v1's counter form among
+    /// them), and the first such type.
+    pub ignored: u64,
+    /// The first ignored `data_type` (at most 60 characters), for the warning.
+    pub first_ignored: Option<String>,
 }
 
 impl Rejected {
-    /// Malformed messages are lost data: a problem of the run. Messages of another run are
-    /// not this run's data, so they are only counted and logged.
-    pub fn problem(&self) -> Option<String> {
-        (self.malformed > 0).then(|| {
-            format!(
+    /// The problems of the run: malformed messages are lost data, and a run whose runners sent
+    /// only messages of another run (or without a run id) received nothing. Messages of another
+    /// run beside this run's are not this run's data, so they are only counted and warned of.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.malformed > 0 {
+            problems.push(format!(
                 "the receiver ignored {} malformed message(s) from the test runners (see the log); their data is missing",
                 self.malformed
-            )
-        })
+            ));
+        }
+        if self.foreign > 0 && self.this_run == 0 {
+            problems.push(format!(
+                "every message of the test runners ({}) carried another run_id, or none: nothing of this run was received; a runner must copy LOADS_RUN_ID into the run_id of each message",
+                self.foreign
+            ));
+        }
+        problems
+    }
+
+    /// Warnings for standard error: messages of another run beside this run's, messages of an
+    /// unknown type.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.foreign > 0 && self.this_run > 0 {
+            warnings.push(format!(
+                "the receiver ignored {} message(s) of another run (or without a run id)",
+                self.foreign
+            ));
+        }
+        if self.ignored > 0 {
+            warnings.push(format!(
+                "the receiver ignored {} message(s) of a data_type it does not know (the first: {:?}); a counter is sent as {{\"data_type\": \"incr_counter\", \"name\": NAME, ...}}, not with its name as the data_type",
+                self.ignored,
+                self.first_ignored.as_deref().unwrap_or_default()
+            ));
+        }
+        warnings
     }
 }
 
@@ -117,34 +155,50 @@ fn accept<S: EventSink>(
     batch: &mut Stats,
     rejected: &mut Rejected,
 ) {
-    let env: Envelope = match serde_json::from_slice(msg) {
-        Ok(e) => e,
-        Err(e) => {
-            rejected.malformed += 1;
-            if rejected.malformed <= 10 || rejected.malformed.is_multiple_of(10_000) {
-                let shown = String::from_utf8_lossy(&msg[..msg.len().min(120)]).into_owned();
-                tracing::warn!(
-                    malformed = rejected.malformed,
-                    "ignored a malformed message from a test runner ({e}): {shown:?}"
-                );
-            }
+    let message = match read_runner_message(msg) {
+        Ok(m) => m,
+        Err(why) => {
+            malformed(rejected, &why, msg);
             return;
         }
     };
-    if env.run_id != r.run_id {
+    if message.run_id() != Some(r.run_id.as_str()) {
         rejected.foreign += 1;
         if rejected.foreign <= 10 {
             tracing::warn!(
-                run_id = %env.run_id,
+                run_id = message.run_id().unwrap_or("(none)"),
                 "ignored a message of another run from a test runner"
             );
         }
         return;
     }
-    match env.event {
+    rejected.this_run += 1;
+    message.for_each(|item| match item {
         // The runner's own start and stop are not the run's.
-        Event::StartTestRun | Event::StopTestRun => {}
-        event if r.raw => sink.ingest(event),
-        event => event.apply_to(batch, unix_now()),
+        Item::Event(Event::StartTestRun | Event::StopTestRun) => {}
+        Item::Event(event) if r.raw => sink.ingest(event),
+        Item::Event(event) => event.apply_to(batch, unix_now()),
+        Item::Ignored(data_type) => {
+            rejected.ignored += 1;
+            if rejected.ignored <= 10 {
+                tracing::warn!(
+                    "ignored a message of unknown data_type {data_type:?} from a test runner"
+                );
+            }
+            rejected.first_ignored.get_or_insert(data_type);
+        }
+        Item::Malformed(why) => malformed(rejected, &why, msg),
+    });
+}
+
+/// Counts a malformed message (or part of a v1 batch), logging the first few.
+fn malformed(rejected: &mut Rejected, why: &str, msg: &[u8]) {
+    rejected.malformed += 1;
+    if rejected.malformed <= 10 || rejected.malformed.is_multiple_of(10_000) {
+        let shown = String::from_utf8_lossy(&msg[..msg.len().min(120)]).into_owned();
+        tracing::warn!(
+            malformed = rejected.malformed,
+            "ignored a malformed message from a test runner ({why}): {shown:?}"
+        );
     }
 }
