@@ -66,9 +66,22 @@ pub fn decode_key(z85: &str) -> Result<[u8; 32], KeyError> {
     bytes.try_into().map_err(|_| bad())
 }
 
+/// What to say when this binary's libzmq has no CURVE.
+pub const NO_CURVE: &str = "this binary was built without CURVE (its libzmq cannot encrypt): build it against loads as the README says, with no [patch] of zmq or zmq-sys and no system libzmq (loads brings its own ZeroMQ built with CURVE); `cargo tree -i zmq-sys` should show loads-zmq-sys";
+
+/// Fails with [`NO_CURVE`] when this binary's libzmq has no CURVE.
+pub fn curve_available() -> Result<(), KeyError> {
+    if zmq::has("curve") == Some(true) {
+        Ok(())
+    } else {
+        Err(KeyError::Invalid(NO_CURVE.to_owned()))
+    }
+}
+
 impl KeyPair {
     /// A new random key pair.
     pub fn generate() -> Result<KeyPair, KeyError> {
+        curve_available()?;
         let pair = zmq::CurveKeyPair::new()
             .map_err(|e| KeyError::Invalid(format!("cannot make a key pair: {e}")))?;
         let enc = |k: &[u8]| {
@@ -210,6 +223,7 @@ impl ClientKeys {
 
     /// Makes `socket` a CURVE client of the broker (before it connects).
     pub fn apply(&self, socket: &zmq::Socket) -> Result<(), TransportError> {
+        curve_available().map_err(|e| TransportError::Message(e.to_string()))?;
         let k = |s: &str| decode_key(s).map_err(|e| TransportError::Message(e.to_string()));
         z(
             "curve server key",
@@ -313,6 +327,7 @@ impl ServerKeys {
     /// Makes `socket` a CURVE server whose clients the ZAP handler checks against the role of
     /// `domain` (one of the `DOMAIN_*` constants), before it binds.
     pub fn apply(&self, socket: &zmq::Socket, domain: &str) -> Result<(), TransportError> {
+        curve_available().map_err(|e| TransportError::Message(e.to_string()))?;
         let secret =
             decode_key(&self.pair.secret).map_err(|e| TransportError::Message(e.to_string()))?;
         z("curve server", socket.set_curve_server(true))?;
