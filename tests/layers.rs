@@ -13,6 +13,7 @@ const FLOORS: &[(&str, u32)] = &[
     ("config", 0),
     ("result", 1),
     ("measure", 2),
+    ("web", 2),
     ("case", 3),
     ("output", 3),
     ("notify", 3),
@@ -22,6 +23,7 @@ const FLOORS: &[(&str, u32)] = &[
     ("cli", 6),
     ("functional", 6),
     ("example", 7),
+    ("shop", 7),
     ("lib", 8),
     ("main", 8),
 ];

@@ -320,6 +320,10 @@ pub(super) struct RunOptions {
     #[arg(skip)]
     #[serde(flatten)]
     pub(super) curve: CurveFlags,
+    /// The live dashboard (`--web`).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub(super) web: crate::config::WebArgs,
     /// The run's arguments.
     #[command(flatten)]
     #[serde(flatten)]

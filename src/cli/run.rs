@@ -71,6 +71,7 @@ pub(super) fn cmd_run(cli: &RunOptions, curve: &CurveFlags) -> Result<u8, CliErr
         broker_key: curve.broker_key.clone().or(opts.curve.broker_key.clone()),
     };
     crate::transport::security::set_client_keys(flags.client().map_err(CliError::Usage)?);
+    let web = super::web::start(&opts.web, opts.detach)?;
     let result = match opts.agents {
         Some(n) => {
             let broker = opts
@@ -96,6 +97,13 @@ pub(super) fn cmd_run(cli: &RunOptions, curve: &CurveFlags) -> Result<u8, CliErr
             .execute()?,
     };
     report_output_errors(&result);
+    if let Some(web) = web {
+        web.linger(
+            opts.web
+                .web_linger
+                .map_or(std::time::Duration::ZERO, |d| d.duration()),
+        );
+    }
     Ok(exit_code(&result))
 }
 

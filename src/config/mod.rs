@@ -18,6 +18,7 @@ pub(crate) mod plan;
 mod scenario;
 pub(crate) mod signals;
 pub(crate) mod units;
+mod web;
 
 pub use args::{
     DEFAULT_REQUEST_TIMEOUT, ModelArgs, NotifyArgs, OutputOptions, PlanArgs, ReportArgs, RunArgs,
@@ -26,6 +27,7 @@ pub(crate) use args::{new_run_id, share_of};
 pub use plan::Cycles;
 pub use scenario::{MAX_SCENARIOS, ScenarioArgs};
 pub use units::Secs;
+pub use web::{DEFAULT_WEB_ADDR, WebArgs};
 
 /// A bad option value or combination: which option it is about, and a message that names it
 /// and says how to fix it (the message is what is shown).

@@ -82,15 +82,28 @@ impl Interrupts {
                             }
                             _ = term.recv() => self.terminated.store(true, Ordering::SeqCst),
                         }
-                        if let Ok(flags) = self.flags.lock() {
-                            for f in flags.iter() {
-                                f.store(true, Ordering::SeqCst);
-                            }
-                        }
-                        self.changed.notify_waiters();
+                        self.tell();
                     }
                 });
             });
+    }
+
+    fn tell(&self) {
+        if let Ok(flags) = self.flags.lock() {
+            for f in flags.iter() {
+                f.store(true, Ordering::SeqCst);
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Acts as one press of Ctrl-C, made by the program itself (the dashboard's stop button):
+    /// whatever a first Ctrl-C does happens, never the second press's quit.
+    pub fn interrupt(&self) {
+        let _ = self
+            .presses
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| Some(n.max(1)));
+        self.tell();
     }
 
     /// How many times SIGINT (Ctrl-C) came.

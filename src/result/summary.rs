@@ -154,6 +154,9 @@ pub struct SecondSummary {
     pub p99: Option<f64>,
     /// Mean (ms).
     pub mean: Option<f64>,
+    /// Slowest request of the second (ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
 }
 
 /// The summary of a run. Field names are stable (see [`SUMMARY_FORMAT`]).

@@ -428,6 +428,7 @@ impl TestResult {
                     p95: q.map(|q| ms(q.p95)),
                     p99: q.map(|q| ms(q.p99)),
                     mean: q.map(|q| q.mean / 1000.0),
+                    max: q.map(|q| ms(q.max)),
                 }
             })
             .collect();
