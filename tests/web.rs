@@ -590,3 +590,104 @@ fn on_loopback_the_page_answers_only_its_own_host_and_origin() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--web"), "{}", stderr(&out));
 }
+
+#[test]
+fn changing_users_from_5_to_20_shows_20_users_in_the_timeline_within_3_s() {
+    if !browser_available() {
+        eprintln!("skipped: no chromium/chromedriver (apt install chromium chromium-driver)");
+        return;
+    }
+    let server = DemoServer::start();
+    let dir = workdir("users");
+    let json_path = dir.join("summary.json");
+    let mut live = LiveRun::start(&[
+        "run",
+        "example::health",
+        "-u",
+        "5",
+        "-d",
+        "60s",
+        "-s",
+        &server.url,
+        "-q",
+        "-o",
+        "json",
+        "--output-json-path",
+        json_path.to_str().expect("path"),
+        "--web",
+        "127.0.0.1:0",
+    ]);
+    let port = port_of(&live.url);
+    let timeline_users = |port: u16| -> Vec<u64> {
+        let (_, body) = http(port, "GET", "/api/data", &[], "");
+        let data: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        data["summary"]["timeline"]
+            .as_array()
+            .map(|t| t.iter().filter_map(|s| s["users"].as_u64()).collect())
+            .unwrap_or_default()
+    };
+    let driver = Driver::start();
+    block_on(async {
+        let c = open_browser(&driver).await;
+        c.goto(&live.url).await.expect("open the dashboard");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !timeline_users(port).contains(&5) {
+            assert!(Instant::now() < deadline, "never 5 users");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let apply = c.find(Locator::Id("apply")).await.expect("apply");
+        assert!(
+            apply.is_displayed().await.expect("shown"),
+            "no load control"
+        );
+        let target = c.find(Locator::Id("target")).await.expect("target");
+        target.send_keys("20").await.expect("type");
+        let changed = Instant::now();
+        apply.click().await.expect("click");
+        loop {
+            if timeline_users(port).contains(&20) {
+                break;
+            }
+            assert!(
+                changed.elapsed() < Duration::from_secs(3),
+                "no second with 20 users 3 s after the change: {:?}",
+                timeline_users(port)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let status = c.find(Locator::Id("control-status")).await.expect("status");
+        assert_eq!(status.text().await.expect("text"), "users set to 20");
+        // The change shows on the page as the run's summary records it.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let notes = c.find(Locator::Id("summary-notes")).await.expect("notes");
+        assert!(
+            notes
+                .text()
+                .await
+                .expect("text")
+                .contains("users set to 20")
+        );
+        screenshot(&c, "web-users-changed.png").await;
+        let errors = console_errors(&c).await;
+        assert!(errors.is_empty(), "console errors: {errors:?}");
+        c.find(Locator::Id("stop"))
+            .await
+            .expect("stop")
+            .click()
+            .await
+            .expect("click");
+        let _ = c.close().await;
+    });
+    let (code, _) = live.wait(Duration::from_secs(20));
+    assert_eq!(code, Some(130));
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).expect("summary")).expect("json");
+    assert_eq!(summary["changes"][0]["users"], 20, "{}", summary["changes"]);
+    assert!(
+        summary["timeline"]
+            .as_array()
+            .expect("timeline")
+            .iter()
+            .any(|s| s["users"] == 20)
+    );
+}

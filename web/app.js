@@ -319,7 +319,27 @@
       };
       var data = timeData(spec, d.summary.timeline);
       var c = { box: box, spec: spec, kind: 'time', zoomed: false };
-      opts.hooks = { setSelect: [function (u) { if (u.select.width > 0) c.zoomed = true; }] };
+      opts.hooks = {
+        setSelect: [function (u) { if (u.select.width > 0) c.zoomed = true; }],
+        // Load changes made during the run: a dashed vertical line at each.
+        draw: [function (u) {
+          var changes = (last && last.summary.changes) || [];
+          if (!changes.length) return;
+          var ctx = u.ctx;
+          ctx.save();
+          ctx.strokeStyle = '#9334e6';
+          ctx.setLineDash([5, 4]);
+          ctx.lineWidth = 1.5;
+          changes.forEach(function (ch) {
+            var x = Math.round(u.valToPos(ch.time, 'x', true));
+            ctx.beginPath();
+            ctx.moveTo(x, u.bbox.top);
+            ctx.lineTo(x, u.bbox.top + u.bbox.height);
+            ctx.stroke();
+          });
+          ctx.restore();
+        }]
+      };
       c.u = new uPlot(opts, data, box);
       box.addEventListener('dblclick', function () { c.zoomed = false; });
       box.dataset.points = countPoints(data);

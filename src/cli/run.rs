@@ -92,9 +92,11 @@ pub(super) fn cmd_run(cli: &RunOptions, curve: &CurveFlags) -> Result<u8, CliErr
                 None => return Ok(EXIT_OK),
             }
         }
-        None => crate::runner::runner_for(args)?
-            .handle_ctrl_c(true)
-            .execute()?,
+        None => {
+            let mut runner = crate::runner::runner_for(args)?.handle_ctrl_c(true);
+            super::web::control_load(runner.load_control());
+            runner.execute()?
+        }
     };
     report_output_errors(&result);
     if let Some(web) = web {

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use super::CliError;
 use crate::config::WebArgs;
-use crate::web::{Hub, WebServer, hub::StopByInterrupt};
+use crate::runner::LoadControl;
+use crate::web::hub::{Control, StopByInterrupt};
+use crate::web::{Hub, WebServer};
 
 /// Starts the dashboard when `args` ask for one: the test results made from now on feed it.
 pub(super) fn start(args: &WebArgs, detach: bool) -> Result<Option<WebServer>, CliError> {
@@ -28,4 +30,30 @@ pub(super) fn start(args: &WebArgs, detach: bool) -> Result<Option<WebServer>, C
         _ => eprintln!("Dashboard: {}", server.url()),
     }
     Ok(Some(server))
+}
+
+/// The dashboard's controls of a run in this process: stop (one Ctrl-C) and, when the runner
+/// has one, its [`LoadControl`].
+struct LocalControl(Arc<LoadControl>);
+
+impl Control for LocalControl {
+    fn stop(&self) -> Result<String, String> {
+        StopByInterrupt.stop()
+    }
+    fn can_change(&self) -> bool {
+        self.0.can_change()
+    }
+    fn change(&self, scenario: Option<&str>, value: f64) -> Result<String, String> {
+        if value.fract() != 0.0 {
+            return Err("users are a whole number".into());
+        }
+        self.0.set_users(scenario, value as u64)
+    }
+}
+
+/// Gives the dashboard (when there is one) the control of a local run's load.
+pub(super) fn control_load(load: Option<Arc<LoadControl>>) {
+    if let Some(load) = load {
+        Hub::served().inspect(|hub| hub.set_control(Arc::new(LocalControl(load))));
+    }
 }

@@ -159,6 +159,20 @@ pub struct SecondSummary {
     pub max: Option<f64>,
 }
 
+/// A change of the load made while the run went on (from the dashboard).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoadChange {
+    /// Unix time of the change (seconds).
+    pub time: f64,
+    /// The scenario changed (`None`: the whole run).
+    pub scenario: Option<String>,
+    /// The number of virtual users asked for.
+    pub users: u64,
+    /// A description, e.g. `users 5 → 20`.
+    pub what: String,
+}
+
 /// The summary of a run. Field names are stable (see [`SUMMARY_FORMAT`]).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -231,6 +245,9 @@ pub struct Summary {
     pub timeline: Vec<SecondSummary>,
     /// Open model (`--rate`) figures; absent for closed models.
     pub open_model: Option<OpenSummary>,
+    /// Changes of the load made while the run went on (the dashboard's), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<LoadChange>,
     /// Every hit and lifecycle hook succeeded, no run problem, every threshold passed.
     pub success: bool,
 }

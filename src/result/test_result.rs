@@ -9,8 +9,8 @@ use super::event::Event;
 use super::recorder::unix_now;
 use super::stats::{Stats, TestCounts};
 use super::summary::{
-    Delta, LatencySummary, OpenSummary, SUMMARY_FORMAT, SecondSummary, Summary, TestSummary,
-    UrlSummary, compare, per_second as rate, statuses,
+    Delta, LatencySummary, LoadChange, OpenSummary, SUMMARY_FORMAT, SecondSummary, Summary,
+    TestSummary, UrlSummary, compare, per_second as rate, statuses,
 };
 use super::threshold::{Threshold, Verdict};
 
@@ -26,6 +26,11 @@ pub trait EventSink: Send {
     /// each tick.
     fn should_stop(&self) -> bool {
         false
+    }
+    /// The load was changed while the run goes on (the dashboard's control): the result
+    /// records it.
+    fn load_changed(&mut self, change: LoadChange) {
+        let _ = change;
     }
 }
 
@@ -104,6 +109,7 @@ pub struct TestResult {
     aborted: Option<String>,
     baseline: Option<Summary>,
     waiting: Option<String>,
+    changes: Vec<LoadChange>,
 }
 
 impl TestResult {
@@ -127,6 +133,7 @@ impl TestResult {
             aborted: None,
             baseline: None,
             waiting: None,
+            changes: Vec::new(),
         }
     }
 
@@ -380,7 +387,17 @@ impl EventSink for TestResult {
     fn should_stop(&self) -> bool {
         self.aborted.is_some()
     }
+
+    fn load_changed(&mut self, change: LoadChange) {
+        // At most a few per second from a person's clicks; bounded all the same.
+        if self.changes.len() < MAX_CHANGES {
+            self.changes.push(change);
+        }
+    }
 }
+
+/// Load changes a result keeps.
+const MAX_CHANGES: usize = 10_000;
 
 fn per_second(n: u64, d: Duration) -> f64 {
     let s = d.as_secs_f64();
@@ -471,6 +488,7 @@ impl TestResult {
                 hit_time_uncorrected: LatencySummary::of(&o.hits_uncorrected),
                 dropped: o.dropped,
             }),
+            changes: result.changes.clone(),
             success: result.is_success() && thresholds.iter().all(|v| v.pass),
             thresholds,
         }

@@ -63,6 +63,11 @@ impl Hub {
         HUB.get_or_init(|| Arc::new(Hub::default())).clone()
     }
 
+    /// The process's hub, when one was installed.
+    pub fn served() -> Option<Arc<Hub>> {
+        HUB.get().cloned()
+    }
+
     /// The latest page data (JSON text; empty before the run started).
     pub fn current(&self) -> Arc<String> {
         self.tx.borrow().clone()

@@ -33,7 +33,12 @@ pub(super) async fn drive_stages(ctx: &DriveCtx<'_>, stages: &[(u64, Duration)])
         if now >= end || ctx.control.stopping.load(Ordering::SeqCst) {
             break;
         }
-        let target = users_at(stages, now - start);
+        // A change from the dashboard holds until the end of the stages.
+        let target = ctx
+            .control
+            .load
+            .target(ctx.index)
+            .unwrap_or_else(|| users_at(stages, now - start));
         retiring.retain(|(_, i)| !tasks[*i].is_finished());
         // A user that ended anyway (its task died) no longer counts.
         live.retain(|(_, i)| !tasks[*i].is_finished());
