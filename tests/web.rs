@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::cluster::Cluster;
 use common::{DemoServer, figure, loads, run, stderr};
 use fantoccini::actions::InputSource as _;
 use fantoccini::wd::WebDriverCompatibleCommand;
@@ -690,4 +691,123 @@ fn changing_users_from_5_to_20_shows_20_users_in_the_timeline_within_3_s() {
             .iter()
             .any(|s| s["users"] == 20)
     );
+}
+
+#[test]
+fn a_cluster_run_on_two_agents_shows_both_agents_and_the_merged_totals() {
+    if !browser_available() {
+        eprintln!("skipped: no chromium/chromedriver (apt install chromium chromium-driver)");
+        return;
+    }
+    let server = DemoServer::start();
+    let cluster = Cluster::start("web", 2);
+    let dir = workdir("cluster");
+    let json_path = dir.join("summary.json");
+    let mut live = LiveRun::start(&[
+        "run",
+        "example::health",
+        "--agents",
+        "2",
+        "-u",
+        "2",
+        "-d",
+        "4s",
+        "-s",
+        &server.url,
+        "--broker",
+        &cluster.front,
+        "-q",
+        "-o",
+        "json",
+        "--output-json-path",
+        json_path.to_str().expect("path"),
+        "--web",
+        "127.0.0.1:0",
+        "--web-linger",
+        "60s",
+    ]);
+    let driver = Driver::start();
+    block_on(async {
+        let c = open_browser(&driver).await;
+        c.goto(&live.url).await.expect("open the dashboard");
+        // Live: both agents send their share while the run goes on.
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let agents = c
+                .find_all(Locator::Css("#agents tbody tr"))
+                .await
+                .expect("rows");
+            if agents.len() == 2 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the page never showed 2 agents");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        // The end: the page's last data is the final summary.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !json_path.exists()
+            || js(
+                &c,
+                "return document.getElementById('live-status').textContent;",
+            )
+            .await
+                != "the run has ended"
+        {
+            assert!(Instant::now() < deadline, "the run never ended");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let summary: Value =
+            serde_json::from_str(&std::fs::read_to_string(&json_path).expect("summary"))
+                .expect("json");
+        let hits = summary["hits"].as_u64().expect("hits");
+        assert!(hits > 0);
+        let card = js(
+            &c,
+            "return document.querySelector('.card[data-k=\"hits\"] .v').textContent;",
+        )
+        .await;
+        assert_eq!(card, json!(hits.to_string()), "merged hits on the page");
+        let rows = js(
+            &c,
+            "return Array.from(document.querySelectorAll('#agents tbody tr')).map(r => [r.cells[0].textContent, r.cells[2].textContent, parseInt(r.cells[3].textContent, 10)]);",
+        )
+        .await;
+        let rows = rows.as_array().expect("rows").clone();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        let per_agent: u64 = rows.iter().map(|r| r[2].as_u64().unwrap_or(0)).sum();
+        assert_eq!(
+            per_agent, hits,
+            "the agents' hits add up to the total: {rows:?}"
+        );
+        for r in &rows {
+            assert_eq!(r[1], "done", "{rows:?}");
+            assert!(
+                r[2].as_u64().unwrap_or(0) > 0,
+                "an agent without hits: {rows:?}"
+            );
+        }
+        let ids: Vec<&str> = summary["per_agent"]
+            .as_array()
+            .expect("per_agent")
+            .iter()
+            .filter_map(|a| a["id"].as_str())
+            .collect();
+        assert_eq!(ids.len(), 2);
+        for r in &rows {
+            assert!(
+                ids.contains(&r[0].as_str().unwrap_or("")),
+                "{rows:?} {ids:?}"
+            );
+        }
+        screenshot(&c, "web-cluster.png").await;
+        let errors = console_errors(&c).await;
+        assert!(errors.is_empty(), "console errors: {errors:?}");
+        let _ = c.close().await;
+    });
+    // Ctrl-C ends the linger; the run's own exit code stays.
+    let _ = Command::new("kill")
+        .args(["-INT", &live.child.id().to_string()])
+        .status();
+    let (code, _) = live.wait(Duration::from_secs(20));
+    assert_eq!(code, Some(0));
 }

@@ -172,13 +172,16 @@
   }
 
   function renderAgents(d) {
-    var a = d.agents || [];
+    var a = d.summary.per_agent || [];
     show('agents', a.length > 0);
     var b = tbody('agents');
     clear(b);
+    var now = Date.now() / 1000;
     a.forEach(function (x) {
-      b.appendChild(el('tr', null, [td(x.id, 'l'), td(x.state, 'l'), td(String(x.hits)),
-        td(x.share === null || x.share === undefined ? '-' : (x.share * 100).toFixed(1) + '%')]));
+      var state = x.lost ? 'lost' : (d.live && d.live.running ? 'running' : 'done');
+      var ago = x.last_event ? Math.max(0, now - x.last_event).toFixed(0) + ' s ago' : '-';
+      b.appendChild(el('tr', { 'data-agent': x.id }, [td(x.id, 'l'), td(x.hostname, 'l'), td(state, 'l ' + (x.lost ? 'bad' : '')),
+        td(String(x.hits), '', x.hits), td((x.share * 100).toFixed(1) + '%', '', x.share), td(ago)]));
     });
   }
 

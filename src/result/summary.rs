@@ -173,6 +173,24 @@ pub struct LoadChange {
     pub what: String,
 }
 
+/// One agent of a cluster run, as the caller saw its results.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AgentSummary {
+    /// The agent's id.
+    pub id: String,
+    /// Its host.
+    pub hostname: String,
+    /// Hits its worker made.
+    pub hits: u64,
+    /// Its share of the run's hits (0 to 1).
+    pub share: f64,
+    /// Unix time of its last event (seconds).
+    pub last_event: f64,
+    /// The broker lost it during the run.
+    pub lost: bool,
+}
+
 /// The summary of a run. Field names are stable (see [`SUMMARY_FORMAT`]).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -248,6 +266,9 @@ pub struct Summary {
     /// Changes of the load made while the run went on (the dashboard's), in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<LoadChange>,
+    /// The agents of a cluster run, by id, with their share of the hits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_agent: Vec<AgentSummary>,
     /// Every hit and lifecycle hook succeeded, no run problem, every threshold passed.
     pub success: bool,
 }

@@ -9,8 +9,8 @@ use super::event::Event;
 use super::recorder::unix_now;
 use super::stats::{Stats, TestCounts};
 use super::summary::{
-    Delta, LatencySummary, LoadChange, OpenSummary, SUMMARY_FORMAT, SecondSummary, Summary,
-    TestSummary, UrlSummary, compare, per_second as rate, statuses,
+    AgentSummary, Delta, LatencySummary, LoadChange, OpenSummary, SUMMARY_FORMAT, SecondSummary,
+    Summary, TestSummary, UrlSummary, compare, per_second as rate, statuses,
 };
 use super::threshold::{Threshold, Verdict};
 
@@ -110,6 +110,7 @@ pub struct TestResult {
     baseline: Option<Summary>,
     waiting: Option<String>,
     changes: Vec<LoadChange>,
+    agents: std::collections::BTreeMap<String, AgentSummary>,
 }
 
 impl TestResult {
@@ -134,6 +135,7 @@ impl TestResult {
             baseline: None,
             waiting: None,
             changes: Vec::new(),
+            agents: std::collections::BTreeMap::new(),
         }
     }
 
@@ -221,6 +223,33 @@ impl TestResult {
     /// What the run waits for before it starts, if anything.
     pub fn waiting(&self) -> Option<&str> {
         self.waiting.as_deref()
+    }
+
+    /// Notes an event of agent `id` on `hostname` that carried `hits` hits (a cluster run's
+    /// caller calls it for each event it takes): the summary's `per_agent`. At most
+    /// [`MAX_AGENTS`] agents are kept.
+    pub fn note_agent_event(&mut self, id: &str, hostname: &str, hits: u64) {
+        if id.is_empty() || (self.agents.len() >= MAX_AGENTS && !self.agents.contains_key(id)) {
+            return;
+        }
+        let a = self
+            .agents
+            .entry(id.to_owned())
+            .or_insert_with(|| AgentSummary {
+                id: id.to_owned(),
+                hostname: hostname.to_owned(),
+                ..AgentSummary::default()
+            });
+        a.hits = a.hits.saturating_add(hits);
+        a.last_event = unix_now_f64();
+    }
+
+    /// Notes that the broker lost agent `id` during the run.
+    pub fn note_lost_agent(&mut self, id: &str) {
+        self.note_agent_event(id, "", 0);
+        if let Some(a) = self.agents.get_mut(id) {
+            a.lost = true;
+        }
     }
 
     /// Marks the run as interrupted (Ctrl-C, stop): outputs say so.
@@ -399,6 +428,15 @@ impl EventSink for TestResult {
 /// Load changes a result keeps.
 const MAX_CHANGES: usize = 10_000;
 
+/// Agents a result keeps figures of.
+pub const MAX_AGENTS: usize = 1_000;
+
+fn unix_now_f64() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 fn per_second(n: u64, d: Duration) -> f64 {
     let s = d.as_secs_f64();
     if s > 0.0 { n as f64 / s } else { 0.0 }
@@ -489,6 +527,18 @@ impl TestResult {
                 dropped: o.dropped,
             }),
             changes: result.changes.clone(),
+            per_agent: result
+                .agents
+                .values()
+                .map(|a| AgentSummary {
+                    share: if totals.hits > 0 {
+                        a.hits as f64 / totals.hits as f64
+                    } else {
+                        0.0
+                    },
+                    ..a.clone()
+                })
+                .collect(),
             success: result.is_success() && thresholds.iter().all(|v| v.pass),
             thresholds,
         }

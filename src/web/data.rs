@@ -2,7 +2,7 @@
 //! [`Summary`] (the `json` output's document: the same figures, thresholds with their verdicts,
 //! per-second timeline), plus what the summary does not carry: the latency spectrum of the
 //! whole run (from its merged HDR histogram), the deltas against `--baseline`, and, for a live
-//! page, the run's state and the agents of a cluster run.
+//! page, the run's state. (A cluster run's agents are in the summary: `per_agent`.)
 
 use serde::Serialize;
 
@@ -23,9 +23,6 @@ pub struct PageData {
     pub baseline: Option<BaselineData>,
     /// The run's state, on a live page.
     pub live: Option<LiveData>,
-    /// The agents of a cluster run, on a live page.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub agents: Vec<AgentData>,
 }
 
 /// The baseline run and the deltas against it.
@@ -60,19 +57,6 @@ pub struct LiveData {
     pub scenarios: Vec<String>,
 }
 
-/// One agent of a cluster run.
-#[derive(Debug, Clone, Serialize)]
-pub struct AgentData {
-    /// The agent's id.
-    pub id: String,
-    /// `running`, `done`, `lost`...
-    pub state: String,
-    /// Hits it made.
-    pub hits: u64,
-    /// Its share of the run's hits (0 to 1), when known.
-    pub share: Option<f64>,
-}
-
 impl PageData {
     /// The page data of `result` as it is now.
     pub fn of(result: &TestResult, live: Option<LiveData>) -> PageData {
@@ -88,7 +72,6 @@ impl PageData {
             summary,
             baseline,
             live,
-            agents: Vec::new(),
         }
     }
 
