@@ -811,3 +811,132 @@ fn a_cluster_run_on_two_agents_shows_both_agents_and_the_merged_totals() {
     let (code, _) = live.wait(Duration::from_secs(20));
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn the_broker_page_lists_stored_runs_opens_their_reports_and_compares_two() {
+    if !browser_available() {
+        eprintln!("skipped: no chromium/chromedriver (apt install chromium chromium-driver)");
+        return;
+    }
+    let server = DemoServer::start();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let cluster = Cluster::start_with("webbroker", 1, None, &["--web", &addr]);
+    for hits in ["50", "100"] {
+        let out = run(&[
+            "run",
+            "example::health",
+            "--agents",
+            "1",
+            "-u",
+            "2",
+            "--hits",
+            hits,
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+            "-q",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let driver = Driver::start();
+    block_on(async {
+        let c = open_browser(&driver).await;
+        c.goto(&format!("http://{addr}/"))
+            .await
+            .expect("open the broker page");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let runs = c
+                .find_all(Locator::Css("#runs tbody tr"))
+                .await
+                .expect("runs");
+            let agents = c
+                .find_all(Locator::Css("#agents tbody tr"))
+                .await
+                .expect("agents");
+            if runs.len() == 2 && agents.len() == 1 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page never listed 2 runs and 1 agent"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        for b in c
+            .find_all(Locator::Css("#runs tbody input[type=checkbox]"))
+            .await
+            .expect("boxes")
+        {
+            b.click().await.expect("tick");
+        }
+        c.find(Locator::Id("compare"))
+            .await
+            .expect("compare")
+            .click()
+            .await
+            .expect("click");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while body_number(&c, "compared").await != 1 {
+            assert!(Instant::now() < deadline, "no comparison");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let counts = js(
+            &c,
+            "var r = document.querySelector('#compare-urls tbody tr'); return [r.cells[0].textContent, r.cells[1].textContent, r.cells[2].textContent];",
+        )
+        .await;
+        let counts = counts.as_array().expect("row").clone();
+        assert!(
+            counts[0].as_str().unwrap_or("").contains("/health"),
+            "{counts:?}"
+        );
+        let mut n: Vec<&str> = vec![
+            counts[1].as_str().unwrap_or(""),
+            counts[2].as_str().unwrap_or(""),
+        ];
+        n.sort();
+        assert_eq!(n, ["100", "200"], "requests of the two runs");
+        let tests = c.find(Locator::Id("compare-tests")).await.expect("tests");
+        assert!(
+            tests
+                .text()
+                .await
+                .expect("text")
+                .contains("example::health")
+        );
+        screenshot(&c, "web-broker-compare.png").await;
+        let errors = console_errors(&c).await;
+        assert!(errors.is_empty(), "console errors: {errors:?}");
+        // A stored run's full report: the report page, from the broker's storage.
+        c.find(Locator::Css("a.run-link"))
+            .await
+            .expect("a run")
+            .click()
+            .await
+            .expect("open it");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while body_number(&c, "ready").await != 1
+            || c.find_all(Locator::Css(".chart canvas"))
+                .await
+                .map_or(0, |v| v.len())
+                < 6
+        {
+            assert!(Instant::now() < deadline, "no report");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let verdict = c.find(Locator::Id("verdict")).await.expect("verdict");
+        assert_eq!(verdict.text().await.expect("text"), "OK");
+        assert!(body_number(&c, "hits").await == 100 || body_number(&c, "hits").await == 200);
+        screenshot(&c, "web-broker-report.png").await;
+        let errors = console_errors(&c).await;
+        assert!(errors.is_empty(), "console errors: {errors:?}");
+        let _ = c.close().await;
+    });
+    drop(cluster);
+}

@@ -386,6 +386,10 @@ pub(super) struct BrokerArgs {
     #[arg(skip)]
     #[serde(flatten)]
     pub(super) curve: CurveFlags,
+    /// The cluster's web page (`--web`).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub(super) web: crate::config::WebArgs,
 }
 
 /// Options of `loads agent`, declared once (see [`BrokerArgs`]).

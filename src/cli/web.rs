@@ -57,3 +57,58 @@ pub(super) fn control_load(load: Option<Arc<LoadControl>>) {
         Hub::served().inspect(|hub| hub.set_control(Arc::new(LocalControl(load))));
     }
 }
+
+/// Starts the broker's page (`loads broker --web`) when `args` ask for it; `keyed`: the broker
+/// requires CURVE keys, which its page, a caller of its own, does not have yet.
+pub(super) fn start_broker_page(args: &WebArgs, keyed: bool) -> Result<Option<Arc<Hub>>, CliError> {
+    if args.web.is_none() {
+        return Ok(None);
+    }
+    if keyed {
+        return Err(CliError::Usage(anyhow::anyhow!(
+            "--web: the cluster's page is not available yet on a broker with CURVE keys"
+        )));
+    }
+    let hub = Hub::install();
+    let server =
+        WebServer::start(args, hub.clone()).map_err(|e| CliError::Usage(anyhow::Error::new(e)))?;
+    eprintln!("Dashboard: {}", server.url());
+    Ok(Some(hub))
+}
+
+/// Points the broker's page at the broker's front socket, once it listens.
+pub(super) fn set_broker(hub: &Hub, frontend: &str) {
+    hub.set_cluster(Arc::new(BrokerView {
+        front: frontend.to_owned(),
+    }));
+}
+
+/// The broker's page, fed by asking the broker as `loads ping`, `runs` and `report` do.
+struct BrokerView {
+    front: String,
+}
+
+impl crate::web::hub::ClusterView for BrokerView {
+    fn overview(&self) -> Result<serde_json::Value, String> {
+        let ping = crate::runner::distributed::ping(&self.front).map_err(|e| e.to_string())?;
+        let client = crate::transport::client::BrokerClient::connect(
+            &self.front,
+            std::time::Duration::from_secs(10),
+        )
+        .map_err(|e| e.to_string())?;
+        let runs = client
+            .call(&crate::transport::CallerRequest::Runs, None)
+            .map_err(|e| e.to_string())?;
+        Ok(serde_json::json!({ "ping": ping, "runs": runs["runs"] }))
+    }
+
+    fn report(&self, run_id: &str) -> Result<crate::web::data::PageData, String> {
+        let result = crate::runner::distributed::report(
+            &self.front,
+            run_id,
+            &crate::config::ReportArgs::default(),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(crate::web::data::PageData::of(&result, None))
+    }
+}

@@ -16,3 +16,7 @@ pub const UPLOT_CSS: &str = include_str!("../../web/vendor/uplot/uPlot.min.css")
 pub const UPLOT_LICENSE: &str = include_str!("../../web/vendor/uplot/LICENSE");
 /// The bundled uPlot's version.
 pub const UPLOT_VERSION: &str = include_str!("../../web/vendor/uplot/VERSION");
+/// The broker's page (`loads broker --web`).
+pub const BROKER_HTML: &str = include_str!("../../web/broker.html");
+/// The broker page's script.
+pub const BROKER_JS: &str = include_str!("../../web/broker.js");

@@ -30,6 +30,16 @@ pub trait Control: Send + Sync {
     }
 }
 
+/// What the broker's page shows (`loads broker --web`): given by the broker command, which
+/// asks its broker as a caller would.
+pub trait ClusterView: Send + Sync {
+    /// Agents (host, pid, idle/busy, heartbeat), active runs and stored runs, as JSON:
+    /// `{"ping": …, "runs": […]}`.
+    fn overview(&self) -> Result<serde_json::Value, String>;
+    /// The full report of run `run_id`, rebuilt from its stored events: its page data.
+    fn report(&self, run_id: &str) -> Result<PageData, String>;
+}
+
 /// The stop of a run in this process: one Ctrl-C.
 pub struct StopByInterrupt;
 
@@ -44,6 +54,7 @@ impl Control for StopByInterrupt {
 pub struct Hub {
     tx: tokio::sync::watch::Sender<Arc<String>>,
     control: Mutex<Option<Arc<dyn Control>>>,
+    cluster: Mutex<Option<Arc<dyn ClusterView>>>,
 }
 
 impl Default for Hub {
@@ -51,6 +62,7 @@ impl Default for Hub {
         Hub {
             tx: tokio::sync::watch::Sender::new(Arc::new(String::new())),
             control: Mutex::new(None),
+            cluster: Mutex::new(None),
         }
     }
 }
@@ -90,6 +102,18 @@ impl Hub {
         self.control.lock().ok().and_then(|c| c.clone())
     }
 
+    /// Installs the broker's view (the hub then serves the cluster's page, not a run's).
+    pub fn set_cluster(&self, view: Arc<dyn ClusterView>) {
+        if let Ok(mut c) = self.cluster.lock() {
+            *c = Some(view);
+        }
+    }
+
+    /// The broker's view, on a broker.
+    pub fn cluster(&self) -> Option<Arc<dyn ClusterView>> {
+        self.cluster.lock().ok().and_then(|c| c.clone())
+    }
+
     fn publish(&self, result: &TestResult, finished: bool) {
         let control = self.control();
         let summary_scenarios = &result.stats().scenarios;
@@ -110,7 +134,8 @@ impl Hub {
 /// Attaches the process's hub, when `--web` installed one, to `result`: its observer
 /// publishes the page data of the run.
 pub fn attach(result: &mut TestResult) {
-    if let Some(hub) = HUB.get() {
+    // A broker's page rebuilds stored runs: those are not the live run of the page.
+    if let Some(hub) = HUB.get().filter(|h| h.cluster().is_none()) {
         result.add_observer(Box::new(HubObserver {
             hub: hub.clone(),
             last: None,

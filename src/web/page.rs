@@ -88,6 +88,14 @@ pub fn render(title: &str, data_json: &str, mode: Mode) -> String {
     o
 }
 
+/// The broker's page (`loads broker --web`): agents, runs, comparisons; it fetches its data.
+pub fn render_broker() -> String {
+    assets::BROKER_HTML
+        .replace("{{APP_CSS}}", assets::APP_CSS)
+        .replace("{{BROKER_JS}}", assets::BROKER_JS)
+        .replace("{{VERSION}}", env!("CARGO_PKG_VERSION"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,10 @@
 //! The dashboard's HTTP server: axum on a thread and a single-threaded runtime of its own, so
 //! that it shares nothing with the run but the [`Hub`]. Routes: `/` (the page), `api/data` (the
 //! latest page data), `api/events` (Server-Sent Events: the page data once a second),
-//! `POST api/stop` and `POST api/load` (the run's [`Control`](super::Control)), `licenses/uplot`.
+//! `POST api/stop` and `POST api/load` (the run's [`Control`](super::hub::Control)),
+//! `licenses/uplot`; on a broker (`loads broker --web`), `/` is the cluster's page, with
+//! `api/cluster` (agents, runs), `runs/{id}` (a stored run's full report) and
+//! `api/compare?a=&b=` (two stored runs compared).
 //!
 //! Security: it binds loopback unless told otherwise. Bound beyond loopback, it requires a
 //! token (`--web-token`, or a generated one printed at start) on every request, as `?token=`
@@ -141,6 +144,9 @@ impl WebServer {
 fn app(served: Arc<Served>) -> Router {
     Router::new()
         .route("/", get(page))
+        .route("/api/cluster", get(cluster))
+        .route("/api/compare", get(compare))
+        .route("/runs/{id}", get(stored_report))
         .route("/api/data", get(data))
         .route("/api/events", get(events))
         .route("/api/stop", post(stop))
@@ -213,7 +219,95 @@ fn loopback_host(headers: &HeaderMap, port: u16) -> bool {
 }
 
 async fn page(State(s): State<Arc<Served>>) -> Html<String> {
+    if s.hub.cluster().is_some() {
+        return Html(super::page::render_broker());
+    }
     Html(render("loads dashboard", &s.hub.current(), Mode::Live))
+}
+
+/// Runs `f` with the broker's view on the blocking pool (it waits for the broker).
+async fn with_cluster<T: Send + 'static>(
+    s: &Served,
+    f: impl FnOnce(&dyn super::hub::ClusterView) -> Result<T, String> + Send + 'static,
+) -> Result<T, Response> {
+    let Some(view) = s.hub.cluster() else {
+        return Err(refuse(
+            StatusCode::NOT_FOUND,
+            "this page is the dashboard of a run, not of a broker",
+        ));
+    };
+    match tokio::task::spawn_blocking(move || f(view.as_ref())).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(refuse(StatusCode::BAD_GATEWAY, &e)),
+        Err(_) => Err(refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the request failed",
+        )),
+    }
+}
+
+fn json_response(v: &impl serde::Serialize) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_string(v).unwrap_or_else(|_| "null".into()),
+    )
+        .into_response()
+}
+
+async fn cluster(State(s): State<Arc<Served>>) -> Response {
+    match with_cluster(&s, |v| v.overview()).await {
+        Ok(v) => json_response(&v),
+        Err(r) => r,
+    }
+}
+
+/// A run id as the broker makes them (hex, `-`), checked before it is used.
+fn run_id_ok(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+async fn stored_report(
+    State(s): State<Arc<Served>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    if !run_id_ok(&id) {
+        return refuse(StatusCode::BAD_REQUEST, "not a run id");
+    }
+    match with_cluster(&s, move |v| v.report(&id)).await {
+        Ok(d) => Html(render(
+            &format!("loads report: {}", d.summary.test),
+            &d.to_json(),
+            Mode::Report,
+        ))
+        .into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn compare(State(s): State<Arc<Served>>, uri: axum::http::Uri) -> Response {
+    let q: std::collections::HashMap<String, String> = uri
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let (Some(a), Some(b)) = (q.get("a").cloned(), q.get("b").cloned()) else {
+        return refuse(StatusCode::BAD_REQUEST, "compare needs ?a=RUN&b=RUN");
+    };
+    if !run_id_ok(&a) || !run_id_ok(&b) {
+        return refuse(StatusCode::BAD_REQUEST, "not a run id");
+    }
+    match with_cluster(&s, move |v| {
+        let (x, y) = (v.report(&a)?, v.report(&b)?);
+        Ok(super::data::compare(&x.summary, &y.summary))
+    })
+    .await
+    {
+        Ok(c) => json_response(&c),
+        Err(r) => r,
+    }
 }
 
 async fn data(State(s): State<Arc<Served>>) -> Response {
