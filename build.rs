@@ -1,5 +1,5 @@
-//! Finds what some integration tests need beyond Rust (Python with pyzmq and requests, Chromium,
-//! root for a tmpfs), so that a test whose need is missing shows as *ignored* with the reason,
+//! Finds what some integration tests need beyond Rust (Python with pyzmq and requests, Chromium
+//! and chromedriver, root for a tmpfs), so that a test whose need is missing shows as *ignored* with the reason,
 //! never as passed: `cargo test` prints `ignored, needs …` and counts it in the summary line.
 //! `.ci/run` installs all of them. Nothing here changes the library or the binary.
 
@@ -25,7 +25,12 @@ fn main() {
         }
         println!("cargo::rustc-cfg={cfg}");
     };
-    for cfg in ["loads_no_python", "loads_no_chromium", "loads_no_root"] {
+    for cfg in [
+        "loads_no_python",
+        "loads_no_chromium",
+        "loads_no_webdriver",
+        "loads_no_root",
+    ] {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
     }
     let python = std::env::var("LOADS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
@@ -44,6 +49,13 @@ fn main() {
             "loads_no_chromium",
             "LOADS_REQUIRE_BROWSER",
             "no chromium was found: apt install chromium",
+        );
+    }
+    if !(works("chromium", &["--version"]) && works("chromedriver", &["--version"])) {
+        missing(
+            "loads_no_webdriver",
+            "LOADS_REQUIRE_BROWSER",
+            "chromium or chromedriver is missing: apt install chromium chromium-driver",
         );
     }
     let root = Command::new("id")

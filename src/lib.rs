@@ -61,6 +61,7 @@ mod output;
 mod result;
 mod runner;
 mod transport;
+mod web;
 
 pub use case::{Outcome, Suite, TestCase, TestError};
 pub use cli::main;

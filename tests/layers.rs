@@ -14,6 +14,7 @@ const FLOORS: &[(&str, u32)] = &[
     ("result", 1),
     ("data", 1),
     ("measure", 2),
+    ("web", 2),
     ("case", 3),
     ("output", 3),
     ("notify", 3),

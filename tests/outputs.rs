@@ -499,15 +499,13 @@ fn html_report_opens_in_a_headless_browser_with_charts_and_no_errors() {
     assert!(console_errors(&log).is_empty(), "console errors:\n{log}");
     // The inline script ran to its end.
     assert!(dom.contains("data-ready=\"1\""), "{dom}");
-    // Five charts, each an SVG with a drawn series.
-    assert_eq!(dom.matches("<svg").count(), 5, "{dom}");
-    for i in 0..5 {
+    // Six uPlot charts (five over time, the latency spectrum), each a canvas with its points.
+    for i in 0..6 {
         let at = dom
             .find(&format!("id=\"chart-{i}\""))
             .unwrap_or_else(|| panic!("no chart {i}"));
         let chart = &dom[at..];
-        let end = chart.find("</svg>").expect("end of svg");
-        let chart = &chart[..end];
+        let chart = &chart[..chart.find("</canvas>").expect("a canvas")];
         let points: usize = chart
             .split("data-points=\"")
             .nth(1)
@@ -516,10 +514,11 @@ fn html_report_opens_in_a_headless_browser_with_charts_and_no_errors() {
             .expect("data-points");
         assert!(points >= 3, "chart {i} has {points} points");
         assert!(
-            chart.contains("<polyline") || chart.contains("<path"),
-            "chart {i} draws no line"
+            chart.contains("class=\"uplot"),
+            "chart {i} is no uPlot chart"
         );
     }
+    assert!(!dom.contains("id=\"chart-6\""));
     assert!(dom.contains("example::volume"));
     assert!(dom.contains("items-created"), "counters");
     assert!(dom.contains("failures==0"));

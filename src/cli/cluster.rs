@@ -119,7 +119,12 @@ pub(super) fn cmd_broker(cli: &BrokerArgs, curve: &CurveFlags) -> Result<u8, Cli
         ready_timeout,
     };
     let db = opts.db.clone();
+    // The cluster's page asks this broker as a caller: on a broker without keys only.
+    let web = super::web::start_broker_page(&o.web, opts.keys.is_some())?;
     crate::transport::broker::run_broker(opts, crate::config::signals::stop_flag(), |info| {
+        if let Some(hub) = &web {
+            super::web::set_broker(hub, &info.frontend);
+        }
         println!(
             "loads broker {} listening: front {}, back {}, receiver {}, publisher {}, heartbeat {}; database {}",
             info.pid,

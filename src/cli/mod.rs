@@ -15,6 +15,7 @@
 mod cluster;
 mod options;
 mod run;
+mod web;
 
 use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;

@@ -325,6 +325,10 @@ pub(super) struct RunOptions {
     #[arg(skip)]
     #[serde(flatten)]
     pub(super) curve: CurveFlags,
+    /// The live dashboard (`--web`).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub(super) web: crate::config::WebArgs,
     /// The run's arguments.
     #[command(flatten)]
     #[serde(flatten)]
@@ -387,6 +391,10 @@ pub(super) struct BrokerArgs {
     #[arg(skip)]
     #[serde(flatten)]
     pub(super) curve: CurveFlags,
+    /// The cluster's web page (`--web`).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub(super) web: crate::config::WebArgs,
 }
 
 /// Options of `loads agent`, declared once (see [`BrokerArgs`]).

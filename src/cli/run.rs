@@ -71,6 +71,7 @@ pub(super) fn cmd_run(cli: &RunOptions, curve: &CurveFlags) -> Result<u8, CliErr
         broker_key: curve.broker_key.clone().or(opts.curve.broker_key.clone()),
     };
     crate::transport::security::set_client_keys(flags.client().map_err(CliError::Usage)?);
+    let web = super::web::start(&opts.web, opts.detach)?;
     let result = match opts.agents {
         Some(n) => {
             let broker = opts
@@ -91,11 +92,20 @@ pub(super) fn cmd_run(cli: &RunOptions, curve: &CurveFlags) -> Result<u8, CliErr
                 None => return Ok(EXIT_OK),
             }
         }
-        None => crate::runner::runner_for(args)?
-            .handle_ctrl_c(true)
-            .execute()?,
+        None => {
+            let mut runner = crate::runner::runner_for(args)?.handle_ctrl_c(true);
+            super::web::control_load(runner.load_control());
+            runner.execute()?
+        }
     };
     report_output_errors(&result);
+    if let Some(web) = web {
+        web.linger(
+            opts.web
+                .web_linger
+                .map_or(std::time::Duration::ZERO, |d| d.duration()),
+        );
+    }
     Ok(exit_code(&result))
 }
 

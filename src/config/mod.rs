@@ -20,6 +20,7 @@ pub(crate) mod plan;
 mod scenario;
 pub(crate) mod signals;
 pub(crate) mod units;
+mod web;
 
 pub use args::{
     DEFAULT_REQUEST_TIMEOUT, ModelArgs, NotifyArgs, OutputOptions, PlanArgs, ReportArgs, RunArgs,
@@ -29,6 +30,7 @@ pub use data::{DataSpec, Strategy};
 pub use plan::Cycles;
 pub use scenario::{MAX_SCENARIOS, ScenarioArgs};
 pub use units::Secs;
+pub use web::{DEFAULT_WEB_ADDR, WebArgs};
 
 /// A bad option value or combination: which option it is about, and a message that names it
 /// and says how to fix it (the message is what is shown).

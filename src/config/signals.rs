@@ -13,6 +13,7 @@ pub struct Interrupts {
     presses: AtomicUsize,
     terminated: AtomicBool,
     quit_on_second: AtomicBool,
+    asked: AtomicBool,
     changed: tokio::sync::Notify,
     flags: Mutex<Vec<Arc<AtomicBool>>>,
 }
@@ -28,6 +29,7 @@ pub fn interrupts() -> &'static Interrupts {
             presses: AtomicUsize::new(0),
             terminated: AtomicBool::new(false),
             quit_on_second: AtomicBool::new(false),
+            asked: AtomicBool::new(false),
             changed: tokio::sync::Notify::new(),
             flags: Mutex::new(Vec::new()),
         }
@@ -82,15 +84,35 @@ impl Interrupts {
                             }
                             _ = term.recv() => self.terminated.store(true, Ordering::SeqCst),
                         }
-                        if let Ok(flags) = self.flags.lock() {
-                            for f in flags.iter() {
-                                f.store(true, Ordering::SeqCst);
-                            }
-                        }
-                        self.changed.notify_waiters();
+                        self.tell();
                     }
                 });
             });
+    }
+
+    fn tell(&self) {
+        if let Ok(flags) = self.flags.lock() {
+            for f in flags.iter() {
+                f.store(true, Ordering::SeqCst);
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Acts as one press of Ctrl-C, made by the program itself (the dashboard's stop button):
+    /// whatever a first Ctrl-C does happens, never the second press's quit.
+    pub fn interrupt(&self) {
+        self.asked.store(true, Ordering::SeqCst);
+        let _ = self
+            .presses
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| Some(n.max(1)));
+        self.tell();
+    }
+
+    /// Whether the program asked to stop ([`interrupt`](Self::interrupt)): a stop that needs
+    /// no confirmation.
+    pub fn asked_to_stop(&self) -> bool {
+        self.asked.load(Ordering::SeqCst)
     }
 
     /// How many times SIGINT (Ctrl-C) came.

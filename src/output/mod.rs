@@ -217,6 +217,8 @@ pub fn build_result(
     for name in &args.outputs {
         result.add_observer(create(name, args)?);
     }
+    // The live dashboard, when `--web` serves one.
+    crate::web::attach(&mut result);
     Ok(result)
 }
 

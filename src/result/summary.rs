@@ -154,6 +154,41 @@ pub struct SecondSummary {
     pub p99: Option<f64>,
     /// Mean (ms).
     pub mean: Option<f64>,
+    /// Slowest request of the second (ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+/// A change of the load made while the run went on (from the dashboard).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoadChange {
+    /// Unix time of the change (seconds).
+    pub time: f64,
+    /// The scenario changed (`None`: the whole run).
+    pub scenario: Option<String>,
+    /// The number of virtual users asked for.
+    pub users: u64,
+    /// A description, e.g. `users 5 → 20`.
+    pub what: String,
+}
+
+/// One agent of a cluster run, as the caller saw its results.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AgentSummary {
+    /// The agent's id.
+    pub id: String,
+    /// Its host.
+    pub hostname: String,
+    /// Hits its worker made.
+    pub hits: u64,
+    /// Its share of the run's hits (0 to 1).
+    pub share: f64,
+    /// Unix time of its last event (seconds).
+    pub last_event: f64,
+    /// The broker lost it during the run.
+    pub lost: bool,
 }
 
 /// The summary of a run. Field names are stable (see [`SUMMARY_FORMAT`]).
@@ -228,6 +263,12 @@ pub struct Summary {
     pub timeline: Vec<SecondSummary>,
     /// Open model (`--rate`) figures; absent for closed models.
     pub open_model: Option<OpenSummary>,
+    /// Changes of the load made while the run went on (the dashboard's), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<LoadChange>,
+    /// The agents of a cluster run, by id, with their share of the hits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_agent: Vec<AgentSummary>,
     /// Every hit and lifecycle hook succeeded, no run problem, every threshold passed.
     pub success: bool,
 }

@@ -9,8 +9,8 @@ use super::event::Event;
 use super::recorder::unix_now;
 use super::stats::{Stats, TestCounts};
 use super::summary::{
-    Delta, LatencySummary, OpenSummary, SUMMARY_FORMAT, SecondSummary, Summary, TestSummary,
-    UrlSummary, compare, per_second as rate, statuses,
+    AgentSummary, Delta, LatencySummary, LoadChange, OpenSummary, SUMMARY_FORMAT, SecondSummary,
+    Summary, TestSummary, UrlSummary, compare, per_second as rate, statuses,
 };
 use super::threshold::{Threshold, Verdict};
 
@@ -26,6 +26,11 @@ pub trait EventSink: Send {
     /// each tick.
     fn should_stop(&self) -> bool {
         false
+    }
+    /// The load was changed while the run goes on (the dashboard's control): the result
+    /// records it.
+    fn load_changed(&mut self, change: LoadChange) {
+        let _ = change;
     }
 }
 
@@ -104,6 +109,8 @@ pub struct TestResult {
     aborted: Option<String>,
     baseline: Option<Summary>,
     waiting: Option<String>,
+    changes: Vec<LoadChange>,
+    agents: std::collections::BTreeMap<String, AgentSummary>,
 }
 
 impl TestResult {
@@ -127,6 +134,8 @@ impl TestResult {
             aborted: None,
             baseline: None,
             waiting: None,
+            changes: Vec::new(),
+            agents: std::collections::BTreeMap::new(),
         }
     }
 
@@ -214,6 +223,33 @@ impl TestResult {
     /// What the run waits for before it starts, if anything.
     pub fn waiting(&self) -> Option<&str> {
         self.waiting.as_deref()
+    }
+
+    /// Notes an event of agent `id` on `hostname` that carried `hits` hits (a cluster run's
+    /// caller calls it for each event it takes): the summary's `per_agent`. At most
+    /// [`MAX_AGENTS`] agents are kept.
+    pub fn note_agent_event(&mut self, id: &str, hostname: &str, hits: u64) {
+        if id.is_empty() || (self.agents.len() >= MAX_AGENTS && !self.agents.contains_key(id)) {
+            return;
+        }
+        let a = self
+            .agents
+            .entry(id.to_owned())
+            .or_insert_with(|| AgentSummary {
+                id: id.to_owned(),
+                hostname: hostname.to_owned(),
+                ..AgentSummary::default()
+            });
+        a.hits = a.hits.saturating_add(hits);
+        a.last_event = unix_now_f64();
+    }
+
+    /// Notes that the broker lost agent `id` during the run.
+    pub fn note_lost_agent(&mut self, id: &str) {
+        self.note_agent_event(id, "", 0);
+        if let Some(a) = self.agents.get_mut(id) {
+            a.lost = true;
+        }
     }
 
     /// Marks the run as interrupted (Ctrl-C, stop): outputs say so.
@@ -380,6 +416,25 @@ impl EventSink for TestResult {
     fn should_stop(&self) -> bool {
         self.aborted.is_some()
     }
+
+    fn load_changed(&mut self, change: LoadChange) {
+        // At most a few per second from a person's clicks; bounded all the same.
+        if self.changes.len() < MAX_CHANGES {
+            self.changes.push(change);
+        }
+    }
+}
+
+/// Load changes a result keeps.
+const MAX_CHANGES: usize = 10_000;
+
+/// Agents a result keeps figures of.
+pub const MAX_AGENTS: usize = 1_000;
+
+fn unix_now_f64() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn per_second(n: u64, d: Duration) -> f64 {
@@ -428,6 +483,7 @@ impl TestResult {
                     p95: q.map(|q| ms(q.p95)),
                     p99: q.map(|q| ms(q.p99)),
                     mean: q.map(|q| q.mean / 1000.0),
+                    max: q.map(|q| ms(q.max)),
                 }
             })
             .collect();
@@ -470,6 +526,19 @@ impl TestResult {
                 hit_time_uncorrected: LatencySummary::of(&o.hits_uncorrected),
                 dropped: o.dropped,
             }),
+            changes: result.changes.clone(),
+            per_agent: result
+                .agents
+                .values()
+                .map(|a| AgentSummary {
+                    share: if totals.hits > 0 {
+                        a.hits as f64 / totals.hits as f64
+                    } else {
+                        0.0
+                    },
+                    ..a.clone()
+                })
+                .collect(),
             success: result.is_success() && thresholds.iter().all(|v| v.pass),
             thresholds,
         }

@@ -21,7 +21,7 @@ mod local;
 
 pub use distributed::DistributedRunner;
 pub use external::ExternalRunner;
-pub use local::LocalRunner;
+pub use local::{LoadControl, LocalRunner};
 
 pub(crate) use crate::config::plan::{Cycles, Model, Plan, Stop};
 pub(crate) use crate::config::{ReportArgs, RunArgs, UsageError, new_run_id};
@@ -178,6 +178,15 @@ impl LocalOrExternal {
         match self {
             LocalOrExternal::Local(r) => r.data(),
             LocalOrExternal::External(r) => r.data(),
+        }
+    }
+
+    /// The control of the run's load while it runs, for a run in this process (an external
+    /// runner's processes pace themselves).
+    pub fn load_control(&self) -> Option<std::sync::Arc<local::LoadControl>> {
+        match self {
+            LocalOrExternal::Local(r) => Some(r.load_control()),
+            LocalOrExternal::External(_) => None,
         }
     }
 

@@ -102,7 +102,11 @@ pub(super) fn follow(
             && (p.presses() > handled || (p.terminated() && !stopping))
         {
             handled = p.presses();
-            if !stopping && (p.terminated() || ask_stop_or_detach(on_ctrl_c == OnCtrlC::AskOrStop))
+            // The dashboard's stop button stops without asking.
+            if !stopping
+                && (p.terminated()
+                    || p.asked_to_stop()
+                    || ask_stop_or_detach(on_ctrl_c == OnCtrlC::AskOrStop))
             {
                 stopping = true;
                 stopped_at = Some(Instant::now());
@@ -174,6 +178,14 @@ pub(super) fn follow(
                     }
                     seen[i] = true;
                     last_event = Some(result.duration());
+                    let hits = match &envelope.event {
+                        Event::Batch(stats) => stats.totals().hits,
+                        Event::AddSuccess { .. }
+                        | Event::AddFailure { .. }
+                        | Event::AddError { .. } => 1,
+                        _ => 0,
+                    };
+                    result.note_agent_event(&envelope.agent_id, &envelope.hostname, hits);
                     match envelope.event {
                         Event::StartTestRun => {
                             // The first worker started: the run is dated from the go, not
@@ -244,6 +256,7 @@ pub(super) fn follow(
                             ));
                         }
                         for a in lost_agents {
+                            result.note_lost_agent(&a);
                             result.add_run_problem(lost_agent_problem(&a));
                         }
                         for e in errors {

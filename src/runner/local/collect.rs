@@ -27,6 +27,9 @@ pub(super) fn collect_local<S: EventSink>(
                 Err(mpsc::RecvTimeoutError::Timeout)
             );
             let users = control.active_users.load(Ordering::Relaxed);
+            for change in control.load.take_changes() {
+                sink.load_changed(change);
+            }
             recorder.drain_raw(|e| sink.ingest(e));
             recorder.drain_into(batch);
             Turn {

@@ -34,6 +34,8 @@ pub(super) struct Part {
 
 /// What the drivers share.
 pub(super) struct DriveCtx<'a> {
+    /// The part's index in the run (for its load target).
+    pub(super) index: usize,
     pub(super) workers: &'a [Worker],
     pub(super) recorder: &'a Arc<Recorder>,
     pub(super) control: &'a Arc<Control>,

@@ -17,6 +17,7 @@
 mod collect;
 mod cycles;
 mod drive;
+mod load;
 mod rate;
 mod stages;
 mod user;
@@ -39,6 +40,8 @@ use collect::collect_local;
 use drive::{DriveCtx, Part};
 use worker::Worker;
 
+pub use load::LoadControl;
+
 /// Runs a test (or a mix, or several scenarios) in this process.
 pub struct LocalRunner {
     args: RunArgs,
@@ -47,6 +50,7 @@ pub struct LocalRunner {
     data: Arc<crate::data::DataSet>,
     handle_ctrl_c: bool,
     collect_every: Duration,
+    load: Arc<LoadControl>,
 }
 
 /// How long the users' `on_stop` hooks may run once a step is cancelled (Ctrl-C, the end of the
@@ -65,6 +69,8 @@ struct Control {
     active_users: AtomicU64,
     /// The run's test data (given to each user's test context).
     data: Arc<crate::data::DataSet>,
+    /// Changes of the load while the run goes on.
+    load: Arc<LoadControl>,
 }
 
 impl LocalRunner {
@@ -128,12 +134,19 @@ impl LocalRunner {
         if args.run_id.is_empty() {
             args.run_id = new_run_id();
         }
+        let load = Arc::new(LoadControl::new(
+            parts
+                .iter()
+                .map(|p| (p.name.as_deref().map(str::to_owned), fixed_users(&p.plan)))
+                .collect(),
+        ));
         Ok(LocalRunner {
             args,
             parts,
             data,
             handle_ctrl_c: false,
             collect_every: COLLECT_EVERY,
+            load,
         })
     }
 
@@ -148,6 +161,11 @@ impl LocalRunner {
     pub fn collect_every(mut self, every: Duration) -> Self {
         self.collect_every = every;
         self
+    }
+
+    /// The control of this run's load while it runs (the dashboard's).
+    pub fn load_control(&self) -> Arc<LoadControl> {
+        self.load.clone()
     }
 
     /// The run's arguments (with the full test name and a run id filled in).
@@ -186,6 +204,7 @@ impl LocalRunner {
             interrupted: AtomicBool::new(false),
             active_users: AtomicU64::new(0),
             data: self.data.clone(),
+            load: self.load.clone(),
         });
 
         let (done_tx, done_rx) = mpsc::channel::<()>();
@@ -230,8 +249,9 @@ impl LocalRunner {
             });
         }
         let args = Arc::new(self.args.clone());
-        let drives = self.parts.iter().map(|part| {
+        let drives = self.parts.iter().enumerate().map(|(index, part)| {
             let ctx = DriveCtx {
+                index,
                 workers,
                 recorder,
                 control,
@@ -267,6 +287,19 @@ impl LocalRunner {
             &self.args.report,
             self.args.plan.abort_on_threshold,
         )?)
+    }
+}
+
+/// Why the users of a part with `plan` cannot change while it runs, if they cannot.
+fn fixed_users(plan: &Plan) -> Option<&'static str> {
+    match (&plan.model, &plan.stop) {
+        (Model::Cycles, crate::config::plan::Stop::Hits(_)) => Some(
+            "a users × hits plan keeps its users; run for a duration (-d) or by --stages to change them",
+        ),
+        (Model::Cycles | Model::Stages(_), _) => None,
+        (Model::Rate { .. }, _) => Some(
+            "the open model (--rate) keeps its arrival rate: changing it live is not supported yet",
+        ),
     }
 }
 

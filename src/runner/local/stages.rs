@@ -42,7 +42,12 @@ pub(super) async fn drive_stages(ctx: &DriveCtx<'_>, stages: &[(u64, Duration)])
         if now >= end || ctx.control.stopping.load(Ordering::SeqCst) {
             break;
         }
-        let target = users_at(stages, now - start);
+        // A change from the dashboard holds until the end of the stages.
+        let target = ctx
+            .control
+            .load
+            .target(ctx.index)
+            .unwrap_or_else(|| users_at(stages, now - start));
         retiring = split(std::mem::take(&mut retiring), &mut ended);
         // A user that ended anyway (its `on_start` failed) no longer counts.
         live = split(std::mem::take(&mut live), &mut ended);

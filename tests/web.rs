@@ -1,0 +1,971 @@
+//! The web dashboard (`loads run --web`) and the html report, in a real headless Chromium
+//! driven over WebDriver (Debian's `chromium` and `chromium-driver`; `.ci/run` installs them
+//! and sets `LOADS_REQUIRE_BROWSER=1`, without which a machine lacking them skips the browser
+//! tests). Every run targets the demo server on loopback and is bounded in time. Screenshots
+//! go to `target/tmp/artifacts/`.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::cluster::Cluster;
+use common::{DemoServer, figure, loads, run, stderr};
+use fantoccini::actions::InputSource as _;
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+fn artifacts() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
+    std::fs::create_dir_all(&dir).expect("artifacts dir");
+    dir
+}
+
+fn workdir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("web-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("workdir");
+    dir
+}
+
+/// chromedriver and chromium, when installed.
+fn browser_available() -> bool {
+    let ok = |b: &str| {
+        Command::new(b)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let found = ok("chromedriver") && ok("chromium");
+    if !found && std::env::var_os("LOADS_REQUIRE_BROWSER").is_some() {
+        panic!(
+            "LOADS_REQUIRE_BROWSER is set but chromium or chromedriver is missing: apt install chromium chromium-driver"
+        );
+    }
+    found
+}
+
+/// A chromedriver of this test, stopped (by its PID) when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "chromedriver did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn open_browser(driver: &Driver) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1300,2600", "--no-first-run"]
+        }),
+    );
+    caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a WebDriver session")
+}
+
+/// chromedriver's browser log (console messages, failed loads).
+#[derive(Debug)]
+struct BrowserLog;
+
+impl WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or("")))
+    }
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
+    }
+}
+
+/// The console errors (and failed loads) the page had so far.
+async fn console_errors(c: &Client) -> Vec<String> {
+    let log = c.issue_cmd(BrowserLog).await.expect("browser log");
+    log.as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|e| e["level"] == "SEVERE")
+                .map(|e| e["message"].as_str().unwrap_or("").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn js(c: &Client, script: &str) -> Value {
+    c.execute(script, vec![]).await.expect("script")
+}
+
+async fn body_number(c: &Client, key: &str) -> u64 {
+    js(
+        c,
+        &format!("return parseInt(document.body.dataset.{key} || '0', 10);"),
+    )
+    .await
+    .as_u64()
+    .unwrap_or(0)
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    let png = c.screenshot().await.expect("screenshot");
+    let path = artifacts().join(name);
+    std::fs::write(&path, &png).expect("write screenshot");
+    assert!(
+        png.len() > 10_000,
+        "screenshot {} too small",
+        path.display()
+    );
+    eprintln!("screenshot saved to {}", path.display());
+}
+
+/// Six uPlot charts, each with points drawn.
+async fn assert_charts(c: &Client) {
+    let charts = c
+        .find_all(Locator::Css(".chart canvas"))
+        .await
+        .expect("charts");
+    assert_eq!(charts.len(), 6, "charts");
+    for i in 0..6 {
+        let chart = c
+            .find(Locator::Id(&format!("chart-{i}")))
+            .await
+            .expect("chart");
+        let points: u64 = chart
+            .attr("data-points")
+            .await
+            .expect("attr")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        assert!(points >= 2, "chart {i} has {points} points");
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+/// A `loads run ... --web` in the background: its dashboard URL, its stderr lines as they come.
+struct LiveRun {
+    child: Child,
+    url: String,
+    #[allow(dead_code)]
+    lines: mpsc::Receiver<String>,
+}
+
+impl LiveRun {
+    fn start(args: &[&str]) -> LiveRun {
+        let mut child = loads()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start loads");
+        let err = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).expect("a Dashboard: line on stderr");
+            if let Some(u) = line.strip_prefix("Dashboard: ") {
+                break u.split_whitespace().next().expect("url").to_owned();
+            }
+        };
+        LiveRun {
+            child,
+            url,
+            lines: rx,
+        }
+    }
+
+    /// Waits for the end (at most `limit`): exit code and standard output.
+    fn wait(&mut self, limit: Duration) -> (Option<i32>, String) {
+        let deadline = Instant::now() + limit;
+        let code = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("loads did not end within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut text = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            let _ = out.read_to_string(&mut text);
+        }
+        (code, text)
+    }
+}
+
+impl Drop for LiveRun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+#[cfg_attr(
+    loads_no_webdriver,
+    ignore = "needs chromium and chromedriver (.ci/run installs them: apt install chromium chromium-driver)"
+)]
+fn the_live_page_grows_every_second_and_its_stop_button_ends_the_run_as_ctrl_c() {
+    assert!(
+        browser_available(),
+        "chromium or chromedriver is missing, although the build found them"
+    );
+    let server = DemoServer::start();
+    let mut live = LiveRun::start(&[
+        "run",
+        "example::volume",
+        "-u",
+        "3",
+        "-d",
+        "60s",
+        "-s",
+        &server.url,
+        "--threshold",
+        "failures==0",
+        "--web",
+        "127.0.0.1:0",
+    ]);
+    let driver = Driver::start();
+    let started = Instant::now();
+    block_on(async {
+        let c = open_browser(&driver).await;
+        c.goto(&live.url).await.expect("open the dashboard");
+        // Updates arrive once a second, and the numbers grow with them.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while body_number(&c, "updates").await < 2 || body_number(&c, "hits").await == 0 {
+            assert!(Instant::now() < deadline, "no live updates");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let (u1, h1) = (
+            body_number(&c, "updates").await,
+            body_number(&c, "hits").await,
+        );
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let (u2, h2) = (
+            body_number(&c, "updates").await,
+            body_number(&c, "hits").await,
+        );
+        assert!(u2 >= u1 + 2, "updates {u1} -> {u2} in 2.5 s");
+        assert!(h2 > h1, "hits {h1} -> {h2}");
+        let verdict = c.find(Locator::Id("verdict")).await.expect("verdict");
+        assert_eq!(verdict.text().await.expect("text"), "RUNNING");
+        let users = js(
+            &c,
+            "return document.querySelector('.card[data-k=\"active users\"] .v').textContent;",
+        )
+        .await;
+        assert_eq!(users, "3");
+        let thresholds = c.find(Locator::Id("thresholds")).await.expect("thresholds");
+        assert!(
+            thresholds
+                .text()
+                .await
+                .expect("text")
+                .contains("failures==0")
+        );
+        assert_charts(&c).await;
+        screenshot(&c, "web-live.png").await;
+        let errors = console_errors(&c).await;
+        assert!(errors.is_empty(), "console errors: {errors:?}");
+        // Stop.
+        c.find(Locator::Id("stop"))
+            .await
+            .expect("stop button")
+            .click()
+            .await
+            .expect("click");
+        let _ = c.close().await;
+    });
+    let (code, text) = live.wait(Duration::from_secs(20));
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "the run was not stopped"
+    );
+    assert_eq!(code, Some(130), "{text}");
+    assert!(text.contains("Interrupted:"), "{text}");
+    assert!(text.contains("Result:        INTERRUPTED"), "{text}");
+    assert!(figure(&text, "Hits:") > 0, "{text}");
+}
+
+#[test]
+#[cfg_attr(
+    loads_no_webdriver,
+    ignore = "needs chromium and chromedriver (.ci/run installs them: apt install chromium chromium-driver)"
+)]
+fn the_offline_report_is_the_same_page_and_makes_no_request() {
+    assert!(
+        browser_available(),
+        "chromium or chromedriver is missing, although the build found them"
+    );
+    let server = DemoServer::start();
+    let dir = workdir("report");
+    let html = dir.join("report.html");
+    let out = run(&[
+        "run",
+        "example::volume",
+        "-u",
+        "3",
+        "-d",
+        "3s",
+        "-s",
+        &server.url,
+        "-q",
+        "-o",
+        "html",
+        "--output-html-path",
+        html.to_str().expect("path"),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let driver = Driver::start();
+    block_on(async {
+        let c = open_browser(&driver).await;
+        c.goto(&format!("file://{}", html.display()))
+            .await
+            .expect("open the report");
+        assert_eq!(body_number(&c, "ready").await, 1);
+        assert_charts(&c).await;
+        // No request beyond the file itself: scripts, styles and data are in it.
+        let requests = js(
+            &c,
+            "return performance.getEntriesByType('resource').map(e => e.name);",
+        )
+        .await;
+        assert_eq!(requests, json!([]), "the report fetched something");
+        let verdict = c.find(Locator::Id("verdict")).await.expect("verdict");
+        assert_eq!(verdict.text().await.expect("text"), "OK");
+        // No live controls in a report.
+        let controls = c.find(Locator::Id("controls")).await.expect("controls");
+        assert!(!controls.is_displayed().await.expect("displayed"));
+        // Hovering a chart shows its values in the legend.
+        let chart = c
+            .find(Locator::Css("#chart-0 .u-over"))
+            .await
+            .expect("chart");
+        let to = |x: f64| fantoccini::actions::PointerAction::MoveToElement {
+            element: chart.clone(),
+            duration: Some(Duration::from_millis(100)),
+            x,
+            y: 0.0,
+        };
+        let actions = fantoccini::actions::MouseActions::new("mouse".into())
+            .then(to(-20.0))
+            .pause(Duration::from_millis(100))
+            .then(to(10.0));
+        c.perform_actions(actions).await.expect("hover");
+        let legend = js(
+            &c,
+            "return document.querySelector('#chart-0 .u-legend .u-series:nth-child(2) .u-value').textContent;",
+        )
+        .await;
+        let shown: f64 = legend
+            .as_str()
+            .and_then(|v| v.replace(',', "").parse().ok())
+            .unwrap_or(-1.0);
+        assert!(shown > 0.0, "hover shows {legend}");
+        screenshot(&c, "html-report-browser.png").await;
+        let errors = console_errors(&c).await;
+        assert!(errors.is_empty(), "console errors: {errors:?}");
+        let _ = c.close().await;
+    });
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port`: status code and body.
+fn http(port: u16, method: &str, path: &str, headers: &[&str], body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !headers.iter().any(|h| h.starts_with("Host:")) {
+        req.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
+    }
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).expect("send");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    let code = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (code, body)
+}
+
+fn port_of(url: &str) -> u16 {
+    url.trim_start_matches("http://")
+        .split('/')
+        .next()
+        .and_then(|h| h.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {url}"))
+}
+
+#[test]
+fn beyond_loopback_every_request_needs_the_token() {
+    let server = DemoServer::start();
+    let mut live = LiveRun::start(&[
+        "run",
+        "example::health",
+        "-u",
+        "1",
+        "-d",
+        "30s",
+        "-s",
+        &server.url,
+        "-q",
+        "--web",
+        "0.0.0.0:0",
+    ]);
+    // A generated token is printed with the URL.
+    let token = live
+        .url
+        .split("?token=")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no token in {}", live.url))
+        .to_owned();
+    assert_eq!(token.len(), 32);
+    let port = port_of(&live.url);
+    for path in ["/", "/api/data", "/api/events", "/?token=wrong"] {
+        let (code, body) = http(port, "GET", path, &[], "");
+        assert_eq!(code, 401, "{path}: {body}");
+        assert!(body.contains("token"), "{body}");
+    }
+    let (code, _) = http(
+        port,
+        "POST",
+        "/api/stop",
+        &["Content-Type: application/json"],
+        "{}",
+    );
+    assert_eq!(code, 401, "stop without the token");
+    let (code, body) = http(port, "GET", &format!("/?token={token}"), &[], "");
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("<canvas") || body.contains("uPlot"),
+        "the page"
+    );
+    let bearer = format!("Authorization: Bearer {token}");
+    // The first snapshot comes within a second of the start (503 until then).
+    let mut answer = http(port, "GET", "/api/data", &[&bearer], "");
+    for _ in 0..30 {
+        if answer.0 != 503 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        answer = http(port, "GET", "/api/data", &[&bearer], "");
+    }
+    let (code, body) = answer;
+    assert_eq!(code, 200, "{body}");
+    let data: Value = serde_json::from_str(&body).expect("page data");
+    assert_eq!(data["summary"]["test"], "example::health");
+    assert_eq!(data["live"]["running"], true);
+    // Still running: nothing stopped it.
+    assert!(live.child.try_wait().expect("wait").is_none());
+    // With the token, the stop goes through.
+    let (code, _) = http(
+        port,
+        "POST",
+        "/api/stop",
+        &[&bearer, "Content-Type: application/json"],
+        "{}",
+    );
+    assert_eq!(code, 200);
+    let (code, text) = live.wait(Duration::from_secs(20));
+    assert_eq!(code, Some(130), "{text}");
+}
+
+#[test]
+fn on_loopback_the_page_answers_only_its_own_host_and_origin() {
+    let server = DemoServer::start();
+    let mut live = LiveRun::start(&[
+        "run",
+        "example::health",
+        "-u",
+        "1",
+        "-d",
+        "30s",
+        "-s",
+        &server.url,
+        "-q",
+        "--web",
+        "127.0.0.1:0",
+    ]);
+    assert!(!live.url.contains("token"), "{}", live.url);
+    let port = port_of(&live.url);
+    let (code, _) = http(port, "GET", "/api/data", &[], "");
+    assert_eq!(code, 200);
+    // DNS rebinding: another host name is refused.
+    let (code, _) = http(port, "GET", "/api/data", &["Host: evil.example"], "");
+    assert_eq!(code, 403);
+    // Cross-site posts: a form's content type, or another origin, are refused.
+    let (code, _) = http(
+        port,
+        "POST",
+        "/api/stop",
+        &["Content-Type: application/x-www-form-urlencoded"],
+        "",
+    );
+    assert_eq!(code, 403);
+    let (code, _) = http(
+        port,
+        "POST",
+        "/api/stop",
+        &[
+            "Content-Type: application/json",
+            "Origin: http://evil.example",
+        ],
+        "{}",
+    );
+    assert_eq!(code, 403);
+    assert!(
+        live.child.try_wait().expect("wait").is_none(),
+        "stopped by a refused request"
+    );
+    let origin = format!("Origin: http://127.0.0.1:{port}");
+    let (code, _) = http(
+        port,
+        "POST",
+        "/api/stop",
+        &["Content-Type: application/json", &origin],
+        "{}",
+    );
+    assert_eq!(code, 200);
+    let (code, _) = live.wait(Duration::from_secs(20));
+    assert_eq!(code, Some(130));
+    // A busy or bad address is a usage error.
+    let out = run(&["run", "example::health", "--web", "not-an-address"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--web"), "{}", stderr(&out));
+}
+
+#[test]
+#[cfg_attr(
+    loads_no_webdriver,
+    ignore = "needs chromium and chromedriver (.ci/run installs them: apt install chromium chromium-driver)"
+)]
+fn changing_users_from_5_to_20_shows_20_users_in_the_timeline_within_3_s() {
+    assert!(
+        browser_available(),
+        "chromium or chromedriver is missing, although the build found them"
+    );
+    let server = DemoServer::start();
+    let dir = workdir("users");
+    let json_path = dir.join("summary.json");
+    let mut live = LiveRun::start(&[
+        "run",
+        "example::health",
+        "-u",
+        "5",
+        "-d",
+        "60s",
+        "-s",
+        &server.url,
+        "-q",
+        "-o",
+        "json",
+        "--output-json-path",
+        json_path.to_str().expect("path"),
+        "--web",
+        "127.0.0.1:0",
+    ]);
+    let port = port_of(&live.url);
+    let timeline_users = |port: u16| -> Vec<u64> {
+        let (_, body) = http(port, "GET", "/api/data", &[], "");
+        let data: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        data["summary"]["timeline"]
+            .as_array()
+            .map(|t| t.iter().filter_map(|s| s["users"].as_u64()).collect())
+            .unwrap_or_default()
+    };
+    let driver = Driver::start();
+    block_on(async {
+        let c = open_browser(&driver).await;
+        c.goto(&live.url).await.expect("open the dashboard");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !timeline_users(port).contains(&5) {
+            assert!(Instant::now() < deadline, "never 5 users");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let apply = c.find(Locator::Id("apply")).await.expect("apply");
+        assert!(
+            apply.is_displayed().await.expect("shown"),
+            "no load control"
+        );
+        let target = c.find(Locator::Id("target")).await.expect("target");
+        target.send_keys("20").await.expect("type");
+        let changed = Instant::now();
+        apply.click().await.expect("click");
+        loop {
+            if timeline_users(port).contains(&20) {
+                break;
+            }
+            assert!(
+                changed.elapsed() < Duration::from_secs(3),
+                "no second with 20 users 3 s after the change: {:?}",
+                timeline_users(port)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let status = c.find(Locator::Id("control-status")).await.expect("status");
+        assert_eq!(status.text().await.expect("text"), "users set to 20");
+        // The change shows on the page as the run's summary records it.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let notes = c.find(Locator::Id("summary-notes")).await.expect("notes");
+        assert!(
+            notes
+                .text()
+                .await
+                .expect("text")
+                .contains("users set to 20")
+        );
+        screenshot(&c, "web-users-changed.png").await;
+        let errors = console_errors(&c).await;
+        assert!(errors.is_empty(), "console errors: {errors:?}");
+        c.find(Locator::Id("stop"))
+            .await
+            .expect("stop")
+            .click()
+            .await
+            .expect("click");
+        let _ = c.close().await;
+    });
+    let (code, _) = live.wait(Duration::from_secs(20));
+    assert_eq!(code, Some(130));
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).expect("summary")).expect("json");
+    assert_eq!(summary["changes"][0]["users"], 20, "{}", summary["changes"]);
+    assert!(
+        summary["timeline"]
+            .as_array()
+            .expect("timeline")
+            .iter()
+            .any(|s| s["users"] == 20)
+    );
+}
+
+#[test]
+#[cfg_attr(
+    loads_no_webdriver,
+    ignore = "needs chromium and chromedriver (.ci/run installs them: apt install chromium chromium-driver)"
+)]
+fn a_cluster_run_on_two_agents_shows_both_agents_and_the_merged_totals() {
+    assert!(
+        browser_available(),
+        "chromium or chromedriver is missing, although the build found them"
+    );
+    let server = DemoServer::start();
+    let cluster = Cluster::start("web", 2);
+    let dir = workdir("cluster");
+    let json_path = dir.join("summary.json");
+    let mut live = LiveRun::start(&[
+        "run",
+        "example::health",
+        "--agents",
+        "2",
+        "-u",
+        "2",
+        "-d",
+        "4s",
+        "-s",
+        &server.url,
+        "--broker",
+        &cluster.front,
+        "-q",
+        "-o",
+        "json",
+        "--output-json-path",
+        json_path.to_str().expect("path"),
+        "--web",
+        "127.0.0.1:0",
+        "--web-linger",
+        "60s",
+    ]);
+    let driver = Driver::start();
+    block_on(async {
+        let c = open_browser(&driver).await;
+        c.goto(&live.url).await.expect("open the dashboard");
+        // Live: both agents send their share while the run goes on.
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let agents = c
+                .find_all(Locator::Css("#agents tbody tr"))
+                .await
+                .expect("rows");
+            if agents.len() == 2 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the page never showed 2 agents");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        // The end: the page's last data is the final summary.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !json_path.exists()
+            || js(
+                &c,
+                "return document.getElementById('live-status').textContent;",
+            )
+            .await
+                != "the run has ended"
+        {
+            assert!(Instant::now() < deadline, "the run never ended");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let summary: Value =
+            serde_json::from_str(&std::fs::read_to_string(&json_path).expect("summary"))
+                .expect("json");
+        let hits = summary["hits"].as_u64().expect("hits");
+        assert!(hits > 0);
+        let card = js(
+            &c,
+            "return document.querySelector('.card[data-k=\"hits\"] .v').textContent;",
+        )
+        .await;
+        assert_eq!(card, json!(hits.to_string()), "merged hits on the page");
+        let rows = js(
+            &c,
+            "return Array.from(document.querySelectorAll('#agents tbody tr')).map(r => [r.cells[0].textContent, r.cells[2].textContent, parseInt(r.cells[3].textContent, 10)]);",
+        )
+        .await;
+        let rows = rows.as_array().expect("rows").clone();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        let per_agent: u64 = rows.iter().map(|r| r[2].as_u64().unwrap_or(0)).sum();
+        assert_eq!(
+            per_agent, hits,
+            "the agents' hits add up to the total: {rows:?}"
+        );
+        for r in &rows {
+            assert_eq!(r[1], "done", "{rows:?}");
+            assert!(
+                r[2].as_u64().unwrap_or(0) > 0,
+                "an agent without hits: {rows:?}"
+            );
+        }
+        let ids: Vec<&str> = summary["per_agent"]
+            .as_array()
+            .expect("per_agent")
+            .iter()
+            .filter_map(|a| a["id"].as_str())
+            .collect();
+        assert_eq!(ids.len(), 2);
+        for r in &rows {
+            assert!(
+                ids.contains(&r[0].as_str().unwrap_or("")),
+                "{rows:?} {ids:?}"
+            );
+        }
+        screenshot(&c, "web-cluster.png").await;
+        let errors = console_errors(&c).await;
+        assert!(errors.is_empty(), "console errors: {errors:?}");
+        let _ = c.close().await;
+    });
+    // Ctrl-C ends the linger; the run's own exit code stays.
+    let _ = Command::new("kill")
+        .args(["-INT", &live.child.id().to_string()])
+        .status();
+    let (code, _) = live.wait(Duration::from_secs(20));
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+#[cfg_attr(
+    loads_no_webdriver,
+    ignore = "needs chromium and chromedriver (.ci/run installs them: apt install chromium chromium-driver)"
+)]
+fn the_broker_page_lists_stored_runs_opens_their_reports_and_compares_two() {
+    assert!(
+        browser_available(),
+        "chromium or chromedriver is missing, although the build found them"
+    );
+    let server = DemoServer::start();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let cluster = Cluster::start_with("webbroker", 1, None, &["--web", &addr]);
+    for hits in ["50", "100"] {
+        let out = run(&[
+            "run",
+            "example::health",
+            "--agents",
+            "1",
+            "-u",
+            "2",
+            "--hits",
+            hits,
+            "-s",
+            &server.url,
+            "--broker",
+            &cluster.front,
+            "-q",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let driver = Driver::start();
+    block_on(async {
+        let c = open_browser(&driver).await;
+        c.goto(&format!("http://{addr}/"))
+            .await
+            .expect("open the broker page");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let runs = c
+                .find_all(Locator::Css("#runs tbody tr"))
+                .await
+                .expect("runs");
+            let agents = c
+                .find_all(Locator::Css("#agents tbody tr"))
+                .await
+                .expect("agents");
+            if runs.len() == 2 && agents.len() == 1 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page never listed 2 runs and 1 agent"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        for b in c
+            .find_all(Locator::Css("#runs tbody input[type=checkbox]"))
+            .await
+            .expect("boxes")
+        {
+            b.click().await.expect("tick");
+        }
+        c.find(Locator::Id("compare"))
+            .await
+            .expect("compare")
+            .click()
+            .await
+            .expect("click");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while body_number(&c, "compared").await != 1 {
+            assert!(Instant::now() < deadline, "no comparison");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let counts = js(
+            &c,
+            "var r = document.querySelector('#compare-urls tbody tr'); return [r.cells[0].textContent, r.cells[1].textContent, r.cells[2].textContent];",
+        )
+        .await;
+        let counts = counts.as_array().expect("row").clone();
+        assert!(
+            counts[0].as_str().unwrap_or("").contains("/health"),
+            "{counts:?}"
+        );
+        let mut n: Vec<&str> = vec![
+            counts[1].as_str().unwrap_or(""),
+            counts[2].as_str().unwrap_or(""),
+        ];
+        n.sort();
+        assert_eq!(n, ["100", "200"], "requests of the two runs");
+        let tests = c.find(Locator::Id("compare-tests")).await.expect("tests");
+        assert!(
+            tests
+                .text()
+                .await
+                .expect("text")
+                .contains("example::health")
+        );
+        screenshot(&c, "web-broker-compare.png").await;
+        let errors = console_errors(&c).await;
+        assert!(errors.is_empty(), "console errors: {errors:?}");
+        // A stored run's full report: the report page, from the broker's storage.
+        c.find(Locator::Css("a.run-link"))
+            .await
+            .expect("a run")
+            .click()
+            .await
+            .expect("open it");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while body_number(&c, "ready").await != 1
+            || c.find_all(Locator::Css(".chart canvas"))
+                .await
+                .map_or(0, |v| v.len())
+                < 6
+        {
+            assert!(Instant::now() < deadline, "no report");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let verdict = c.find(Locator::Id("verdict")).await.expect("verdict");
+        assert_eq!(verdict.text().await.expect("text"), "OK");
+        assert!(body_number(&c, "hits").await == 100 || body_number(&c, "hits").await == 200);
+        screenshot(&c, "web-broker-report.png").await;
+        let errors = console_errors(&c).await;
+        assert!(errors.is_empty(), "console errors: {errors:?}");
+        let _ = c.close().await;
+    });
+    drop(cluster);
+}
