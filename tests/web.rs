@@ -564,7 +564,8 @@ fn on_loopback_the_page_answers_only_its_own_host_and_origin() {
     assert!(!live.url.contains("token"), "{}", live.url);
     let port = port_of(&live.url);
     let (code, _) = http(port, "GET", "/api/data", &[], "");
-    assert_eq!(code, 200);
+    // Admitted (503 only until the run's first snapshot).
+    assert!(matches!(code, 200 | 503), "{code}");
     // DNS rebinding: another host name is refused.
     let (code, _) = http(port, "GET", "/api/data", &["Host: evil.example"], "");
     assert_eq!(code, 403);
