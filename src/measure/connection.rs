@@ -114,6 +114,7 @@ pub struct Connection {
     stream: Stream,
     buf: BytesMut,
     out: Vec<u8>,
+    heads: codec::HeadCache,
 }
 
 impl Connection {
@@ -161,7 +162,7 @@ impl Connection {
 
     async fn read_response(&mut self, head_only: bool) -> Result<(Head, Bytes), ConnectionError> {
         let mut head = loop {
-            if let Some(h) = codec::read_head(&mut self.buf)? {
+            if let Some(h) = codec::read_head_with(&mut self.buf, Some(&mut self.heads))? {
                 break h;
             }
             let n = self.fill().await?;
@@ -279,5 +280,6 @@ pub async fn connect(tls: bool, host: &str, port: u16) -> Result<Connection, Con
         stream,
         buf: BytesMut::with_capacity(READ_BUF),
         out: Vec::with_capacity(256),
+        heads: codec::HeadCache::default(),
     })
 }
