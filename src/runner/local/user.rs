@@ -102,8 +102,11 @@ impl CancelWatch {
     /// dropped).
     async fn run<F: Future>(&mut self, fut: F) -> Option<F::Output> {
         let mut fut = std::pin::pin!(fut);
+        let mut first = true;
         std::future::poll_fn(|cx| {
-            if self.token.is_cancelled() {
+            // Not before the first poll (the caller checked the token before the hit), and
+            // then each time the task is woken: `is_cancelled` takes the token's lock.
+            if !std::mem::replace(&mut first, false) && self.token.is_cancelled() {
                 return Poll::Ready(None);
             }
             if let Poll::Ready(v) = fut.as_mut().poll(cx) {
