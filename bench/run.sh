@@ -239,7 +239,8 @@ bench_instructions() {
     echo "Top of loads' profile (${long} s run, \`callgrind_annotate\`, exclusive, first 15):"
     echo
     echo '```'
-    callgrind_annotate "$WORK/cg-loads-$long.out" 2>/dev/null | awk '/file:function/ {on=1; next} on && NF {print} ' | head -n 15 | cut -c1-160
+    { callgrind_annotate "$WORK/cg-loads-$long.out" 2>/dev/null || true; } | awk '/file:function/ {on=1; next} on && NF && !/^-/ {print}' \
+      | sed -n '1,15p' | cut -c1-160
     echo '```'
   } | report
 }
