@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks of loads against reference tools, side by side on this machine.
 #
-#   bench/run.sh [throughput|overhead|memory|websockets|steady|startup|cluster|all]   (default: all)
+#   bench/run.sh [throughput|instructions|overhead|memory|websockets|steady|startup|cluster|all]   (default: all)
 #
 # Every comparison runs the reference tool and loads alternately, ROUNDS times (default 5),
 # and prints medians and the ratio loads / reference. Results are appended to bench/RESULTS.md
@@ -39,6 +39,7 @@ install_tools() {
   command -v nginx >/dev/null || need+=(nginx-light)
   command -v taskset >/dev/null || need+=(util-linux)
   [ -x /usr/bin/time ] || need+=(time)
+  command -v valgrind >/dev/null || need+=(valgrind)
   if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
       say "installing ${need[*]} with apt-get"
@@ -57,8 +58,11 @@ install_tools() {
 }
 
 build_loads() {
+  # LOADS_BIN: a loads binary built beforehand (for instance to compare two trees); no build.
+  if [ -n "${LOADS_BIN:-}" ]; then LOADS=$LOADS_BIN; return; fi
   say "building loads (release)"
-  cargo build --release --quiet
+  # Line tables only: symbols and lines for callgrind's profile; the code is the same.
+  CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release --quiet
   LOADS=$ROOT/target/release/loads
 }
 
@@ -164,6 +168,80 @@ bench_throughput() {
     echo
     echo "Ratios loads / wrk: efficiency **$(ratio "$le" "$we")**, raw req/s **$(ratio "$lr" "$wr")**."
     if [ -n "$OHA" ]; then echo "Ratios loads / oha: efficiency **$(ratio "$le" "$oe")**, raw req/s **$(ratio "$lr" "$or")**."; fi
+  } | report
+}
+
+# callgrind_total OUT: the instructions (Ir) a callgrind run counted, all threads together.
+callgrind_total() { awk '/^(summary|totals):/ {print $2; exit}' "$1"; }
+
+# User-space instructions per request, by difference of a short and a long run against the same
+# target (which removes start-up and shut-down): callgrind counts instructions, not time, so the
+# figure repeats on a busy machine. Both tools run on core 1 under valgrind (which serialises
+# threads); the requests are the tools' own counts.
+bench_instructions() {
+  local short=${SHORT:-2} long=${LONG:-4} conns=${IUSERS:-20}
+  say "== user-space instructions per request: callgrind, ${short}s and ${long}s runs, $conns connections"
+  local -A ir req
+  for d in "$short" "$long"; do
+    taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$WORK/cg-wrk-$d.out" \
+      wrk -t1 -c"$conns" -d"${d}s" "$TARGET_URL/" >"$WORK/wrk-$d.txt" 2>"$WORK/wrk-$d.err" || true
+    ir[wrk$d]=$(callgrind_total "$WORK/cg-wrk-$d.out")
+    req[wrk$d]=$(awk '/requests in/ {print $1}' "$WORK/wrk-$d.txt")
+    taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$WORK/cg-loads-$d.out" \
+      "$LOADS" run example::get_root --threads 1 -u "$conns" -d "$d" -s "$TARGET_URL" \
+      -o stdout -o json --output-json-path "$WORK/loads-$d.json" >"$WORK/loads-$d.txt" 2>"$WORK/loads-$d.err" || true
+    ir[loads$d]=$(callgrind_total "$WORK/cg-loads-$d.out")
+    req[loads$d]=$(awk '/^Requests:/ {print $2}' "$WORK/loads-$d.txt")
+    say "${d}s: wrk ${req[wrk$d]} requests ${ir[wrk$d]} Ir; loads ${req[loads$d]} requests ${ir[loads$d]} Ir"
+  done
+  per() { awk -v a="$1" -v b="$2" -v c="$3" -v d="$4" 'BEGIN { if (d - c > 0) printf "%.0f", (b - a) / (d - c); else print "n/a" }'; }
+  local w l
+  w=$(per "${ir[wrk$short]}" "${ir[wrk$long]}" "${req[wrk$short]}" "${req[wrk$long]}")
+  l=$(per "${ir[loads$short]}" "${ir[loads$long]}" "${req[loads$short]}" "${req[loads$long]}")
+  # The same by a fixed number of hits (20 users x 250, then x 750: exactly 10 000 requests
+  # apart), each thread counted apart: the virtual users' thread alone is the request path,
+  # without the collector's and outputs' work per second, which valgrind's slowdown (and a busy
+  # machine) inflates per request in the figures by duration.
+  local h wt=() all=()
+  for h in 250 750; do
+    taskset -c 1 valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$WORK/cgh-$h.out" \
+      "$LOADS" run example::get_root --threads 1 -u "$conns" --hits "$h" -s "$TARGET_URL" \
+      -o stdout -o json --output-json-path "$WORK/loads-h$h.json" >"$WORK/loads-h$h.txt" 2>"$WORK/loads-h$h.err" || true
+    read -r a b < <(for f in "$WORK/cgh-$h.out"*; do
+      t=$(callgrind_total "$f")
+      if grep -q 'runner/local/worker.rs' "$f" && grep -q VirtualUser "$f"; then echo "$t $t"; else echo "$t 0"; fi
+    done | awk '{s += $1; v += $2} END {print s, v}')
+    all+=("$a"); wt+=("$b")
+  done
+  local hits_all hits_vu
+  hits_all=$(per "${all[0]}" "${all[1]}" 0 10000)
+  hits_vu=$(per "${wt[0]}" "${wt[1]}" 0 10000)
+  say "fixed hits: whole process $hits_all, virtual users' thread $hits_vu instructions per request"
+  if [ -n "${KEEP_PROFILE:-}" ]; then cp "$WORK/cg-loads-$long.out" "$KEEP_PROFILE"; fi
+  {
+    echo
+    echo "### User-space instructions per request ($(date -u '+%Y-%m-%d'))"
+    echo
+    machine
+    echo "- valgrind $(valgrind --version | sed 's/valgrind-//'), callgrind, pinned to core 1; by difference of a ${short} s and a ${long} s run:"
+    echo "  \`wrk -t1 -c$conns -dNs URL/\`, \`loads run example::get_root --threads 1 -u $conns -d N -s URL -o stdout -o json\` (full recording)"
+    echo
+    echo "| tool | requests ${short} s / ${long} s | Ir ${short} s / ${long} s | instructions per request |"
+    echo "|---|---:|---:|---:|"
+    echo "| wrk | ${req[wrk$short]} / ${req[wrk$long]} | ${ir[wrk$short]} / ${ir[wrk$long]} | **$w** |"
+    echo "| loads | ${req[loads$short]} / ${req[loads$long]} | ${ir[loads$short]} / ${ir[loads$long]} | **$l** |"
+    echo
+    echo "loads / wrk: **$(ratio "$l" "$w")**."
+    echo
+    echo "By a fixed number of hits instead (\`--hits 250\` and \`--hits 750\`, 20 users: 10 000 requests apart, \`--separate-threads=yes\`):"
+    echo "whole process **$hits_all** instructions per request, the virtual users' thread alone **$hits_vu**."
+    echo
+    echo "Top of loads' profile (${long} s run, \`callgrind_annotate\`, exclusive, first 15):"
+    echo
+    echo '```'
+    { callgrind_annotate "$WORK/cg-loads-$long.out" 2>/dev/null || true; } | awk '/file:function/ {on=1; next} on && NF && !/^-/ {print}' \
+      | sed -n '1,15p' | cut -c1-160
+    echo '```'
   } | report
 }
 
@@ -354,6 +432,7 @@ start_target
 [ -f "$RESULTS" ] || printf '# Benchmark results\n\nAppended by `bench/run.sh`; newest last.\n' > "$RESULTS"
 case "$what" in
   throughput) bench_throughput ;;
+  instructions) bench_instructions ;;
   overhead) bench_overhead ;;
   memory) bench_memory ;;
   websockets) bench_websockets ;;
@@ -361,6 +440,6 @@ case "$what" in
   startup) bench_startup ;;
   cluster) bench_cluster ;;
   external) bench_external ;;
-  all) bench_throughput; bench_overhead; bench_memory; bench_websockets; bench_steady; bench_startup; bench_cluster; bench_external ;;
-  *) say "usage: bench/run.sh [throughput|overhead|memory|websockets|steady|startup|cluster|external|all]"; exit 2 ;;
+  all) bench_throughput; bench_instructions; bench_overhead; bench_memory; bench_websockets; bench_steady; bench_startup; bench_cluster; bench_external ;;
+  *) say "usage: bench/run.sh [throughput|instructions|overhead|memory|websockets|steady|startup|cluster|external|all]"; exit 2 ;;
 esac

@@ -15,8 +15,12 @@ use cookie_store::CookieStore;
 use http::Method;
 use http::StatusCode;
 use http::header::{self, HeaderMap};
+use std::future::Future as _;
 use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::task::{Poll, ready};
 use std::time::Duration;
 use tokio::time::Instant;
 use url::Url;
@@ -118,7 +122,32 @@ impl RawResponse {
 pub struct Client {
     idle: Mutex<Vec<Connection>>,
     cookies: Mutex<CookieStore>,
+    /// Whether the jar was ever given a cookie: an empty jar is not locked nor searched.
+    has_cookies: AtomicBool,
+    /// The timer that bounds this user's requests (see [`Timer`]); `None` while a request has
+    /// it, or before the first request.
+    timer: Mutex<Option<Timer>>,
     timeout: Duration,
+}
+
+/// One tokio timer per client, registered with the runtime once and moved only when it fires
+/// or when a request needs an earlier deadline: a timer per request (`tokio::time::timeout`)
+/// was an insertion into and a removal from the runtime's timer wheel per request. The timer
+/// is armed at or before the deadline of the request in flight; when it fires before that
+/// deadline (it was armed for an earlier request), it is moved to it.
+struct Timer {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    /// The thread (so the runtime: workers are single-threaded) whose time driver it is on.
+    thread: usize,
+}
+
+thread_local! {
+    static THREAD_MARK: u8 = const { 0 };
+}
+
+/// An address that tells the current thread apart from the other live ones.
+fn thread_mark() -> usize {
+    THREAD_MARK.with(|m| std::ptr::from_ref(m) as usize)
 }
 
 impl Client {
@@ -127,12 +156,17 @@ impl Client {
         Client {
             idle: Mutex::new(Vec::new()),
             cookies: Mutex::new(CookieStore::default()),
+            has_cookies: AtomicBool::new(false),
+            timer: Mutex::new(None),
             timeout,
         }
     }
 
     /// The `Cookie` header value this user's jar holds for `url`, if any.
     pub fn cookie_header(&self, url: &Url) -> Option<String> {
+        if !self.has_cookies.load(Ordering::Relaxed) {
+            return None;
+        }
         let jar = self.cookies.lock().unwrap_or_else(PoisonError::into_inner);
         let mut it = jar.get_request_values(url).peekable();
         it.peek()?;
@@ -154,10 +188,67 @@ impl Client {
         req: Outgoing,
         timeout: Option<Duration>,
     ) -> Result<RawResponse, ClientError> {
+        self.send_at(std::time::Instant::now(), req, timeout).await
+    }
+
+    /// [`send`](Self::send), with the timeout counted from `start` (the caller's own reading
+    /// of the clock: one reading less per request).
+    pub async fn send_at(
+        &self,
+        start: std::time::Instant,
+        req: Outgoing,
+        timeout: Option<Duration>,
+    ) -> Result<RawResponse, ClientError> {
         let timeout = timeout.unwrap_or(self.timeout);
-        match tokio::time::timeout_at(Instant::now() + timeout, self.send_inner(req)).await {
-            Ok(r) => r,
-            Err(_) => Err(ClientError::Timeout(timeout)),
+        // One exchange future in this future's state, not one per branch (it is most of the
+        // size of a virtual user's hit future, which is held while the request is in flight):
+        // a timeout beyond what the clock can express waits a year.
+        let start = Instant::from_std(start);
+        let deadline = start
+            .checked_add(timeout)
+            .or_else(|| start.checked_add(Duration::from_secs(365 * 86_400)))
+            .unwrap_or(start);
+        let mut timer = self.take_timer(deadline);
+        let mut exchange = std::pin::pin!(self.send_inner(req));
+        let result = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = exchange.as_mut().poll(cx) {
+                return Poll::Ready(Some(r));
+            }
+            loop {
+                ready!(timer.sleep.as_mut().poll(cx));
+                if timer.sleep.deadline() >= deadline {
+                    return Poll::Ready(None);
+                }
+                // Armed for an earlier request: move it to this one's deadline.
+                timer.sleep.as_mut().reset(deadline);
+            }
+        })
+        .await;
+        *self.timer.lock().unwrap_or_else(PoisonError::into_inner) = Some(timer);
+        result.unwrap_or(Err(ClientError::Timeout(timeout)))
+    }
+
+    /// The client's timer, armed at or before `deadline`: the one the client keeps, or a new
+    /// one when another request of this user has it or when it is on another thread's runtime.
+    fn take_timer(&self, deadline: Instant) -> Timer {
+        let mut slot = self.timer.lock().unwrap_or_else(PoisonError::into_inner);
+        let here = thread_mark();
+        match slot.as_mut() {
+            Some(t) if t.thread == here => {
+                if t.sleep.deadline() > deadline {
+                    t.sleep.as_mut().reset(deadline);
+                }
+                if let Some(t) = slot.take() {
+                    return t;
+                }
+            }
+            // None (another request has it, or the first request), or another runtime's.
+            _ => {}
+        }
+        drop(slot);
+        Timer {
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            thread: here,
         }
     }
 
@@ -167,7 +258,9 @@ impl Client {
             if head.sets_cookies {
                 let mut jar = self.cookies.lock().unwrap_or_else(PoisonError::into_inner);
                 for c in codec::set_cookies(&head.raw) {
-                    let _ = jar.parse(&c, &req.url);
+                    if jar.parse(&c, &req.url).is_ok() {
+                        self.has_cookies.store(true, Ordering::Relaxed);
+                    }
                 }
             }
             let location = match head.status.as_u16() {
@@ -213,6 +306,11 @@ impl Client {
     fn put_idle(&self, c: Connection) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < MAX_IDLE {
+            // Most users keep one connection: room for one (a first push would make room for
+            // four, about 700 bytes per user).
+            if idle.capacity() == 0 {
+                idle.reserve_exact(1);
+            }
             idle.push(c);
         }
     }

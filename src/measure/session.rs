@@ -359,10 +359,12 @@ impl<'a> Request<'a> {
             headers: self.headers,
             body: self.body,
         };
+        // Two readings of the clock per request: its start (which also starts its timeout and
+        // dates it) and its end.
         let start = Instant::now();
+        let result = self.session.client.send_at(start, out, self.timeout).await;
+        let elapsed = Instant::now().saturating_duration_since(start);
         let second = unix_second_at(start);
-        let result = self.session.client.send(out, self.timeout).await;
-        let elapsed = start.elapsed();
         let status = result.as_ref().map_or(0, |r| r.status.as_u16());
         let micros = elapsed.as_micros().min(u64::MAX as u128) as u64;
         let rec = &self.session.recorder;

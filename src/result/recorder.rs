@@ -183,16 +183,56 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+thread_local! {
+    /// The last second [`unix_second_at`] computed on this thread: the instants it spans and
+    /// its number.
+    static LAST_SECOND: std::cell::Cell<Option<(Instant, Instant, i64)>> =
+        const { std::cell::Cell::new(None) };
+}
+
 /// The unix second in which the monotonic instant `at` falls (from one wall-clock reading per
-/// process, so that recording a request reads the clock once).
+/// process, so that recording a request reads the clock once). Two comparisons of instants
+/// when `at` falls in the same second as the previous call on this thread (every request but
+/// one a second), instead of a subtraction of instants and a division.
 pub fn unix_second_at(at: Instant) -> i64 {
+    if let Some((from, to, second)) = LAST_SECOND.get()
+        && from <= at
+        && at < to
+    {
+        return second;
+    }
+    let second = unix_second_of(at);
+    if let Some(from) = second_start(at) {
+        LAST_SECOND.set(
+            from.checked_add(Duration::from_secs(1))
+                .map(|to| (from, to, second)),
+        );
+    }
+    second
+}
+
+/// The instant at which the second of `at` began (`None` before the process's clock base).
+fn second_start(at: Instant) -> Option<Instant> {
+    let (base, wall) = clock_base();
+    let since = at.checked_duration_since(*base)?;
+    let t = *wall + since;
+    at.checked_sub(Duration::from_nanos(u64::from(t.subsec_nanos())))
+}
+
+/// One monotonic instant and the wall-clock time then, read once per process.
+fn clock_base() -> &'static (Instant, Duration) {
     static BASE: OnceLock<(Instant, Duration)> = OnceLock::new();
-    let (base, wall) = BASE.get_or_init(|| {
+    BASE.get_or_init(|| {
         let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         (Instant::now(), wall)
-    });
+    })
+}
+
+/// [`unix_second_at`] without the per-thread memory.
+fn unix_second_of(at: Instant) -> i64 {
+    let (base, wall) = clock_base();
     let t = match at.checked_duration_since(*base) {
         Some(d) => *wall + d,
         None => wall.saturating_sub(base.duration_since(at)),
@@ -211,6 +251,20 @@ mod tests {
         assert!((b - a).abs() <= 1, "{a} vs {b}");
         let later = unix_second_at(Instant::now() + Duration::from_secs(5));
         assert!((later - b - 5).abs() <= 1);
+        // The per-thread memory of the last second answers as the computation does, at its
+        // bounds too.
+        let now = Instant::now();
+        for ms in [0, 1, 250, 999, 1000, 1001, 3500, 0, 1000] {
+            let at = now + Duration::from_millis(ms);
+            assert_eq!(unix_second_at(at), unix_second_of(at), "{ms} ms");
+        }
+        if let Some(start) = second_start(now) {
+            let before = start.checked_sub(Duration::from_nanos(1));
+            assert_eq!(unix_second_at(start), unix_second_of(start));
+            if let Some(before) = before {
+                assert_eq!(unix_second_at(before), unix_second_of(start) - 1);
+            }
+        }
     }
 
     #[test]

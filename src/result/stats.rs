@@ -445,6 +445,14 @@ impl Stats {
     /// at most [`MAX_OTHER_METHODS`] methods, then `(OTHER_URL, OTHER_METHOD)`.
     fn url_entry(&mut self, method: &str, url: &str) -> &mut RequestStats {
         let known = self.urls.get(url).is_some_and(|m| m.contains_key(method));
+        if known {
+            // The common case: one more lookup per level, none of the checks below.
+            return self
+                .urls
+                .get_mut(url)
+                .and_then(|m| m.get_mut(method))
+                .expect("known above");
+        }
         let room = || {
             url != OTHER_URL
                 && self.urls.len() < MAX_URLS + 1

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::drive::{DriveCtx, GRACE, await_users};
-use super::user::{Active, VirtualUser};
+use super::user::{Active, CancelWatch, VirtualUser};
 use crate::case::{Hook, TestCase};
 
 /// Open model: each worker thread takes every n-th arrival of the rate and serves it from a
@@ -196,8 +196,11 @@ impl Scheduler {
                     let lag_us = lag.as_micros().min(u64::MAX as u128 / 2) as u64;
                     vu.recorder.set_lag(Some(lag_us));
                     *hits += 1;
-                    if vu.hit(case, &mut **state, 0, *hits).await {
-                        let took = now.elapsed().as_micros().min(u64::MAX as u128 / 2) as u64;
+                    let mut cancel = CancelWatch::new(&vu.cancel);
+                    if let Some(end) = vu.hit(case, &mut **state, 0, *hits, now, &mut cancel).await
+                    {
+                        let took = end.saturating_duration_since(now).as_micros();
+                        let took = took.min(u64::MAX as u128 / 2) as u64;
                         vu.recorder.record(|s| s.record_hit_time(took, lag_us));
                     }
                     drop(active);

@@ -5,17 +5,22 @@
 //! step is cancelled (Ctrl-C, the end of the grace period) it abandons the hit in flight, which
 //! is not recorded, and still runs its `on_stop`.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::{Control, STOP_GRACE};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::case::{Hook, Mix, Outcome, TestCase, TestError, draw, run_hit, run_hook};
 use crate::config::RunArgs;
 use crate::config::plan::Stop;
-use crate::result::{Event, Hit, HitOutcome, LoadsStatus, ProblemKind, UserRecorder, unix_now};
+use crate::result::{
+    Event, Hit, HitOutcome, LoadsStatus, ProblemKind, UserRecorder, unix_now, unix_second_at,
+};
 
 /// How often a pause between hits checks whether the stages retired the user.
 const RETIRE_POLL: Duration = Duration::from_millis(100);
@@ -77,6 +82,51 @@ pub(super) fn hit_outcome(outcome: &Result<(), TestError>) -> HitOutcome<'_> {
     }
 }
 
+/// Watches a user's cancellation token across its hits: the token's waiter is registered once
+/// per user (again only if the task's waker changes), where a `select!` on `cancelled()` per hit
+/// registered and removed one per hit (a lock each time).
+pub(super) struct CancelWatch {
+    token: CancellationToken,
+    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// The waker the waiter was registered with.
+    waker: Option<Waker>,
+}
+
+impl CancelWatch {
+    pub(super) fn new(token: &CancellationToken) -> Self {
+        CancelWatch {
+            token: token.clone(),
+            cancelled: Box::pin(token.clone().cancelled_owned()),
+            waker: None,
+        }
+    }
+
+    /// Runs `fut` to its end (`Some`), or until the token is cancelled (`None`: `fut` is
+    /// dropped).
+    async fn run<F: Future>(&mut self, fut: F) -> Option<F::Output> {
+        let mut fut = std::pin::pin!(fut);
+        let mut first = true;
+        std::future::poll_fn(|cx| {
+            // Not before the first poll (the caller checked the token before the hit), and
+            // then each time the task is woken: `is_cancelled` takes the token's lock.
+            if !std::mem::replace(&mut first, false) && self.token.is_cancelled() {
+                return Poll::Ready(None);
+            }
+            if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Some(v));
+            }
+            if !self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                if self.cancelled.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+                self.waker = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
 /// The µs of `d`, bounded so that sums cannot overflow.
 fn micros(d: Duration) -> u64 {
     d.as_micros().min(u128::from(u64::MAX / 2)) as u64
@@ -104,10 +154,10 @@ impl VirtualUser {
         }
     }
 
-    /// Pause between two hits (think time), uniform between the bounds.
-    async fn think(&self, hit: u64) {
+    /// Pause between two hits (think time), uniform between the bounds; says whether it paused.
+    async fn think(&self, hit: u64) -> bool {
         let Some((lo, hi)) = self.think else {
-            return;
+            return false;
         };
         let span = hi.saturating_sub(lo);
         let pause = if span.is_zero() {
@@ -125,11 +175,11 @@ impl VirtualUser {
         loop {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() || self.retired() {
-                return;
+                return true;
             }
             tokio::select! {
                 _ = tokio::time::sleep(left.min(RETIRE_POLL)) => {}
-                _ = self.cancel.cancelled() => return,
+                _ = self.cancel.cancelled() => return true,
             }
         }
     }
@@ -216,8 +266,12 @@ impl VirtualUser {
         self.hook(&mut case, &mut *state, Hook::Stop).await;
     }
 
-    /// Runs the user's hits until its plan, deadline, retirement or the run says stop.
+    /// Runs the user's hits until its plan, deadline, retirement or the run says stop. Without
+    /// think time, a hit starts at the instant the previous one ended (one reading of the clock
+    /// per hit, not three).
     async fn hits(&self, case: &mut TestCase, state: &mut dyn crate::case::UserState) {
+        let mut cancel = CancelWatch::new(&self.cancel);
+        let mut now = Instant::now();
         match &self.stop {
             Stop::Hits(hits) => {
                 'steps: for &h in hits.values() {
@@ -225,28 +279,30 @@ impl VirtualUser {
                         if self.stopped() {
                             break 'steps;
                         }
-                        if i > 1 {
-                            self.think(i).await;
+                        if i > 1 && self.think(i).await {
+                            now = Instant::now();
                         }
-                        if !self.hit(case, state, h, i).await || case.data_stopped() {
-                            break 'steps;
+                        match self.hit(case, state, h, i, now, &mut cancel).await {
+                            Some(end) => now = end,
+                            None => break 'steps,
                         }
                     }
                 }
             }
             Stop::Duration(_) => {
-                let deadline = self.deadline.unwrap_or_else(Instant::now);
+                let deadline = self.deadline.unwrap_or(now);
                 let mut i = 0;
-                while Instant::now() < deadline && !self.stopped() && !self.retired() {
+                while now < deadline && !self.stopped() && !self.retired() {
                     i += 1;
-                    if i > 1 {
-                        self.think(i).await;
-                        if Instant::now() >= deadline || self.retired() {
+                    if i > 1 && self.think(i).await {
+                        now = Instant::now();
+                        if now >= deadline || self.retired() {
                             break;
                         }
                     }
-                    if !self.hit(case, state, 0, i).await || case.data_stopped() {
-                        break;
+                    match self.hit(case, state, 0, i, now, &mut cancel).await {
+                        Some(end) => now = end,
+                        None => break,
                     }
                 }
             }
@@ -303,15 +359,18 @@ impl VirtualUser {
             .record(|s| s.record_hook(name, micros, &outcome));
     }
 
-    /// Runs one hit and records its outcome; returns `false`, recording nothing, when the
-    /// step was cancelled before the hit ended (the hit is abandoned).
+    /// Runs one hit, which starts at `started`, and records its outcome; returns the instant
+    /// it ended, or `None`, recording nothing, when the step was cancelled before the hit
+    /// ended (the hit is abandoned).
     pub(super) async fn hit(
         &self,
         case: &mut TestCase,
         state: &mut dyn crate::case::UserState,
         hits: u64,
         i: u64,
-    ) -> bool {
+        started: Instant,
+        cancel: &mut CancelWatch,
+    ) -> Option<Instant> {
         case.set_status(LoadsStatus {
             hits,
             users: self.users,
@@ -328,19 +387,13 @@ impl VirtualUser {
             test: entry.name.to_string(),
             loads_status,
         });
-        let started = Instant::now();
-        // A hit is counted in the second it started, as its requests are: the per-second
-        // history then shows a hit and its requests together.
-        let second = unix_now();
-        let outcome = tokio::select! {
-            o = run_hit(state, entry.test.index, case) => o,
-            _ = self.cancel.cancelled() => return false,
-        };
+        let outcome = cancel.run(run_hit(state, entry.test.index, case)).await?;
         if case.data_stopped() {
             // A `queue-stop` source ran out: the hit is not counted, and the user stops.
-            return false;
+            return None;
         }
-        let took = micros(started.elapsed());
+        let ended = Instant::now();
+        let took = micros(ended.saturating_duration_since(started));
         let name = &*entry.name;
         if raw {
             let test = name.to_owned();
@@ -365,16 +418,18 @@ impl VirtualUser {
                 loads_status: status,
                 elapsed: Some(took as f64 / 1e6),
             });
-            return true;
+            return Some(ended);
         }
         let hit = Hit {
             test: name,
             scenario: self.scenario.as_deref(),
             micros: Some(took),
-            second,
+            // A hit is counted in the second it started, as its requests are: the per-second
+            // history then shows a hit and its requests together.
+            second: unix_second_at(started),
             outcome: hit_outcome(&outcome),
         };
         self.recorder.record(|s| s.record_hit(&hit));
-        true
+        Some(ended)
     }
 }
