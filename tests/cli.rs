@@ -488,3 +488,33 @@ fn habits_of_the_seed_systems_command_line_work() {
     assert!(err.contains("--users"), "{err}");
     assert!(!err.contains("-- -5"), "{err}");
 }
+
+#[test]
+fn include_file_is_accepted_on_a_local_run_and_still_checked() {
+    let server = DemoServer::start();
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let out = common::run_in(
+        std::path::Path::new(repo),
+        &[
+            "run",
+            "example::health",
+            "-s",
+            &server.url,
+            "-q",
+            "--include-file",
+            "Cargo.toml",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run(&[
+        "run",
+        "example::health",
+        "-s",
+        &server.url,
+        "--include-file",
+        "no-such-*.xyz",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("matches no file"), "{}", stderr(&out));
+}

@@ -148,6 +148,8 @@ mod tests {
         };
         assert_eq!(e.kind(), "Error");
         assert_eq!(e.message(), "refused");
+        // The message holds the source chain; it is not repeated as a traceback.
+        assert_eq!(e.traceback(), "");
 
         let Err(TestError::Failure(e)) = outcome_of(4).0 else {
             panic!("ensure! must fail")

@@ -66,11 +66,13 @@ impl fmt::Display for TestError {
 }
 
 /// `?` on any error value makes an *error* outcome: the message is the error and its sources,
-/// the kind is the error's type name, the traceback lists the source chain.
+/// each part once (a source whose text the message already holds is not repeated), the kind is
+/// the error's type name. An error has no traceback: the message already says everything the
+/// source chain does, and a report that printed the chain again would say it two more times.
 impl<E: std::error::Error + Send + Sync + 'static> From<E> for TestError {
     fn from(e: E) -> Self {
         let mut message = e.to_string();
-        let mut traceback = String::new();
+        let traceback = String::new();
         let mut source = e.source();
         while let Some(s) = source {
             let text = s.to_string();
@@ -78,11 +80,6 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for TestError {
                 message.push_str(": ");
                 message.push_str(&text);
             }
-            if !traceback.is_empty() {
-                traceback.push('\n');
-            }
-            traceback.push_str("caused by: ");
-            traceback.push_str(&text);
             source = s.source();
         }
         let full = std::any::type_name::<E>();

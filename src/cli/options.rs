@@ -308,13 +308,9 @@ pub(super) struct RunOptions {
     /// The broker's front socket, with --agents [default: tcp://127.0.0.1:7780]
     #[arg(short = 'b', long, value_name = "ENDPOINT", help_heading = "Cluster")]
     pub(super) broker: Option<String>,
-    /// With --agents: ship the files matching GLOB into each worker's test directory (repeatable)
-    #[arg(
-        long = "include-file",
-        value_name = "GLOB",
-        requires = "agents",
-        help_heading = "Cluster"
-    )]
+    /// With --agents: ship the files matching GLOB into each worker's test directory
+    /// (repeatable); a local run only checks that each matches a file
+    #[arg(long = "include-file", value_name = "GLOB", help_heading = "Cluster")]
     #[serde(deserialize_with = "crate::config::one_or_many::deserialize")]
     pub(super) include_files: Vec<String>,
     /// With --agents: start the run and return at once, printing its id

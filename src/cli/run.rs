@@ -93,6 +93,26 @@ pub(super) fn cmd_run(cli: &RunOptions, curve: &CurveFlags) -> Result<u8, CliErr
             }
         }
         None => {
+            // The seed system's habit: --include-file also on a local run, where the files are
+            // already in place; each pattern must still match a file.
+            for g in &opts.include_files {
+                let matched = glob::glob(g)
+                    .map_err(|e| {
+                        RunError::Usage(crate::config::UsageError::new(
+                            "--include-file",
+                            format!("invalid --include-file {g:?}: {e}"),
+                        ))
+                    })?
+                    .flatten()
+                    .any(|p| p.is_file());
+                if !matched {
+                    return Err(RunError::Usage(crate::config::UsageError::new(
+                        "--include-file",
+                        format!("--include-file {g:?} matches no file"),
+                    ))
+                    .into());
+                }
+            }
             let mut runner = crate::runner::runner_for(args)?.handle_ctrl_c(true);
             super::web::control_load(runner.load_control());
             runner.execute()?
