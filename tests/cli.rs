@@ -518,3 +518,22 @@ fn include_file_is_accepted_on_a_local_run_and_still_checked() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("matches no file"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_loads_v1_ini_config_is_refused_with_its_toml_equivalent() {
+    let dir = std::env::temp_dir().join(format!("loads-v1-ini-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("loads.ini");
+    std::fs::write(
+        &path,
+        "[loads]\nfqn = example.TestWebSite.test_something\nusers = 10:20\nhits = 5\n",
+    )
+    .expect("write");
+    let out = run(&["run", "-c", path.to_str().expect("utf8")]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("Loads v1 config file"), "{err}");
+    assert!(err.contains("users = \"10:20\""), "{err}");
+    assert!(!err.contains("Hits:"), "{err}");
+}

@@ -15,6 +15,7 @@
 mod cluster;
 mod options;
 mod run;
+mod v1_config;
 mod web;
 
 use clap::{Args, Parser, Subcommand};

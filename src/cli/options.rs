@@ -63,6 +63,13 @@ pub(super) fn read_options<T: Serialize + DeserializeOwned + Default + Args>(
             e.to_string().trim_end()
         )
     };
+    // A Loads v1 INI file: refused, with the TOML that says the same.
+    if let Some(equivalent) = super::v1_config::toml_equivalent(&text) {
+        return Err(anyhow::anyhow!(
+            "{} is a Loads v1 config file (INI, a [loads] section); loads reads TOML, whose keys are the long options of `loads {command}`. The same in TOML:\n\n{equivalent}\nSave that as a .toml file and give it with -c.",
+            path.display()
+        ));
+    }
     let mut table: toml::Table = toml::from_str(&text).map_err(|e| invalid(&e))?;
     // Keys holding a list of tables of their own (`[[scenario]]`), each mapped by its reader.
     let mut lists = toml::Table::new();
