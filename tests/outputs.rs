@@ -347,6 +347,11 @@ fn baseline_deltas_in_the_summary_and_html() {
         .find(|l| l.trim_start().starts_with("rps "))
         .unwrap_or_else(|| panic!("{text}"));
     assert!(row.contains('%'), "{row}");
+    // 2 × 20 hits then 2 × 10: the plans differ, and the summary says so.
+    assert!(
+        text.contains("warning: the baseline ran another load (plan"),
+        "{text}"
+    );
     let page = std::fs::read_to_string(&html).expect("html");
     assert!(page.contains("id=\"baseline\""));
 

@@ -430,6 +430,33 @@ pub fn render_summary(result: &TestResult) -> String {
             })
             .collect();
         o.push_str(&table(&["FIGURE", "NOW", "BASELINE", "CHANGE", ""], &rows));
+        // Figures of different tests or plans are not comparable: say so beside them.
+        let meta = result.meta();
+        let mut differs = Vec::new();
+        if b.test != meta.test {
+            differs.push(format!(
+                "test {:?} vs {:?}",
+                clean(&meta.test),
+                clean(&b.test)
+            ));
+        }
+        if b.plan != meta.plan {
+            differs.push(format!(
+                "plan {:?} vs {:?}",
+                clean(&meta.plan),
+                clean(&b.plan)
+            ));
+        }
+        if b.agents != meta.agents {
+            differs.push(format!("{} vs {} agents", meta.agents, b.agents));
+        }
+        if !differs.is_empty() {
+            let _ = writeln!(
+                o,
+                "  warning: the baseline ran another load ({}): its figures may not compare",
+                differs.join("; ")
+            );
+        }
     }
     let verdicts = result.verdicts();
     if !verdicts.is_empty() {
