@@ -537,3 +537,18 @@ fn a_loads_v1_ini_config_is_refused_with_its_toml_equivalent() {
     assert!(err.contains("users = \"10:20\""), "{err}");
     assert!(!err.contains("Hits:"), "{err}");
 }
+
+#[test]
+fn an_unreachable_target_is_reported_early() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        drop(l);
+        format!("http://127.0.0.1:{port}")
+    };
+    let out = run(&["run", "example::health", "-d", "4s", "-s", &closed]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("got an answer"), "{err}");
+    assert_eq!(err.matches("got an answer").count(), 1, "{err}");
+}

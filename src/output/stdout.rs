@@ -16,6 +16,8 @@ pub struct StdoutOutput {
     bar: Option<ProgressBar>,
     tty: bool,
     last_plain: Instant,
+    /// The warning that no request got an answer was given.
+    warned_unreachable: bool,
 }
 
 impl Default for StdoutOutput {
@@ -31,6 +33,7 @@ impl StdoutOutput {
             bar: None,
             tty: std::io::stderr().is_terminal(),
             last_plain: Instant::now(),
+            warned_unreachable: false,
         }
     }
 
@@ -78,6 +81,40 @@ impl StdoutOutput {
     }
 }
 
+impl StdoutOutput {
+    /// Says once, early, when no request of the run has had an answer for [`UNREACHABLE_AFTER`]
+    /// (a server that is down or a wrong URL), instead of letting the whole plan run in silence.
+    fn warn_if_unreachable(&mut self, result: &TestResult) {
+        if self.warned_unreachable || result.duration() < UNREACHABLE_AFTER {
+            return;
+        }
+        let requests = &result.stats().requests;
+        let unanswered = requests.statuses.get(&0).copied().unwrap_or(0);
+        if requests.count == 0 || unanswered < requests.count {
+            return;
+        }
+        self.warned_unreachable = true;
+        let example = result
+            .stats()
+            .problems
+            .iter()
+            .max_by_key(|p| p.count)
+            .map(|p| format!(" (e.g. {})", super::format::clean(&p.message)))
+            .unwrap_or_default();
+        let line = format!(
+            "warning: none of the {} requests so far got an answer{example}: is the server up and the URL right? Ctrl-C stops the run",
+            requests.count
+        );
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
+/// How long a run may go without one answered request before the terminal says so.
+const UNREACHABLE_AFTER: Duration = Duration::from_secs(3);
+
 /// Seconds of the live line's rates.
 const WINDOW: u64 = 5;
 
@@ -118,6 +155,7 @@ impl Observer for StdoutOutput {
     }
 
     fn on_tick(&mut self, result: &TestResult) {
+        self.warn_if_unreachable(result);
         let meta = result.meta();
         let position = match (meta.planned_hits, meta.planned_duration) {
             (Some(_), _) => result.totals().hits,
