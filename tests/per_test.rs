@@ -132,7 +132,7 @@ fn a_mix_of_two_tests_has_counts_and_hit_durations_per_test_in_every_output() {
     check_tests(&j, 40);
 
     // stdout: a table of tests beside the table of URLs.
-    assert!(text.contains("Requests by URL:"), "{text}");
+    assert!(text.contains("Requests by URL, paths below "), "{text}");
     assert!(text.contains("\nTests (hit durations"), "{text}");
     for name in ["example::delay_20ms", "example::health"] {
         let row = text

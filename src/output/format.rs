@@ -8,6 +8,17 @@ use std::collections::BTreeMap;
 
 use crate::result::{ProblemKind, RequestStats, TestResult, TestStats};
 
+/// The unit a column of times whose largest is `max_us` µs is shown in: µs per unit and name.
+fn time_unit(max_us: u64) -> (f64, &'static str) {
+    if max_us >= 1_000_000 {
+        (1e6, "s")
+    } else if max_us >= 1_000 {
+        (1e3, "ms")
+    } else {
+        (1.0, "µs")
+    }
+}
+
 /// `n` and the word for it: `1 success`, `2 successes`.
 fn counted(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
@@ -326,6 +337,33 @@ pub fn render_summary(result: &TestResult) -> String {
         if many {
             urls.sort_by_key(|u| std::cmp::Reverse(u.2.latency.quantile(0.95)));
         }
+        // URLs below the server URL by their path (as named requests are), and one unit for
+        // all the time columns, so that a column reads at a glance.
+        let base = result
+            .meta()
+            .server_url
+            .as_deref()
+            .map(|b| b.trim_end_matches('/').to_owned());
+        let shown = |u: &str| -> String {
+            match base.as_deref().and_then(|b| u.strip_prefix(b)) {
+                Some(path) if path.starts_with('/') || path.is_empty() => {
+                    if path.is_empty() {
+                        "/".into()
+                    } else {
+                        path.to_owned()
+                    }
+                }
+                _ => u.to_owned(),
+            }
+        };
+        let slowest = urls
+            .iter()
+            .take(MAX_URL_ROWS)
+            .map(|(_, _, r)| r.latency.max())
+            .max()
+            .unwrap_or(0);
+        let (per, unit) = time_unit(slowest);
+        let t = |us: f64| format!("{:.2} {unit}", us / per);
         let rows: Vec<Vec<String>> = urls
             .iter()
             .take(MAX_URL_ROWS)
@@ -333,22 +371,26 @@ pub fn render_summary(result: &TestResult) -> String {
                 let l = &r.latency;
                 vec![
                     m.to_string(),
-                    u.to_string(),
+                    clean(&shown(u)),
                     r.count.to_string(),
                     format!("{:.1}", rate(r.count, secs)),
                     statuses(r),
-                    format_micros(l.mean()),
-                    format_micros(l.quantile(0.5) as f64),
-                    format_micros(l.quantile(0.95) as f64),
-                    format_micros(l.quantile(0.99) as f64),
-                    format_micros(l.max() as f64),
+                    t(l.mean()),
+                    t(l.quantile(0.5) as f64),
+                    t(l.quantile(0.95) as f64),
+                    t(l.quantile(0.99) as f64),
+                    t(l.max() as f64),
                     format!("{:.1}%", 100.0 * r.successes() as f64 / r.count as f64),
                 ]
             })
             .collect();
+        let below = match &base {
+            Some(b) => format!(", paths below {}", clean(b)),
+            None => String::new(),
+        };
         let _ = writeln!(
             o,
-            "\nRequests by URL{}:",
+            "\nRequests by URL{}{below}:",
             if many { " (slowest first)" } else { "" }
         );
         o.push_str(&table(
