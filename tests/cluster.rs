@@ -1715,6 +1715,17 @@ start-after = "1s"
         Duration::from_secs(90),
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // The terminal's summary (`-o json` adds to it) shows each agent's share.
+    let text = stdout(&out);
+    let agents = text
+        .split("\nAgents:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(
+        agents.lines().take(4).filter(|l| l.contains('%')).count(),
+        2,
+        "{text}"
+    );
     let j: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary")).expect("json");
     // The rate is divided among the agents (120 arrivals in all); users × hits run whole on

@@ -430,6 +430,25 @@ pub fn render_summary(result: &TestResult) -> String {
         secs,
     );
 
+    // A cluster run: each agent's share of the hits.
+    let agents = result.summary().per_agent;
+    if !agents.is_empty() {
+        let _ = writeln!(o, "\nAgents:");
+        let rows: Vec<Vec<String>> = agents
+            .iter()
+            .map(|a| {
+                vec![
+                    clean(&a.id),
+                    clean(&a.hostname),
+                    a.hits.to_string(),
+                    format!("{:.1}%", 100.0 * a.share),
+                    if a.lost { "lost".into() } else { String::new() },
+                ]
+            })
+            .collect();
+        o.push_str(&table(&["AGENT", "HOST", "HITS", "SHARE", ""], &rows));
+    }
+
     let counters: Vec<Vec<String>> = stats
         .counters
         .iter()
