@@ -195,7 +195,7 @@ impl TestResult {
         {
             let v = t.evaluate(&self.stats, self.duration().as_secs_f64());
             self.aborted = Some(format!(
-                "threshold {} can no longer pass (now {})",
+                "threshold {} can no longer pass ({} when the run was stopped; hits in flight then still ended and count in the totals)",
                 t.expression, v.actual_text
             ));
         }
