@@ -431,7 +431,7 @@ pub fn render_summary(result: &TestResult) -> String {
     );
 
     // A cluster run: each agent's share of the hits.
-    let agents = result.summary().per_agent;
+    let agents = result.per_agent();
     if !agents.is_empty() {
         let _ = writeln!(o, "\nAgents:");
         let rows: Vec<Vec<String>> = agents

@@ -443,6 +443,23 @@ fn per_second(n: u64, d: Duration) -> f64 {
 }
 
 impl TestResult {
+    /// The agents of a cluster run with their share of the hits (empty for a local run): the
+    /// summary's `per_agent`.
+    pub fn per_agent(&self) -> Vec<AgentSummary> {
+        let hits = self.stats().totals().hits;
+        self.agents
+            .values()
+            .map(|a| AgentSummary {
+                share: if hits > 0 {
+                    a.hits as f64 / hits as f64
+                } else {
+                    0.0
+                },
+                ..a.clone()
+            })
+            .collect()
+    }
+
     /// The summary of this result as it is now (what the `json` output writes).
     pub fn summary(&self) -> Summary {
         let result = self;
@@ -527,18 +544,7 @@ impl TestResult {
                 dropped: o.dropped,
             }),
             changes: result.changes.clone(),
-            per_agent: result
-                .agents
-                .values()
-                .map(|a| AgentSummary {
-                    share: if totals.hits > 0 {
-                        a.hits as f64 / totals.hits as f64
-                    } else {
-                        0.0
-                    },
-                    ..a.clone()
-                })
-                .collect(),
+            per_agent: result.per_agent(),
             success: result.is_success() && thresholds.iter().all(|v| v.pass),
             thresholds,
         }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::drive::{DriveCtx, GRACE, await_users};
-use super::user::{Active, CancelWatch, VirtualUser};
+use super::user::{Active, CancelWatch, VirtualUser, micros};
 use crate::case::{Hook, TestCase};
 
 /// Open model: each worker thread takes every n-th arrival of the rate and serves it from a
@@ -193,14 +193,13 @@ impl Scheduler {
                     }
                     let now = Instant::now();
                     let lag = now.saturating_duration_since(intended);
-                    let lag_us = lag.as_micros().min(u64::MAX as u128 / 2) as u64;
+                    let lag_us = micros(lag);
                     vu.recorder.set_lag(Some(lag_us));
                     *hits += 1;
                     let mut cancel = CancelWatch::new(&vu.cancel);
                     if let Some(end) = vu.hit(case, &mut **state, 0, *hits, now, &mut cancel).await
                     {
-                        let took = end.saturating_duration_since(now).as_micros();
-                        let took = took.min(u64::MAX as u128 / 2) as u64;
+                        let took = micros(end.saturating_duration_since(now));
                         vu.recorder.record(|s| s.record_hit_time(took, lag_us));
                     }
                     drop(active);

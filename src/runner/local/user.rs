@@ -128,7 +128,7 @@ impl CancelWatch {
 }
 
 /// The µs of `d`, bounded so that sums cannot overflow.
-fn micros(d: Duration) -> u64 {
+pub(super) fn micros(d: Duration) -> u64 {
     d.as_micros().min(u128::from(u64::MAX / 2)) as u64
 }
 
