@@ -6,30 +6,9 @@
 
 mod common;
 
-use common::{DemoServer, loads, run_with_limit, stderr};
+use common::{DemoServer, loads, stderr, summary_of};
 use std::process::Stdio;
 use std::time::Duration;
-
-/// The JSON summary a run of `args` writes (it must exit with `code`).
-fn summary_of(name: &str, args: &[&str], code: i32) -> serde_json::Value {
-    let dir = std::env::temp_dir().join(format!("loads-life-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let path = dir.join("summary.json");
-    let mut all = args.to_vec();
-    all.extend([
-        "-q",
-        "-o",
-        "json",
-        "--output-json-path",
-        path.to_str().expect("utf8"),
-    ]);
-    let out = run_with_limit(&all, Duration::from_secs(90));
-    assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
-    let summary =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("summary")).expect("json");
-    let _ = std::fs::remove_dir_all(&dir);
-    summary
-}
 
 fn counter(summary: &serde_json::Value, name: &str) -> u64 {
     summary["counters"][name].as_u64().unwrap_or(0)

@@ -4,27 +4,12 @@
 
 mod common;
 
-use common::{DemoServer, run_with_limit, stderr};
+use common::{DemoServer, run_with_limit, stderr, summary_of};
 use std::time::Duration;
 
 /// Hits per test in the JSON summary written by `args` (plus the output options).
 fn hits_by_test(name: &str, args: &[&str]) -> Vec<(String, u64)> {
-    let dir = std::env::temp_dir().join(format!("loads-mix-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let path = dir.join("summary.json");
-    let mut all = args.to_vec();
-    all.extend([
-        "-q",
-        "-o",
-        "json",
-        "--output-json-path",
-        path.to_str().expect("utf8"),
-    ]);
-    let out = run_with_limit(&all, Duration::from_secs(90));
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("summary")).expect("json");
-    let _ = std::fs::remove_dir_all(&dir);
+    let summary = summary_of(&format!("mix-{name}"), args, 0);
     let mut v: Vec<(String, u64)> = summary["tests"]
         .as_object()
         .expect("tests")

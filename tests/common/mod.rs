@@ -48,6 +48,28 @@ pub fn run_in(dir: &Path, args: &[&str], limit: Duration) -> Output {
     }
 }
 
+/// The JSON summary that `loads ARGS -q -o json` writes, from a run that must exit with `code`
+/// (`name` names its scratch directory).
+pub fn summary_of(name: &str, args: &[&str], code: i32) -> serde_json::Value {
+    let dir = std::env::temp_dir().join(format!("loads-summary-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("summary.json");
+    let mut all = args.to_vec();
+    all.extend([
+        "-q",
+        "-o",
+        "json",
+        "--output-json-path",
+        path.to_str().expect("utf8"),
+    ]);
+    let out = run_with_limit(&all, Duration::from_secs(90));
+    assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
+    let summary =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("summary")).expect("json");
+    let _ = std::fs::remove_dir_all(&dir);
+    summary
+}
+
 /// Standard output as text.
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
