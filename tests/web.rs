@@ -970,3 +970,286 @@ fn the_broker_page_lists_stored_runs_opens_their_reports_and_compares_two() {
     });
     drop(cluster);
 }
+
+/// Seconds of the live run's timeline on the dashboard at `port`: `(unix time, hits,
+/// dropped)`, the current (still filling) second left out.
+fn complete_seconds(port: u16) -> Vec<(i64, u64, u64)> {
+    let (_, body) = http(port, "GET", "/api/data", &[], "");
+    let data: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let mut seconds: Vec<(i64, u64, u64)> = data["summary"]["timeline"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .map(|s| {
+                    (
+                        s["time"].as_i64().unwrap_or(0),
+                        s["hits"].as_u64().unwrap_or(0),
+                        s["dropped"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    seconds.pop();
+    seconds
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Posts a load change to the dashboard at `port`: status and answer.
+fn change_load(port: u16, body: &str) -> (u16, String) {
+    http(
+        port,
+        "POST",
+        "/api/load",
+        &["Content-Type: application/json"],
+        body,
+    )
+}
+
+#[test]
+fn the_open_models_arrival_rate_changes_live_pauses_at_0_and_is_recorded() {
+    let server = DemoServer::start();
+    let dir = workdir("rate");
+    let json_path = dir.join("summary.json");
+    let mut live = LiveRun::start(&[
+        "run",
+        "example::health",
+        "--rate",
+        "5/s",
+        "-d",
+        "60s",
+        "--max-users",
+        "20",
+        "-s",
+        &server.url,
+        "-q",
+        "-o",
+        "json",
+        "--output-json-path",
+        json_path.to_str().expect("path"),
+        "--web",
+        "127.0.0.1:0",
+    ]);
+    let port = port_of(&live.url);
+    // The page learns that this run's change sets a rate.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, body) = http(port, "GET", "/api/data", &[], "");
+        let data: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        if data["live"]["loads"][0]["kind"] == "rate" {
+            assert_eq!(data["live"]["change"], true);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no rate control: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A rate of whole or fractional arrivals; nonsense is refused.
+    for bad in [
+        r#"{"value": -1}"#,
+        r#"{"value": 1e12}"#,
+        r#"{"scenario": "x", "value": 3}"#,
+    ] {
+        let (code, body) = change_load(port, bad);
+        assert_eq!(
+            code,
+            if bad.contains("-1") { 400 } else { 409 },
+            "{bad}: {body}"
+        );
+    }
+    // Up to 50/s: a whole second at about that rate within 4 s.
+    let (code, body) = change_load(port, r#"{"scenario": null, "value": 50}"#);
+    assert_eq!((code, body.as_str()), (200, "arrival rate set to 50/s"));
+    let changed = unix_now();
+    let deadline = Instant::now() + Duration::from_secs(4);
+    loop {
+        let seconds = complete_seconds(port);
+        if seconds.iter().any(|s| s.0 > changed && s.1 >= 40) {
+            assert!(
+                seconds.iter().all(|s| s.1 <= 55),
+                "more than the rate asked for: {seconds:?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no second near 50 hits 4 s after the change: {seconds:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // 0 pauses the arrivals (the run goes on), 20 resumes them.
+    let (code, _) = change_load(port, r#"{"value": 0}"#);
+    assert_eq!(code, 200);
+    let paused = unix_now();
+    // A second shows once it is over and sampled (up to 2 s later).
+    std::thread::sleep(Duration::from_millis(4500));
+    let seconds = complete_seconds(port);
+    let quiet: Vec<_> = seconds.iter().filter(|s| s.0 > paused).collect();
+    assert!(!quiet.is_empty(), "{seconds:?}");
+    assert!(
+        quiet.iter().all(|s| s.1 == 0),
+        "hits while paused: {seconds:?}"
+    );
+    assert!(
+        live.child.try_wait().expect("wait").is_none(),
+        "a pause ends no run"
+    );
+    let (code, _) = change_load(port, r#"{"value": 20.5}"#);
+    assert_eq!(code, 200);
+    let resumed = unix_now();
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while !complete_seconds(port)
+        .iter()
+        .any(|s| s.0 > resumed && (15..=25).contains(&s.1))
+    {
+        assert!(Instant::now() < deadline, "{:?}", complete_seconds(port));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, _) = http(
+        port,
+        "POST",
+        "/api/stop",
+        &["Content-Type: application/json"],
+        "{}",
+    );
+    assert_eq!(code, 200);
+    let (code, text) = live.wait(Duration::from_secs(20));
+    assert_eq!(code, Some(130), "{text}");
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).expect("summary")).expect("json");
+    let rates: Vec<f64> = summary["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter_map(|c| c["rate"].as_f64())
+        .collect();
+    assert_eq!(rates, [50.0, 0.0, 20.5], "{}", summary["changes"]);
+    assert!(summary["changes"][0].get("users").is_none());
+    assert_eq!(
+        summary["open_model"]["dropped"], 0,
+        "{}",
+        summary["open_model"]
+    );
+}
+
+#[test]
+fn a_saturated_pool_drops_starts_and_the_timeline_says_in_which_seconds() {
+    // One virtual user for 200 arrivals a second of a 1 s page: most arrivals find no free
+    // user in time, and beyond its backlog (100 per user) they are dropped.
+    let server = DemoServer::start();
+    let summary = common::summary_of(
+        "dropped",
+        &[
+            "run",
+            "example::slow_1s",
+            "--rate",
+            "200/s",
+            "-d",
+            "3s",
+            "--max-users",
+            "1",
+            "-s",
+            &server.url,
+        ],
+        0,
+    );
+    let dropped = summary["open_model"]["dropped"].as_u64().expect("dropped");
+    assert!(dropped > 0, "{}", summary["open_model"]);
+    let per_second: u64 = summary["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter_map(|s| s["dropped"].as_u64())
+        .sum();
+    assert_eq!(per_second, dropped, "the seconds add up to the total");
+}
+
+#[test]
+fn a_cluster_runs_users_change_is_divided_among_its_agents_and_recorded() {
+    let server = DemoServer::start();
+    let cluster = Cluster::start("web-load", 2);
+    let dir = workdir("cluster-load");
+    let json_path = dir.join("summary.json");
+    let mut live = LiveRun::start(&[
+        "run",
+        "example::health",
+        "--agents",
+        "2",
+        "-u",
+        "2",
+        "-d",
+        "60s",
+        "-s",
+        &server.url,
+        "--broker",
+        &cluster.front,
+        "-q",
+        "-o",
+        "json",
+        "--output-json-path",
+        json_path.to_str().expect("path"),
+        "--web",
+        "127.0.0.1:0",
+    ]);
+    let port = port_of(&live.url);
+    let users = |port: u16| -> Vec<u64> {
+        let (_, body) = http(port, "GET", "/api/data", &[], "");
+        let data: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        data["summary"]["timeline"]
+            .as_array()
+            .map(|t| t.iter().filter_map(|s| s["users"].as_u64()).collect())
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !users(port).contains(&2) {
+        assert!(
+            Instant::now() < deadline,
+            "never 2 users: {:?}",
+            users(port)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // 9 users on 2 agents: 5 and 4, as the plan would divide them.
+    let (code, body) = change_load(port, r#"{"value": 9}"#);
+    assert_eq!(
+        (code, body.as_str()),
+        (200, "users set to 9 (divided among 2 agents)")
+    );
+    let changed = Instant::now();
+    while !users(port).contains(&9) {
+        // A worker sends its batch once a second: a second shows on the caller within 3 s.
+        assert!(
+            changed.elapsed() < Duration::from_secs(5),
+            "no second with 9 users: {:?}",
+            users(port)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, body) = change_load(port, r#"{"value": 9.5}"#);
+    assert_eq!(code, 409, "{body}");
+    let (code, _) = http(
+        port,
+        "POST",
+        "/api/stop",
+        &["Content-Type: application/json"],
+        "{}",
+    );
+    assert_eq!(code, 200);
+    let (code, text) = live.wait(Duration::from_secs(60));
+    assert_eq!(code, Some(130), "{text}");
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).expect("summary")).expect("json");
+    assert_eq!(summary["changes"].as_array().map(Vec::len), Some(1));
+    assert_eq!(summary["changes"][0]["users"], 9, "{}", summary["changes"]);
+    assert!(
+        summary["timeline"]
+            .as_array()
+            .expect("timeline")
+            .iter()
+            .any(|s| s["users"] == 9)
+    );
+}

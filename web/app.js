@@ -96,10 +96,26 @@
       document.getElementById('apply').hidden = !l.change;
       document.getElementById('target').hidden = !l.change;
       document.getElementById('scope').parentNode.hidden = !l.change;
-      if (l.change) fillScopes(l.scenarios || []);
+      if (l.change) { fillScopes(l.scenarios || []); loads = l.loads || []; labelTarget(); }
     } else {
       status.textContent = '';
     }
+  }
+
+  // What a change of the chosen scope sets: users (closed models) or arrivals/s (open model).
+  var loads = [];
+  function kindOf(scope) {
+    var kinds = loads.filter(function (p) { return scope === null || p.scenario === scope; })
+      .map(function (p) { return p.kind; }).filter(function (k) { return k !== 'fixed'; });
+    if (!kinds.length) return 'fixed';
+    return kinds.every(function (k) { return k === kinds[0]; }) ? kinds[0] : 'mixed';
+  }
+  function labelTarget() {
+    var input = document.getElementById('target');
+    var kind = kindOf(document.getElementById('scope').value || null);
+    var rate = kind === 'rate';
+    input.placeholder = rate ? 'arrivals/s' : kind === 'mixed' ? 'pick a scenario' : 'users';
+    input.step = rate ? 'any' : '1';
   }
 
   function fillScopes(names) {
@@ -273,8 +289,9 @@
                ['p99', COLORS.red, function (x) { return x.p99; }], ['max', COLORS.grey, function (x) { return x.max === undefined ? null : x.max; }]] },
     { title: 'Active users', unit: 'users', note: 'Virtual users running (all agents).',
       series: [['users', COLORS.blue, function (x) { return x.users; }]] },
-    { title: 'Failures and errors', unit: 'per second', note: 'Hits that failed (an assertion) or errored in each second.',
-      series: [['failures/s', COLORS.orange, function (x) { return x.failures; }], ['errors/s', COLORS.red, function (x) { return x.errors; }]] },
+    { title: 'Failures and errors', unit: 'per second', note: 'Hits that failed (an assertion) or errored in each second; with --rate, arrivals due in each second that never started (dropped).',
+      series: [['failures/s', COLORS.orange, function (x) { return x.failures; }], ['errors/s', COLORS.red, function (x) { return x.errors; }],
+               ['dropped starts/s', COLORS.grey, function (x) { return x.dropped || 0; }]] },
     { title: 'WebSocket messages', unit: 'per second', note: 'Messages sent and received in each second.',
       series: [['messages/s', COLORS.purple, function (x) { return x.socket_messages; }]] }
   ];
@@ -453,6 +470,7 @@
       post('api/stop').then(function () { controlStatus('stopping the virtual users…'); })
         .catch(function (e) { controlStatus('stop refused: ' + e.message); });
     });
+    document.getElementById('scope').addEventListener('change', labelTarget);
     document.getElementById('apply').addEventListener('click', function () {
       var n = parseFloat(document.getElementById('target').value);
       if (isNaN(n) || n < 0) { controlStatus('give a number'); return; }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::CliError;
 use crate::config::WebArgs;
 use crate::runner::LoadControl;
+use crate::runner::distributed::ClusterLoad;
 use crate::web::hub::{Control, StopByInterrupt};
 use crate::web::{Hub, WebServer};
 
@@ -44,10 +45,10 @@ impl Control for LocalControl {
         self.0.can_change()
     }
     fn change(&self, scenario: Option<&str>, value: f64) -> Result<String, String> {
-        if value.fract() != 0.0 {
-            return Err("users are a whole number".into());
-        }
-        self.0.set_users(scenario, value as u64)
+        self.0.set(scenario, value)
+    }
+    fn kinds(&self) -> Vec<(Option<String>, &'static str)> {
+        self.0.kinds()
     }
 }
 
@@ -55,6 +56,32 @@ impl Control for LocalControl {
 pub(super) fn control_load(load: Option<Arc<LoadControl>>) {
     if let Some(load) = load {
         Hub::served().inspect(|hub| hub.set_control(Arc::new(LocalControl(load))));
+    }
+}
+
+/// The dashboard's controls of a cluster run followed by this process: stop (one Ctrl-C, which
+/// asks the broker to stop the run) and the load, through the broker.
+struct ClusterControl(Arc<ClusterLoad>);
+
+impl Control for ClusterControl {
+    fn stop(&self) -> Result<String, String> {
+        StopByInterrupt.stop()
+    }
+    fn can_change(&self) -> bool {
+        self.0.can_change()
+    }
+    fn change(&self, scenario: Option<&str>, value: f64) -> Result<String, String> {
+        self.0.set(scenario, value)
+    }
+    fn kinds(&self) -> Vec<(Option<String>, &'static str)> {
+        self.0.kinds()
+    }
+}
+
+/// Gives the dashboard (when there is one) the control of a cluster run's load.
+pub(super) fn control_cluster_load(load: Option<Arc<ClusterLoad>>) {
+    if let Some(load) = load {
+        Hub::served().inspect(|hub| hub.set_control(Arc::new(ClusterControl(load))));
     }
 }
 

@@ -701,6 +701,14 @@ impl Stats {
         }
     }
 
+    /// Open model: counts `n` arrivals due in unix second `second` that never started.
+    pub fn drop_starts(&mut self, n: u64, second: i64) {
+        let o = self.open_mut();
+        o.dropped = o.dropped.saturating_add(n);
+        let s = self.timeline.entry(second).or_default();
+        s.dropped = s.dropped.saturating_add(n);
+    }
+
     /// The open model's figures, created on first use.
     pub fn open_mut(&mut self) -> &mut OpenModel {
         self.open.get_or_insert_with(Box::default)

@@ -146,6 +146,9 @@ pub struct SecondSummary {
     pub socket_messages: u64,
     /// Active virtual users (all agents).
     pub users: u64,
+    /// Open model: arrivals due in this second that never started.
+    #[serde(default, skip_serializing_if = "super::timeline::is_zero")]
+    pub dropped: u64,
     /// Median request time (ms), when requests ended in this second.
     pub p50: Option<f64>,
     /// 95th percentile (ms).
@@ -167,8 +170,12 @@ pub struct LoadChange {
     pub time: f64,
     /// The scenario changed (`None`: the whole run).
     pub scenario: Option<String>,
-    /// The number of virtual users asked for.
-    pub users: u64,
+    /// The number of virtual users asked for (a closed model), the run's total.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<u64>,
+    /// The arrivals per second asked for (the open model), the run's total.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
     /// A description, e.g. `users 5 → 20`.
     pub what: String,
 }

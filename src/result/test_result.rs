@@ -496,6 +496,7 @@ impl TestResult {
                     requests: s.requests,
                     socket_messages: s.socket_messages,
                     users: s.users,
+                    dropped: s.dropped,
                     p50: q.map(|q| ms(q.p50)),
                     p95: q.map(|q| ms(q.p95)),
                     p99: q.map(|q| ms(q.p99)),

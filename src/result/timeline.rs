@@ -29,12 +29,21 @@ pub struct Second {
     pub socket_messages: u64,
     /// Active virtual users, sampled once per second by each worker (summed across workers).
     pub users: u64,
+    /// Open model: arrivals due in this second that never started (no free virtual user in
+    /// time, or its `on_start` failed).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped: u64,
     /// Request times of the requests started in this second (recent seconds only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency: Option<Latency>,
     /// Summary of the request times, once the histogram has been compacted away.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<Quantiles>,
+}
+
+/// For `skip_serializing_if`: a count of zero.
+pub(crate) fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Second {
@@ -46,6 +55,7 @@ impl Second {
         self.requests = self.requests.saturating_add(o.requests);
         self.socket_messages = self.socket_messages.saturating_add(o.socket_messages);
         self.users = self.users.saturating_add(o.users);
+        self.dropped = self.dropped.saturating_add(o.dropped);
         match (&mut self.latency, &o.latency) {
             (Some(mine), Some(theirs)) => mine.add(theirs),
             (None, Some(theirs)) if self.summary.is_none() => self.latency = Some(theirs.clone()),

@@ -157,6 +157,18 @@ pub enum CallerRequest {
     },
     /// Stops every active run.
     Purge,
+    /// Changes the load of a running run (the dashboard's control): the broker passes the
+    /// run's total on to each of its agents still running, whose worker takes its share the
+    /// way the plan divides the load.
+    Load {
+        /// The run.
+        run_id: String,
+        /// The scenario (`None`: the whole run).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scenario: Option<String>,
+        /// Users (closed models) or arrivals per second (the open model), the run's total.
+        value: f64,
+    },
 }
 
 /// What a caller asks for when it starts a run.
@@ -280,6 +292,16 @@ pub enum ToAgent {
         /// Why no rows are leased, when it is not that they ran out.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+    },
+    /// Change the load of the worker of this run (see [`CallerRequest::Load`]).
+    Load {
+        /// The run.
+        run_id: String,
+        /// The scenario (`None`: the whole run).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scenario: Option<String>,
+        /// The run's total.
+        value: f64,
     },
 }
 

@@ -56,6 +56,17 @@ pub struct LiveData {
     pub change: bool,
     /// The run's scenarios (for a change of one scenario's load).
     pub scenarios: Vec<String>,
+    /// What each part's change sets: `users`, `rate` (arrivals per second) or `fixed`.
+    pub loads: Vec<LoadPart>,
+}
+
+/// What a change of one part of the run sets (the page labels its input by it).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoadPart {
+    /// The scenario (`None`: the run has no scenarios).
+    pub scenario: Option<String>,
+    /// `users`, `rate` or `fixed`.
+    pub kind: &'static str,
 }
 
 impl PageData {

@@ -28,6 +28,10 @@ pub trait Control: Send + Sync {
         let _ = (scenario, value);
         Err("this run cannot change its load".into())
     }
+    /// What a change sets, per part of the run: `(scenario, "users" | "rate" | "fixed")`.
+    fn kinds(&self) -> Vec<(Option<String>, &'static str)> {
+        Vec::new()
+    }
 }
 
 /// What the broker's page shows (`loads broker --web`): given by the broker command, which
@@ -125,6 +129,13 @@ impl Hub {
             control: control.is_some(),
             change: control.as_ref().is_some_and(|c| c.can_change()),
             scenarios: summary_scenarios.keys().cloned().collect(),
+            loads: control
+                .as_ref()
+                .map(|c| c.kinds())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(scenario, kind)| super::data::LoadPart { scenario, kind })
+                .collect(),
         };
         let json = PageData::of(result, Some(live)).to_json();
         self.tx.send_replace(Arc::new(json));

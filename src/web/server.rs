@@ -378,12 +378,17 @@ async fn load(State(s): State<Arc<Served>>, body: axum::body::Bytes) -> Response
     if !change.value.is_finite() || change.value < 0.0 {
         return refuse(StatusCode::BAD_REQUEST, "the value must be a number ≥ 0");
     }
-    match s.hub.control() {
-        Some(c) => match c.change(change.scenario.as_deref(), change.value) {
-            Ok(m) => (StatusCode::OK, m).into_response(),
-            Err(e) => refuse(StatusCode::CONFLICT, &e),
-        },
-        None => refuse(StatusCode::CONFLICT, "this run cannot change its load"),
+    let Some(c) = s.hub.control() else {
+        return refuse(StatusCode::CONFLICT, "this run cannot change its load");
+    };
+    // A cluster run's change waits for the broker: not on the server's only thread.
+    let done =
+        tokio::task::spawn_blocking(move || c.change(change.scenario.as_deref(), change.value))
+            .await;
+    match done {
+        Ok(Ok(m)) => (StatusCode::OK, m).into_response(),
+        Ok(Err(e)) => refuse(StatusCode::CONFLICT, &e),
+        Err(_) => refuse(StatusCode::INTERNAL_SERVER_ERROR, "the change failed"),
     }
 }
 

@@ -75,6 +75,7 @@ pub fn check_cluster(broker: &str, server_url: &str) -> Result<Vec<AgentCheck>, 
         &run_id,
         0,
         OnCtrlC::Ignore,
+        None,
     )? {
         Followed::Ended(r) => r,
         Followed::Detached(_) => return Err(RunError::Cluster("detached".into())),

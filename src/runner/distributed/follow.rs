@@ -78,6 +78,7 @@ pub(super) fn follow(
     run_id: &str,
     skip: u64,
     on_ctrl_c: OnCtrlC,
+    load: Option<&super::ClusterLoad>,
 ) -> Result<Followed, RunError> {
     // Counted from when the caller installed it (before the run was submitted, for `run`).
     let presses = (on_ctrl_c != OnCtrlC::Ignore).then(ctrl_c_counter);
@@ -129,6 +130,10 @@ pub(super) fn follow(
             } else if !stopping {
                 return Ok(Followed::Detached(run_id.to_owned()));
             }
+        }
+        // The dashboard's load changes, once the broker passed them on.
+        for change in load.map(|l| l.take_changes()).unwrap_or_default() {
+            result.load_changed(change);
         }
         let mut items = [sub.as_poll_item(zmq::POLLIN)];
         // EINTR from Ctrl-C is not an error: the loop looks at the press first.

@@ -12,14 +12,17 @@
 
 mod check;
 mod follow;
+mod load;
 mod pages;
 mod replay;
 mod worker;
 
 pub use check::{check_cluster, ping};
+pub use load::ClusterLoad;
 pub use replay::{attach, report};
 pub use worker::run_worker;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{RunArgs, RunError, Runner};
@@ -50,6 +53,8 @@ pub struct DistributedRunner {
     broker: String,
     /// Files for the workers' test directories: where they go, and where they are here.
     files: Vec<(String, std::path::PathBuf)>,
+    /// The dashboard's control of the run's load (a run of a registered test).
+    load: Option<Arc<ClusterLoad>>,
 }
 
 impl DistributedRunner {
@@ -66,6 +71,9 @@ impl DistributedRunner {
         // or an external command.
         let runner = super::runner_for(args)?;
         let mut args = runner.args().clone();
+        let load = runner
+            .load_control()
+            .map(|c| Arc::new(ClusterLoad::new(c, broker)));
         // The data files were read: the broker leases the rows of unique sources by number.
         for spec in &mut args.plan.data {
             spec.rows = runner.data().spec(&spec.name).and_then(|s| s.rows);
@@ -79,7 +87,14 @@ impl DistributedRunner {
             agents,
             broker: broker.to_owned(),
             files: Vec::new(),
+            load,
         })
+    }
+
+    /// The control of this run's load while it runs (the dashboard's), for a run of a
+    /// registered test (an external runner's processes pace themselves).
+    pub fn load_control(&self) -> Option<Arc<ClusterLoad>> {
+        self.load.clone()
     }
 
     /// Ships the files matching `globs` into each worker's test directory. A relative glob keeps
@@ -342,13 +357,24 @@ impl DistributedRunner {
         let run_id = self.submit(&client)?;
         // The broker keeps our run id unless it was taken.
         result.set_run_id(&run_id);
+        if let Some(load) = &self.load {
+            load.submitted(&run_id);
+        }
         result.start();
         let on_ctrl_c = if interactive {
             OnCtrlC::AskOrStop
         } else {
             OnCtrlC::Ignore
         };
-        follow(&client, &sub, result, &run_id, 0, on_ctrl_c)
+        follow(
+            &client,
+            &sub,
+            result,
+            &run_id,
+            0,
+            on_ctrl_c,
+            self.load.as_deref(),
+        )
     }
 
     /// Runs and follows the run; Ctrl-C asks whether to stop it or detach. Returns `None` when

@@ -61,7 +61,15 @@ pub fn attach(
             result.ingest(env.event);
         }
     })?;
-    match follow(&client, &sub, result, &run_id, skip, OnCtrlC::AskOrDetach)? {
+    match follow(
+        &client,
+        &sub,
+        result,
+        &run_id,
+        skip,
+        OnCtrlC::AskOrDetach,
+        None,
+    )? {
         Followed::Ended(r) => Ok(Some(*r)),
         Followed::Detached(id) => {
             println!("Detached from run {id}: it goes on; `loads attach {id}` follows it again");

@@ -2,8 +2,11 @@
 //! with the runner that [`runner_for`] picks (the local one, or the external one for
 //! `--test-runner`) once the broker gives the go, and sends every event through a [`Relay`] to
 //! the broker instead of into a test result; the rows of its unique data sources are leased
-//! from the broker ([`BrokerLease`]), and those it did not use are given back at its end. What went wrong (failed runners, unsent events, an
-//! interruption) leaves as the error.
+//! from the broker ([`BrokerLease`]), and those it did not use are given back at its end. After
+//! the go, its stdin brings the load changes of the dashboard (one
+//! [`ToAgent::Load`](crate::transport::ToAgent::Load) per line, the run's total, of which the
+//! runner's [`LoadControl`](crate::runner::LoadControl) takes this worker's share). What went
+//! wrong (failed runners, unsent events, an interruption) leaves as the error.
 
 use std::time::Duration;
 
@@ -14,6 +17,48 @@ use crate::transport::relay::Relay;
 
 /// How long a worker waits for the go of its run.
 const GO_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The longest line the agent sends after the go (a load change).
+const MAX_LINE: u64 = 4096;
+
+/// Reads the agent's load changes from stdin until it closes, and makes them.
+fn follow_load_changes(load: Option<&crate::runner::LoadControl>) {
+    use std::io::BufRead as _;
+    use std::io::Read as _;
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut input).take(MAX_LINE).read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) if line.last() != Some(&b'\n') => {
+                // Longer than any change: skip to its end.
+                if input.skip_until(b'\n').unwrap_or(0) == 0 {
+                    return;
+                }
+            }
+            Ok(_) => {
+                let change = serde_json::from_slice::<crate::transport::ToAgent>(&line);
+                match (change, load) {
+                    (
+                        Ok(crate::transport::ToAgent::Load {
+                            scenario, value, ..
+                        }),
+                        Some(load),
+                    ) => match load.set(scenario.as_deref(), value) {
+                        Ok(what) => tracing::info!("load change: {what}"),
+                        Err(why) => tracing::warn!("load change refused: {why}"),
+                    },
+                    (Ok(_), None) => {
+                        tracing::warn!("load change refused: an external runner paces itself")
+                    }
+                    _ => tracing::warn!("not a load change from the agent"),
+                }
+            }
+        }
+    }
+}
 
 /// The worker: runs a job with the local runner, sending its events through a relay.
 pub fn run_worker(job: &Job) -> Result<(), RunError> {
@@ -42,10 +87,9 @@ pub fn run_worker(job: &Job) -> Result<(), RunError> {
         Ok(true) => {
             // The agent keeps the pipe open while it lives: when it closes (the agent ended,
             // even killed), the worker stops as on SIGTERM, so that it never loads on alone.
-            std::thread::spawn(|| {
-                use std::io::Read as _;
-                let mut sink = [0u8; 64];
-                while matches!(std::io::stdin().lock().read(&mut sink), Ok(n) if n > 0) {}
+            let load = runner.load_control();
+            std::thread::spawn(move || {
+                follow_load_changes(load.as_deref());
                 // SAFETY: raise only sends a signal to this process, whose handler stops the run.
                 unsafe {
                     libc::raise(libc::SIGTERM);

@@ -41,6 +41,7 @@ use drive::{DriveCtx, Part};
 use worker::Worker;
 
 pub use load::LoadControl;
+pub(crate) use load::LoadKind;
 
 /// Runs a test (or a mix, or several scenarios) in this process.
 pub struct LocalRunner {
@@ -137,8 +138,9 @@ impl LocalRunner {
         let load = Arc::new(LoadControl::new(
             parts
                 .iter()
-                .map(|p| (p.name.as_deref().map(str::to_owned), fixed_users(&p.plan)))
+                .map(|p| (p.name.as_deref().map(str::to_owned), LoadKind::of(&p.plan)))
                 .collect(),
+            args.plan.share.unwrap_or((0, 1)),
         ));
         Ok(LocalRunner {
             args,
@@ -287,19 +289,6 @@ impl LocalRunner {
             &self.args.report,
             self.args.plan.abort_on_threshold,
         )?)
-    }
-}
-
-/// Why the users of a part with `plan` cannot change while it runs, if they cannot.
-fn fixed_users(plan: &Plan) -> Option<&'static str> {
-    match (&plan.model, &plan.stop) {
-        (Model::Cycles, crate::config::plan::Stop::Hits(_)) => Some(
-            "a users × hits plan keeps its users; run for a duration (-d) or by --stages to change them",
-        ),
-        (Model::Cycles | Model::Stages(_), _) => None,
-        (Model::Rate { .. }, _) => Some(
-            "the open model (--rate) keeps its arrival rate: changing it live is not supported yet",
-        ),
     }
 }
 

@@ -2,8 +2,10 @@
 //! answers. Each worker thread takes every n-th arrival and serves it from a pool of virtual
 //! users of its own (the [`Scheduler`]); late starts wait in a bounded backlog, and those beyond
 //! it are counted as dropped. A new pool user runs its `on_start` when the first arrival it
-//! serves is due, and every user that started runs its `on_stop` when the plan ends. Users
-//! enter as tasks on the workers of the [`DriveCtx`]; their hits leave through the recorder.
+//! serves is due, and every user that started runs its `on_stop` when the plan ends. A rate
+//! set from the dashboard ([`LoadControl`](super::LoadControl)) replaces the plan's from then
+//! to the plan's end (0 pauses the arrivals). Users enter as tasks on the workers of the
+//! [`DriveCtx`]; their hits leave through the recorder.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -39,6 +41,7 @@ pub(super) async fn drive_rate(
             start,
             end,
             lane: (w as u64, n),
+            part: ctx.index,
             pool,
             offset,
             cancel: step_cancel.clone(),
@@ -70,6 +73,8 @@ struct Scheduler {
     end: Instant,
     /// `(w, n)`: this worker takes arrivals w+1, w+1+n, w+1+2n...
     lane: (u64, u64),
+    /// The part of the run (its load's index in the run's `LoadControl`).
+    part: usize,
     pool: u64,
     /// Phase of this process's arrivals (see `Model::Rate`).
     offset: f64,
@@ -86,13 +91,36 @@ struct PoolUser {
     started: bool,
 }
 
+/// A rate set while the run goes on: from `since`, `rate` arrivals per second (of this
+/// process) until the plan's end.
+#[derive(Clone, Copy, PartialEq)]
+struct SetRate {
+    since: Instant,
+    rate: f64,
+}
+
 impl Scheduler {
-    /// Counts `n` starts that never happened (at once, so that an abort loses none).
-    fn drop_starts(&self, n: u64) {
+    /// When this lane's arrival `k` (from 0) is due: by the plan, or by the rate set since;
+    /// `None` once there are no more before the plan's end.
+    fn arrival(&self, set: Option<SetRate>, k: u64) -> Option<Instant> {
+        let j = (k * self.lane.1 + self.lane.0 + 1) as f64 - self.offset;
+        match set {
+            None => crate::config::plan::arrival_at(self.start_rate, &self.stages, j)
+                .map(|t| self.start + Duration::from_secs_f64(t)),
+            Some(s) if s.rate > 0.0 => {
+                let t = s.since + Duration::try_from_secs_f64(j / s.rate).ok()?;
+                (t < self.end).then_some(t)
+            }
+            Some(_) => None,
+        }
+    }
+
+    /// Counts `n` starts due at `due` that never happened (at once, so that an abort loses
+    /// none).
+    fn drop_starts(&self, n: u64, due: Instant) {
         if n > 0 {
-            self.template
-                .recorder
-                .record(|s| s.open_mut().dropped = s.open_mut().dropped.saturating_add(n));
+            let second = crate::result::recorder::unix_second_at(due);
+            self.template.recorder.record(|s| s.drop_starts(n, second));
         }
     }
 
@@ -106,29 +134,42 @@ impl Scheduler {
         let backlog_max = (self.pool as usize).saturating_mul(BACKLOG_PER_USER);
         let (mut created, mut in_flight) = (0u64, 0u64);
         let mut k = 0u64;
-        let arrival = |k: u64| {
-            let j = k * self.lane.1 + self.lane.0 + 1;
-            crate::config::plan::arrival_at(self.start_rate, &self.stages, j as f64 - self.offset)
-                .map(|t| self.start + Duration::from_secs_f64(t))
-        };
-        let mut next = arrival(k);
+        let mut set: Option<SetRate> = None;
+        let mut next = self.arrival(set, k);
         let control = self.template.control.clone();
+        // A rate that can change is looked for at each turn, and ten times a second when
+        // nothing else happens.
+        let watch = control.load.rate_changes(self.part);
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             if control.stopping.load(Ordering::Relaxed) {
                 break;
+            }
+            if watch
+                && let Some(rate) = control.load.rate(self.part)
+                && set.is_none_or(|s| s.rate != rate)
+            {
+                set = Some(SetRate {
+                    since: Instant::now(),
+                    rate,
+                });
+                k = 0;
+                next = self.arrival(set, k);
             }
             let waiting_for_end = next.is_none() && !backlog.is_empty();
             tokio::select! {
                 _ = tokio::time::sleep_until(next.unwrap_or(self.end).into()), if next.is_some() => {
                     if let Some(t) = next {
                         backlog.push_back(t);
-                        if backlog.len() > backlog_max {
-                            backlog.pop_front();
-                            self.drop_starts(1);
+                        if backlog.len() > backlog_max
+                            && let Some(due) = backlog.pop_front()
+                        {
+                            self.drop_starts(1, due);
                         }
                     }
                     k += 1;
-                    next = arrival(k);
+                    next = self.arrival(set, k);
                 }
                 Some(u) = back_rx.recv() => {
                     in_flight -= 1;
@@ -139,6 +180,7 @@ impl Scheduler {
                     }
                 }
                 _ = tokio::time::sleep_until(self.end.into()), if waiting_for_end => {}
+                _ = tick.tick(), if watch => {}
                 _ = self.cancel.cancelled() => break,
             }
             while let Some(&intended) = backlog.front() {
@@ -182,9 +224,8 @@ impl Scheduler {
                         if !vu.hook(case, &mut **state, Hook::Start).await {
                             // No hit for this arrival: a dropped start (and the user's failed
                             // `on_start` is in the results); a new user may come.
-                            vu.recorder.record(|s| {
-                                s.open_mut().dropped = s.open_mut().dropped.saturating_add(1)
-                            });
+                            let second = crate::result::recorder::unix_second_at(intended);
+                            vu.recorder.record(|s| s.drop_starts(1, second));
                             drop(active);
                             let _ = back.send(None);
                             return;
@@ -211,16 +252,18 @@ impl Scheduler {
             if next.is_none() {
                 // The plan's arrivals are over: late starts may still get a user until the
                 // plan's end; what waits then never starts.
-                if Instant::now() >= self.end {
-                    self.drop_starts(backlog.len() as u64);
+                let ended = Instant::now() >= self.end;
+                if ended {
+                    self.drop_starts(backlog.len() as u64, Instant::now());
                     backlog.clear();
                 }
-                if backlog.is_empty() && in_flight == 0 {
+                // A rate that can change may start arrivals again until the plan's end.
+                if backlog.is_empty() && in_flight == 0 && (ended || !watch) {
                     break;
                 }
             }
         }
-        self.drop_starts(backlog.len() as u64);
+        self.drop_starts(backlog.len() as u64, Instant::now());
         // Wait for the hits in flight (each gives its user back before it ends; a cancelled
         // step makes them abandon their hits), then every user that started runs its
         // `on_stop` (the driver aborts this task, and them, after the stop grace).

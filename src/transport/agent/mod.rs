@@ -204,6 +204,12 @@ impl<R: FnOnce(&str)> Agent<R> {
                 Ok(())
             }
             ToAgent::Stop { run_id } => self.on_stop(run_id),
+            ToAgent::Load { ref run_id, .. } => {
+                if let Some(w) = self.workers.get_mut(run_id) {
+                    w.change_load(&msg);
+                }
+                Ok(())
+            }
             // For a worker's own connection: not ours.
             ToAgent::Rows { .. } => Ok(()),
         }

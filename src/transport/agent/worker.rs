@@ -4,7 +4,8 @@
 //! [`Worker::start`] hashes them again, lays out the run's test directory in the agent's work
 //! directory (`RUN/` with the included files, `RUN.job.json` beside it with the job and the
 //! agent's keys, readable by the agent only, and `RUN.stderr` for the worker's stderr) and starts
-//! the test binary there. The worker waits for "go" on its stdin ([`Worker::go`]), sends its
+//! the test binary there. The worker waits for "go" on its stdin ([`Worker::go`]), then takes
+//! load changes there ([`Worker::change_load`]), sends its
 //! events to the broker's receiver itself, and stops on SIGTERM ([`Worker::terminate`]). What
 //! leaves here is its exit ([`Worker::exit`]): its code, and the end of its stderr when it
 //! failed.
@@ -140,6 +141,19 @@ impl Worker {
         if let Some(go) = self.go.as_mut() {
             use std::io::Write as _;
             let _ = go.write_all(b"go\n").and_then(|_| go.flush());
+        }
+    }
+
+    /// Passes a load change on to a running worker: one line on its go pipe, the
+    /// [`ToAgent::Load`](crate::transport::ToAgent::Load) message as JSON.
+    pub(super) fn change_load(&mut self, message: &crate::transport::ToAgent) {
+        if !self.went {
+            return;
+        }
+        if let (Some(pipe), Ok(mut line)) = (self.go.as_mut(), serde_json::to_vec(message)) {
+            use std::io::Write as _;
+            line.push(b'\n');
+            let _ = pipe.write_all(&line).and_then(|_| pipe.flush());
         }
     }
 

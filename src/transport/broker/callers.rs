@@ -3,7 +3,61 @@
 
 use super::*;
 
+/// The longest scenario name a load change may carry.
+const MAX_SCENARIO_NAME: usize = 256;
+
 impl Broker {
+    /// Passes a load change of `run_id` on to its agents still running: each worker takes its
+    /// share of the total, as the plan divides it (see [`CallerRequest::Load`]).
+    fn change_load(
+        &mut self,
+        run_id: &str,
+        scenario: Option<String>,
+        value: f64,
+        back: &zmq::Socket,
+    ) -> Value {
+        if !value.is_finite() || value < 0.0 {
+            return refuse("invalid", "the value must be a number ≥ 0".into());
+        }
+        if scenario
+            .as_ref()
+            .is_some_and(|s| s.len() > MAX_SCENARIO_NAME)
+        {
+            return refuse("invalid", "no such scenario".into());
+        }
+        let Some(run) = self.runs.get(run_id).filter(|r| self.may_see(&r.owner)) else {
+            return refuse(
+                "unknown_run",
+                format!("no active run {run_id:?} (`loads runs` lists them)"),
+            );
+        };
+        if run.stopped {
+            return refuse("stopping", "the run is stopping".into());
+        }
+        if !run.going {
+            return refuse(
+                "not_started",
+                "the run waits for its workers: change its load once it has started".into(),
+            );
+        }
+        let running: Vec<&String> = run
+            .agents
+            .iter()
+            .filter(|a| !run.done.contains_key(*a) && !run.exited.contains_key(*a))
+            .collect();
+        let Ok(frame) = to_frame(&ToAgent::Load {
+            run_id: run_id.to_owned(),
+            scenario,
+            value,
+        }) else {
+            return refuse("invalid", "the change does not encode".into());
+        };
+        for a in &running {
+            let _ = back.send_multipart([a.as_bytes(), &frame], 0);
+        }
+        ok(json!({ "agents": running.len(), "of": run.agents.len() }))
+    }
+
     /// Whether the caller of the request being handled may see and act on `owner`'s runs.
     pub(super) fn may_see(&self, owner: &str) -> bool {
         self.caller_admin || owner == self.caller
@@ -158,6 +212,11 @@ impl Broker {
                     )
                 }
             }
+            CallerRequest::Load {
+                run_id,
+                scenario,
+                value,
+            } => self.change_load(&run_id, scenario, value, back),
             CallerRequest::Purge => {
                 let ids: Vec<String> = self
                     .runs
