@@ -198,7 +198,6 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 struct LiveRun {
     child: Child,
     url: String,
-    #[allow(dead_code)]
     lines: mpsc::Receiver<String>,
 }
 
@@ -1252,4 +1251,77 @@ fn a_cluster_runs_users_change_is_divided_among_its_agents_and_recorded() {
             .iter()
             .any(|s| s["users"] == 9)
     );
+}
+
+#[test]
+fn a_lost_agent_shows_as_lost_while_the_run_goes_on() {
+    let server = DemoServer::start();
+    let mut cluster = Cluster::start("web-lost", 2);
+    let mut live = LiveRun::start(&[
+        "run",
+        "example::health",
+        "--agents",
+        "2",
+        "-u",
+        "2",
+        "-d",
+        "60s",
+        "-s",
+        &server.url,
+        "--broker",
+        &cluster.front,
+        "-q",
+        "--web",
+        "127.0.0.1:0",
+    ]);
+    let port = port_of(&live.url);
+    let data = |port: u16| -> Value {
+        let (_, body) = http(port, "GET", "/api/data", &[], "");
+        serde_json::from_str(&body).unwrap_or(Value::Null)
+    };
+    let agents = |d: &Value| {
+        d["summary"]["per_agent"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while agents(&data(port)).len() < 2 {
+        assert!(Instant::now() < deadline, "never 2 agents: {}", data(port));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    cluster.agents[0].kill_group();
+    // The broker drops it after its --agent-timeout (6 s); the page says so while the run goes
+    // on with the other agent.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let d = loop {
+        let d = data(port);
+        if agents(&d).iter().any(|a| a["lost"] == true) {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "no lost agent: {d}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(d["live"]["running"], true, "the run goes on");
+    assert_eq!(
+        agents(&d).iter().filter(|a| a["lost"] == true).count(),
+        1,
+        "{d}"
+    );
+    let warned = (0..50).any(|_| {
+        live.lines
+            .recv_timeout(Duration::from_millis(100))
+            .is_ok_and(|l| l.contains("was lost (no heartbeat): the run goes on without it"))
+    });
+    assert!(warned, "no warning on stderr");
+    let (code, _) = http(
+        port,
+        "POST",
+        "/api/stop",
+        &["Content-Type: application/json"],
+        "{}",
+    );
+    assert_eq!(code, 200);
+    let (code, text) = live.wait(Duration::from_secs(60));
+    assert_eq!(code, Some(130), "{text}");
 }

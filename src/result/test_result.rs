@@ -246,10 +246,15 @@ impl TestResult {
 
     /// Notes that the broker lost agent `id` during the run.
     pub fn note_lost_agent(&mut self, id: &str) {
-        self.note_agent_event(id, "", 0);
-        if let Some(a) = self.agents.get_mut(id) {
-            a.lost = true;
-        }
+        // Its last event stays when it was (an agent that sent nothing gets a row now).
+        self.agents
+            .entry(id.to_owned())
+            .or_insert_with(|| AgentSummary {
+                id: id.to_owned(),
+                last_event: unix_now_f64(),
+                ..AgentSummary::default()
+            })
+            .lost = true;
     }
 
     /// Marks the run as interrupted (Ctrl-C, stop): outputs say so.

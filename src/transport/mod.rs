@@ -462,6 +462,12 @@ pub enum Publication {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         duration: Option<f64>,
     },
+    /// The broker lost an agent of the run (no heartbeat for its `--agent-timeout`): the run
+    /// goes on without it; `End` lists it again among `lost_agents`.
+    AgentLost {
+        /// The agent.
+        agent: String,
+    },
     /// The run waits for its workers to be ready (published about once a second until the go).
     Waiting {
         /// Agents whose worker is ready.

@@ -97,6 +97,8 @@ pub(super) fn follow(
     // How long the run had lasted at its last event (a run cut short by a lost broker ends
     // there: the silence that follows is not part of its duration).
     let mut last_event: Option<Duration> = None;
+    // Agents the broker said it lost.
+    let mut lost = std::collections::HashSet::new();
     loop {
         // SIGTERM stops the run as a Ctrl-C without a terminal would.
         if let Some(p) = &presses
@@ -227,6 +229,13 @@ pub(super) fn follow(
                             }
                         )));
                     }
+                    Ok(Publication::AgentLost { agent }) if lost.insert(agent.clone()) => {
+                        eprintln!(
+                            "warning: agent {agent} was lost (no heartbeat): the run goes on without it"
+                        );
+                        result.note_lost_agent(&agent);
+                        result.add_run_problem(lost_agent_problem(&agent));
+                    }
                     Ok(Publication::End {
                         status,
                         lost_agents,
@@ -260,7 +269,7 @@ pub(super) fn follow(
                                 "the broker could not store {unstored} of the run's {events} events (its database failed: see the broker's log); this summary has them, but `loads report {run_id}` will not"
                             ));
                         }
-                        for a in lost_agents {
+                        for a in lost_agents.into_iter().filter(|a| !lost.contains(a)) {
                             result.note_lost_agent(&a);
                             result.add_run_problem(lost_agent_problem(&a));
                         }

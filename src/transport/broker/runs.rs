@@ -72,6 +72,11 @@ impl Broker {
                 && !run.done.contains_key(&id)
             {
                 run.row.lost_agents.push(id.clone());
+                // Its caller (and dashboard) say so now, not only at the end.
+                if let Ok(p) = to_frame(&Publication::AgentLost { agent: id.clone() }) {
+                    let _ =
+                        publisher.send_multipart([run.row.run_id.as_bytes(), &p], zmq::DONTWAIT);
+                }
                 run.done.insert(id, Instant::now());
             }
         }
