@@ -1325,3 +1325,93 @@ fn a_lost_agent_shows_as_lost_while_the_run_goes_on() {
     let (code, text) = live.wait(Duration::from_secs(60));
     assert_eq!(code, Some(130), "{text}");
 }
+
+#[test]
+fn the_broker_page_follows_an_active_run_live_and_stops_it() {
+    let server = DemoServer::start();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let cluster = Cluster::start_with("webbroker-live", 1, None, &["--web", &addr]);
+    let out = run(&[
+        "run",
+        "example::health",
+        "--agents",
+        "1",
+        "-u",
+        "2",
+        "-d",
+        "60s",
+        "-s",
+        &server.url,
+        "--broker",
+        &cluster.front,
+        "--detach",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let run_id = text
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_else(|| panic!("no run id in {text}"))
+        .trim_end_matches(';')
+        .to_owned();
+    let (code, body) = http(port, "GET", "/runs/no-such-run/live", &[], "");
+    assert_eq!(code, 404, "{body}");
+    let (code, body) = http(port, "GET", &format!("/runs/{run_id}/live"), &[], "");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("uPlot"), "the dashboard's page");
+    // Its data grows second by second, fed from the broker.
+    let hits = |port: u16| -> Option<(u64, Value)> {
+        let (code, body) = http(port, "GET", &format!("/runs/{run_id}/api/data"), &[], "");
+        let d: Value = serde_json::from_str(&body).ok()?;
+        (code == 200).then(|| (d["summary"]["hits"].as_u64().unwrap_or(0), d))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first = loop {
+        if let Some((h, d)) = hits(port).filter(|(h, _)| *h > 0) {
+            assert_eq!(d["live"]["running"], true, "{d}");
+            assert_eq!(d["live"]["control"], true, "{d}");
+            assert_eq!(d["summary"]["run_id"], run_id.as_str());
+            break h;
+        }
+        assert!(Instant::now() < deadline, "no hits in the live view");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    std::thread::sleep(Duration::from_millis(2500));
+    let (later, _) = hits(port).expect("data");
+    assert!(later > first, "{first} then {later}");
+    let (code, body) = http(
+        port,
+        "POST",
+        &format!("/runs/{run_id}/api/load"),
+        &["Content-Type: application/json"],
+        r#"{"value": 5}"#,
+    );
+    assert_eq!(code, 409, "{body}");
+    let (code, body) = http(
+        port,
+        "POST",
+        &format!("/runs/{run_id}/api/stop"),
+        &["Content-Type: application/json"],
+        "{}",
+    );
+    assert_eq!(
+        (code, body.as_str()),
+        (200, format!("stopping run {run_id}").as_str())
+    );
+    // The view ends with the run: its last data says so.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some((_, d)) = hits(port)
+            && d["live"]["finished"] == true
+        {
+            assert_eq!(d["summary"]["interrupted"], true, "{}", d["summary"]);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the live view never ended");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

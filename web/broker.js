@@ -33,7 +33,8 @@
     var active = p.active_runs || [];
     if (!active.length) act.appendChild(el('p', { text: 'None.' }));
     active.forEach(function (id) {
-      act.appendChild(el('p', null, [el('a', { href: withToken('runs/' + encodeURIComponent(id)), text: id }), ' (its report so far)']));
+      act.appendChild(el('p', null, [el('a', { href: withToken('runs/' + encodeURIComponent(id) + '/live'), text: id, 'class': 'live-link' }),
+        ' (live) · ', el('a', { href: withToken('runs/' + encodeURIComponent(id)), text: 'its report so far' })]));
     });
     var rb = document.querySelector('#runs tbody');
     clear(rb);

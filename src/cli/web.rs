@@ -1,13 +1,14 @@
 //! `--web`: starts the live dashboard of a run (see [`crate::web`]) before the run, with the
 //! controls of the run it serves, and prints its URL.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use super::CliError;
 use crate::config::WebArgs;
 use crate::runner::LoadControl;
 use crate::runner::distributed::ClusterLoad;
-use crate::web::hub::{Control, StopByInterrupt};
+use crate::web::hub::{Control, StopByInterrupt, observer};
 use crate::web::{Hub, WebServer};
 
 /// Starts the dashboard when `args` ask for one: the test results made from now on feed it.
@@ -107,12 +108,43 @@ pub(super) fn start_broker_page(args: &WebArgs, keyed: bool) -> Result<Option<Ar
 pub(super) fn set_broker(hub: &Hub, frontend: &str) {
     hub.set_cluster(Arc::new(BrokerView {
         front: frontend.to_owned(),
+        lives: Arc::new(Mutex::new(BTreeMap::new())),
     }));
 }
+
+/// The most active runs the broker's page follows live at once.
+const MAX_LIVE_VIEWS: usize = 16;
 
 /// The broker's page, fed by asking the broker as `loads ping`, `runs` and `report` do.
 struct BrokerView {
     front: String,
+    /// The live views of active runs, by run id: each followed by a thread of its own.
+    lives: Arc<Mutex<BTreeMap<String, Arc<Hub>>>>,
+}
+
+/// The stop button of a run the broker's page follows: asks the broker, as `loads stop` does.
+struct BrokerStop {
+    front: String,
+    run_id: String,
+}
+
+impl Control for BrokerStop {
+    fn stop(&self) -> Result<String, String> {
+        let client = crate::transport::client::BrokerClient::connect(
+            &self.front,
+            std::time::Duration::from_secs(5),
+        )
+        .map_err(|e| e.to_string())?;
+        client
+            .call(
+                &crate::transport::CallerRequest::Stop {
+                    run_id: self.run_id.clone(),
+                },
+                None,
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(format!("stopping run {}", self.run_id))
+    }
 }
 
 impl crate::web::hub::ClusterView for BrokerView {
@@ -137,5 +169,54 @@ impl crate::web::hub::ClusterView for BrokerView {
         )
         .map_err(|e| e.to_string())?;
         Ok(crate::web::data::PageData::of(&result, None))
+    }
+
+    fn live(&self, run_id: &str) -> Result<Option<Arc<Hub>>, String> {
+        let known = |lives: &BTreeMap<String, Arc<Hub>>| lives.get(run_id).cloned();
+        if let Some(hub) = self.lives.lock().ok().and_then(|l| known(&l)) {
+            return Ok(Some(hub));
+        }
+        let ping = crate::runner::distributed::ping(&self.front).map_err(|e| e.to_string())?;
+        if !ping.active_runs.iter().any(|r| r == run_id) {
+            return Ok(None);
+        }
+        let mut lives = self
+            .lives
+            .lock()
+            .map_err(|_| "the page's live views failed".to_owned())?;
+        if let Some(hub) = known(&lives) {
+            return Ok(Some(hub));
+        }
+        lives.retain(|_, h| !h.finished());
+        if lives.len() >= MAX_LIVE_VIEWS {
+            return Err(format!(
+                "the page follows {MAX_LIVE_VIEWS} active runs already: open this one when one of them has ended"
+            ));
+        }
+        let hub = Arc::new(Hub::default());
+        hub.set_control(Arc::new(BrokerStop {
+            front: self.front.clone(),
+            run_id: run_id.to_owned(),
+        }));
+        let (front, id, fed) = (self.front.clone(), run_id.to_owned(), hub.clone());
+        let views = self.lives.clone();
+        std::thread::Builder::new()
+            .name("loads-web-follow".into())
+            .spawn(move || {
+                match crate::runner::distributed::watch(&front, &id, observer(fed.clone())) {
+                    Ok(result) => fed.publish_finished(&result),
+                    Err(e) => {
+                        tracing::warn!("the broker's page could not follow run {id}: {e}");
+                        // The next request follows it again.
+                        fed.publish_failed();
+                        if let Ok(mut v) = views.lock() {
+                            v.remove(&id);
+                        }
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        lives.insert(run_id.to_owned(), hub.clone());
+        Ok(Some(hub))
     }
 }

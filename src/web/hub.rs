@@ -42,6 +42,9 @@ pub trait ClusterView: Send + Sync {
     fn overview(&self) -> Result<serde_json::Value, String>;
     /// The full report of run `run_id`, rebuilt from its stored events: its page data.
     fn report(&self, run_id: &str) -> Result<PageData, String>;
+    /// The hub of active run `run_id`'s live view, fed from the broker (followed from the
+    /// first request on, until the run ends); `None` when no such run is active.
+    fn live(&self, run_id: &str) -> Result<Option<Arc<Hub>>, String>;
 }
 
 /// The stop of a run in this process: one Ctrl-C.
@@ -59,6 +62,7 @@ pub struct Hub {
     tx: tokio::sync::watch::Sender<Arc<String>>,
     control: Mutex<Option<Arc<dyn Control>>>,
     cluster: Mutex<Option<Arc<dyn ClusterView>>>,
+    finished: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Hub {
@@ -67,6 +71,7 @@ impl Default for Hub {
             tx: tokio::sync::watch::Sender::new(Arc::new(String::new())),
             control: Mutex::new(None),
             cluster: Mutex::new(None),
+            finished: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -139,6 +144,35 @@ impl Hub {
         };
         let json = PageData::of(result, Some(live)).to_json();
         self.tx.send_replace(Arc::new(json));
+        if finished {
+            self.finished
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+/// An observer that publishes the page data of the run it watches to `hub` (a run that the
+/// broker's page follows).
+pub fn observer(hub: Arc<Hub>) -> Box<dyn Observer> {
+    Box::new(HubObserver { hub, last: None })
+}
+
+impl Hub {
+    /// Publishes `result` as the finished run of this hub's page.
+    pub fn publish_finished(&self, result: &TestResult) {
+        self.publish(result, true);
+    }
+
+    /// Marks the page's run as no longer followed (its view failed): a new request follows it
+    /// again.
+    pub fn publish_failed(&self) {
+        self.finished
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the run of this hub's page has ended.
+    pub fn finished(&self) -> bool {
+        self.finished.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 

@@ -3,8 +3,9 @@
 //! latest page data), `api/events` (Server-Sent Events: the page data once a second),
 //! `POST api/stop` and `POST api/load` (the run's [`Control`](super::hub::Control)),
 //! `licenses/uplot`; on a broker (`loads broker --web`), `/` is the cluster's page, with
-//! `api/cluster` (agents, runs), `runs/{id}` (a stored run's full report) and
-//! `api/compare?a=&b=` (two stored runs compared).
+//! `api/cluster` (agents, runs), `runs/{id}` (a stored run's full report), `runs/{id}/live`
+//! (an active run's live view fed from the broker, with its own `api/data`, `api/events` and
+//! `api/stop` under `runs/{id}/`) and `api/compare?a=&b=` (two stored runs compared).
 //!
 //! Security: it binds loopback unless told otherwise. Bound beyond loopback, it requires a
 //! token (`--web-token`, or a generated one printed at start) on every request, as `?token=`
@@ -147,6 +148,11 @@ fn app(served: Arc<Served>) -> Router {
         .route("/api/cluster", get(cluster))
         .route("/api/compare", get(compare))
         .route("/runs/{id}", get(stored_report))
+        .route("/runs/{id}/live", get(live_page))
+        .route("/runs/{id}/api/data", get(live_data))
+        .route("/runs/{id}/api/events", get(live_events))
+        .route("/runs/{id}/api/stop", post(live_stop))
+        .route("/runs/{id}/api/load", post(live_load))
         .route("/api/data", get(data))
         .route("/api/events", get(events))
         .route("/api/stop", post(stop))
@@ -311,7 +317,12 @@ async fn compare(State(s): State<Arc<Served>>, uri: axum::http::Uri) -> Response
 }
 
 async fn data(State(s): State<Arc<Served>>) -> Response {
-    let current = s.hub.current();
+    data_of(&s.hub)
+}
+
+/// The latest page data of `hub`'s run.
+fn data_of(hub: &Hub) -> Response {
+    let current = hub.current();
     if current.is_empty() {
         // Before the run's first snapshot (made once a second): say so, never an empty 200.
         return (
@@ -332,7 +343,12 @@ async fn data(State(s): State<Arc<Served>>) -> Response {
 }
 
 async fn events(State(s): State<Arc<Served>>) -> Response {
-    let mut rx = s.hub.subscribe();
+    events_of(&s.hub)
+}
+
+/// Server-Sent Events: each new page data of `hub`'s run.
+fn events_of(hub: &Hub) -> Response {
+    let mut rx = hub.subscribe();
     rx.mark_changed();
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         loop {
@@ -349,13 +365,91 @@ async fn events(State(s): State<Arc<Served>>) -> Response {
         .into_response()
 }
 
+/// The live view's hub of active run `id` (the broker's page).
+async fn live_hub(s: &Served, id: String) -> Result<Arc<Hub>, Response> {
+    if !run_id_ok(&id) {
+        return Err(refuse(StatusCode::BAD_REQUEST, "not a run id"));
+    }
+    match with_cluster(s, move |v| v.live(&id)).await? {
+        Some(hub) => Ok(hub),
+        None => Err(refuse(
+            StatusCode::NOT_FOUND,
+            "no such active run: the broker's page lists them, and a finished run's report is at runs/RUN_ID",
+        )),
+    }
+}
+
+async fn live_page(
+    State(s): State<Arc<Served>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    match live_hub(&s, id.clone()).await {
+        Ok(hub) => Html(render(
+            &format!("loads run {id} (live, from the broker)"),
+            &hub.current(),
+            Mode::Live,
+        ))
+        .into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn live_data(
+    State(s): State<Arc<Served>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    match live_hub(&s, id).await {
+        Ok(hub) => data_of(&hub),
+        Err(r) => r,
+    }
+}
+
+async fn live_events(
+    State(s): State<Arc<Served>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    match live_hub(&s, id).await {
+        Ok(hub) => events_of(&hub),
+        Err(r) => r,
+    }
+}
+
+async fn live_stop(
+    State(s): State<Arc<Served>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    match live_hub(&s, id).await {
+        Ok(hub) => stop_of(hub).await,
+        Err(r) => r,
+    }
+}
+
+async fn live_load(
+    State(s): State<Arc<Served>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    match live_hub(&s, id).await {
+        Ok(_) => refuse(
+            StatusCode::CONFLICT,
+            "change the load from the dashboard of the run's caller (loads run --web), which knows its plan",
+        ),
+        Err(r) => r,
+    }
+}
+
 async fn stop(State(s): State<Arc<Served>>) -> Response {
-    match s.hub.control() {
-        Some(c) => match c.stop() {
-            Ok(m) => (StatusCode::OK, m).into_response(),
-            Err(e) => refuse(StatusCode::CONFLICT, &e),
-        },
-        None => refuse(StatusCode::CONFLICT, "this run cannot be stopped from here"),
+    stop_of(s.hub.clone()).await
+}
+
+/// Stops `hub`'s run through its control (which may ask a broker: not on the server's thread).
+async fn stop_of(hub: Arc<Hub>) -> Response {
+    let Some(c) = hub.control() else {
+        return refuse(StatusCode::CONFLICT, "this run cannot be stopped from here");
+    };
+    match tokio::task::spawn_blocking(move || c.stop()).await {
+        Ok(Ok(m)) => (StatusCode::OK, m).into_response(),
+        Ok(Err(e)) => refuse(StatusCode::CONFLICT, &e),
+        Err(_) => refuse(StatusCode::INTERNAL_SERVER_ERROR, "the stop failed"),
     }
 }
 

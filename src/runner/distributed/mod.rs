@@ -19,7 +19,7 @@ mod worker;
 
 pub use check::{check_cluster, ping};
 pub use load::ClusterLoad;
-pub use replay::{attach, report};
+pub use replay::{attach, report, watch};
 pub use worker::run_worker;
 
 use std::sync::Arc;

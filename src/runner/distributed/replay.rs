@@ -1,6 +1,6 @@
 //! Runs the broker stored, seen again: [`report`] rebuilds a finished (or running) run from its
 //! stored events page by page (`loads report`), and [`attach`] takes a running run's stored
-//! events and then follows it live (`loads attach`). Stored pages enter from the broker; a
+//! events and then follows it live (`loads attach`, and [`watch`] for the broker's page). Stored pages enter from the broker; a
 //! [`TestResult`] with the viewer's outputs, thresholds and baseline leaves.
 
 use std::time::Duration;
@@ -44,7 +44,7 @@ pub fn attach(
     if run.row.status != "running" {
         return replay_pages(&client, run, next, view).map(Some);
     }
-    let mut result = crate::output::build_result(
+    let result = crate::output::build_result(
         RunMeta {
             run_id: run_id.clone(),
             ..run.meta.clone()
@@ -52,30 +52,65 @@ pub fn attach(
         view,
         false,
     )?;
-    result.start();
-    if let Ok(started) = chrono::DateTime::parse_from_rfc3339(&run.row.started) {
-        result.set_started(started.with_timezone(&chrono::Utc));
-    }
-    let skip = each_stored_event(&client, &run_id, run, next, |_, env| {
-        if !matches!(env.event, Event::StartTestRun | Event::StopTestRun) {
-            result.ingest(env.event);
-        }
-    })?;
-    match follow(
-        &client,
-        &sub,
-        result,
-        &run_id,
-        skip,
-        OnCtrlC::AskOrDetach,
-        None,
-    )? {
+    match follow_from_storage(&client, &sub, result, run, next, OnCtrlC::AskOrDetach)? {
         Followed::Ended(r) => Ok(Some(*r)),
         Followed::Detached(id) => {
             println!("Detached from run {id}: it goes on; `loads attach {id}` follows it again");
             Ok(None)
         }
     }
+}
+
+/// Follows run `run_id` of the broker at `broker` for a viewer that did not start it (the
+/// broker's page): its stored events, then live until it ends, into a test result without
+/// outputs that `observer` watches. A run that already ended is rebuilt from its storage
+/// (without the observer). Returns the finished result.
+pub fn watch(
+    broker: &str,
+    run_id: &str,
+    observer: Box<dyn crate::result::Observer>,
+) -> Result<TestResult, RunError> {
+    let (client, sub) = connect(broker)?;
+    let (run, next) = fetch_page(&client, run_id, None)?;
+    if run.row.status != "running" {
+        return replay_pages(&client, run, next, &ReportArgs::default());
+    }
+    let mut result = crate::output::build_result(
+        RunMeta {
+            run_id: run_id.to_owned(),
+            ..run.meta.clone()
+        },
+        &ReportArgs::default(),
+        false,
+    )?;
+    result.add_observer(observer);
+    match follow_from_storage(&client, &sub, result, run, next, OnCtrlC::Ignore)? {
+        Followed::Ended(r) => Ok(*r),
+        Followed::Detached(_) => Err(RunError::Cluster("detached".into())),
+    }
+}
+
+/// Takes a running run's stored events (from its first page `run` and the following ones)
+/// into `result`, then follows it live.
+fn follow_from_storage(
+    client: &BrokerClient,
+    sub: &zmq::Socket,
+    mut result: TestResult,
+    run: StoredRun,
+    next: Option<i64>,
+    on_ctrl_c: OnCtrlC,
+) -> Result<Followed, RunError> {
+    let run_id = run.row.run_id.clone();
+    result.start();
+    if let Ok(started) = chrono::DateTime::parse_from_rfc3339(&run.row.started) {
+        result.set_started(started.with_timezone(&chrono::Utc));
+    }
+    let skip = each_stored_event(client, &run_id, run, next, |_, env| {
+        if !matches!(env.event, Event::StartTestRun | Event::StopTestRun) {
+            result.ingest(env.event);
+        }
+    })?;
+    follow(client, sub, result, &run_id, skip, on_ctrl_c, None)
 }
 
 /// Asks which of several active runs to attach to (or explains, without a terminal).
