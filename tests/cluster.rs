@@ -449,8 +449,9 @@ fn http_listener() -> (String, std::thread::JoinHandle<String>) {
     (url, h)
 }
 
-/// A one-shot SMTP listener: returns the DATA of the first mail.
-fn smtp_listener() -> (String, std::thread::JoinHandle<String>) {
+/// A one-shot SMTP listener that offers AUTH PLAIN and LOGIN: returns the AUTH commands it
+/// got and the DATA of the first mail.
+fn smtp_listener() -> (String, std::thread::JoinHandle<(Vec<String>, String)>) {
     use std::io::{BufRead as _, Write as _};
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = l.local_addr().expect("addr").to_string();
@@ -462,6 +463,7 @@ fn smtp_listener() -> (String, std::thread::JoinHandle<String>) {
         let mut r = BufReader::new(s);
         let _ = w.write_all(b"220 test ESMTP\r\n");
         let mut data = String::new();
+        let mut auth = Vec::new();
         let mut in_data = false;
         let mut line = String::new();
         while r.read_line(&mut line).unwrap_or(0) > 0 {
@@ -474,8 +476,13 @@ fn smtp_listener() -> (String, std::thread::JoinHandle<String>) {
                 }
             } else {
                 let cmd = line.to_ascii_uppercase();
-                let reply: &[u8] = if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
+                let reply: &[u8] = if cmd.starts_with("EHLO") {
+                    b"250-test\r\n250 AUTH PLAIN LOGIN\r\n"
+                } else if cmd.starts_with("HELO") {
                     b"250 test\r\n"
+                } else if cmd.starts_with("AUTH") {
+                    auth.push(line.trim_end().to_owned());
+                    b"235 accepted\r\n"
                 } else if cmd.starts_with("DATA") {
                     in_data = true;
                     b"354 go\r\n"
@@ -489,18 +496,40 @@ fn smtp_listener() -> (String, std::thread::JoinHandle<String>) {
             }
             line.clear();
         }
-        data
+        (auth, data)
     });
     (addr, h)
 }
 
+/// Whether any file under `dir` holds `needle` (the broker's database, the agents' job files).
+fn any_file_holds(dir: &std::path::Path, needle: &[u8]) -> Option<std::path::PathBuf> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if let Some(found) = any_file_holds(&p, needle) {
+                return Some(found);
+            }
+        } else if std::fs::metadata(&p).is_ok_and(|m| m.len() < 64 << 20)
+            && std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+        {
+            return Some(p);
+        }
+    }
+    None
+}
+
 #[test]
 fn webhook_and_email_notifiers_are_called_when_the_run_ends() {
+    use base64::Engine as _;
     let server = DemoServer::start();
     let cluster = Cluster::start("observers", 1);
     let (hook, got_hook) = http_listener();
     let (smtp, got_mail) = smtp_listener();
-    let out = run_with_limit(
+    let password = "pw-d41d8cd98f00b204";
+    let out = common::run_env(
+        std::path::Path::new("."),
+        &[("LOADS_SMTP_PASSWORD", password)],
         &[
             "run",
             "example::get_root",
@@ -524,6 +553,10 @@ fn webhook_and_email_notifiers_are_called_when_the_run_ends() {
             "ops@example.test",
             "--observer-email-smtp",
             &smtp,
+            "--notify-email-user",
+            "alice",
+            "--notify-email-subject",
+            "[{verdict}] {test} {run_id}",
         ],
         Duration::from_secs(120),
     );
@@ -542,9 +575,30 @@ fn webhook_and_email_notifiers_are_called_when_the_run_ends() {
     assert_eq!(summary["run_id"], run_id.as_str());
     assert_eq!(summary["hits"], 6);
     assert_eq!(summary["status"], "finished");
-    let mail = got_mail.join().expect("smtp listener");
+    let (auth, mail) = got_mail.join().expect("smtp listener");
     assert!(mail.contains("To: ops@example.test"), "{mail}");
     assert!(mail.contains(&run_id) && mail.contains("Hits: 6"), "{mail}");
+    assert!(
+        mail.contains(&format!(
+            "Subject: [finished] example::get_root {run_id}\r\n"
+        )),
+        "{mail}"
+    );
+    // The password from the environment reached the SMTP server, and nothing else kept it:
+    // not the summary, the database or the agent's job file.
+    let plain = auth
+        .iter()
+        .find_map(|a| a.strip_prefix("AUTH PLAIN "))
+        .unwrap_or_else(|| panic!("no AUTH PLAIN: {auth:?}"));
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(plain)
+        .expect("base64");
+    assert_eq!(decoded, format!("\0alice\0{password}").as_bytes());
+    assert!(!body.contains(password) && !stdout(&out).contains(password));
+    assert!(any_file_holds(&cluster.dir, run_id.as_bytes()).is_some());
+    assert_eq!(any_file_holds(&cluster.dir, password.as_bytes()), None);
+    // Nor the webhook's URL, which is a chat's secret: workers get no notifier options.
+    assert_eq!(any_file_holds(&cluster.dir, hook.as_bytes()), None);
 
     let bad = run_with_limit(
         &[
@@ -564,6 +618,35 @@ fn webhook_and_email_notifiers_are_called_when_the_run_ends() {
         stderr(&bad).contains("--notify-webhook-url"),
         "{}",
         stderr(&bad)
+    );
+    // A login over plain SMTP beyond loopback: refused before the run, naming the fix.
+    let plain = common::run_env(
+        std::path::Path::new("."),
+        &[("LOADS_SMTP_PASSWORD", password)],
+        &[
+            "run",
+            "example::get_root",
+            "--agents",
+            "1",
+            "--broker",
+            &cluster.front,
+            "--notify",
+            "email",
+            "--notify-email-to",
+            "ops@example.test",
+            "--notify-email-smtp",
+            "mail.example.test:25",
+            "--notify-email-user",
+            "alice",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(plain.status.code(), Some(2), "{}", stderr(&plain));
+    assert!(
+        stderr(&plain).contains("--notify-email-tls starttls")
+            && !stderr(&plain).contains(password),
+        "{}",
+        stderr(&plain)
     );
 }
 

@@ -301,10 +301,14 @@ mod tests {
             &path,
             "test = \"a::b\"\noutput-html-path = \"r.html\"\nobserver = \"webhook\"\n\
              notify-webhook-url = \"http://127.0.0.1:9/\"\nthreshold = \"p95<1s\"\n\
-             timeout = 4\nabort-on-threshold = true\n",
+             timeout = 4\nabort-on-threshold = true\nnotify-email-tls = \"starttls\"\n\
+             notify-email-user = \"u\"\nnotify-email-subject = \"{verdict}\"\n",
         )
         .expect("write");
         let a = run_args_of(&parse(&["--config", p])).expect("args");
+        assert_eq!(a.notify.email_tls, Some(crate::config::EmailTls::Starttls));
+        assert_eq!(a.notify.email_user.as_deref(), Some("u"));
+        assert_eq!(a.notify.email_subject.as_deref(), Some("{verdict}"));
         assert_eq!(a.report.output_options.html_path.as_deref(), Some("r.html"));
         assert_eq!(a.notify.notifiers, vec!["webhook"]);
         assert_eq!(a.notify.webhook_url.as_deref(), Some("http://127.0.0.1:9/"));

@@ -1,11 +1,17 @@
 //! End-of-run notifiers: what the broker calls once when a run ends (`--notify NAME`; the
 //! earlier `--observer` spelling still works). `webhook` POSTs the run's summary as JSON to
-//! `--notify-webhook-url`; `email` sends it as a plain-text mail to `--notify-email-to` through
-//! the SMTP server `--notify-email-smtp`. Their options enter as [`NotifyArgs`].
-//! They run on a thread of their own so that a slow endpoint never holds the broker up.
+//! `--notify-webhook-url` (`http`); `email` sends it as a plain-text mail to
+//! `--notify-email-to` through the SMTP server `--notify-email-smtp`, with a login, TLS and a
+//! subject of the run's choosing (`email`). Their options enter as [`NotifyArgs`], checked by
+//! [`check`] on the caller before the run starts and again where they are used; the run's
+//! [`RunSummary`] enters at the end, and what leaves is a request, a mail, or a [`NotifyError`]
+//! naming the notifier. They run on a thread of their own so that a slow endpoint never holds
+//! the broker up.
+
+mod email;
+mod http;
 
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
 
 use crate::config::NotifyArgs;
 use crate::result::Stats;
@@ -14,7 +20,7 @@ use crate::result::Stats;
 pub const NOTIFIERS: &[&str] = &["webhook", "email"];
 
 /// What a notifier reports about a run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
     /// The run.
     pub run_id: String,
@@ -148,12 +154,10 @@ pub fn check(args: &NotifyArgs) -> Result<(), NotifyError> {
                     "--notify webhook needs --notify-webhook-url URL".into(),
                 ));
             }
-            "email" if args.email_to.is_none() || args.email_smtp.is_none() => {
-                return Err(NotifyError::Config(
-                    "--notify email needs --notify-email-to ADDRESS and --notify-email-smtp HOST:PORT".into(),
-                ));
+            "email" => {
+                email::Settings::of(args)?;
             }
-            "webhook" | "email" => {}
+            "webhook" => {}
             other => {
                 return Err(NotifyError::Config(format!(
                     "unknown notifier {other:?}; available notifiers: {}",
@@ -170,8 +174,8 @@ pub fn notify_all(args: &NotifyArgs, summary: &RunSummary) -> Vec<NotifyError> {
     let mut errors = Vec::new();
     for o in &args.notifiers {
         let r = match o.as_str() {
-            "webhook" => webhook(args, summary),
-            "email" => email(args, summary),
+            "webhook" => http::webhook(args, summary),
+            "email" => email::send(args, summary),
             other => Err(NotifyError::Config(format!("unknown notifier {other:?}"))),
         };
         if let Err(e) = r {
@@ -179,81 +183,4 @@ pub fn notify_all(args: &NotifyArgs, summary: &RunSummary) -> Vec<NotifyError> {
         }
     }
     errors
-}
-
-fn webhook(args: &NotifyArgs, summary: &RunSummary) -> Result<(), NotifyError> {
-    let url = args
-        .webhook_url
-        .as_deref()
-        .ok_or_else(|| NotifyError::Config("no --notify-webhook-url".into()))?;
-    let url = url::Url::parse(url)
-        .map_err(|e| NotifyError::Webhook(format!("invalid URL {url:?}: {e}")))?;
-    let body = serde_json::to_vec(summary).map_err(|e| NotifyError::Webhook(e.to_string()))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| NotifyError::Webhook(e.to_string()))?;
-    let mut headers = http::HeaderMap::new();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    let client = crate::measure::client::Client::new(Duration::from_secs(10));
-    let res = rt
-        .block_on(client.send(
-            crate::measure::client::Outgoing {
-                method: http::Method::POST,
-                url: std::sync::Arc::new(url),
-                headers,
-                body: Some(body.into()),
-            },
-            None,
-        ))
-        .map_err(|e| NotifyError::Webhook(e.to_string()))?;
-    if !res.status.is_success() {
-        return Err(NotifyError::Webhook(format!(
-            "the endpoint answered {}",
-            res.status
-        )));
-    }
-    Ok(())
-}
-
-fn email(args: &NotifyArgs, summary: &RunSummary) -> Result<(), NotifyError> {
-    use lettre::Transport as _;
-    let to = args.email_to.as_deref().unwrap_or_default();
-    let smtp = args.email_smtp.as_deref().unwrap_or_default();
-    let (host, port) = smtp
-        .rsplit_once(':')
-        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
-        .ok_or_else(|| {
-            NotifyError::Email(format!("--notify-email-smtp {smtp:?}: expected HOST:PORT"))
-        })?;
-    let from = args
-        .email_from
-        .clone()
-        .unwrap_or_else(|| "loads@localhost".into());
-    let message = lettre::Message::builder()
-        .from(
-            from.parse()
-                .map_err(|e| NotifyError::Email(format!("sender {from:?}: {e}")))?,
-        )
-        .to(to
-            .parse()
-            .map_err(|e| NotifyError::Email(format!("recipient {to:?}: {e}")))?)
-        .subject(format!(
-            "loads: run {} of {} {}",
-            summary.run_id, summary.test, summary.status
-        ))
-        .body(summary.text())
-        .map_err(|e| NotifyError::Email(e.to_string()))?;
-    // Plain SMTP: the mail relays that load-test clusters use sit on their own network.
-    let transport = lettre::SmtpTransport::builder_dangerous(host)
-        .port(port)
-        .timeout(Some(Duration::from_secs(10)))
-        .build();
-    transport
-        .send(&message)
-        .map_err(|e| NotifyError::Email(e.to_string()))?;
-    Ok(())
 }

@@ -318,6 +318,9 @@ impl Broker {
             // Each agent's share of a stages or rate plan (cycles run whole on every agent).
             let mut args = args.clone();
             args.plan.share = Some((i as u64, n));
+            // The broker notifies, not the workers: their options (an SMTP password, a chat's
+            // webhook URL, which is its secret) stay here.
+            args.notify = crate::config::NotifyArgs::default();
             let job = ToAgent::Run(Box::new(Job {
                 run_id: run_id.clone(),
                 agent_id: id.clone(),
