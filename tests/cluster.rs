@@ -520,11 +520,12 @@ fn any_file_holds(dir: &std::path::Path, needle: &[u8]) -> Option<std::path::Pat
 }
 
 #[test]
-fn webhook_and_email_notifiers_are_called_when_the_run_ends() {
+fn webhook_email_and_chat_notifiers_are_called_when_the_run_ends() {
     use base64::Engine as _;
     let server = DemoServer::start();
     let cluster = Cluster::start("observers", 1);
     let (hook, got_hook) = http_listener();
+    let (chat, got_chat) = http_listener();
     let (smtp, got_mail) = smtp_listener();
     let password = "pw-d41d8cd98f00b204";
     let out = common::run_env(
@@ -557,6 +558,10 @@ fn webhook_and_email_notifiers_are_called_when_the_run_ends() {
             "alice",
             "--notify-email-subject",
             "[{verdict}] {test} {run_id}",
+            "--notify",
+            "chat",
+            "--notify-chat-url",
+            &chat,
         ],
         Duration::from_secs(120),
     );
@@ -575,6 +580,15 @@ fn webhook_and_email_notifiers_are_called_when_the_run_ends() {
     assert_eq!(summary["run_id"], run_id.as_str());
     assert_eq!(summary["hits"], 6);
     assert_eq!(summary["status"], "finished");
+    let request = got_chat.join().expect("chat listener");
+    let chat_body: serde_json::Value =
+        serde_json::from_str(&request[request.find("\r\n\r\n").expect("body") + 4..])
+            .expect("chat JSON");
+    let text = chat_body["text"].as_str().expect("text");
+    assert!(
+        text.contains(&run_id) && text.contains("finished") && text.contains("Hits: 6"),
+        "{text}"
+    );
     let (auth, mail) = got_mail.join().expect("smtp listener");
     assert!(mail.contains("To: ops@example.test"), "{mail}");
     assert!(mail.contains(&run_id) && mail.contains("Hits: 6"), "{mail}");

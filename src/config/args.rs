@@ -217,7 +217,7 @@ impl ReportArgs {
 #[serde(default)]
 #[command(next_help_heading = "Notifiers (cluster runs)")]
 pub struct NotifyArgs {
-    /// With --agents: notify when the run ends, on the broker (repeatable): webhook, email
+    /// With --agents: notify when the run ends, on the broker (repeatable): webhook, email, chat
     #[arg(
         id = "observers",
         long = "notify",
@@ -236,6 +236,11 @@ pub struct NotifyArgs {
     )]
     #[serde(rename = "observer_webhook_url")]
     pub webhook_url: Option<String>,
+    /// Where the chat notifier POSTs {"text": "…"}, a short summary: a Slack incoming webhook,
+    /// a Matrix hookshot webhook or any endpoint that takes that JSON
+    #[arg(long = "notify-chat-url", value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat_url: Option<String>,
     /// Whom the email notifier writes to
     #[arg(
         id = "observer_email_to",

@@ -1,6 +1,7 @@
 //! End-of-run notifiers: what the broker calls once when a run ends (`--notify NAME`; the
 //! earlier `--observer` spelling still works). `webhook` POSTs the run's summary as JSON to
-//! `--notify-webhook-url` (`http`); `email` sends it as a plain-text mail to
+//! `--notify-webhook-url` and `chat` a few lines of it as `{"text": …}` to `--notify-chat-url`
+//! (a Slack or Matrix hookshot incoming webhook) (`http`); `email` sends it as a plain-text mail to
 //! `--notify-email-to` through the SMTP server `--notify-email-smtp`, with a login, TLS and a
 //! subject of the run's choosing (`email`). Their options enter as [`NotifyArgs`], checked by
 //! [`check`] on the caller before the run starts and again where they are used; the run's
@@ -17,7 +18,7 @@ use crate::config::NotifyArgs;
 use crate::result::Stats;
 
 /// The notifiers that exist.
-pub const NOTIFIERS: &[&str] = &["webhook", "email"];
+pub const NOTIFIERS: &[&str] = &["webhook", "email", "chat"];
 
 /// What a notifier reports about a run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -131,6 +132,34 @@ impl RunSummary {
     }
 }
 
+impl RunSummary {
+    /// The summary as a chat message: the run, its verdict, then its main figures.
+    pub fn chat_text(&self) -> String {
+        let mut s = format!(
+            "loads: run {} of {} {}\nHits: {} ({} failures, {} errors) · p95 {:.2} ms · {:.1} s",
+            self.run_id,
+            self.test,
+            self.status,
+            self.hits,
+            self.failures,
+            self.errors,
+            self.p95_ms,
+            self.duration
+        );
+        if !self.lost_agents.is_empty() {
+            s.push_str(&format!("\nLost agents: {}", self.lost_agents.join(", ")));
+        }
+        if !self.problems.is_empty() {
+            s.push_str(&format!(
+                "\n{} problem(s), the first: {}",
+                self.problems.len(),
+                self.problems[0]
+            ));
+        }
+        s
+    }
+}
+
 /// Why a notifier failed.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
@@ -143,6 +172,9 @@ pub enum NotifyError {
     /// The mail could not be sent.
     #[error("email: {0}")]
     Email(String),
+    /// The chat's webhook could not be called or answered with an error.
+    #[error("chat: {0}")]
+    Chat(String),
 }
 
 /// Checks the notifier options of `args`: known names and the options each needs.
@@ -157,7 +189,13 @@ pub fn check(args: &NotifyArgs) -> Result<(), NotifyError> {
             "email" => {
                 email::Settings::of(args)?;
             }
-            "webhook" => {}
+            "chat" if args.chat_url.is_none() => {
+                return Err(NotifyError::Config(
+                    "--notify chat needs --notify-chat-url URL (a Slack or Matrix incoming webhook)"
+                        .into(),
+                ));
+            }
+            "webhook" | "chat" => {}
             other => {
                 return Err(NotifyError::Config(format!(
                     "unknown notifier {other:?}; available notifiers: {}",
@@ -176,6 +214,7 @@ pub fn notify_all(args: &NotifyArgs, summary: &RunSummary) -> Vec<NotifyError> {
         let r = match o.as_str() {
             "webhook" => http::webhook(args, summary),
             "email" => email::send(args, summary),
+            "chat" => http::chat(args, summary),
             other => Err(NotifyError::Config(format!("unknown notifier {other:?}"))),
         };
         if let Err(e) = r {
