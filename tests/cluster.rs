@@ -1838,3 +1838,84 @@ start-after = "1s"
         "{j}"
     );
 }
+
+/// The id an agent printed when it registered (`loads agent ID registered with …`).
+fn agent_id(agent: &Proc) -> String {
+    agent
+        .line
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_else(|| panic!("no agent id in {:?}", agent.line))
+        .to_owned()
+}
+
+/// `loads agents --json -b FRONT`, parsed.
+fn agents_json(front: &str) -> Vec<serde_json::Value> {
+    let out = run_with_limit(&["agents", "--json", "-b", front], Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
+}
+
+#[test]
+fn agents_lists_each_agent_idle_then_busy_with_its_run() {
+    let server = DemoServer::start();
+    let cluster = Cluster::start("agents", 2);
+    let ids: Vec<String> = cluster.agents.iter().map(agent_id).collect();
+    let listed = agents_json(&cluster.front);
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    for (agent, id) in cluster.agents.iter().zip(&ids) {
+        let a = listed
+            .iter()
+            .find(|a| a["id"] == id.as_str())
+            .unwrap_or_else(|| panic!("{id} not in {listed:?}"));
+        assert_eq!(a["pid"], agent.child.id(), "{a}");
+        assert_eq!(a["state"], "idle", "{a}");
+        assert!(a["run"].is_null(), "{a}");
+        assert!(a["host"].as_str().is_some_and(|h| !h.is_empty()), "{a}");
+        assert!(a["last_heartbeat"].as_f64().is_some_and(|s| s < 5.0), "{a}");
+    }
+    let table = run_with_limit(&["agents", "-b", &cluster.front], Duration::from_secs(30));
+    let text = stdout(&table);
+    assert!(text.starts_with("AGENT "), "{text}");
+    for id in &ids {
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(id.as_str()))
+            .unwrap_or_else(|| panic!("{id} not in {text}"));
+        assert!(row.contains(" idle ") && row.ends_with(" -"), "{row}");
+    }
+
+    // One agent busy with a run: the listing says which.
+    let out = run_with_limit(
+        &[
+            "run",
+            "example::get_root",
+            "--agents",
+            "1",
+            "-d",
+            "20",
+            "-s",
+            &server.url,
+            "-b",
+            &cluster.front,
+            "--detach",
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let run_id = stdout(&out)
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_default()
+        .trim_end_matches(';')
+        .to_owned();
+    let listed = agents_json(&cluster.front);
+    let busy: Vec<&serde_json::Value> = listed.iter().filter(|a| a["state"] == "busy").collect();
+    assert_eq!(busy.len(), 1, "{listed:?}");
+    assert_eq!(busy[0]["run"], run_id.as_str(), "{listed:?}");
+    let stop = run_with_limit(
+        &["stop", &run_id, "-b", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert_eq!(stop.status.code(), Some(0), "{}", stderr(&stop));
+}

@@ -1,4 +1,4 @@
-//! The cluster's commands: `loads broker`, `agent`, `ping`, `runs`, `report`, `attach`,
+//! The cluster's commands: `loads broker`, `agent`, `ping`, `agents`, `runs`, `report`, `attach`,
 //! `stop`, `purge`, `check-cluster`, `keygen` and the hidden `worker`. Options enter merged with
 //! their config files (see [`super::options`]); an exit code leaves.
 
@@ -14,20 +14,35 @@ use super::{CliError, CurveFlags, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::config::ReportArgs;
 use crate::demo::DemoServer;
 
+/// The broker a command asks (`-b, --broker`), declared once for every cluster command.
 #[derive(Args, Debug)]
 pub(super) struct BrokerAddr {
     /// The broker's front socket
-    #[arg(long, default_value = crate::transport::DEFAULT_FRONTEND, value_name = "ENDPOINT")]
+    #[arg(
+        short = 'b',
+        long,
+        default_value = crate::transport::DEFAULT_FRONTEND,
+        value_name = "ENDPOINT"
+    )]
     pub(super) broker: String,
+}
+
+#[derive(Args, Debug)]
+pub(super) struct AgentsArgs {
+    #[command(flatten)]
+    pub(super) broker: BrokerAddr,
+    /// Print the agents as JSON: [{"id", "host", "pid", "state" (idle or busy), "run" (or
+    /// null), "last_heartbeat" (seconds ago)}]
+    #[arg(long)]
+    pub(super) json: bool,
 }
 
 #[derive(Args, Debug)]
 pub(super) struct ReportCommand {
     /// The run (see `loads runs`)
     pub(super) run_id: String,
-    /// The broker's front socket
-    #[arg(long, default_value = crate::transport::DEFAULT_FRONTEND, value_name = "ENDPOINT")]
-    pub(super) broker: String,
+    #[command(flatten)]
+    pub(super) broker: BrokerAddr,
     #[command(flatten)]
     pub(super) out: ReportArgs,
 }
@@ -36,18 +51,16 @@ pub(super) struct ReportCommand {
 pub(super) struct AttachArgs {
     /// The run [default: the active run; asks when there are several]
     pub(super) run_id: Option<String>,
-    /// The broker's front socket
-    #[arg(long, default_value = crate::transport::DEFAULT_FRONTEND, value_name = "ENDPOINT")]
-    pub(super) broker: String,
+    #[command(flatten)]
+    pub(super) broker: BrokerAddr,
     #[command(flatten)]
     pub(super) out: ReportArgs,
 }
 
 #[derive(Args, Debug)]
 pub(super) struct CheckArgs {
-    /// The broker's front socket
-    #[arg(long, default_value = crate::transport::DEFAULT_FRONTEND, value_name = "ENDPOINT")]
-    pub(super) broker: String,
+    #[command(flatten)]
+    pub(super) broker: BrokerAddr,
     /// A demo server the agents can reach [default: one started here on 127.0.0.1, which only
     /// agents on this machine reach]
     #[arg(short = 's', long, value_name = "URL")]
@@ -58,9 +71,8 @@ pub(super) struct CheckArgs {
 pub(super) struct StopArgs {
     /// The run
     pub(super) run_id: String,
-    /// The broker's front socket
-    #[arg(long, default_value = crate::transport::DEFAULT_FRONTEND, value_name = "ENDPOINT")]
-    pub(super) broker: String,
+    #[command(flatten)]
+    pub(super) broker: BrokerAddr,
 }
 
 #[derive(Args, Debug)]
@@ -286,6 +298,65 @@ pub(super) fn cmd_ping(o: &BrokerAddr) -> Result<u8, CliError> {
     Ok(EXIT_OK)
 }
 
+/// An agent as `loads agents` shows it.
+#[derive(serde::Serialize)]
+struct AgentLine<'a> {
+    id: &'a str,
+    host: &'a str,
+    pid: u32,
+    state: &'static str,
+    run: Option<&'a str>,
+    last_heartbeat: f64,
+}
+
+pub(super) fn cmd_agents(o: &AgentsArgs) -> Result<u8, CliError> {
+    let info =
+        crate::runner::distributed::ping(&o.broker.broker).map_err(|e| CliError::Run(e.into()))?;
+    let lines: Vec<AgentLine<'_>> = info
+        .agents
+        .iter()
+        .map(|a| AgentLine {
+            id: &a.id,
+            host: &a.host,
+            pid: a.pid,
+            state: if a.busy.is_some() { "busy" } else { "idle" },
+            run: a.busy.as_deref(),
+            last_heartbeat: a.last_heartbeat,
+        })
+        .collect();
+    if o.json {
+        let text = serde_json::to_string_pretty(&lines).map_err(|e| CliError::Other(e.into()))?;
+        println!("{text}");
+        return Ok(EXIT_OK);
+    }
+    if lines.is_empty() {
+        println!(
+            "No agent is registered with the broker at {}; start one with `loads agent --broker {}`",
+            o.broker.broker,
+            crate::transport::reachable(&info.backend, &o.broker.broker)
+        );
+        return Ok(EXIT_OK);
+    }
+    let id_w = lines.iter().map(|l| l.id.len()).max().unwrap_or(0).max(5);
+    let host_w = lines.iter().map(|l| l.host.len()).max().unwrap_or(0).max(4);
+    println!(
+        "{:<id_w$}  {:<host_w$}  {:>8}  {:<5}  LAST HEARTBEAT  RUN",
+        "AGENT", "HOST", "PID", "STATE"
+    );
+    for l in &lines {
+        println!(
+            "{:<id_w$}  {:<host_w$}  {:>8}  {:<5}  {:>12.1}s  {}",
+            l.id,
+            l.host,
+            l.pid,
+            l.state,
+            l.last_heartbeat,
+            l.run.unwrap_or("-")
+        );
+    }
+    Ok(EXIT_OK)
+}
+
 pub(super) fn broker_call(
     endpoint: &str,
     req: &crate::transport::CallerRequest,
@@ -334,7 +405,8 @@ pub(super) fn cmd_runs(o: &BrokerAddr) -> Result<u8, CliError> {
 }
 
 pub(super) fn cmd_report(o: &ReportCommand) -> Result<u8, CliError> {
-    let result = crate::runner::distributed::report(&o.broker, &o.run_id, &o.out.resolved(false))?;
+    let result =
+        crate::runner::distributed::report(&o.broker.broker, &o.run_id, &o.out.resolved(false))?;
     report_output_errors(&result);
     Ok(exit_code(&result))
 }
@@ -354,7 +426,7 @@ pub(super) fn cmd_check(o: &CheckArgs) -> Result<u8, CliError> {
         .or_else(|| local.as_ref().map(DemoServer::url))
         .unwrap_or_default();
     println!("Checking every idle agent with example::health against {url}");
-    let checks = crate::runner::distributed::check_cluster(&o.broker, &url)?;
+    let checks = crate::runner::distributed::check_cluster(&o.broker.broker, &url)?;
     let ok = checks.iter().filter(|c| c.problem.is_none()).count();
     for c in &checks {
         match &c.problem {
@@ -372,7 +444,7 @@ pub(super) fn cmd_check(o: &CheckArgs) -> Result<u8, CliError> {
 
 pub(super) fn cmd_attach(o: &AttachArgs) -> Result<u8, CliError> {
     match crate::runner::distributed::attach(
-        &o.broker,
+        &o.broker.broker,
         o.run_id.as_deref(),
         &o.out.resolved(false),
     )? {

@@ -5,7 +5,7 @@
 //!   line and the config file (a TOML file whose keys are the long option names; the command
 //!   line wins), merged in one place;
 //! - `run`: `run`, `list`, `demo`, `demo-server`;
-//! - `cluster`: `broker`, `agent`, `ping`, `runs`, `report`, `attach`, `stop`, `purge`,
+//! - `cluster`: `broker`, `agent`, `ping`, `agents`, `runs`, `report`, `attach`, `stop`, `purge`,
 //!   `check-cluster`, `keygen`, `worker`.
 //!
 //! Exit codes: 0 when every hit succeeded, 1 when any failure or error happened (or an output
@@ -103,6 +103,9 @@ enum Command {
     /// Show the broker's pid, endpoints, agents and active runs (also: --ping-broker)
     #[command(long_flag = "ping-broker")]
     Ping(BrokerAddr),
+    /// List the broker's agents: id, host, pid, idle or busy (and with which run), last
+    /// heartbeat
+    Agents(AgentsArgs),
     /// List the broker's active and past runs
     Runs(BrokerAddr),
     /// Render a stored run again with the outputs
@@ -210,10 +213,11 @@ where
         Command::Broker(o) => cmd_broker(o, &cli.curve),
         Command::Agent(o) => cmd_agent(o, &cli.curve),
         Command::Ping(o) => cmd_ping(o),
+        Command::Agents(o) => cmd_agents(o),
         Command::Runs(o) => cmd_runs(o),
         Command::Report(o) => cmd_report(o),
         Command::Attach(o) => cmd_attach(o),
-        Command::Stop(o) => cmd_stop(&o.broker, Some(&o.run_id)),
+        Command::Stop(o) => cmd_stop(&o.broker.broker, Some(&o.run_id)),
         Command::Purge(o) => cmd_stop(&o.broker, None),
         Command::CheckCluster(o) => cmd_check(o),
         Command::Worker(o) => cmd_worker(o),
