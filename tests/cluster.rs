@@ -1919,3 +1919,108 @@ fn agents_lists_each_agent_idle_then_busy_with_its_run() {
     );
     assert_eq!(stop.status.code(), Some(0), "{}", stderr(&stop));
 }
+
+#[test]
+fn stop_agent_stops_one_worker_and_the_run_ends_with_the_others_hits() {
+    let server = DemoServer::start();
+    let cluster = Cluster::start("stop-agent", 2);
+    let ids: Vec<String> = cluster.agents.iter().map(agent_id).collect();
+    let (url, front) = (server.url.clone(), cluster.front.clone());
+    let run = std::thread::spawn(move || {
+        let started = Instant::now();
+        let summary = common::summary_of(
+            "stop-agent",
+            &[
+                "run",
+                "example::get_root",
+                "--agents",
+                "2",
+                "-u",
+                "2",
+                "-d",
+                "8",
+                "-s",
+                &url,
+                "-b",
+                &front,
+            ],
+            // A worker stopped alone is a problem of the run: exit code 1.
+            1,
+        );
+        (summary, started.elapsed())
+    });
+    // Both workers at work, then the first agent's is stopped.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run_id = loop {
+        let listed = agents_json(&cluster.front);
+        if listed.len() == 2 && listed.iter().all(|a| a["state"] == "busy") {
+            break listed[0]["run"].as_str().expect("run").to_owned();
+        }
+        assert!(Instant::now() < deadline, "never busy: {listed:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let stop = run_with_limit(
+        &["stop", "--agent", &ids[0], "-b", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert_eq!(stop.status.code(), Some(0), "{}", stderr(&stop));
+    assert!(
+        stdout(&stop).contains(&run_id) && stdout(&stop).contains("goes on"),
+        "{}",
+        stdout(&stop)
+    );
+    // An agent the broker does not know: a clear error, exit 2.
+    let unknown = run_with_limit(
+        &["stop", "--agent", "no-such-agent", "-b", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        stderr(&unknown).contains("no agent \"no-such-agent\""),
+        "{}",
+        stderr(&unknown)
+    );
+    let (summary, took) = run.join().expect("the run");
+    // The other agent went on to the end of the duration.
+    assert!(took >= Duration::from_secs(8), "{took:?}");
+    let per_agent = summary["per_agent"].as_array().expect("per_agent");
+    let of = |id: &str| {
+        per_agent
+            .iter()
+            .find(|a| a["id"] == id)
+            .unwrap_or_else(|| panic!("{id} not in {per_agent:?}"))
+    };
+    let (stopped, other) = (of(&ids[0]), of(&ids[1]));
+    assert!(stopped["hits"].as_u64() > Some(0), "{stopped}");
+    assert!(
+        other["hits"].as_u64() > stopped["hits"].as_u64(),
+        "{per_agent:?}"
+    );
+    let (s_last, o_last) = (
+        stopped["last_event"].as_f64().expect("last"),
+        other["last_event"].as_f64().expect("last"),
+    );
+    assert!(o_last - s_last > 2.0, "{per_agent:?}");
+    assert_eq!(stopped["lost"], false, "stopped, not lost: {stopped}");
+    let problems = summary["run_problems"].to_string();
+    assert!(
+        problems.contains(&format!(
+            "agent {}: its worker was stopped by the user",
+            ids[0]
+        )),
+        "{problems}"
+    );
+    assert!(!problems.contains("lost"), "{problems}");
+    // Idle again: nothing to stop.
+    let idle = run_with_limit(
+        &["stop", "--agent", &ids[1], "-b", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert_eq!(idle.status.code(), Some(2));
+    assert!(
+        stderr(&idle).contains("works for no active run"),
+        "{}",
+        stderr(&idle)
+    );
+}

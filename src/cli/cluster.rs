@@ -69,8 +69,14 @@ pub(super) struct CheckArgs {
 
 #[derive(Args, Debug)]
 pub(super) struct StopArgs {
-    /// The run
-    pub(super) run_id: String,
+    /// The run (see `loads runs`)
+    #[arg(required_unless_present = "agent")]
+    pub(super) run_id: Option<String>,
+    /// Stop only the worker of this agent (see `loads agents`): its run goes on with its other
+    /// agents, and ends naming this worker as stopped by the user (exit code 1 for whoever
+    /// follows the run); stopping the last worker of a run stops the run
+    #[arg(long, value_name = "AGENT_ID", conflicts_with = "run_id")]
+    pub(super) agent: Option<String>,
     #[command(flatten)]
     pub(super) broker: BrokerAddr,
 }
@@ -477,6 +483,36 @@ pub(super) fn cmd_stop(broker: &str, run_id: Option<&str>) -> Result<u8, CliErro
             }
             for r in stopped {
                 println!("Stopping run {r}: its workers flush what they have, then end");
+            }
+            Ok(EXIT_OK)
+        }
+        Err(r) => {
+            eprintln!("error: {}", r.message);
+            Ok(EXIT_USAGE)
+        }
+    }
+}
+
+pub(super) fn cmd_stop_agent(broker: &str, agent: &str) -> Result<u8, CliError> {
+    let req = crate::transport::CallerRequest::StopAgent {
+        agent_id: agent.to_owned(),
+    };
+    let client = crate::transport::client::BrokerClient::connect(broker, Duration::from_secs(10))
+        .map_err(|e| CliError::Run(e.into()))?;
+    match client
+        .request(&req, None)
+        .map_err(|e| CliError::Run(e.into()))?
+    {
+        Ok(v) => {
+            let run = v["run_id"].as_str().unwrap_or("?");
+            if v["run_goes_on"].as_bool().unwrap_or(false) {
+                println!(
+                    "Stopping the worker of agent {agent} in run {run}: it flushes what it has; the run goes on with its other agents"
+                );
+            } else {
+                println!(
+                    "Stopping run {run}: agent {agent} ran its last worker still going; its workers flush what they have, then end"
+                );
             }
             Ok(EXIT_OK)
         }

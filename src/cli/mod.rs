@@ -113,7 +113,8 @@ enum Command {
     /// Follow a run of the cluster again (the active one, or RUN_ID) (also: --attach)
     #[command(long_flag = "attach")]
     Attach(AttachArgs),
-    /// Stop a run of the cluster (its workers flush what they have)
+    /// Stop a run of the cluster (its workers flush what they have), or with --agent the
+    /// worker of one agent
     Stop(StopArgs),
     /// Stop every active run of the cluster (also: --purge-broker)
     #[command(long_flag = "purge-broker")]
@@ -217,7 +218,10 @@ where
         Command::Runs(o) => cmd_runs(o),
         Command::Report(o) => cmd_report(o),
         Command::Attach(o) => cmd_attach(o),
-        Command::Stop(o) => cmd_stop(&o.broker.broker, Some(&o.run_id)),
+        Command::Stop(o) => match &o.agent {
+            Some(agent) => cmd_stop_agent(&o.broker.broker, agent),
+            None => cmd_stop(&o.broker.broker, o.run_id.as_deref()),
+        },
         Command::Purge(o) => cmd_stop(&o.broker, None),
         Command::CheckCluster(o) => cmd_check(o),
         Command::Worker(o) => cmd_worker(o),

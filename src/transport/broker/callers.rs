@@ -1,4 +1,5 @@
-//! Callers' requests on the front socket: ping, blobs, runs (start, list, get, stop, purge),
+//! Callers' requests on the front socket: ping, blobs, runs (start, list, get, stop, purge,
+//! stop one agent's worker),
 //! each answered as the caller's key allows (its own runs, or every run for an admin).
 
 use super::*;
@@ -183,6 +184,7 @@ impl Broker {
                 Err(e) => refuse("db", e.to_string()),
             },
             CallerRequest::Run(req) => self.start_run(*req, back),
+            CallerRequest::StopAgent { agent_id } => self.stop_agent(&agent_id, back),
         }
     }
 
@@ -364,6 +366,7 @@ impl Broker {
                 stats: Stats::default(),
                 seq: 0,
                 stopped: false,
+                stopped_agents: BTreeMap::new(),
                 unstored: 0,
                 ready: HashSet::new(),
                 going: false,
