@@ -2024,3 +2024,85 @@ fn stop_agent_stops_one_worker_and_the_run_ends_with_the_others_hits() {
         stderr(&idle)
     );
 }
+
+#[test]
+fn report_attach_and_stop_take_a_unique_prefix_of_a_run_id() {
+    let server = DemoServer::start();
+    let cluster = Cluster::start("prefix", 1);
+    let run = || {
+        let out = run_with_limit(
+            &[
+                "run",
+                "example::get_root",
+                "--agents",
+                "1",
+                "-s",
+                &server.url,
+                "-b",
+                &cluster.front,
+            ],
+            Duration::from_secs(120),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        run_id_of(&stdout(&out))
+    };
+    let (a, b) = (run(), run());
+    assert_ne!(a, b);
+    // Ids start with the time in hex: two runs made now share a prefix.
+    let common = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    assert!(common > 0 && common < a.len(), "{a} {b}");
+    let unique = &a[..common + 1];
+
+    let report = run_with_limit(
+        &["report", unique, "-b", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert_eq!(report.status.code(), Some(0), "{}", stderr(&report));
+    assert!(
+        stdout(&report).contains(&format!("Run id:        {a}")),
+        "{}",
+        stdout(&report)
+    );
+    let attach = run_with_limit(
+        &["attach", unique, "-b", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert_eq!(attach.status.code(), Some(0), "{}", stderr(&attach));
+    assert!(stdout(&attach).contains(&a), "{}", stdout(&attach));
+
+    // Ambiguous: the candidates are listed, exit 2.
+    let ambiguous = run_with_limit(
+        &["report", &a[..common], "-b", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert_eq!(ambiguous.status.code(), Some(2));
+    let e = stderr(&ambiguous);
+    assert!(
+        e.contains("ambiguous") && e.contains(&a) && e.contains(&b),
+        "{e}"
+    );
+    // No run has it: "no run", exit 2.
+    let none = run_with_limit(
+        &["report", "zz", "-b", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert_eq!(none.status.code(), Some(2));
+    assert!(stderr(&none).contains("no run \"zz\""), "{}", stderr(&none));
+    // `stop` resolves the same way (the run is over: nothing to stop, named in full).
+    let stop = run_with_limit(
+        &["stop", unique, "-b", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert_eq!(stop.status.code(), Some(2));
+    assert!(
+        stderr(&stop).contains(&format!("no active run {a:?}")),
+        "{}",
+        stderr(&stop)
+    );
+    let stop = run_with_limit(
+        &["stop", &a[..common], "-b", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert_eq!(stop.status.code(), Some(2));
+    assert!(stderr(&stop).contains("ambiguous"), "{}", stderr(&stop));
+}

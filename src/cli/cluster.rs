@@ -39,7 +39,7 @@ pub(super) struct AgentsArgs {
 
 #[derive(Args, Debug)]
 pub(super) struct ReportCommand {
-    /// The run (see `loads runs`)
+    /// The run, or a prefix of its id that no other run shares (see `loads runs`)
     pub(super) run_id: String,
     #[command(flatten)]
     pub(super) broker: BrokerAddr,
@@ -49,7 +49,8 @@ pub(super) struct ReportCommand {
 
 #[derive(Args, Debug)]
 pub(super) struct AttachArgs {
-    /// The run [default: the active run; asks when there are several]
+    /// The run, or a prefix of its id that no other run shares [default: the active run; asks
+    /// when there are several]
     pub(super) run_id: Option<String>,
     #[command(flatten)]
     pub(super) broker: BrokerAddr,
@@ -69,7 +70,7 @@ pub(super) struct CheckArgs {
 
 #[derive(Args, Debug)]
 pub(super) struct StopArgs {
-    /// The run (see `loads runs`)
+    /// The run, or a prefix of its id that no other run shares (see `loads runs`)
     #[arg(required_unless_present = "agent")]
     pub(super) run_id: Option<String>,
     /// Stop only the worker of this agent (see `loads agents`): its run goes on with its other
@@ -463,14 +464,14 @@ pub(super) fn cmd_attach(o: &AttachArgs) -> Result<u8, CliError> {
 }
 
 pub(super) fn cmd_stop(broker: &str, run_id: Option<&str>) -> Result<u8, CliError> {
+    let client = crate::transport::client::BrokerClient::connect(broker, Duration::from_secs(10))
+        .map_err(|e| CliError::Run(e.into()))?;
     let req = match run_id {
         Some(r) => crate::transport::CallerRequest::Stop {
-            run_id: r.to_owned(),
+            run_id: crate::runner::distributed::resolve_run(&client, r)?,
         },
         None => crate::transport::CallerRequest::Purge,
     };
-    let client = crate::transport::client::BrokerClient::connect(broker, Duration::from_secs(10))
-        .map_err(|e| CliError::Run(e.into()))?;
     match client
         .request(&req, None)
         .map_err(|e| CliError::Run(e.into()))?
