@@ -449,8 +449,9 @@ fn http_listener() -> (String, std::thread::JoinHandle<String>) {
     (url, h)
 }
 
-/// A one-shot SMTP listener: returns the DATA of the first mail.
-fn smtp_listener() -> (String, std::thread::JoinHandle<String>) {
+/// A one-shot SMTP listener that offers AUTH PLAIN and LOGIN: returns the AUTH commands it
+/// got and the DATA of the first mail.
+fn smtp_listener() -> (String, std::thread::JoinHandle<(Vec<String>, String)>) {
     use std::io::{BufRead as _, Write as _};
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = l.local_addr().expect("addr").to_string();
@@ -462,6 +463,7 @@ fn smtp_listener() -> (String, std::thread::JoinHandle<String>) {
         let mut r = BufReader::new(s);
         let _ = w.write_all(b"220 test ESMTP\r\n");
         let mut data = String::new();
+        let mut auth = Vec::new();
         let mut in_data = false;
         let mut line = String::new();
         while r.read_line(&mut line).unwrap_or(0) > 0 {
@@ -474,8 +476,13 @@ fn smtp_listener() -> (String, std::thread::JoinHandle<String>) {
                 }
             } else {
                 let cmd = line.to_ascii_uppercase();
-                let reply: &[u8] = if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
+                let reply: &[u8] = if cmd.starts_with("EHLO") {
+                    b"250-test\r\n250 AUTH PLAIN LOGIN\r\n"
+                } else if cmd.starts_with("HELO") {
                     b"250 test\r\n"
+                } else if cmd.starts_with("AUTH") {
+                    auth.push(line.trim_end().to_owned());
+                    b"235 accepted\r\n"
                 } else if cmd.starts_with("DATA") {
                     in_data = true;
                     b"354 go\r\n"
@@ -489,18 +496,41 @@ fn smtp_listener() -> (String, std::thread::JoinHandle<String>) {
             }
             line.clear();
         }
-        data
+        (auth, data)
     });
     (addr, h)
 }
 
+/// Whether any file under `dir` holds `needle` (the broker's database, the agents' job files).
+fn any_file_holds(dir: &std::path::Path, needle: &[u8]) -> Option<std::path::PathBuf> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if let Some(found) = any_file_holds(&p, needle) {
+                return Some(found);
+            }
+        } else if std::fs::metadata(&p).is_ok_and(|m| m.len() < 64 << 20)
+            && std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+        {
+            return Some(p);
+        }
+    }
+    None
+}
+
 #[test]
-fn webhook_and_email_notifiers_are_called_when_the_run_ends() {
+fn webhook_email_and_chat_notifiers_are_called_when_the_run_ends() {
+    use base64::Engine as _;
     let server = DemoServer::start();
     let cluster = Cluster::start("observers", 1);
     let (hook, got_hook) = http_listener();
+    let (chat, got_chat) = http_listener();
     let (smtp, got_mail) = smtp_listener();
-    let out = run_with_limit(
+    let password = "pw-d41d8cd98f00b204";
+    let out = common::run_env(
+        std::path::Path::new("."),
+        &[("LOADS_SMTP_PASSWORD", password)],
         &[
             "run",
             "example::get_root",
@@ -524,6 +554,14 @@ fn webhook_and_email_notifiers_are_called_when_the_run_ends() {
             "ops@example.test",
             "--observer-email-smtp",
             &smtp,
+            "--notify-email-user",
+            "alice",
+            "--notify-email-subject",
+            "[{verdict}] {test} {run_id}",
+            "--notify",
+            "chat",
+            "--notify-chat-url",
+            &chat,
         ],
         Duration::from_secs(120),
     );
@@ -542,9 +580,39 @@ fn webhook_and_email_notifiers_are_called_when_the_run_ends() {
     assert_eq!(summary["run_id"], run_id.as_str());
     assert_eq!(summary["hits"], 6);
     assert_eq!(summary["status"], "finished");
-    let mail = got_mail.join().expect("smtp listener");
+    let request = got_chat.join().expect("chat listener");
+    let chat_body: serde_json::Value =
+        serde_json::from_str(&request[request.find("\r\n\r\n").expect("body") + 4..])
+            .expect("chat JSON");
+    let text = chat_body["text"].as_str().expect("text");
+    assert!(
+        text.contains(&run_id) && text.contains("finished") && text.contains("Hits: 6"),
+        "{text}"
+    );
+    let (auth, mail) = got_mail.join().expect("smtp listener");
     assert!(mail.contains("To: ops@example.test"), "{mail}");
     assert!(mail.contains(&run_id) && mail.contains("Hits: 6"), "{mail}");
+    assert!(
+        mail.contains(&format!(
+            "Subject: [finished] example::get_root {run_id}\r\n"
+        )),
+        "{mail}"
+    );
+    // The password from the environment reached the SMTP server, and nothing else kept it:
+    // not the summary, the database or the agent's job file.
+    let plain = auth
+        .iter()
+        .find_map(|a| a.strip_prefix("AUTH PLAIN "))
+        .unwrap_or_else(|| panic!("no AUTH PLAIN: {auth:?}"));
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(plain)
+        .expect("base64");
+    assert_eq!(decoded, format!("\0alice\0{password}").as_bytes());
+    assert!(!body.contains(password) && !stdout(&out).contains(password));
+    assert!(any_file_holds(&cluster.dir, run_id.as_bytes()).is_some());
+    assert_eq!(any_file_holds(&cluster.dir, password.as_bytes()), None);
+    // Nor the webhook's URL, which is a chat's secret: workers get no notifier options.
+    assert_eq!(any_file_holds(&cluster.dir, hook.as_bytes()), None);
 
     let bad = run_with_limit(
         &[
@@ -564,6 +632,35 @@ fn webhook_and_email_notifiers_are_called_when_the_run_ends() {
         stderr(&bad).contains("--notify-webhook-url"),
         "{}",
         stderr(&bad)
+    );
+    // A login over plain SMTP beyond loopback: refused before the run, naming the fix.
+    let plain = common::run_env(
+        std::path::Path::new("."),
+        &[("LOADS_SMTP_PASSWORD", password)],
+        &[
+            "run",
+            "example::get_root",
+            "--agents",
+            "1",
+            "--broker",
+            &cluster.front,
+            "--notify",
+            "email",
+            "--notify-email-to",
+            "ops@example.test",
+            "--notify-email-smtp",
+            "mail.example.test:25",
+            "--notify-email-user",
+            "alice",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(plain.status.code(), Some(2), "{}", stderr(&plain));
+    assert!(
+        stderr(&plain).contains("--notify-email-tls starttls")
+            && !stderr(&plain).contains(password),
+        "{}",
+        stderr(&plain)
     );
 }
 
@@ -1740,4 +1837,272 @@ start-after = "1s"
         j["lifecycle"]["shop::on_start"]["hits"], j["counters"]["logins"],
         "{j}"
     );
+}
+
+/// The id an agent printed when it registered (`loads agent ID registered with …`).
+fn agent_id(agent: &Proc) -> String {
+    agent
+        .line
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_else(|| panic!("no agent id in {:?}", agent.line))
+        .to_owned()
+}
+
+/// `loads agents --json -b FRONT`, parsed.
+fn agents_json(front: &str) -> Vec<serde_json::Value> {
+    let out = run_with_limit(&["agents", "--json", "-b", front], Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
+}
+
+#[test]
+fn agents_lists_each_agent_idle_then_busy_with_its_run() {
+    let server = DemoServer::start();
+    let cluster = Cluster::start("agents", 2);
+    let ids: Vec<String> = cluster.agents.iter().map(agent_id).collect();
+    let listed = agents_json(&cluster.front);
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    for (agent, id) in cluster.agents.iter().zip(&ids) {
+        let a = listed
+            .iter()
+            .find(|a| a["id"] == id.as_str())
+            .unwrap_or_else(|| panic!("{id} not in {listed:?}"));
+        assert_eq!(a["pid"], agent.child.id(), "{a}");
+        assert_eq!(a["state"], "idle", "{a}");
+        assert!(a["run"].is_null(), "{a}");
+        assert!(a["host"].as_str().is_some_and(|h| !h.is_empty()), "{a}");
+        assert!(a["last_heartbeat"].as_f64().is_some_and(|s| s < 5.0), "{a}");
+    }
+    let table = run_with_limit(&["agents", "-b", &cluster.front], Duration::from_secs(30));
+    let text = stdout(&table);
+    assert!(text.starts_with("AGENT "), "{text}");
+    for id in &ids {
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(id.as_str()))
+            .unwrap_or_else(|| panic!("{id} not in {text}"));
+        assert!(row.contains(" idle ") && row.ends_with(" -"), "{row}");
+    }
+
+    // One agent busy with a run: the listing says which.
+    let out = run_with_limit(
+        &[
+            "run",
+            "example::get_root",
+            "--agents",
+            "1",
+            "-d",
+            "20",
+            "-s",
+            &server.url,
+            "-b",
+            &cluster.front,
+            "--detach",
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let run_id = stdout(&out)
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_default()
+        .trim_end_matches(';')
+        .to_owned();
+    let listed = agents_json(&cluster.front);
+    let busy: Vec<&serde_json::Value> = listed.iter().filter(|a| a["state"] == "busy").collect();
+    assert_eq!(busy.len(), 1, "{listed:?}");
+    assert_eq!(busy[0]["run"], run_id.as_str(), "{listed:?}");
+    let stop = run_with_limit(
+        &["stop", &run_id, "-b", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert_eq!(stop.status.code(), Some(0), "{}", stderr(&stop));
+}
+
+#[test]
+fn stop_agent_stops_one_worker_and_the_run_ends_with_the_others_hits() {
+    let server = DemoServer::start();
+    let cluster = Cluster::start("stop-agent", 2);
+    let ids: Vec<String> = cluster.agents.iter().map(agent_id).collect();
+    let (url, front) = (server.url.clone(), cluster.front.clone());
+    let run = std::thread::spawn(move || {
+        let started = Instant::now();
+        let summary = common::summary_of(
+            "stop-agent",
+            &[
+                "run",
+                "example::get_root",
+                "--agents",
+                "2",
+                "-u",
+                "2",
+                "-d",
+                "8",
+                "-s",
+                &url,
+                "-b",
+                &front,
+            ],
+            // A worker stopped alone is a problem of the run: exit code 1.
+            1,
+        );
+        (summary, started.elapsed())
+    });
+    // Both workers at work, then the first agent's is stopped.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run_id = loop {
+        let listed = agents_json(&cluster.front);
+        if listed.len() == 2 && listed.iter().all(|a| a["state"] == "busy") {
+            break listed[0]["run"].as_str().expect("run").to_owned();
+        }
+        assert!(Instant::now() < deadline, "never busy: {listed:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let stop = run_with_limit(
+        &["stop", "--agent", &ids[0], "-b", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert_eq!(stop.status.code(), Some(0), "{}", stderr(&stop));
+    assert!(
+        stdout(&stop).contains(&run_id) && stdout(&stop).contains("goes on"),
+        "{}",
+        stdout(&stop)
+    );
+    // An agent the broker does not know: a clear error, exit 2.
+    let unknown = run_with_limit(
+        &["stop", "--agent", "no-such-agent", "-b", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        stderr(&unknown).contains("no agent \"no-such-agent\""),
+        "{}",
+        stderr(&unknown)
+    );
+    let (summary, took) = run.join().expect("the run");
+    // The other agent went on to the end of the duration.
+    assert!(took >= Duration::from_secs(8), "{took:?}");
+    let per_agent = summary["per_agent"].as_array().expect("per_agent");
+    let of = |id: &str| {
+        per_agent
+            .iter()
+            .find(|a| a["id"] == id)
+            .unwrap_or_else(|| panic!("{id} not in {per_agent:?}"))
+    };
+    let (stopped, other) = (of(&ids[0]), of(&ids[1]));
+    assert!(stopped["hits"].as_u64() > Some(0), "{stopped}");
+    assert!(
+        other["hits"].as_u64() > stopped["hits"].as_u64(),
+        "{per_agent:?}"
+    );
+    let (s_last, o_last) = (
+        stopped["last_event"].as_f64().expect("last"),
+        other["last_event"].as_f64().expect("last"),
+    );
+    assert!(o_last - s_last > 2.0, "{per_agent:?}");
+    assert_eq!(stopped["lost"], false, "stopped, not lost: {stopped}");
+    let problems = summary["run_problems"].to_string();
+    assert!(
+        problems.contains(&format!(
+            "agent {}: its worker was stopped by the user",
+            ids[0]
+        )),
+        "{problems}"
+    );
+    assert!(!problems.contains("lost"), "{problems}");
+    // Idle again: nothing to stop.
+    let idle = run_with_limit(
+        &["stop", "--agent", &ids[1], "-b", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert_eq!(idle.status.code(), Some(2));
+    assert!(
+        stderr(&idle).contains("works for no active run"),
+        "{}",
+        stderr(&idle)
+    );
+}
+
+#[test]
+fn report_attach_and_stop_take_a_unique_prefix_of_a_run_id() {
+    let server = DemoServer::start();
+    let cluster = Cluster::start("prefix", 1);
+    let run = || {
+        let out = run_with_limit(
+            &[
+                "run",
+                "example::get_root",
+                "--agents",
+                "1",
+                "-s",
+                &server.url,
+                "-b",
+                &cluster.front,
+            ],
+            Duration::from_secs(120),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        run_id_of(&stdout(&out))
+    };
+    let (a, b) = (run(), run());
+    assert_ne!(a, b);
+    // Ids start with the time in hex: two runs made now share a prefix.
+    let common = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    assert!(common > 0 && common < a.len(), "{a} {b}");
+    let unique = &a[..common + 1];
+
+    let report = run_with_limit(
+        &["report", unique, "-b", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert_eq!(report.status.code(), Some(0), "{}", stderr(&report));
+    assert!(
+        stdout(&report).contains(&format!("Run id:        {a}")),
+        "{}",
+        stdout(&report)
+    );
+    let attach = run_with_limit(
+        &["attach", unique, "-b", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert_eq!(attach.status.code(), Some(0), "{}", stderr(&attach));
+    assert!(stdout(&attach).contains(&a), "{}", stdout(&attach));
+
+    // Ambiguous: the candidates are listed, exit 2.
+    let ambiguous = run_with_limit(
+        &["report", &a[..common], "-b", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert_eq!(ambiguous.status.code(), Some(2));
+    let e = stderr(&ambiguous);
+    assert!(
+        e.contains("ambiguous") && e.contains(&a) && e.contains(&b),
+        "{e}"
+    );
+    // No run has it: "no run", exit 2.
+    let none = run_with_limit(
+        &["report", "zz", "-b", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert_eq!(none.status.code(), Some(2));
+    assert!(stderr(&none).contains("no run \"zz\""), "{}", stderr(&none));
+    // `stop` resolves the same way (the run is over: nothing to stop, named in full).
+    let stop = run_with_limit(
+        &["stop", unique, "-b", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert_eq!(stop.status.code(), Some(2));
+    assert!(
+        stderr(&stop).contains(&format!("no active run {a:?}")),
+        "{}",
+        stderr(&stop)
+    );
+    let stop = run_with_limit(
+        &["stop", &a[..common], "-b", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert_eq!(stop.status.code(), Some(2));
+    assert!(stderr(&stop).contains("ambiguous"), "{}", stderr(&stop));
 }

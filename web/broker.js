@@ -18,6 +18,7 @@
   function ms(v) { if (v === null || v === undefined) return '-'; return v < 10 ? v.toFixed(2) + ' ms' : v < 1000 ? v.toFixed(1) + ' ms' : (v / 1000).toFixed(2) + ' s'; }
   function pct(a, b) { if (!a) return '-'; var p = (b - a) * 100 / a; return (p >= 0 ? '+' : '') + p.toFixed(1) + '%'; }
   var ticked = [];
+  var lastRuns = '';
 
   function render(d) {
     var p = d.ping;
@@ -36,9 +37,12 @@
       act.appendChild(el('p', null, [el('a', { href: withToken('runs/' + encodeURIComponent(id) + '/live'), text: id, 'class': 'live-link' }),
         ' (live) · ', el('a', { href: withToken('runs/' + encodeURIComponent(id)), text: 'its report so far' })]));
     });
+    // Rebuilt only when the runs changed: a box being clicked is not replaced under the pointer.
     var rb = document.querySelector('#runs tbody');
-    clear(rb);
-    d.runs.forEach(function (r) {
+    var runsKey = JSON.stringify(d.runs);
+    var changed = runsKey !== lastRuns;
+    if (changed) { lastRuns = runsKey; clear(rb); }
+    (changed ? d.runs : []).forEach(function (r) {
       var box = el('input', { type: 'checkbox', 'data-run': r.run_id });
       if (ticked.indexOf(r.run_id) >= 0) box.checked = true;
       box.addEventListener('change', function () {

@@ -1,4 +1,4 @@
-//! The cluster's commands: `loads broker`, `agent`, `ping`, `runs`, `report`, `attach`,
+//! The cluster's commands: `loads broker`, `agent`, `ping`, `agents`, `runs`, `report`, `attach`,
 //! `stop`, `purge`, `check-cluster`, `keygen` and the hidden `worker`. Options enter merged with
 //! their config files (see [`super::options`]); an exit code leaves.
 
@@ -14,40 +14,54 @@ use super::{CliError, CurveFlags, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::config::ReportArgs;
 use crate::demo::DemoServer;
 
+/// The broker a command asks (`-b, --broker`), declared once for every cluster command.
 #[derive(Args, Debug)]
 pub(super) struct BrokerAddr {
     /// The broker's front socket
-    #[arg(long, default_value = crate::transport::DEFAULT_FRONTEND, value_name = "ENDPOINT")]
+    #[arg(
+        short = 'b',
+        long,
+        default_value = crate::transport::DEFAULT_FRONTEND,
+        value_name = "ENDPOINT"
+    )]
     pub(super) broker: String,
 }
 
 #[derive(Args, Debug)]
+pub(super) struct AgentsArgs {
+    #[command(flatten)]
+    pub(super) broker: BrokerAddr,
+    /// Print the agents as JSON: [{"id", "host", "pid", "state" (idle or busy), "run" (or
+    /// null), "last_heartbeat" (seconds ago)}]
+    #[arg(long)]
+    pub(super) json: bool,
+}
+
+#[derive(Args, Debug)]
 pub(super) struct ReportCommand {
-    /// The run (see `loads runs`)
+    /// The run, or a prefix of its id that no other run shares (see `loads runs`)
     pub(super) run_id: String,
-    /// The broker's front socket
-    #[arg(long, default_value = crate::transport::DEFAULT_FRONTEND, value_name = "ENDPOINT")]
-    pub(super) broker: String,
+    #[command(flatten)]
+    pub(super) broker: BrokerAddr,
     #[command(flatten)]
     pub(super) out: ReportArgs,
 }
 
 #[derive(Args, Debug)]
 pub(super) struct AttachArgs {
-    /// The run [default: the active run; asks when there are several]
+    /// The run, or a prefix of its id that no other run shares [default: the active run; asks
+    /// when there are several]
     pub(super) run_id: Option<String>,
-    /// The broker's front socket
-    #[arg(long, default_value = crate::transport::DEFAULT_FRONTEND, value_name = "ENDPOINT")]
-    pub(super) broker: String,
+    #[command(flatten)]
+    pub(super) broker: BrokerAddr,
     #[command(flatten)]
     pub(super) out: ReportArgs,
 }
 
 #[derive(Args, Debug)]
 pub(super) struct CheckArgs {
-    /// The broker's front socket
-    #[arg(long, default_value = crate::transport::DEFAULT_FRONTEND, value_name = "ENDPOINT")]
-    pub(super) broker: String,
+    #[command(flatten)]
+    pub(super) broker: BrokerAddr,
     /// A demo server the agents can reach [default: one started here on 127.0.0.1, which only
     /// agents on this machine reach]
     #[arg(short = 's', long, value_name = "URL")]
@@ -56,11 +70,16 @@ pub(super) struct CheckArgs {
 
 #[derive(Args, Debug)]
 pub(super) struct StopArgs {
-    /// The run
-    pub(super) run_id: String,
-    /// The broker's front socket
-    #[arg(long, default_value = crate::transport::DEFAULT_FRONTEND, value_name = "ENDPOINT")]
-    pub(super) broker: String,
+    /// The run, or a prefix of its id that no other run shares (see `loads runs`)
+    #[arg(required_unless_present = "agent")]
+    pub(super) run_id: Option<String>,
+    /// Stop only the worker of this agent (see `loads agents`): its run goes on with its other
+    /// agents, and ends naming this worker as stopped by the user (exit code 1 for whoever
+    /// follows the run); stopping the last worker of a run stops the run
+    #[arg(long, value_name = "AGENT_ID", conflicts_with = "run_id")]
+    pub(super) agent: Option<String>,
+    #[command(flatten)]
+    pub(super) broker: BrokerAddr,
 }
 
 #[derive(Args, Debug)]
@@ -286,6 +305,65 @@ pub(super) fn cmd_ping(o: &BrokerAddr) -> Result<u8, CliError> {
     Ok(EXIT_OK)
 }
 
+/// An agent as `loads agents` shows it.
+#[derive(serde::Serialize)]
+struct AgentLine<'a> {
+    id: &'a str,
+    host: &'a str,
+    pid: u32,
+    state: &'static str,
+    run: Option<&'a str>,
+    last_heartbeat: f64,
+}
+
+pub(super) fn cmd_agents(o: &AgentsArgs) -> Result<u8, CliError> {
+    let info =
+        crate::runner::distributed::ping(&o.broker.broker).map_err(|e| CliError::Run(e.into()))?;
+    let lines: Vec<AgentLine<'_>> = info
+        .agents
+        .iter()
+        .map(|a| AgentLine {
+            id: &a.id,
+            host: &a.host,
+            pid: a.pid,
+            state: if a.busy.is_some() { "busy" } else { "idle" },
+            run: a.busy.as_deref(),
+            last_heartbeat: a.last_heartbeat,
+        })
+        .collect();
+    if o.json {
+        let text = serde_json::to_string_pretty(&lines).map_err(|e| CliError::Other(e.into()))?;
+        println!("{text}");
+        return Ok(EXIT_OK);
+    }
+    if lines.is_empty() {
+        println!(
+            "No agent is registered with the broker at {}; start one with `loads agent --broker {}`",
+            o.broker.broker,
+            crate::transport::reachable(&info.backend, &o.broker.broker)
+        );
+        return Ok(EXIT_OK);
+    }
+    let id_w = lines.iter().map(|l| l.id.len()).max().unwrap_or(0).max(5);
+    let host_w = lines.iter().map(|l| l.host.len()).max().unwrap_or(0).max(4);
+    println!(
+        "{:<id_w$}  {:<host_w$}  {:>8}  {:<5}  LAST HEARTBEAT  RUN",
+        "AGENT", "HOST", "PID", "STATE"
+    );
+    for l in &lines {
+        println!(
+            "{:<id_w$}  {:<host_w$}  {:>8}  {:<5}  {:>12.1}s  {}",
+            l.id,
+            l.host,
+            l.pid,
+            l.state,
+            l.last_heartbeat,
+            l.run.unwrap_or("-")
+        );
+    }
+    Ok(EXIT_OK)
+}
+
 pub(super) fn broker_call(
     endpoint: &str,
     req: &crate::transport::CallerRequest,
@@ -334,7 +412,8 @@ pub(super) fn cmd_runs(o: &BrokerAddr) -> Result<u8, CliError> {
 }
 
 pub(super) fn cmd_report(o: &ReportCommand) -> Result<u8, CliError> {
-    let result = crate::runner::distributed::report(&o.broker, &o.run_id, &o.out.resolved(false))?;
+    let result =
+        crate::runner::distributed::report(&o.broker.broker, &o.run_id, &o.out.resolved(false))?;
     report_output_errors(&result);
     Ok(exit_code(&result))
 }
@@ -354,7 +433,7 @@ pub(super) fn cmd_check(o: &CheckArgs) -> Result<u8, CliError> {
         .or_else(|| local.as_ref().map(DemoServer::url))
         .unwrap_or_default();
     println!("Checking every idle agent with example::health against {url}");
-    let checks = crate::runner::distributed::check_cluster(&o.broker, &url)?;
+    let checks = crate::runner::distributed::check_cluster(&o.broker.broker, &url)?;
     let ok = checks.iter().filter(|c| c.problem.is_none()).count();
     for c in &checks {
         match &c.problem {
@@ -372,7 +451,7 @@ pub(super) fn cmd_check(o: &CheckArgs) -> Result<u8, CliError> {
 
 pub(super) fn cmd_attach(o: &AttachArgs) -> Result<u8, CliError> {
     match crate::runner::distributed::attach(
-        &o.broker,
+        &o.broker.broker,
         o.run_id.as_deref(),
         &o.out.resolved(false),
     )? {
@@ -385,14 +464,14 @@ pub(super) fn cmd_attach(o: &AttachArgs) -> Result<u8, CliError> {
 }
 
 pub(super) fn cmd_stop(broker: &str, run_id: Option<&str>) -> Result<u8, CliError> {
+    let client = crate::transport::client::BrokerClient::connect(broker, Duration::from_secs(10))
+        .map_err(|e| CliError::Run(e.into()))?;
     let req = match run_id {
         Some(r) => crate::transport::CallerRequest::Stop {
-            run_id: r.to_owned(),
+            run_id: crate::runner::distributed::resolve_run(&client, r)?,
         },
         None => crate::transport::CallerRequest::Purge,
     };
-    let client = crate::transport::client::BrokerClient::connect(broker, Duration::from_secs(10))
-        .map_err(|e| CliError::Run(e.into()))?;
     match client
         .request(&req, None)
         .map_err(|e| CliError::Run(e.into()))?
@@ -405,6 +484,36 @@ pub(super) fn cmd_stop(broker: &str, run_id: Option<&str>) -> Result<u8, CliErro
             }
             for r in stopped {
                 println!("Stopping run {r}: its workers flush what they have, then end");
+            }
+            Ok(EXIT_OK)
+        }
+        Err(r) => {
+            eprintln!("error: {}", r.message);
+            Ok(EXIT_USAGE)
+        }
+    }
+}
+
+pub(super) fn cmd_stop_agent(broker: &str, agent: &str) -> Result<u8, CliError> {
+    let req = crate::transport::CallerRequest::StopAgent {
+        agent_id: agent.to_owned(),
+    };
+    let client = crate::transport::client::BrokerClient::connect(broker, Duration::from_secs(10))
+        .map_err(|e| CliError::Run(e.into()))?;
+    match client
+        .request(&req, None)
+        .map_err(|e| CliError::Run(e.into()))?
+    {
+        Ok(v) => {
+            let run = v["run_id"].as_str().unwrap_or("?");
+            if v["run_goes_on"].as_bool().unwrap_or(false) {
+                println!(
+                    "Stopping the worker of agent {agent} in run {run}: it flushes what it has; the run goes on with its other agents"
+                );
+            } else {
+                println!(
+                    "Stopping run {run}: agent {agent} ran its last worker still going; its workers flush what they have, then end"
+                );
             }
             Ok(EXIT_OK)
         }

@@ -5,7 +5,7 @@
 //!   line and the config file (a TOML file whose keys are the long option names; the command
 //!   line wins), merged in one place;
 //! - `run`: `run`, `list`, `demo`, `demo-server`;
-//! - `cluster`: `broker`, `agent`, `ping`, `runs`, `report`, `attach`, `stop`, `purge`,
+//! - `cluster`: `broker`, `agent`, `ping`, `agents`, `runs`, `report`, `attach`, `stop`, `purge`,
 //!   `check-cluster`, `keygen`, `worker`.
 //!
 //! Exit codes: 0 when every hit succeeded, 1 when any failure or error happened (or an output
@@ -103,6 +103,9 @@ enum Command {
     /// Show the broker's pid, endpoints, agents and active runs (also: --ping-broker)
     #[command(long_flag = "ping-broker")]
     Ping(BrokerAddr),
+    /// List the broker's agents: id, host, pid, idle or busy (and with which run), last
+    /// heartbeat
+    Agents(AgentsArgs),
     /// List the broker's active and past runs
     Runs(BrokerAddr),
     /// Render a stored run again with the outputs
@@ -110,7 +113,8 @@ enum Command {
     /// Follow a run of the cluster again (the active one, or RUN_ID) (also: --attach)
     #[command(long_flag = "attach")]
     Attach(AttachArgs),
-    /// Stop a run of the cluster (its workers flush what they have)
+    /// Stop a run of the cluster (its workers flush what they have), or with --agent the
+    /// worker of one agent
     Stop(StopArgs),
     /// Stop every active run of the cluster (also: --purge-broker)
     #[command(long_flag = "purge-broker")]
@@ -210,10 +214,14 @@ where
         Command::Broker(o) => cmd_broker(o, &cli.curve),
         Command::Agent(o) => cmd_agent(o, &cli.curve),
         Command::Ping(o) => cmd_ping(o),
+        Command::Agents(o) => cmd_agents(o),
         Command::Runs(o) => cmd_runs(o),
         Command::Report(o) => cmd_report(o),
         Command::Attach(o) => cmd_attach(o),
-        Command::Stop(o) => cmd_stop(&o.broker, Some(&o.run_id)),
+        Command::Stop(o) => match &o.agent {
+            Some(agent) => cmd_stop_agent(&o.broker.broker, agent),
+            None => cmd_stop(&o.broker.broker, o.run_id.as_deref()),
+        },
         Command::Purge(o) => cmd_stop(&o.broker, None),
         Command::CheckCluster(o) => cmd_check(o),
         Command::Worker(o) => cmd_worker(o),
@@ -301,10 +309,14 @@ mod tests {
             &path,
             "test = \"a::b\"\noutput-html-path = \"r.html\"\nobserver = \"webhook\"\n\
              notify-webhook-url = \"http://127.0.0.1:9/\"\nthreshold = \"p95<1s\"\n\
-             timeout = 4\nabort-on-threshold = true\n",
+             timeout = 4\nabort-on-threshold = true\nnotify-email-tls = \"starttls\"\n\
+             notify-email-user = \"u\"\nnotify-email-subject = \"{verdict}\"\n",
         )
         .expect("write");
         let a = run_args_of(&parse(&["--config", p])).expect("args");
+        assert_eq!(a.notify.email_tls, Some(crate::config::EmailTls::Starttls));
+        assert_eq!(a.notify.email_user.as_deref(), Some("u"));
+        assert_eq!(a.notify.email_subject.as_deref(), Some("{verdict}"));
         assert_eq!(a.report.output_options.html_path.as_deref(), Some("r.html"));
         assert_eq!(a.notify.notifiers, vec!["webhook"]);
         assert_eq!(a.notify.webhook_url.as_deref(), Some("http://127.0.0.1:9/"));

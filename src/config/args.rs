@@ -217,7 +217,7 @@ impl ReportArgs {
 #[serde(default)]
 #[command(next_help_heading = "Notifiers (cluster runs)")]
 pub struct NotifyArgs {
-    /// With --agents: notify when the run ends, on the broker (repeatable): webhook, email
+    /// With --agents: notify when the run ends, on the broker (repeatable): webhook, email, chat
     #[arg(
         id = "observers",
         long = "notify",
@@ -236,6 +236,11 @@ pub struct NotifyArgs {
     )]
     #[serde(rename = "observer_webhook_url")]
     pub webhook_url: Option<String>,
+    /// Where the chat notifier POSTs {"text": "…"}, a short summary: a Slack incoming webhook,
+    /// a Matrix hookshot webhook or any endpoint that takes that JSON
+    #[arg(long = "notify-chat-url", value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat_url: Option<String>,
     /// Whom the email notifier writes to
     #[arg(
         id = "observer_email_to",
@@ -263,6 +268,45 @@ pub struct NotifyArgs {
     )]
     #[serde(rename = "observer_email_from")]
     pub email_from: Option<String>,
+    /// The subject of the email notifier's mails: `{test}`, `{verdict}` (finished, stopped or
+    /// failed) and `{run_id}` are replaced [default: "loads: run {run_id} of {test} {verdict}"]
+    #[arg(long = "notify-email-subject", value_name = "TEMPLATE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_subject: Option<String>,
+    /// The user the email notifier logs in to the SMTP server as (AUTH PLAIN or LOGIN, with
+    /// --notify-email-password); refused over a plain connection to a host beyond loopback
+    #[arg(long = "notify-email-user", value_name = "USER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_user: Option<String>,
+    /// The password of --notify-email-user; better from the environment, LOADS_SMTP_PASSWORD,
+    /// than on a command line that others can read. Never shown, stored, or sent to agents
+    #[arg(
+        long = "notify-email-password",
+        value_name = "PASSWORD",
+        env = "LOADS_SMTP_PASSWORD",
+        hide_env_values = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_password: Option<super::Secret>,
+    /// How the email notifier secures its connection: none (plain SMTP), starttls (plain, then
+    /// STARTTLS, required before anything is sent) or tls (TLS from the start, port 465 as a
+    /// rule); certificates are checked against the Mozilla roots [default: none]
+    #[arg(long = "notify-email-tls", value_name = "MODE", value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_tls: Option<EmailTls>,
+}
+
+/// How the email notifier secures its connection to the SMTP server (`--notify-email-tls`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailTls {
+    /// Plain SMTP (a relay on the cluster's own network).
+    #[default]
+    None,
+    /// A plain connection upgraded with STARTTLS, which the server must offer.
+    Starttls,
+    /// TLS from the first byte (SMTPS, "implicit TLS").
+    Tls,
 }
 
 fn parse_threads(s: &str) -> Result<usize, String> {

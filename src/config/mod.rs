@@ -8,6 +8,7 @@
 //! - `plan`: the load plan those arguments describe (cycles, stages, an arrival rate);
 //! - `scenario`: the named scenarios of a run, each with its tests and its own model;
 //! - `units`: durations as options take them, microseconds and bytes as reports print them;
+//! - `secret`: a password option's value, never shown ([`Secret`]);
 //! - `signals`: the process's one handler of SIGINT and SIGTERM.
 //!
 //! Data enters as option values (text, numbers) and leaves as checked values (the plan,
@@ -18,17 +19,20 @@ mod args;
 pub(crate) mod data;
 pub(crate) mod plan;
 mod scenario;
+mod secret;
 pub(crate) mod signals;
 pub(crate) mod units;
 mod web;
 
 pub use args::{
-    DEFAULT_REQUEST_TIMEOUT, ModelArgs, NotifyArgs, OutputOptions, PlanArgs, ReportArgs, RunArgs,
+    DEFAULT_REQUEST_TIMEOUT, EmailTls, ModelArgs, NotifyArgs, OutputOptions, PlanArgs, ReportArgs,
+    RunArgs,
 };
 pub(crate) use args::{new_run_id, share_of};
 pub use data::{DataSpec, Strategy};
 pub use plan::Cycles;
 pub use scenario::{MAX_SCENARIOS, ScenarioArgs};
+pub use secret::Secret;
 pub use units::Secs;
 pub use web::{DEFAULT_WEB_ADDR, WebArgs};
 

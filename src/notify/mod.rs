@@ -1,20 +1,27 @@
 //! End-of-run notifiers: what the broker calls once when a run ends (`--notify NAME`; the
 //! earlier `--observer` spelling still works). `webhook` POSTs the run's summary as JSON to
-//! `--notify-webhook-url`; `email` sends it as a plain-text mail to `--notify-email-to` through
-//! the SMTP server `--notify-email-smtp`. Their options enter as [`NotifyArgs`].
-//! They run on a thread of their own so that a slow endpoint never holds the broker up.
+//! `--notify-webhook-url` and `chat` a few lines of it as `{"text": …}` to `--notify-chat-url`
+//! (a Slack or Matrix hookshot incoming webhook) (`http`); `email` sends it as a plain-text mail to
+//! `--notify-email-to` through the SMTP server `--notify-email-smtp`, with a login, TLS and a
+//! subject of the run's choosing (`email`). Their options enter as [`NotifyArgs`], checked by
+//! [`check`] on the caller before the run starts and again where they are used; the run's
+//! [`RunSummary`] enters at the end, and what leaves is a request, a mail, or a [`NotifyError`]
+//! naming the notifier. They run on a thread of their own so that a slow endpoint never holds
+//! the broker up.
+
+mod email;
+mod http;
 
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
 
 use crate::config::NotifyArgs;
 use crate::result::Stats;
 
 /// The notifiers that exist.
-pub const NOTIFIERS: &[&str] = &["webhook", "email"];
+pub const NOTIFIERS: &[&str] = &["webhook", "email", "chat"];
 
 /// What a notifier reports about a run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
     /// The run.
     pub run_id: String,
@@ -125,6 +132,34 @@ impl RunSummary {
     }
 }
 
+impl RunSummary {
+    /// The summary as a chat message: the run, its verdict, then its main figures.
+    pub fn chat_text(&self) -> String {
+        let mut s = format!(
+            "loads: run {} of {} {}\nHits: {} ({} failures, {} errors) · p95 {:.2} ms · {:.1} s",
+            self.run_id,
+            self.test,
+            self.status,
+            self.hits,
+            self.failures,
+            self.errors,
+            self.p95_ms,
+            self.duration
+        );
+        if !self.lost_agents.is_empty() {
+            s.push_str(&format!("\nLost agents: {}", self.lost_agents.join(", ")));
+        }
+        if !self.problems.is_empty() {
+            s.push_str(&format!(
+                "\n{} problem(s), the first: {}",
+                self.problems.len(),
+                self.problems[0]
+            ));
+        }
+        s
+    }
+}
+
 /// Why a notifier failed.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
@@ -137,6 +172,9 @@ pub enum NotifyError {
     /// The mail could not be sent.
     #[error("email: {0}")]
     Email(String),
+    /// The chat's webhook could not be called or answered with an error.
+    #[error("chat: {0}")]
+    Chat(String),
 }
 
 /// Checks the notifier options of `args`: known names and the options each needs.
@@ -148,12 +186,16 @@ pub fn check(args: &NotifyArgs) -> Result<(), NotifyError> {
                     "--notify webhook needs --notify-webhook-url URL".into(),
                 ));
             }
-            "email" if args.email_to.is_none() || args.email_smtp.is_none() => {
+            "email" => {
+                email::Settings::of(args)?;
+            }
+            "chat" if args.chat_url.is_none() => {
                 return Err(NotifyError::Config(
-                    "--notify email needs --notify-email-to ADDRESS and --notify-email-smtp HOST:PORT".into(),
+                    "--notify chat needs --notify-chat-url URL (a Slack or Matrix incoming webhook)"
+                        .into(),
                 ));
             }
-            "webhook" | "email" => {}
+            "webhook" | "chat" => {}
             other => {
                 return Err(NotifyError::Config(format!(
                     "unknown notifier {other:?}; available notifiers: {}",
@@ -170,8 +212,9 @@ pub fn notify_all(args: &NotifyArgs, summary: &RunSummary) -> Vec<NotifyError> {
     let mut errors = Vec::new();
     for o in &args.notifiers {
         let r = match o.as_str() {
-            "webhook" => webhook(args, summary),
-            "email" => email(args, summary),
+            "webhook" => http::webhook(args, summary),
+            "email" => email::send(args, summary),
+            "chat" => http::chat(args, summary),
             other => Err(NotifyError::Config(format!("unknown notifier {other:?}"))),
         };
         if let Err(e) = r {
@@ -179,81 +222,4 @@ pub fn notify_all(args: &NotifyArgs, summary: &RunSummary) -> Vec<NotifyError> {
         }
     }
     errors
-}
-
-fn webhook(args: &NotifyArgs, summary: &RunSummary) -> Result<(), NotifyError> {
-    let url = args
-        .webhook_url
-        .as_deref()
-        .ok_or_else(|| NotifyError::Config("no --notify-webhook-url".into()))?;
-    let url = url::Url::parse(url)
-        .map_err(|e| NotifyError::Webhook(format!("invalid URL {url:?}: {e}")))?;
-    let body = serde_json::to_vec(summary).map_err(|e| NotifyError::Webhook(e.to_string()))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| NotifyError::Webhook(e.to_string()))?;
-    let mut headers = http::HeaderMap::new();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    let client = crate::measure::client::Client::new(Duration::from_secs(10));
-    let res = rt
-        .block_on(client.send(
-            crate::measure::client::Outgoing {
-                method: http::Method::POST,
-                url: std::sync::Arc::new(url),
-                headers,
-                body: Some(body.into()),
-            },
-            None,
-        ))
-        .map_err(|e| NotifyError::Webhook(e.to_string()))?;
-    if !res.status.is_success() {
-        return Err(NotifyError::Webhook(format!(
-            "the endpoint answered {}",
-            res.status
-        )));
-    }
-    Ok(())
-}
-
-fn email(args: &NotifyArgs, summary: &RunSummary) -> Result<(), NotifyError> {
-    use lettre::Transport as _;
-    let to = args.email_to.as_deref().unwrap_or_default();
-    let smtp = args.email_smtp.as_deref().unwrap_or_default();
-    let (host, port) = smtp
-        .rsplit_once(':')
-        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
-        .ok_or_else(|| {
-            NotifyError::Email(format!("--notify-email-smtp {smtp:?}: expected HOST:PORT"))
-        })?;
-    let from = args
-        .email_from
-        .clone()
-        .unwrap_or_else(|| "loads@localhost".into());
-    let message = lettre::Message::builder()
-        .from(
-            from.parse()
-                .map_err(|e| NotifyError::Email(format!("sender {from:?}: {e}")))?,
-        )
-        .to(to
-            .parse()
-            .map_err(|e| NotifyError::Email(format!("recipient {to:?}: {e}")))?)
-        .subject(format!(
-            "loads: run {} of {} {}",
-            summary.run_id, summary.test, summary.status
-        ))
-        .body(summary.text())
-        .map_err(|e| NotifyError::Email(e.to_string()))?;
-    // Plain SMTP: the mail relays that load-test clusters use sit on their own network.
-    let transport = lettre::SmtpTransport::builder_dangerous(host)
-        .port(port)
-        .timeout(Some(Duration::from_secs(10)))
-        .build();
-    transport
-        .send(&message)
-        .map_err(|e| NotifyError::Email(e.to_string()))?;
-    Ok(())
 }

@@ -169,6 +169,13 @@ pub enum CallerRequest {
         /// Users (closed models) or arrivals per second (the open model), the run's total.
         value: f64,
     },
+    /// Stops the worker of one agent (`loads stop --agent`): the run it works for, which the
+    /// caller must be allowed to see, goes on with its other agents and reports this one's
+    /// worker as stopped by the user.
+    StopAgent {
+        /// The agent (as `loads agents` lists it).
+        agent_id: String,
+    },
 }
 
 /// What a caller asks for when it starts a run.

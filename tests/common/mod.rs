@@ -26,7 +26,14 @@ pub fn run_with_limit(args: &[&str], limit: Duration) -> Output {
 
 /// Runs `loads ARGS` in directory `dir`, killing it (by its PID) if it outlives `limit`.
 pub fn run_in(dir: &Path, args: &[&str], limit: Duration) -> Output {
+    run_env(dir, &[], args, limit)
+}
+
+/// Runs `loads ARGS` in directory `dir` with the environment variables `env` too, killing it
+/// (by its PID) if it outlives `limit`.
+pub fn run_env(dir: &Path, env: &[(&str, &str)], args: &[&str], limit: Duration) -> Output {
     let child = loads()
+        .envs(env.iter().copied())
         .current_dir(dir)
         .args(args)
         .stdin(Stdio::null())

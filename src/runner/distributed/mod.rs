@@ -7,18 +7,20 @@
 //! broker's publications, Ctrl-C, missed events), and the finished [`TestResult`] leaves. The
 //! other sides of a cluster run are here too: the worker ([`run_worker`]: the local or external
 //! runner with the relay in place of the test result), the rebuilding of stored runs
-//! ([`report`], [`attach`]; paged in `pages`) and the health checks ([`ping`],
-//! [`check_cluster`]).
+//! ([`report`], [`attach`]; paged in `pages`), run ids given by a prefix ([`resolve_run`], in
+//! `lookup`) and the health checks ([`ping`], [`check_cluster`]).
 
 mod check;
 mod follow;
 mod load;
+mod lookup;
 mod pages;
 mod replay;
 mod worker;
 
 pub use check::{check_cluster, ping};
 pub use load::ClusterLoad;
+pub use lookup::resolve_run;
 pub use replay::{attach, report, watch};
 pub use worker::run_worker;
 

@@ -15,7 +15,8 @@ use crate::transport::client::BrokerClient;
 use crate::transport::{CallerRequest, StoredRun};
 
 /// Follows a run of the broker at `broker` from where it is (its stored events first), with
-/// `outputs`. `None` for `run_id` picks the active run, or asks which when there are several.
+/// `outputs`. `run_id` may be a unique prefix of the run's id; `None` picks the active run, or
+/// asks which when there are several.
 pub fn attach(
     broker: &str,
     run_id: Option<&str>,
@@ -23,7 +24,7 @@ pub fn attach(
 ) -> Result<Option<TestResult>, RunError> {
     let (client, sub) = connect(broker)?;
     let run_id = match run_id {
-        Some(r) => r.to_owned(),
+        Some(r) => super::resolve_run(&client, r)?,
         None => {
             let v = client.call(&CallerRequest::Ping, None)?;
             let active: Vec<String> =
@@ -146,10 +147,12 @@ fn choose(runs: &[String]) -> Result<String, RunError> {
 
 /// Rebuilds run `run_id` of the broker at `broker` from its storage, through a test result with
 /// the outputs, output options, thresholds and baseline of `view` (`loads report`; the run's own
-/// thresholds when `view` has none). Events are fetched page by page.
+/// thresholds when `view` has none). `run_id` may be a unique prefix of the run's id. Events
+/// are fetched page by page.
 pub fn report(broker: &str, run_id: &str, view: &ReportArgs) -> Result<TestResult, RunError> {
     let client = BrokerClient::connect(broker, REPLY_TIMEOUT)?;
-    let (run, next) = fetch_page(&client, run_id, None)?;
+    let run_id = super::resolve_run(&client, run_id)?;
+    let (run, next) = fetch_page(&client, &run_id, None)?;
     replay_pages(&client, run, next, view)
 }
 

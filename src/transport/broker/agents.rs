@@ -116,7 +116,7 @@ impl Broker {
                     }
                 }
                 if let Some(run) = self.runs.get_mut(&run_id) {
-                    if run.stopped {
+                    if run.stopped || run.stopped_agents.contains_key(&id) {
                         // Stopped on request: whatever the exit, it is what was asked.
                     } else if let Some(e) = error.filter(|_| code != Some(0)) {
                         run.errors.push(format!("agent {id}: {e}"));

@@ -1,4 +1,5 @@
-//! Callers' requests on the front socket: ping, blobs, runs (start, list, get, stop, purge),
+//! Callers' requests on the front socket: ping, blobs, runs (start, list, get, stop, purge,
+//! stop one agent's worker),
 //! each answered as the caller's key allows (its own runs, or every run for an admin).
 
 use super::*;
@@ -242,6 +243,7 @@ impl Broker {
                 Err(e) => refuse("db", e.to_string()),
             },
             CallerRequest::Run(req) => self.start_run(*req, back),
+            CallerRequest::StopAgent { agent_id } => self.stop_agent(&agent_id, back),
         }
     }
 
@@ -377,6 +379,9 @@ impl Broker {
             // Each agent's share of a stages or rate plan (cycles run whole on every agent).
             let mut args = args.clone();
             args.plan.share = Some((i as u64, n));
+            // The broker notifies, not the workers: their options (an SMTP password, a chat's
+            // webhook URL, which is its secret) stay here.
+            args.notify = crate::config::NotifyArgs::default();
             let job = ToAgent::Run(Box::new(Job {
                 run_id: run_id.clone(),
                 agent_id: id.clone(),
@@ -420,6 +425,7 @@ impl Broker {
                 stats: Stats::default(),
                 seq: 0,
                 stopped: false,
+                stopped_agents: BTreeMap::new(),
                 unstored: 0,
                 ready: HashSet::new(),
                 going: false,

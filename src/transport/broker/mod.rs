@@ -123,6 +123,8 @@ struct ActiveRun {
     seq: u64,
     /// A caller asked to stop it.
     stopped: bool,
+    /// Agents whose worker a caller stopped alone (`loads stop --agent`), and when.
+    stopped_agents: BTreeMap<String, Instant>,
     /// Events received but not stored (the database failed for too long).
     unstored: u64,
     /// Agents whose worker is ready; all of them get the go together.

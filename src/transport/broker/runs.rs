@@ -29,6 +29,66 @@ impl Broker {
         true
     }
 
+    /// Stops the worker of agent `agent_id` (`loads stop --agent`), when it works for a run the
+    /// caller may see: the run goes on with its other agents, and its end names this worker as
+    /// stopped by the user (a problem of the run: its totals miss what the worker would have
+    /// done). Stopping the last worker still going stops the run, as `loads stop RUN` would.
+    pub(super) fn stop_agent(&mut self, agent_id: &str, back: &zmq::Socket) -> Value {
+        let Some(agent) = self.agents.get(agent_id) else {
+            return refuse(
+                "unknown_agent",
+                format!("no agent {agent_id:?} on this broker (`loads agents` lists them)"),
+            );
+        };
+        // Another caller's run is as unknown as none.
+        let run_id = agent.busy.clone().filter(|r| {
+            self.runs.get(r).is_some_and(|run| {
+                self.may_see(&run.owner) && run.agents.iter().any(|a| a == agent_id)
+            })
+        });
+        let Some(run_id) = run_id else {
+            return refuse(
+                "agent_not_busy",
+                format!(
+                    "agent {agent_id} works for no active run of yours: nothing to stop (`loads agents` shows what each agent does)"
+                ),
+            );
+        };
+        let Some(run) = self.runs.get_mut(&run_id) else {
+            return refuse("unknown_run", format!("no active run {run_id:?}"));
+        };
+        let now = Instant::now();
+        if run.stopped || run.stopped_agents.contains_key(agent_id) {
+            return ok(json!({ "agent": agent_id, "run_id": run_id, "run_goes_on": !run.stopped }));
+        }
+        run.stopped_agents.insert(agent_id.to_owned(), now);
+        let others_go_on = run.agents.iter().any(|a| {
+            !run.stopped_agents.contains_key(a)
+                && !run.row.lost_agents.contains(a)
+                && !run.exited.contains_key(a)
+        });
+        if !others_go_on {
+            // The last worker still going: the whole run is stopped, as `loads stop RUN` does.
+            self.stop_run(&run_id, back);
+            return ok(json!({ "agent": agent_id, "run_id": run_id, "run_goes_on": false }));
+        }
+        run.errors.push(format!(
+            "agent {agent_id}: its worker was stopped by the user (`loads stop --agent`); the run went on without it, so its totals miss what that worker would have done"
+        ));
+        if !run.going {
+            // Not started: this worker is not waited for.
+            run.done.entry(agent_id.to_owned()).or_insert(now);
+            run.exited.entry(agent_id.to_owned()).or_insert((now, true));
+            Self::go_when_ready(&run_id, run, back);
+        }
+        if let Ok(f) = to_frame(&ToAgent::Stop {
+            run_id: run_id.clone(),
+        }) {
+            let _ = back.send_multipart([agent_id.as_bytes(), &f], 0);
+        }
+        ok(json!({ "agent": agent_id, "run_id": run_id, "run_goes_on": true }))
+    }
+
     /// Gives the go to every worker of `run` once all of them are ready (or done/lost).
     pub(super) fn go_when_ready(run_id: &str, run: &mut ActiveRun, back: &zmq::Socket) {
         if run.going
@@ -146,7 +206,11 @@ impl Broker {
                 r.stopped_at
                     .is_some_and(|t| t.elapsed() > STOPPED_RUN_GRACE)
                     || r.agents.iter().all(|a| {
-                        if r.row.lost_agents.contains(a) {
+                        if r.row.lost_agents.contains(a)
+                            || r.stopped_agents
+                                .get(a)
+                                .is_some_and(|t| t.elapsed() > STOPPED_RUN_GRACE)
+                        {
                             return true;
                         }
                         match (r.done.get(a), r.exited.get(a)) {

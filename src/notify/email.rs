@@ -1,0 +1,405 @@
+//! The `email` notifier: the run's summary as a plain-text mail, sent through lettre's SMTP
+//! client. Its options (`--notify-email-*` in [`NotifyArgs`]) enter and are checked into
+//! [`Settings`] — the caller checks them before the run starts, the broker again when it
+//! sends —; a mail leaves, or a [`NotifyError`] that names the option to fix or what the server
+//! said.
+//!
+//! The connection is plain SMTP by default (a relay on the cluster's own network), STARTTLS or
+//! TLS from the start with `--notify-email-tls` (rustls, the Mozilla roots). A login
+//! (`--notify-email-user` and its password) over a plain connection is refused unless the
+//! server is on loopback: it would send the password in clear.
+
+use std::time::Duration;
+
+use super::{NotifyError, RunSummary};
+use crate::config::{EmailTls, NotifyArgs};
+
+/// How long each exchange with the SMTP server may take.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The subject when `--notify-email-subject` is not given.
+pub(super) const DEFAULT_SUBJECT: &str = "loads: run {run_id} of {test} {verdict}";
+/// The longest subject template taken (a mail header line is at most 998 characters).
+const MAX_SUBJECT: usize = 900;
+/// The placeholders of a subject template.
+const PLACEHOLDERS: [&str; 3] = ["test", "verdict", "run_id"];
+
+/// The email notifier's checked options.
+#[derive(Debug)]
+pub(super) struct Settings<'a> {
+    to: &'a str,
+    from: &'a str,
+    host: &'a str,
+    port: u16,
+    tls: EmailTls,
+    /// The user and the password.
+    login: Option<(&'a str, &'a str)>,
+    subject: &'a str,
+}
+
+impl<'a> Settings<'a> {
+    /// Checks the `--notify-email-*` options of `args`.
+    pub(super) fn of(args: &'a NotifyArgs) -> Result<Self, NotifyError> {
+        let config = |m: String| NotifyError::Config(m);
+        let (Some(to), Some(smtp)) = (args.email_to.as_deref(), args.email_smtp.as_deref()) else {
+            return Err(config(
+                "--notify email needs --notify-email-to ADDRESS and --notify-email-smtp HOST:PORT"
+                    .into(),
+            ));
+        };
+        let (host, port) = smtp
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+            .filter(|(h, _)| !h.is_empty())
+            .ok_or_else(|| config(format!("--notify-email-smtp {smtp:?}: expected HOST:PORT")))?;
+        let tls = args.email_tls.unwrap_or_default();
+        let password = args.email_password.as_ref().map(|p| p.expose());
+        let login = match (args.email_user.as_deref(), password) {
+            (None, None) => None,
+            (Some(u), Some(p)) => Some((u, p)),
+            (Some(_), None) => {
+                return Err(config(
+                    "--notify-email-user needs a password: --notify-email-password, or LOADS_SMTP_PASSWORD in the environment".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(config(
+                    "a password for the email notifier (--notify-email-password or LOADS_SMTP_PASSWORD) needs --notify-email-user USER".into(),
+                ));
+            }
+        };
+        if login.is_some() && tls == EmailTls::None && !is_loopback(host) {
+            return Err(config(format!(
+                "--notify-email-user over a plain connection to {host} would send the password unencrypted: add --notify-email-tls starttls (or tls, for a server that speaks TLS from the start, usually port 465)"
+            )));
+        }
+        let subject = args.email_subject.as_deref().unwrap_or(DEFAULT_SUBJECT);
+        render(subject, &RunSummary::default()).map_err(config)?;
+        Ok(Settings {
+            to,
+            from: args.email_from.as_deref().unwrap_or("loads@localhost"),
+            host,
+            port,
+            tls,
+            login,
+            subject,
+        })
+    }
+}
+
+/// Whether `host` is this machine: `localhost` or a loopback address.
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The subject `template` for `summary`: `{test}`, `{verdict}` and `{run_id}` replaced, `{{`
+/// and `}}` for braces; an unknown placeholder, an unclosed brace or a control character is an
+/// error naming `--notify-email-subject`.
+fn render(template: &str, summary: &RunSummary) -> Result<String, String> {
+    let bad = |why: String| format!("--notify-email-subject {template:?}: {why}");
+    if template.len() > MAX_SUBJECT {
+        return Err(bad(format!("longer than {MAX_SUBJECT} bytes")));
+    }
+    if template.chars().any(char::is_control) {
+        return Err(bad(
+            "a subject is one line, without control characters".into()
+        ));
+    }
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(i) = rest.find(['{', '}']) {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(t) = tail.strip_prefix("{{") {
+            out.push('{');
+            rest = t;
+        } else if let Some(t) = tail.strip_prefix("}}") {
+            out.push('}');
+            rest = t;
+        } else if let Some(t) = tail.strip_prefix('{')
+            && let Some(end) = t.find('}')
+        {
+            out.push_str(match &t[..end] {
+                "test" => &summary.test,
+                "verdict" => &summary.status,
+                "run_id" => &summary.run_id,
+                other => {
+                    return Err(bad(format!(
+                        "unknown placeholder {{{other}}}; the placeholders are {}",
+                        PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
+                    )));
+                }
+            });
+            rest = &t[end + 1..];
+        } else {
+            return Err(bad(
+                "a brace that opens or closes no placeholder (write {{ or }} for a brace)".into(),
+            ));
+        }
+    }
+    out.push_str(rest);
+    // What the run supplies (its test's name) must not break the header either.
+    Ok(out.chars().filter(|c| !c.is_control()).collect())
+}
+
+/// `email`: sends `summary` as a mail with the options of `args`.
+pub(super) fn send(args: &NotifyArgs, summary: &RunSummary) -> Result<(), NotifyError> {
+    use lettre::Transport as _;
+    use lettre::transport::smtp::client::{Tls, TlsParameters};
+    let s = Settings::of(args)?;
+    let err = |e: String| NotifyError::Email(e);
+    let message = lettre::Message::builder()
+        .from(
+            s.from
+                .parse()
+                .map_err(|e| err(format!("sender {:?}: {e}", s.from)))?,
+        )
+        .to(s
+            .to
+            .parse()
+            .map_err(|e| err(format!("recipient {:?}: {e}", s.to)))?)
+        .subject(render(s.subject, summary).map_err(err)?)
+        .body(summary.text())
+        .map_err(|e| err(e.to_string()))?;
+    let tls = match s.tls {
+        EmailTls::None => Tls::None,
+        mode => {
+            let params = TlsParameters::new_rustls(s.host.to_owned())
+                .map_err(|e| err(format!("TLS for {}: {}", s.host, chain(&e))))?;
+            if mode == EmailTls::Starttls {
+                // Required, not opportunistic: no STARTTLS offered, nothing sent.
+                Tls::Required(params)
+            } else {
+                Tls::Wrapper(params)
+            }
+        }
+    };
+    let mut builder = lettre::SmtpTransport::builder_dangerous(s.host)
+        .port(s.port)
+        .tls(tls)
+        .timeout(Some(SMTP_TIMEOUT));
+    if let Some((user, password)) = s.login {
+        builder = builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
+            user.to_owned(),
+            password.to_owned(),
+        ));
+    }
+    builder
+        .build()
+        .send(&message)
+        .map_err(|e| err(format!("through {}:{}: {}", s.host, s.port, chain(&e))))?;
+    Ok(())
+}
+
+/// An error and its causes, on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let t = s.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead as _, BufReader, Write as _};
+
+    fn summary() -> RunSummary {
+        RunSummary {
+            run_id: "r1".into(),
+            test: "blog::read".into(),
+            status: "finished".into(),
+            hits: 6,
+            ..RunSummary::default()
+        }
+    }
+
+    fn args(smtp: &str) -> NotifyArgs {
+        NotifyArgs {
+            notifiers: vec!["email".into()],
+            email_to: Some("ops@example.test".into()),
+            email_smtp: Some(smtp.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn subjects_replace_their_placeholders_and_refuse_unknown_ones() {
+        let s = summary();
+        assert_eq!(
+            render(DEFAULT_SUBJECT, &s).expect("default"),
+            "loads: run r1 of blog::read finished"
+        );
+        assert_eq!(
+            render("[{verdict}] {test} ({run_id}) {{x}}", &s).expect("ok"),
+            "[finished] blog::read (r1) {x}"
+        );
+        for (bad, why) in [
+            ("{hits}", "unknown placeholder {hits}"),
+            ("{test", "a brace"),
+            ("x}", "a brace"),
+            ("a\r\nBcc: x@y", "control"),
+        ] {
+            let e = render(bad, &s).expect_err(bad);
+            assert!(
+                e.contains(why) && e.contains("--notify-email-subject"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_login_over_plain_smtp_beyond_loopback_is_refused_naming_the_fix() {
+        let with_login = |smtp: &str, tls: Option<EmailTls>| NotifyArgs {
+            email_user: Some("u".into()),
+            email_password: Some("p".parse().expect("secret")),
+            email_tls: tls,
+            ..args(smtp)
+        };
+        let e = Settings::of(&with_login("mail.example.test:25", None)).expect_err("plain");
+        assert!(e.to_string().contains("--notify-email-tls starttls"), "{e}");
+        for ok in ["127.0.0.1:25", "localhost:25", "[::1]:25"] {
+            assert!(Settings::of(&with_login(ok, None)).is_ok(), "{ok}");
+        }
+        for tls in [EmailTls::Starttls, EmailTls::Tls] {
+            assert!(Settings::of(&with_login("mail.example.test:587", Some(tls))).is_ok());
+        }
+        let no_password = NotifyArgs {
+            email_user: Some("u".into()),
+            ..args("127.0.0.1:25")
+        };
+        let e = Settings::of(&no_password).expect_err("no password");
+        assert!(e.to_string().contains("LOADS_SMTP_PASSWORD"), "{e}");
+        let no_user = NotifyArgs {
+            email_password: Some("p".parse().expect("secret")),
+            ..args("127.0.0.1:25")
+        };
+        let e = Settings::of(&no_user).expect_err("no user");
+        assert!(e.to_string().contains("--notify-email-user"), "{e}");
+        // Nothing shows the password, whatever prints the options.
+        assert!(!format!("{:?}", with_login("h:1", None)).contains("\"p\""));
+    }
+
+    /// A one-mail SMTP server on 127.0.0.1 that offers AUTH PLAIN LOGIN (and STARTTLS when
+    /// `starttls`, which it never performs): returns the commands it got and the mail's data.
+    fn smtp_server(starttls: bool) -> (String, std::thread::JoinHandle<(Vec<String>, String)>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr").to_string();
+        let h = std::thread::spawn(move || {
+            let (s, _) = l.accept().expect("accept");
+            s.set_read_timeout(Some(Duration::from_secs(20)))
+                .expect("timeout");
+            let mut w = s.try_clone().expect("clone");
+            let mut r = BufReader::new(s);
+            let _ = w.write_all(b"220 test ESMTP\r\n");
+            let (mut commands, mut data, mut in_data) = (Vec::new(), String::new(), false);
+            let mut line = String::new();
+            while r.read_line(&mut line).unwrap_or(0) > 0 && commands.len() < 50 {
+                if in_data {
+                    if line == ".\r\n" {
+                        in_data = false;
+                        let _ = w.write_all(b"250 queued\r\n");
+                    } else {
+                        data.push_str(&line);
+                    }
+                    line.clear();
+                    continue;
+                }
+                let cmd = line.trim_end().to_owned();
+                commands.push(cmd.clone());
+                let upper = cmd.to_ascii_uppercase();
+                let reply: &[u8] = if upper.starts_with("EHLO") {
+                    if starttls {
+                        b"250-test\r\n250-STARTTLS\r\n250 AUTH PLAIN LOGIN\r\n"
+                    } else {
+                        b"250-test\r\n250 AUTH PLAIN LOGIN\r\n"
+                    }
+                } else if upper.starts_with("AUTH") {
+                    b"235 2.7.0 accepted\r\n"
+                } else if upper.starts_with("STARTTLS") {
+                    // Never performed: the client must not go on in clear.
+                    b"454 TLS not available\r\n"
+                } else if upper.starts_with("DATA") {
+                    in_data = true;
+                    b"354 go\r\n"
+                } else if upper.starts_with("QUIT") {
+                    let _ = w.write_all(b"221 bye\r\n");
+                    break;
+                } else {
+                    b"250 ok\r\n"
+                };
+                let _ = w.write_all(reply);
+                line.clear();
+            }
+            (commands, data)
+        });
+        (addr, h)
+    }
+
+    #[test]
+    fn the_login_and_the_subject_reach_the_smtp_server() {
+        use base64::Engine as _;
+        let (addr, got) = smtp_server(false);
+        let a = NotifyArgs {
+            email_user: Some("alice".into()),
+            email_password: Some("s3cret".parse().expect("secret")),
+            email_subject: Some("[{verdict}] {test}".into()),
+            ..args(&addr)
+        };
+        send(&a, &summary()).expect("sent");
+        let (commands, data) = got.join().expect("server");
+        let auth = commands
+            .iter()
+            .find(|c| c.to_ascii_uppercase().starts_with("AUTH PLAIN"))
+            .unwrap_or_else(|| panic!("no AUTH PLAIN in {commands:?}"));
+        let token = auth.split_whitespace().nth(2).expect("initial response");
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(token)
+            .expect("base64");
+        assert_eq!(decoded, b"\0alice\0s3cret", "{commands:?}");
+        assert!(
+            data.contains("Subject: [finished] blog::read\r\n"),
+            "{data}"
+        );
+        assert!(data.contains("Hits: 6"), "{data}");
+    }
+
+    #[test]
+    fn starttls_that_does_not_happen_sends_nothing_in_clear() {
+        let (addr, got) = smtp_server(true);
+        let a = NotifyArgs {
+            email_user: Some("alice".into()),
+            email_password: Some("s3cret".parse().expect("secret")),
+            email_tls: Some(EmailTls::Starttls),
+            ..args(&addr)
+        };
+        let e = send(&a, &summary()).expect_err("no TLS");
+        assert!(
+            e.to_string().starts_with("email: through 127.0.0.1:"),
+            "{e}"
+        );
+        let (commands, data) = got.join().expect("server");
+        assert!(
+            commands.iter().any(|c| c.eq_ignore_ascii_case("STARTTLS")),
+            "{commands:?}"
+        );
+        assert!(
+            !commands
+                .iter()
+                .any(|c| c.to_ascii_uppercase().starts_with("AUTH")
+                    || c.to_ascii_uppercase().starts_with("MAIL")),
+            "{commands:?}"
+        );
+        assert!(data.is_empty());
+    }
+}
