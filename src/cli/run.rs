@@ -80,7 +80,7 @@ pub(super) fn cmd_run(cli: &RunOptions, curve: &CurveFlags) -> Result<u8, CliErr
                 .unwrap_or_else(|| crate::transport::DEFAULT_FRONTEND.to_owned());
             let mut runner =
                 DistributedRunner::new(args, n, &broker)?.include_files(&opts.include_files)?;
-            super::web::control_cluster_load(runner.load_control());
+            super::web::control_load(runner.load_control());
             if opts.detach {
                 let id = runner.detach()?;
                 println!(

@@ -6,8 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use super::CliError;
 use crate::config::WebArgs;
-use crate::runner::LoadControl;
-use crate::runner::distributed::ClusterLoad;
+use crate::runner::ChangeLoad;
 use crate::web::hub::{Control, StopByInterrupt, observer};
 use crate::web::{Hub, WebServer};
 
@@ -34,11 +33,12 @@ pub(super) fn start(args: &WebArgs, detach: bool) -> Result<Option<WebServer>, C
     Ok(Some(server))
 }
 
-/// The dashboard's controls of a run in this process: stop (one Ctrl-C) and, when the runner
-/// has one, its [`LoadControl`].
-struct LocalControl(Arc<LoadControl>);
+/// The dashboard's controls of a run followed by this process: stop (one Ctrl-C; a cluster
+/// run's caller then asks the broker to stop it) and, when the runner has one, the control of
+/// its load (local, or through the broker).
+struct RunControl(Arc<dyn ChangeLoad>);
 
-impl Control for LocalControl {
+impl Control for RunControl {
     fn stop(&self) -> Result<String, String> {
         StopByInterrupt.stop()
     }
@@ -53,36 +53,10 @@ impl Control for LocalControl {
     }
 }
 
-/// Gives the dashboard (when there is one) the control of a local run's load.
-pub(super) fn control_load(load: Option<Arc<LoadControl>>) {
+/// Gives the dashboard (when there is one) the control of the run's load.
+pub(super) fn control_load<L: ChangeLoad + 'static>(load: Option<Arc<L>>) {
     if let Some(load) = load {
-        Hub::served().inspect(|hub| hub.set_control(Arc::new(LocalControl(load))));
-    }
-}
-
-/// The dashboard's controls of a cluster run followed by this process: stop (one Ctrl-C, which
-/// asks the broker to stop the run) and the load, through the broker.
-struct ClusterControl(Arc<ClusterLoad>);
-
-impl Control for ClusterControl {
-    fn stop(&self) -> Result<String, String> {
-        StopByInterrupt.stop()
-    }
-    fn can_change(&self) -> bool {
-        self.0.can_change()
-    }
-    fn change(&self, scenario: Option<&str>, value: f64) -> Result<String, String> {
-        self.0.set(scenario, value)
-    }
-    fn kinds(&self) -> Vec<(Option<String>, &'static str)> {
-        self.0.kinds()
-    }
-}
-
-/// Gives the dashboard (when there is one) the control of a cluster run's load.
-pub(super) fn control_cluster_load(load: Option<Arc<ClusterLoad>>) {
-    if let Some(load) = load {
-        Hub::served().inspect(|hub| hub.set_control(Arc::new(ClusterControl(load))));
+        Hub::served().inspect(|hub| hub.set_control(Arc::new(RunControl(load))));
     }
 }
 

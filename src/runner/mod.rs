@@ -21,7 +21,7 @@ mod local;
 
 pub use distributed::DistributedRunner;
 pub use external::ExternalRunner;
-pub use local::{LoadControl, LocalRunner};
+pub use local::{ChangeLoad, LoadControl, LocalRunner};
 
 pub(crate) use crate::config::plan::{Cycles, Model, Plan, Stop};
 pub(crate) use crate::config::{ReportArgs, RunArgs, UsageError, new_run_id};

@@ -1,5 +1,5 @@
 //! The load changes of a cluster run, from its caller (the dashboard served by `loads run
-//! --agents N --web`): [`ClusterLoad::set`] checks a change against the run's plan as a local
+//! --agents N --web`): its [`ChangeLoad::set`] checks a change against the run's plan as a local
 //! run would, asks the broker to pass the run's total on to the agents still running (each
 //! worker takes its share the way the plan divides the load), and keeps the change for the
 //! caller's test result, into which the caller's loop (`follow`) moves it.
@@ -7,7 +7,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::runner::LoadControl;
+use crate::runner::{ChangeLoad, LoadControl};
 use crate::transport::CallerRequest;
 use crate::transport::client::BrokerClient;
 
@@ -36,19 +36,26 @@ impl ClusterLoad {
         let _ = self.run_id.set(run_id.to_owned());
     }
 
+    /// The changes made since the last call (for the caller's test result).
+    pub(super) fn take_changes(&self) -> Vec<crate::result::summary::LoadChange> {
+        self.check.take_changes()
+    }
+}
+
+impl ChangeLoad for ClusterLoad {
     /// Whether any part's load can change.
-    pub fn can_change(&self) -> bool {
+    fn can_change(&self) -> bool {
         self.check.can_change()
     }
 
     /// What a change sets, per part (see [`LoadControl::kinds`]).
-    pub fn kinds(&self) -> Vec<(Option<String>, &'static str)> {
+    fn kinds(&self) -> Vec<(Option<String>, &'static str)> {
         self.check.kinds()
     }
 
     /// Sets the load of `scenario` (or of the whole run) to `value`, the run's total, on
     /// every agent still running; returns what was done.
-    pub fn set(&self, scenario: Option<&str>, value: f64) -> Result<String, String> {
+    fn set(&self, scenario: Option<&str>, value: f64) -> Result<String, String> {
         let change = self.check.validate(scenario, value)?;
         let run_id = self
             .run_id
@@ -86,10 +93,5 @@ impl ClusterLoad {
             ..change
         });
         Ok(what)
-    }
-
-    /// The changes made since the last call (for the caller's test result).
-    pub(super) fn take_changes(&self) -> Vec<crate::result::summary::LoadChange> {
-        self.check.take_changes()
     }
 }

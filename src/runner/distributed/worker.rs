@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use crate::runner::{LocalOrExternal, RunError, runner_for};
+use crate::runner::{ChangeLoad as _, LocalOrExternal, RunError, runner_for};
 use crate::transport::Job;
 use crate::transport::lease::BrokerLease;
 use crate::transport::relay::Relay;

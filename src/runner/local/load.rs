@@ -71,6 +71,49 @@ pub struct LoadControl {
     log: Mutex<Vec<LoadChange>>,
 }
 
+/// What changes a run's load while it runs, for the dashboard: a run in this process
+/// ([`LoadControl`]), or a cluster run from its caller (`ClusterLoad`, through the broker).
+pub trait ChangeLoad: Send + Sync {
+    /// Whether any part's load can change.
+    fn can_change(&self) -> bool;
+    /// What a change sets, per part: `(scenario, "users" | "rate" | "fixed")`.
+    fn kinds(&self) -> Vec<(Option<String>, &'static str)>;
+    /// Sets the load of `scenario` (or of the whole run) to `value`, the run's total: users
+    /// for a closed model, arrivals per second for the open model. Returns what was done.
+    fn set(&self, scenario: Option<&str>, value: f64) -> Result<String, String>;
+}
+
+impl ChangeLoad for LoadControl {
+    /// Whether any part's load can change.
+    fn can_change(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|p| !matches!(p.kind, LoadKind::Fixed(_)))
+    }
+
+    /// What can change, per part: `(scenario, "users" | "rate" | "fixed")`.
+    fn kinds(&self) -> Vec<(Option<String>, &'static str)> {
+        self.parts
+            .iter()
+            .map(|p| (p.name.clone(), p.kind.name()))
+            .collect()
+    }
+
+    /// Sets the load of `scenario` (or of the whole run) to `value`, the run's total: users
+    /// for a closed model, arrivals per second for the open model. Returns what was done.
+    fn set(&self, scenario: Option<&str>, value: f64) -> Result<String, String> {
+        let checked = self.check(scenario, value)?;
+        for (p, v) in &checked.parts {
+            p.target.store(*v, Ordering::SeqCst);
+        }
+        let what = checked.change.what.clone();
+        if let Ok(mut log) = self.log.lock() {
+            log.push(checked.change);
+        }
+        Ok(what)
+    }
+}
+
 /// A checked change: what each part gets, and its record.
 struct Checked<'a> {
     parts: Vec<(&'a PartLoad, u64)>,
@@ -92,35 +135,6 @@ impl LoadControl {
             share: (share.0, share.1.max(1)),
             log: Mutex::new(Vec::new()),
         }
-    }
-
-    /// Whether any part's load can change.
-    pub fn can_change(&self) -> bool {
-        self.parts
-            .iter()
-            .any(|p| !matches!(p.kind, LoadKind::Fixed(_)))
-    }
-
-    /// What can change, per part: `(scenario, "users" | "rate" | "fixed")`.
-    pub fn kinds(&self) -> Vec<(Option<String>, &'static str)> {
-        self.parts
-            .iter()
-            .map(|p| (p.name.clone(), p.kind.name()))
-            .collect()
-    }
-
-    /// Sets the load of `scenario` (or of the whole run) to `value`, the run's total: users
-    /// for a closed model, arrivals per second for the open model. Returns what was done.
-    pub fn set(&self, scenario: Option<&str>, value: f64) -> Result<String, String> {
-        let checked = self.check(scenario, value)?;
-        for (p, v) in &checked.parts {
-            p.target.store(*v, Ordering::SeqCst);
-        }
-        let what = checked.change.what.clone();
-        if let Ok(mut log) = self.log.lock() {
-            log.push(checked.change);
-        }
-        Ok(what)
     }
 
     /// Checks a change without making it (a cluster's caller, before it asks the broker);

@@ -40,8 +40,8 @@ use collect::collect_local;
 use drive::{DriveCtx, Part};
 use worker::Worker;
 
-pub use load::LoadControl;
 pub(crate) use load::LoadKind;
+pub use load::{ChangeLoad, LoadControl};
 
 /// Runs a test (or a mix, or several scenarios) in this process.
 pub struct LocalRunner {
