@@ -461,6 +461,32 @@ fn http(port: u16, method: &str, path: &str, headers: &[&str], body: &str) -> (u
     (code, body)
 }
 
+/// The page data of the live dashboard at `port` (`null` before its first snapshot).
+fn page_data(port: u16) -> Value {
+    let (_, body) = http(port, "GET", "/api/data", &[], "");
+    serde_json::from_str(&body).unwrap_or(Value::Null)
+}
+
+/// The active users of each second of the live dashboard's timeline at `port`.
+fn timeline_users(port: u16) -> Vec<u64> {
+    page_data(port)["summary"]["timeline"]
+        .as_array()
+        .map(|t| t.iter().filter_map(|s| s["users"].as_u64()).collect())
+        .unwrap_or_default()
+}
+
+/// Presses the stop of the dashboard at `port` (on loopback, no token): the answer's status.
+fn press_stop(port: u16) -> u16 {
+    http(
+        port,
+        "POST",
+        "/api/stop",
+        &["Content-Type: application/json"],
+        "{}",
+    )
+    .0
+}
+
 fn port_of(url: &str) -> u16 {
     url.trim_start_matches("http://")
         .split('/')
@@ -640,14 +666,6 @@ fn changing_users_from_5_to_20_shows_20_users_in_the_timeline_within_3_s() {
         "127.0.0.1:0",
     ]);
     let port = port_of(&live.url);
-    let timeline_users = |port: u16| -> Vec<u64> {
-        let (_, body) = http(port, "GET", "/api/data", &[], "");
-        let data: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        data["summary"]["timeline"]
-            .as_array()
-            .map(|t| t.iter().filter_map(|s| s["users"].as_u64()).collect())
-            .unwrap_or_default()
-    };
     let driver = Driver::start();
     block_on(async {
         let c = open_browser(&driver).await;
@@ -973,8 +991,7 @@ fn the_broker_page_lists_stored_runs_opens_their_reports_and_compares_two() {
 /// Seconds of the live run's timeline on the dashboard at `port`: `(unix time, hits,
 /// dropped)`, the current (still filling) second left out.
 fn complete_seconds(port: u16) -> Vec<(i64, u64, u64)> {
-    let (_, body) = http(port, "GET", "/api/data", &[], "");
-    let data: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let data = page_data(port);
     let mut seconds: Vec<(i64, u64, u64)> = data["summary"]["timeline"]
         .as_array()
         .map(|t| {
@@ -1038,13 +1055,12 @@ fn the_open_models_arrival_rate_changes_live_pauses_at_0_and_is_recorded() {
     // The page learns that this run's change sets a rate.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let (_, body) = http(port, "GET", "/api/data", &[], "");
-        let data: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let data = page_data(port);
         if data["live"]["loads"][0]["kind"] == "rate" {
             assert_eq!(data["live"]["change"], true);
             break;
         }
-        assert!(Instant::now() < deadline, "no rate control: {body}");
+        assert!(Instant::now() < deadline, "no rate control: {data}");
         std::thread::sleep(Duration::from_millis(200));
     }
     // A rate of whole or fractional arrivals; nonsense is refused.
@@ -1108,14 +1124,7 @@ fn the_open_models_arrival_rate_changes_live_pauses_at_0_and_is_recorded() {
         assert!(Instant::now() < deadline, "{:?}", complete_seconds(port));
         std::thread::sleep(Duration::from_millis(200));
     }
-    let (code, _) = http(
-        port,
-        "POST",
-        "/api/stop",
-        &["Content-Type: application/json"],
-        "{}",
-    );
-    assert_eq!(code, 200);
+    assert_eq!(press_stop(port), 200);
     let (code, text) = live.wait(Duration::from_secs(20));
     assert_eq!(code, Some(130), "{text}");
     let summary: Value =
@@ -1195,20 +1204,12 @@ fn a_cluster_runs_users_change_is_divided_among_its_agents_and_recorded() {
         "127.0.0.1:0",
     ]);
     let port = port_of(&live.url);
-    let users = |port: u16| -> Vec<u64> {
-        let (_, body) = http(port, "GET", "/api/data", &[], "");
-        let data: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        data["summary"]["timeline"]
-            .as_array()
-            .map(|t| t.iter().filter_map(|s| s["users"].as_u64()).collect())
-            .unwrap_or_default()
-    };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !users(port).contains(&2) {
+    while !timeline_users(port).contains(&2) {
         assert!(
             Instant::now() < deadline,
             "never 2 users: {:?}",
-            users(port)
+            timeline_users(port)
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -1219,25 +1220,18 @@ fn a_cluster_runs_users_change_is_divided_among_its_agents_and_recorded() {
         (200, "users set to 9 (divided among 2 agents)")
     );
     let changed = Instant::now();
-    while !users(port).contains(&9) {
+    while !timeline_users(port).contains(&9) {
         // A worker sends its batch once a second: a second shows on the caller within 3 s.
         assert!(
             changed.elapsed() < Duration::from_secs(5),
             "no second with 9 users: {:?}",
-            users(port)
+            timeline_users(port)
         );
         std::thread::sleep(Duration::from_millis(200));
     }
     let (code, body) = change_load(port, r#"{"value": 9.5}"#);
     assert_eq!(code, 409, "{body}");
-    let (code, _) = http(
-        port,
-        "POST",
-        "/api/stop",
-        &["Content-Type: application/json"],
-        "{}",
-    );
-    assert_eq!(code, 200);
+    assert_eq!(press_stop(port), 200);
     let (code, text) = live.wait(Duration::from_secs(60));
     assert_eq!(code, Some(130), "{text}");
     let summary: Value =
@@ -1275,10 +1269,6 @@ fn a_lost_agent_shows_as_lost_while_the_run_goes_on() {
         "127.0.0.1:0",
     ]);
     let port = port_of(&live.url);
-    let data = |port: u16| -> Value {
-        let (_, body) = http(port, "GET", "/api/data", &[], "");
-        serde_json::from_str(&body).unwrap_or(Value::Null)
-    };
     let agents = |d: &Value| {
         d["summary"]["per_agent"]
             .as_array()
@@ -1286,8 +1276,12 @@ fn a_lost_agent_shows_as_lost_while_the_run_goes_on() {
             .unwrap_or_default()
     };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while agents(&data(port)).len() < 2 {
-        assert!(Instant::now() < deadline, "never 2 agents: {}", data(port));
+    while agents(&page_data(port)).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "never 2 agents: {}",
+            page_data(port)
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     cluster.agents[0].kill_group();
@@ -1295,7 +1289,7 @@ fn a_lost_agent_shows_as_lost_while_the_run_goes_on() {
     // on with the other agent.
     let deadline = Instant::now() + Duration::from_secs(30);
     let d = loop {
-        let d = data(port);
+        let d = page_data(port);
         if agents(&d).iter().any(|a| a["lost"] == true) {
             break d;
         }
@@ -1314,14 +1308,7 @@ fn a_lost_agent_shows_as_lost_while_the_run_goes_on() {
             .is_ok_and(|l| l.contains("was lost (no heartbeat): the run goes on without it"))
     });
     assert!(warned, "no warning on stderr");
-    let (code, _) = http(
-        port,
-        "POST",
-        "/api/stop",
-        &["Content-Type: application/json"],
-        "{}",
-    );
-    assert_eq!(code, 200);
+    assert_eq!(press_stop(port), 200);
     let (code, text) = live.wait(Duration::from_secs(60));
     assert_eq!(code, Some(130), "{text}");
 }
