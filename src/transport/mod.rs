@@ -6,10 +6,10 @@
 //!
 //! | socket | kind | who talks to it |
 //! |---|---|---|
-//! | front, `tcp://127.0.0.1:7780` | ROUTER | callers (REQ): ping, run, runs, get a run |
-//! | back, `tcp://127.0.0.1:7781` | ROUTER | agents (DEALER): register, heartbeat, jobs, binaries; workers (DEALER, with their token): leases of data rows |
+//! | front, `tcp://127.0.0.1:7780` | ROUTER | callers (REQ): ping, blobs, run, runs, get a run, stop (a run, or one agent's worker), purge, change a run's load |
+//! | back, `tcp://127.0.0.1:7781` | ROUTER | agents (DEALER): register, heartbeat, jobs, binaries, go, stop, load changes; workers (DEALER, with their token): leases of data rows |
 //! | receiver, `tcp://127.0.0.1:7782` | PULL | workers (PUSH): the events of a run, as [`Envelope`]s after the worker's token |
-//! | publisher, `tcp://127.0.0.1:7783` | XPUB | callers (SUB): a run's events and end (topic: the run id; only the ids of existing runs are accepted as subscriptions) |
+//! | publisher, `tcp://127.0.0.1:7783` | XPUB | callers (SUB): a run's events, its wait for workers, its lost agents and its end (topic: the run id; only the ids of existing runs are accepted as subscriptions) |
 //! | heartbeat, `tcp://127.0.0.1:7784` | XPUB | callers (SUB): the broker's pid twice a second |
 //!
 //! libzmq sockets are not thread-safe: each is owned by one thread (the broker's and the
