@@ -269,6 +269,47 @@ bench_overhead() {
   } | report
 }
 
+# Opens the dashboard at $1 in headless Chromium on core 0 once it answers; prints the browser's PID.
+open_dashboard() {
+  local url=$1 browser
+  browser=$(command -v chromium || command -v chromium-browser || true)
+  [ -n "$browser" ] || { say "chromium is missing (apt-get install chromium)"; return 1; }
+  (
+    for _ in $(seq 100); do curl -s -o /dev/null "$url" 2>/dev/null && break; sleep 0.05; done
+    exec taskset -c 0 "$browser" --headless=new --no-sandbox --disable-gpu --user-data-dir="$WORK/chromium" "$url" >"$WORK/chromium.log" 2>&1
+  ) &
+  echo $!
+}
+
+bench_web_overhead() {
+  say "== dashboard overhead: -o stdout vs -o stdout --web with the page open in headless Chromium ($ROUNDS rounds)"
+  local plain=() web=() port pid
+  for i in $(seq "$ROUNDS"); do
+    read -r r c _ < <(measure "plain$i" "$LOADS" run example::get_root -u "$USERS" -d "$SECS" -s "$TARGET_URL" -o stdout)
+    plain+=("$(efficiency "$r" "$c")")
+    port=$(free_port)
+    pid=$(open_dashboard "http://127.0.0.1:$port/") || return 0
+    read -r r c _ < <(measure "web$i" "$LOADS" run example::get_root -u "$USERS" -d "$SECS" -s "$TARGET_URL" -o stdout --web "127.0.0.1:$port")
+    web+=("$(efficiency "$r" "$c")")
+    kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+    grep -q "^Dashboard: " "$WORK/web$i.out" || say "round $i: the run printed no dashboard URL"
+    say "round $i: plain ${plain[-1]} req/CPU-s, with the dashboard open ${web[-1]} req/CPU-s"
+  done
+  local a b
+  a=$(printf '%s\n' "${plain[@]}" | median); b=$(printf '%s\n' "${web[@]}" | median)
+  {
+    echo
+    echo "### Dashboard overhead ($(date -u '+%Y-%m-%d'))"
+    echo
+    machine
+    echo "- \`loads run example::get_root -u $USERS -d $SECS -s URL -o stdout\` vs the same with \`--web 127.0.0.1:PORT\` and the page open in headless Chromium (on core 0, beside the target), alternating"
+    echo
+    echo "Per round, req per CPU-second (plain / dashboard): $(paste -d/ <(printf '%s\n' "${plain[@]}") <(printf '%s\n' "${web[@]}") | paste -sd' ')"
+    echo
+    echo "Median req per CPU-second: plain $a, with the dashboard open $b; dashboard / plain = **$(ratio "$b" "$a")** (drop $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.1f", 100 * (a - b) / a }') %)."
+  } | report
+}
+
 bench_memory() {
   say "== memory per virtual user: 50 vs 10000 users on /delay/1000 for 20 s"
   start_demo_server
@@ -433,13 +474,13 @@ start_target
 case "$what" in
   throughput) bench_throughput ;;
   instructions) bench_instructions ;;
-  overhead) bench_overhead ;;
+  overhead) bench_overhead; bench_web_overhead ;;
   memory) bench_memory ;;
   websockets) bench_websockets ;;
   steady) bench_steady ;;
   startup) bench_startup ;;
   cluster) bench_cluster ;;
   external) bench_external ;;
-  all) bench_throughput; bench_instructions; bench_overhead; bench_memory; bench_websockets; bench_steady; bench_startup; bench_cluster; bench_external ;;
+  all) bench_throughput; bench_instructions; bench_overhead; bench_web_overhead; bench_memory; bench_websockets; bench_steady; bench_startup; bench_cluster; bench_external ;;
   *) say "usage: bench/run.sh [throughput|instructions|overhead|memory|websockets|steady|startup|cluster|external|all]"; exit 2 ;;
 esac

@@ -1402,3 +1402,84 @@ fn the_broker_page_follows_an_active_run_live_and_stops_it() {
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+#[test]
+fn on_a_broker_with_curve_keys_the_page_sees_every_callers_runs() {
+    let server = DemoServer::start();
+    let dir = workdir("curve-broker");
+    for name in ["broker", "agent", "caller"] {
+        common::cluster::keygen(&dir, name);
+    }
+    let p = |f: &str| dir.join(f).to_str().expect("utf8").to_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut cluster = Cluster::start_with(
+        "webcurve",
+        0,
+        None,
+        &[
+            "--curve-key",
+            &p("broker.key"),
+            "--authorized-agents",
+            &p("agent.pub"),
+            "--authorized-callers",
+            &p("caller.pub"),
+            "--web",
+            &addr,
+        ],
+    );
+    cluster.add_agent_with(&[
+        "--curve-key",
+        &p("agent.key"),
+        "--broker-key",
+        &p("broker.pub"),
+    ]);
+    let out = run(&[
+        "run",
+        "example::health",
+        "--agents",
+        "1",
+        "-u",
+        "2",
+        "--hits",
+        "20",
+        "-s",
+        &server.url,
+        "--broker",
+        &cluster.front,
+        "--curve-key",
+        &p("caller.key"),
+        "--broker-key",
+        &p("broker.pub"),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let id = common::cluster::run_id_of(&common::stdout(&out));
+    // The page, an admin of its own, lists the caller's run and the agent, and opens the report.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let overview = loop {
+        let (code, body) = http(port, "GET", "/api/cluster", &[], "");
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let listed = v["runs"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["run_id"] == id.as_str()));
+        if code == 200 && listed {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never listed {id}: {code} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(overview["ping"].to_string().contains("agent"), "{overview}");
+    let (code, report) = http(port, "GET", &format!("/runs/{id}"), &[], "");
+    assert_eq!(code, 200, "{report}");
+    assert!(
+        report.contains("example::health"),
+        "{}",
+        &report[..report.len().min(300)]
+    );
+}

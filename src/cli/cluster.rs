@@ -138,8 +138,9 @@ pub(super) fn cmd_broker(cli: &BrokerArgs, curve: &CurveFlags) -> Result<u8, Cli
         ready_timeout,
     };
     let db = opts.db.clone();
-    // The cluster's page asks this broker as a caller: on a broker without keys only.
-    let web = super::web::start_broker_page(&o.web, opts.keys.is_some())?;
+    let mut opts = opts;
+    // The cluster's page asks this broker as a caller; on a broker with keys, as an admin.
+    let web = super::web::start_broker_page(&o.web, opts.keys.as_mut())?;
     crate::transport::broker::run_broker(opts, crate::config::signals::stop_flag(), |info| {
         if let Some(hub) = &web {
             super::web::set_broker(hub, &info.frontend);

@@ -60,16 +60,29 @@ pub(super) fn control_load<L: ChangeLoad + 'static>(load: Option<Arc<L>>) {
     }
 }
 
-/// Starts the broker's page (`loads broker --web`) when `args` ask for it; `keyed`: the broker
-/// requires CURVE keys, which its page, a caller of its own, does not have yet.
-pub(super) fn start_broker_page(args: &WebArgs, keyed: bool) -> Result<Option<Arc<Hub>>, CliError> {
+/// Starts the broker's page (`loads broker --web`) when `args` ask for it.
+///
+/// The page asks the broker as a caller does. On a broker with CURVE keys (`keys`), the page
+/// gets a key pair of its own, made now and never written, admitted as an admin: it sees and
+/// stops every run, so its token (required off loopback) is what guards the cluster.
+pub(super) fn start_broker_page(
+    args: &WebArgs,
+    keys: Option<&mut crate::transport::security::ServerKeys>,
+) -> Result<Option<Arc<Hub>>, CliError> {
     if args.web.is_none() {
         return Ok(None);
     }
-    if keyed {
-        return Err(CliError::Usage(anyhow::anyhow!(
-            "--web: the cluster's page is not available yet on a broker with CURVE keys"
-        )));
+    if let Some(keys) = keys {
+        use crate::transport::security::{ClientKeys, KeyPair, decode_key, set_client_keys};
+        let usage = |e: crate::transport::security::KeyError| CliError::Usage(e.into());
+        let page = KeyPair::generate().map_err(usage)?;
+        keys.roles
+            .admins
+            .insert(decode_key(&page.public).map_err(usage)?);
+        set_client_keys(Some(ClientKeys {
+            pair: page,
+            server: keys.pair.public.clone(),
+        }));
     }
     let hub = Hub::install();
     let server =

@@ -77,8 +77,9 @@ impl ChangeLoad for ClusterLoad {
         let what = match (agents, of) {
             (Some(a), Some(o)) if a < o => {
                 format!(
-                    "{} (divided among the {a} agents of {o} still running)",
-                    change.what
+                    "{} (divided among the {a} agent{} of {o} still running)",
+                    change.what,
+                    if a == 1 { "" } else { "s" }
                 )
             }
             (Some(a), _) => format!(
