@@ -40,13 +40,16 @@
 
 extern crate self as loads;
 
+#[cfg(feature = "mimalloc")]
+pub mod alloc;
+
 /// mimalloc as the global allocator of every binary built on loads (the default `mimalloc`
 /// feature): a hit allocates a few short-lived objects of a few hundred bytes to a few KiB, where
 /// glibc's allocator leaves its fast path. Measured: 13.4k → 12.5k user-space instructions per
 /// request. Build with `default-features = false` to keep your own allocator.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: alloc::Allocator = alloc::Allocator;
 
 mod case;
 mod cli;

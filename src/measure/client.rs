@@ -108,19 +108,25 @@ pub struct RawResponse {
     /// The body.
     pub body: Bytes,
     head: Bytes,
-    headers: OnceLock<HeaderMap>,
+    /// Boxed: parsed on demand only, and a response is moved a few times on every request.
+    headers: OnceLock<Box<HeaderMap>>,
 }
 
 impl RawResponse {
     /// The response headers.
     pub fn headers(&self) -> &HeaderMap {
-        self.headers.get_or_init(|| codec::header_map(&self.head))
+        self.headers
+            .get_or_init(|| Box::new(codec::header_map(&self.head)))
     }
 }
 
 /// The HTTP client of one virtual user.
 pub struct Client {
-    idle: Mutex<Vec<Connection>>,
+    /// Idle keep-alive connections, boxed: a connection moves in and out of the pool on every
+    /// request, and the request's future holds it while it is in flight (a pointer, not the
+    /// connection's 200 bytes, in every future above it).
+    #[allow(clippy::vec_box)]
+    idle: Mutex<Vec<Box<Connection>>>,
     cookies: Mutex<CookieStore>,
     /// Whether the jar was ever given a cookie: an empty jar is not locked nor searched.
     has_cookies: AtomicBool,
@@ -188,15 +194,16 @@ impl Client {
         req: Outgoing,
         timeout: Option<Duration>,
     ) -> Result<RawResponse, ClientError> {
-        self.send_at(std::time::Instant::now(), req, timeout).await
+        self.send_at(std::time::Instant::now(), &req, timeout).await
     }
 
     /// [`send`](Self::send), with the timeout counted from `start` (the caller's own reading
-    /// of the clock: one reading less per request).
+    /// of the clock: one reading less per request). The request is borrowed, not moved: the
+    /// future of every request holds a reference, not a copy (a redirect makes its own).
     pub async fn send_at(
         &self,
         start: std::time::Instant,
-        req: Outgoing,
+        req: &Outgoing,
         timeout: Option<Duration>,
     ) -> Result<RawResponse, ClientError> {
         let timeout = timeout.unwrap_or(self.timeout);
@@ -252,9 +259,12 @@ impl Client {
         }
     }
 
-    async fn send_inner(&self, mut req: Outgoing) -> Result<RawResponse, ClientError> {
+    async fn send_inner(&self, first: &Outgoing) -> Result<RawResponse, ClientError> {
+        // The request a redirect leads to, boxed (redirects are rare; the future stays small).
+        let mut redirected: Option<Box<Outgoing>> = None;
         for _ in 0..=MAX_REDIRECTS {
-            let (head, body) = self.exchange(&req).await?;
+            let req = redirected.as_deref().unwrap_or(first);
+            let (head, body) = self.exchange(req).await?;
             if head.sets_cookies {
                 let mut jar = self.cookies.lock().unwrap_or_else(PoisonError::into_inner);
                 for c in codec::set_cookies(&head.raw) {
@@ -276,11 +286,20 @@ impl Client {
             let Some(next) = location else {
                 return Ok(RawResponse {
                     status: head.status,
-                    url: req.url,
+                    url: req.url.clone(),
                     body,
                     head: head.raw,
                     headers: OnceLock::new(),
                 });
+            };
+            let mut req = match redirected.take() {
+                Some(r) => r,
+                None => Box::new(Outgoing {
+                    method: first.method.clone(),
+                    url: first.url.clone(),
+                    headers: first.headers.clone(),
+                    body: first.body.clone(),
+                }),
             };
             if matches!(head.status.as_u16(), 301..=303) && req.method != Method::HEAD {
                 req.method = Method::GET;
@@ -293,17 +312,18 @@ impl Client {
                 req.headers.remove(header::COOKIE);
             }
             req.url = Arc::new(next);
+            redirected = Some(req);
         }
         Err(ClientError::TooManyRedirects)
     }
 
-    fn take_idle(&self, tls: bool, host: &str, port: u16) -> Option<Connection> {
+    fn take_idle(&self, tls: bool, host: &str, port: u16) -> Option<Box<Connection>> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let i = idle.iter().rposition(|c| c.serves(tls, host, port))?;
         Some(idle.swap_remove(i))
     }
 
-    fn put_idle(&self, c: Connection) {
+    fn put_idle(&self, c: Box<Connection>) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < MAX_IDLE {
             // Most users keep one connection: room for one (a first push would make room for
@@ -335,7 +355,10 @@ impl Client {
         // future stays small.
         let (mut conn, mut reused) = match self.take_idle(tls, host, port) {
             Some(c) => (c, true),
-            None => (Box::pin(connection::connect(tls, host, port)).await?, false),
+            None => (
+                Box::new(Box::pin(connection::connect(tls, host, port)).await?),
+                false,
+            ),
         };
         loop {
             match conn.round_trip(req, cookie.as_deref()).await {
@@ -346,7 +369,7 @@ impl Client {
                     return Ok((head, body));
                 }
                 Err(e) if reused && e.stale_connection() => {
-                    conn = Box::pin(connection::connect(tls, host, port)).await?;
+                    conn = Box::new(Box::pin(connection::connect(tls, host, port)).await?);
                     reused = false;
                 }
                 Err(e) => return Err(e.into()),
@@ -395,6 +418,22 @@ mod tests {
             headers: HeaderMap::new(),
             body: None,
         }
+    }
+
+    #[tokio::test]
+    async fn future_sizes() {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let mut conn = connection::connect(false, "127.0.0.1", port)
+            .await
+            .expect("conn");
+        let req = get(&format!("http://127.0.0.1:{port}/"));
+        let client = Client::new(Duration::from_secs(1));
+        let a = std::mem::size_of_val(&conn.round_trip(&req, None));
+        let b = std::mem::size_of_val(&client.exchange(&req));
+        let c = std::mem::size_of_val(&client.send_inner(&req));
+        let d = std::mem::size_of_val(&client.send_at(std::time::Instant::now(), &req, None));
+        eprintln!("FUT round_trip {a} exchange {b} send_inner {c} send_at {d}");
     }
 
     #[tokio::test]

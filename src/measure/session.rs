@@ -169,7 +169,7 @@ impl Session {
             body: None,
             timeout: None,
             name: None,
-            error,
+            error: error.map(Box::new),
         }
     }
 
@@ -222,13 +222,14 @@ pub struct Request<'a> {
     body: Option<Bytes>,
     timeout: Option<Duration>,
     name: Option<String>,
-    error: Option<HttpError>,
+    /// Boxed: rare, and the builder is moved at every step.
+    error: Option<Box<HttpError>>,
 }
 
 impl<'a> Request<'a> {
     fn fail(mut self, message: String) -> Self {
         if self.error.is_none() {
-            self.error = Some(HttpError::Build(message));
+            self.error = Some(Box::new(HttpError::Build(message)));
         }
         self
     }
@@ -341,33 +342,62 @@ impl<'a> Request<'a> {
 
     /// Sends the request, reads the whole response body, and records the hit. The recorded time
     /// runs from sending the request to the last byte of the body (redirects included).
-    pub async fn send(self) -> Result<Response, HttpError> {
+    ///
+    /// The builder is taken apart before the future is made, so that the future holds only
+    /// what the exchange needs (it is moved a few times per request, and held while the
+    /// request is in flight): a reference to the session, the request's parts and its key.
+    pub fn send(self) -> impl std::future::Future<Output = Result<Response, HttpError>> + 'a {
+        use futures_util::future::{Either, ready};
+        let session = self.session;
+        let timeout = self.timeout;
+        match self.into_parts() {
+            Ok((out, key)) => Either::Left(session.exchange(out, key, timeout)),
+            Err(e) => Either::Right(ready(Err(e))),
+        }
+    }
+
+    /// The request to send and the key it is counted under, or why it cannot be sent.
+    fn into_parts(self) -> Result<(Outgoing, Arc<str>), HttpError> {
         if let Some(e) = self.error {
-            return Err(e);
+            return Err(*e);
         }
         let Some((url, key)) = self.url else {
             return Err(HttpError::Build("no URL".into()));
         };
-        let method = self.method;
         let key = match self.name {
             Some(n) => Arc::from(n),
             None => key,
         };
-        let out = Outgoing {
-            method: method.clone(),
-            url,
-            headers: self.headers,
-            body: self.body,
-        };
+        Ok((
+            Outgoing {
+                method: self.method,
+                url,
+                headers: self.headers,
+                body: self.body,
+            },
+            key,
+        ))
+    }
+}
+
+impl Session {
+    /// Sends `out`, records it under `key`, and returns its response.
+    async fn exchange(
+        &self,
+        out: Outgoing,
+        key: Arc<str>,
+        timeout: Option<Duration>,
+    ) -> Result<Response, HttpError> {
         // Two readings of the clock per request: its start (which also starts its timeout and
         // dates it) and its end.
         let start = Instant::now();
-        let result = self.session.client.send_at(start, out, self.timeout).await;
+        let result = self.client.send_at(start, &out, timeout).await;
         let elapsed = Instant::now().saturating_duration_since(start);
         let second = unix_second_at(start);
         let status = result.as_ref().map_or(0, |r| r.status.as_u16());
         let micros = elapsed.as_micros().min(u64::MAX as u128) as u64;
-        let rec = &self.session.recorder;
+        let rec = &self.recorder;
+        let method = out.method;
         let raw = rec.send_raw(|loads_status| crate::result::Event::AddHit {
             url: key.to_string(),
             method: method.to_string(),
@@ -378,9 +408,7 @@ impl<'a> Request<'a> {
         });
         if !raw {
             match rec.lag() {
-                None => {
-                    rec.record(|s| s.record_request(method.as_str(), &key, status, micros, second))
-                }
+                None => rec.record_request(method.as_str(), &key, status, micros, second),
                 Some(lag) => rec.record(|s| {
                     s.record_request_late(method.as_str(), &key, status, micros, lag, second)
                 }),
@@ -458,6 +486,38 @@ mod tests {
         assert_eq!(stats_key(&u), "http://h:1/a/b");
         let u = Url::parse("http://h:1/a").expect("url");
         assert_eq!(stats_key(&u), "http://h:1/a");
+    }
+
+    #[test]
+    fn request_path_sizes() {
+        let rec = UserRecorder::new(Arc::new(crate::result::Recorder::new(1)), 0);
+        let client = new_client(Duration::from_secs(1));
+        let s = Session::new(client.clone(), rec, None).with_base(Some(Arc::new(
+            Url::parse("http://127.0.0.1:1").expect("url"),
+        )));
+        let req = s.get("/");
+        let fut = s.get("/").send();
+        let out = Outgoing {
+            method: Method::GET,
+            url: Arc::new(Url::parse("http://127.0.0.1:1/").expect("url")),
+            headers: HeaderMap::new(),
+            body: None,
+        };
+        let inner = client.send_at(std::time::Instant::now(), &out, None);
+        eprintln!(
+            "SIZES request {} send-future {} send_at-future {} response {} raw {} http-error {} client-error {} connection {} outgoing {} url {} headermap {}",
+            std::mem::size_of_val(&req),
+            std::mem::size_of_val(&fut) * 1000 + std::mem::align_of_val(&fut),
+            std::mem::size_of_val(&inner),
+            std::mem::size_of::<Response>(),
+            std::mem::size_of::<RawResponse>(),
+            std::mem::size_of::<HttpError>(),
+            std::mem::size_of::<crate::measure::client::ClientError>(),
+            std::mem::size_of::<crate::measure::connection::Connection>(),
+            std::mem::size_of::<Outgoing>(),
+            std::mem::size_of::<Url>(),
+            std::mem::size_of::<HeaderMap>(),
+        );
     }
 
     #[test]

@@ -4,7 +4,10 @@
 //! A shard is a mutex that only the virtual users mapped to it (and the collector, a few times a
 //! second) ever take, so recording costs an uncontended lock, never a global one. Data enters
 //! through [`Recorder::record`] from the HTTP session, the WebSocket client and the test runner;
-//! it leaves through [`Recorder::drain_into`].
+//! it leaves through [`Recorder::drain_into`]. A request goes through
+//! [`Recorder::record_request`]: its shard keeps the requests of its most requested URLs
+//! apart, found by the session's key without a map lookup, and adds them to its stats when it
+//! is drained.
 
 use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -12,11 +15,81 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::event::{Event, LoadsStatus};
-use super::stats::Stats;
+use super::stats::{RequestStats, Stats};
 
 /// A shard on its own cache line, so that neighbouring shards do not share one.
 #[repr(align(128))]
-struct Shard(Mutex<Stats>);
+struct Shard(Mutex<ShardStats>);
+
+/// What a shard holds: the stats its users record, and apart from them the requests of the
+/// URLs they request most, found by the session's key (an `Arc`: a pointer comparison, then a
+/// comparison of the text) instead of two map lookups by text per request. A drain adds the
+/// hot URLs' requests to the stats first, so that what leaves is the same as if every request
+/// had been recorded in the stats one by one.
+#[derive(Default)]
+struct ShardStats {
+    stats: Stats,
+    hot: Vec<HotUrl>,
+}
+
+/// The requests of one hot URL and method since the last drain.
+struct HotUrl {
+    key: Arc<str>,
+    method: Box<str>,
+    requests: RequestStats,
+}
+
+/// Hot URLs per shard; the others are recorded in the stats directly.
+const HOT_URLS: usize = 8;
+
+impl ShardStats {
+    fn record_request(
+        &mut self,
+        method: &str,
+        key: &Arc<str>,
+        status: u16,
+        micros: u64,
+        second: i64,
+    ) {
+        let found = self
+            .hot
+            .iter()
+            .position(|h| Arc::ptr_eq(&h.key, key) && *h.method == *method)
+            .or_else(|| {
+                self.hot
+                    .iter()
+                    .position(|h| *h.key == **key && *h.method == *method)
+            });
+        let i = match found {
+            Some(i) => i,
+            None if self.hot.len() < HOT_URLS => {
+                self.hot.push(HotUrl {
+                    key: key.clone(),
+                    method: method.into(),
+                    requests: RequestStats::default(),
+                });
+                self.hot.len() - 1
+            }
+            None => {
+                return self
+                    .stats
+                    .record_request(method, key, status, micros, second);
+            }
+        };
+        self.hot[i].requests.record(status, micros);
+        self.stats.record_request_second(micros, second);
+    }
+
+    /// Moves the hot URLs' requests into the stats (the URLs stay hot).
+    fn flush(&mut self) {
+        for h in &mut self.hot {
+            if h.requests.count > 0 {
+                self.stats.add_url_requests(&h.method, &h.key, &h.requests);
+                h.requests.reset();
+            }
+        }
+    }
+}
 
 /// The recording shards of one run.
 pub struct Recorder {
@@ -34,7 +107,7 @@ impl Recorder {
     pub fn new(shards: usize) -> Self {
         let n = shards.max(1);
         let shards = (0..n)
-            .map(|_| Shard(Mutex::new(Stats::default())))
+            .map(|_| Shard(Mutex::new(ShardStats::default())))
             .collect();
         let spares = Mutex::new((0..n).map(|_| Stats::default()).collect());
         Recorder {
@@ -77,7 +150,23 @@ impl Recorder {
         // A panic cannot happen while a shard is held (recording does not call user code), but
         // if it ever did the counts are still consistent: keep using them.
         let mut g = s.0.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&mut g)
+        f(&mut g.stats)
+    }
+
+    /// Records on shard `shard` a request of `method` to the URL counted under `key`, as
+    /// [`Stats::record_request`] does (see [`ShardStats`]).
+    pub fn record_request(
+        &self,
+        shard: usize,
+        method: &str,
+        key: &Arc<str>,
+        status: u16,
+        micros: u64,
+        second: i64,
+    ) {
+        let s = &self.shards[shard % self.shards.len()];
+        let mut g = s.0.lock().unwrap_or_else(PoisonError::into_inner);
+        g.record_request(method, key, status, micros, second);
     }
 
     /// Adds every shard's content to `target` and resets the shards. Each shard is locked only
@@ -87,10 +176,11 @@ impl Recorder {
         for (s, spare) in self.shards.iter().zip(spares.iter_mut()) {
             {
                 let mut g = s.0.lock().unwrap_or_else(PoisonError::into_inner);
-                if g.is_empty() {
+                g.flush();
+                if g.stats.is_empty() {
                     continue;
                 }
-                std::mem::swap(&mut *g, spare);
+                std::mem::swap(&mut g.stats, spare);
             }
             target.merge(spare);
             spare.reset();
@@ -173,6 +263,19 @@ impl UserRecorder {
     /// Runs `f` on this user's shard.
     pub fn record<R>(&self, f: impl FnOnce(&mut Stats) -> R) -> R {
         self.recorder.record(self.shard, f)
+    }
+
+    /// Records a request on this user's shard (see [`Recorder::record_request`]).
+    pub fn record_request(
+        &self,
+        method: &str,
+        key: &Arc<str>,
+        status: u16,
+        micros: u64,
+        second: i64,
+    ) {
+        self.recorder
+            .record_request(self.shard, method, key, status, micros, second);
     }
 }
 
@@ -265,6 +368,34 @@ mod tests {
                 assert_eq!(unix_second_at(before), unix_second_of(start) - 1);
             }
         }
+    }
+
+    #[test]
+    fn hot_urls_drain_as_if_recorded_one_by_one() {
+        // 12 URLs (more than HOT_URLS), each under two keys of the same text (two users'
+        // sessions), two methods, statuses and seconds that vary; drained twice.
+        let keys: Vec<Arc<str>> = (0..24)
+            .map(|i| Arc::from(format!("http://h/{}", i % 12)))
+            .collect();
+        let rec = Recorder::new(1);
+        let mut direct = Stats::default();
+        let mut drained = Stats::default();
+        for round in 0..2u64 {
+            for i in 0..5_000u64 {
+                let key = &keys[(i * 7 % 24) as usize];
+                let method = if i % 5 == 0 { "POST" } else { "GET" };
+                let status = if i % 11 == 0 { 500 } else { 200 };
+                let (micros, second) = (i % 997 + round, (i / 1_000) as i64);
+                rec.record_request(0, method, key, status, micros, second);
+                direct.record_request(method, key, status, micros, second);
+            }
+            rec.drain_into(&mut drained);
+        }
+        assert_eq!(drained.requests.count, 10_000);
+        assert_eq!(drained, direct);
+        let mut again = Stats::default();
+        rec.drain_into(&mut again);
+        assert!(again.is_empty());
     }
 
     #[test]

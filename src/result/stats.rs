@@ -231,7 +231,7 @@ impl Default for RequestStats {
 }
 
 impl RequestStats {
-    fn record(&mut self, status: u16, micros: u64) {
+    pub(crate) fn record(&mut self, status: u16, micros: u64) {
         self.count += 1;
         *self.statuses.entry(status).or_insert(0) += 1;
         self.latency.record(micros);
@@ -249,7 +249,7 @@ impl RequestStats {
         self.latency.add(&o.latency);
     }
 
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.count = 0;
         self.statuses.clear();
         self.latency.reset();
@@ -436,9 +436,25 @@ impl Stats {
     ) {
         self.requests.record(status, micros);
         self.url_entry(method, url).record(status, micros);
+        self.record_request_second(micros, second);
+    }
+
+    /// The per-second part of [`record_request`](Self::record_request): one more request in
+    /// `second`, that took `micros`.
+    pub(crate) fn record_request_second(&mut self, micros: u64, second: i64) {
         let s = self.timeline.entry(second).or_default();
         s.requests += 1;
         s.latency_mut().record(micros);
+    }
+
+    /// Adds `rs`, requests of `(url, method)` recorded apart (a shard's hot URLs), to the
+    /// totals and to the URL's entry, as [`record_request`](Self::record_request) would have
+    /// one by one (their seconds are recorded already).
+    pub(crate) fn add_url_requests(&mut self, method: &str, url: &str, rs: &RequestStats) {
+        if rs.count > 0 {
+            self.requests.add(rs);
+            self.url_entry(method, url).add(rs);
+        }
     }
 
     /// The entry of `(url, method)`: at most [`MAX_URLS`] pairs, then `(OTHER_URL, method)` for

@@ -6,7 +6,7 @@
 //! contends. A driver runtime on the calling thread starts the users of each scenario (a
 //! [`Part`]: a run without `[[scenario]]` tables is one) as its plan's model says ([`cycles`],
 //! [`stages`], [`rate`], with what they share in [`drive`]), the scenarios side by side, each
-//! after its `start-after` delay; it keeps time and handles Ctrl-C. A collector thread ([`collect`]) drains the recorder five times a second into an
+//! after its `start-after` delay; it keeps time and handles Ctrl-C. A collector thread ([`collect`]) drains the recorder once a second into an
 //! `Event::Batch` for the [`EventSink`] (the [`TestResult`] in a normal run, a relay in a
 //! worker) and ticks it so that live outputs refresh.
 //!
@@ -159,7 +159,7 @@ impl LocalRunner {
     }
 
     /// How often the collector drains the recorder into a batch (a worker sends one batch per
-    /// second to its relay; a local run refreshes five times a second).
+    /// second to its relay, and so does a local run by default).
     pub fn collect_every(mut self, every: Duration) -> Self {
         self.collect_every = every;
         self
