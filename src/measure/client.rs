@@ -20,7 +20,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::task::{Poll, ready};
+use std::task::Poll;
 use std::time::Duration;
 use tokio::time::Instant;
 use url::Url;
@@ -141,10 +141,16 @@ pub struct Client {
 /// was an insertion into and a removal from the runtime's timer wheel per request. The timer
 /// is armed at or before the deadline of the request in flight; when it fires before that
 /// deadline (it was armed for an earlier request), it is moved to it.
+///
+/// The timer is polled only when it must be: to register the waker of the task that waits
+/// (the first time, after a reset, or from another task), or when it has fired. Polled on
+/// every wake-up of the request instead, it re-registered the same waker each time.
 struct Timer {
     sleep: Pin<Box<tokio::time::Sleep>>,
     /// The thread (so the runtime: workers are single-threaded) whose time driver it is on.
     thread: usize,
+    /// The waker the timer was last polled with, while it is armed for the same deadline.
+    waker: Option<std::task::Waker>,
 }
 
 thread_local! {
@@ -222,12 +228,23 @@ impl Client {
                 return Poll::Ready(Some(r));
             }
             loop {
-                ready!(timer.sleep.as_mut().poll(cx));
+                let registered = timer
+                    .waker
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()));
+                if registered && !timer.sleep.is_elapsed() {
+                    return Poll::Pending;
+                }
+                if timer.sleep.as_mut().poll(cx).is_pending() {
+                    timer.waker = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
                 if timer.sleep.deadline() >= deadline {
                     return Poll::Ready(None);
                 }
                 // Armed for an earlier request: move it to this one's deadline.
                 timer.sleep.as_mut().reset(deadline);
+                timer.waker = None;
             }
         })
         .await;
@@ -244,6 +261,7 @@ impl Client {
             Some(t) if t.thread == here => {
                 if t.sleep.deadline() > deadline {
                     t.sleep.as_mut().reset(deadline);
+                    t.waker = None;
                 }
                 if let Some(t) = slot.take() {
                     return t;
@@ -256,6 +274,7 @@ impl Client {
         Timer {
             sleep: Box::pin(tokio::time::sleep_until(deadline)),
             thread: here,
+            waker: None,
         }
     }
 
@@ -415,7 +434,7 @@ mod tests {
         Outgoing {
             method: Method::GET,
             url: Arc::new(Url::parse(url).expect("url")),
-            headers: HeaderMap::new(),
+            headers: super::codec::Headers::new(),
             body: None,
         }
     }
@@ -488,6 +507,57 @@ mod tests {
         assert_eq!(c.send(get(&url), None).await.expect("one").status, 200);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(c.send(get(&url), None).await.expect("two").status, 200);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_timer_wakes_whichever_task_waits_and_after_each_reset() {
+        // A server that answers the first requests at once, then never again.
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/", l.local_addr().expect("addr"));
+        let _server = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.expect("accept");
+            let mut buf = vec![0u8; 4096];
+            for _ in 0..3 {
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+            }
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        let c = std::sync::Arc::new(Client::new(Duration::from_secs(1)));
+        // Task A registers the timer's waker on its requests (the second with an earlier
+        // deadline, which resets the timer).
+        let a = c.clone();
+        let u = url.clone();
+        tokio::spawn(async move {
+            assert_eq!(a.send(get(&u), None).await.expect("one").status, 200);
+            let short = Some(Duration::from_millis(600));
+            assert_eq!(a.send(get(&u), short).await.expect("two").status, 200);
+        })
+        .await
+        .expect("task a");
+        // Task B waits on the same timer with later deadlines (no reset): the timer must wake
+        // B, not A, which has ended, and B's request must time out at its deadline.
+        let b = c.clone();
+        let u = url.clone();
+        let started = std::time::Instant::now();
+        let r = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::spawn(async move {
+                assert_eq!(b.send(get(&u), None).await.expect("three").status, 200);
+                b.send(get(&u), None).await
+            }),
+        )
+        .await
+        .expect("task b was never woken")
+        .expect("task b");
+        assert!(matches!(r, Err(ClientError::Timeout(_))), "{r:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]

@@ -63,9 +63,68 @@ pub struct Outgoing {
     /// The URL.
     pub url: Arc<Url>,
     /// Headers set by the test.
-    pub headers: HeaderMap,
+    pub headers: Headers,
     /// The body, if any.
     pub body: Option<Bytes>,
+}
+
+/// The headers a test sets on a request: most requests have none, so the map is made (and
+/// boxed) only for the first one. An empty `HeaderMap` is 96 bytes that every request would
+/// carry through its futures, and about 50 instructions to drop.
+#[derive(Debug, Clone, Default)]
+pub struct Headers(Option<Box<HeaderMap>>);
+
+impl Headers {
+    /// No headers.
+    pub fn new() -> Self {
+        Headers(None)
+    }
+
+    /// Whether there is no header.
+    pub fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|h| h.is_empty())
+    }
+
+    /// Whether a header `name` is set.
+    pub fn contains_key(&self, name: header::HeaderName) -> bool {
+        self.0.as_ref().is_some_and(|h| h.contains_key(name))
+    }
+
+    /// The headers, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&header::HeaderName, &HeaderValue)> {
+        self.0.iter().flat_map(|h| h.iter())
+    }
+
+    /// Sets `name` to `value`, replacing its values.
+    pub fn insert(&mut self, name: header::HeaderName, value: HeaderValue) {
+        self.map().insert(name, value);
+    }
+
+    /// Adds a value of `name`.
+    pub fn append(&mut self, name: header::HeaderName, value: HeaderValue) {
+        self.map().append(name, value);
+    }
+
+    /// Removes every value of `name`.
+    pub fn remove(&mut self, name: header::HeaderName) {
+        if let Some(h) = self.0.as_mut() {
+            h.remove(name);
+        }
+    }
+
+    fn map(&mut self) -> &mut HeaderMap {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl From<HeaderMap> for Headers {
+    fn from(h: HeaderMap) -> Self {
+        if h.is_empty() {
+            Headers(None)
+        } else {
+            Headers(Some(Box::new(h)))
+        }
+    }
 }
 
 /// Appends `n` in decimal (without going through `fmt`).
@@ -981,7 +1040,7 @@ mod tests {
         let req = Outgoing {
             method: Method::POST,
             url: Arc::new(Url::parse("http://h:8080/p?q=1").expect("url")),
-            headers,
+            headers: headers.into(),
             body: Some(Bytes::from_static(b"{}")),
         };
         write_request(&mut out, &req, Some("a=1"));

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use url::Url;
 
 use super::client::{Client, ClientError, Outgoing, RawResponse};
+use super::codec::Headers;
 use crate::result::{UserRecorder, unix_second_at};
 
 /// An error of the HTTP session. In a test, `?` turns it into an *error* outcome.
@@ -165,7 +166,7 @@ impl Session {
             session: self,
             method,
             url: resolved,
-            headers: HeaderMap::new(),
+            headers: Headers::new(),
             body: None,
             timeout: None,
             name: None,
@@ -218,7 +219,7 @@ pub struct Request<'a> {
     session: &'a Session,
     method: Method,
     url: Option<(Arc<Url>, Arc<str>)>,
-    headers: HeaderMap,
+    headers: Headers,
     body: Option<Bytes>,
     timeout: Option<Duration>,
     name: Option<String>,
@@ -500,7 +501,7 @@ mod tests {
         let out = Outgoing {
             method: Method::GET,
             url: Arc::new(Url::parse("http://127.0.0.1:1/").expect("url")),
-            headers: HeaderMap::new(),
+            headers: Headers::new(),
             body: None,
         };
         let inner = client.send_at(std::time::Instant::now(), &out, None);

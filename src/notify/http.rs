@@ -55,7 +55,7 @@ fn post_json(url: &str, body: Vec<u8>) -> Result<(), String> {
             crate::measure::client::Outgoing {
                 method: http::Method::POST,
                 url: std::sync::Arc::new(parsed),
-                headers,
+                headers: headers.into(),
                 body: Some(body.into()),
             },
             None,

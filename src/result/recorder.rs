@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::event::{Event, LoadsStatus};
-use super::stats::{RequestStats, Stats};
+use super::per_test::{Hit, TestStats};
+use super::stats::{RequestStats, Stats, count_hit};
+use super::timeline::Second;
 
 /// A shard on its own cache line, so that neighbouring shards do not share one.
 #[repr(align(128))]
@@ -30,13 +32,43 @@ struct Shard(Mutex<ShardStats>);
 struct ShardStats {
     stats: Stats,
     hot: Vec<HotUrl>,
+    /// The same for the tests its users run, by the mix's name (`Arc`: a pointer comparison).
+    hot_tests: Vec<(Arc<str>, TestStats)>,
+    /// The timeline second its users record in now (and what they recorded in it), apart from
+    /// the stats' timeline: a map lookup less per request and per hit.
+    now: Option<(i64, Second)>,
 }
 
 /// The requests of one hot URL and method since the last drain.
 struct HotUrl {
     key: Arc<str>,
     method: Box<str>,
+    /// Its requests, but for the last run of responses of one status, counted apart (most
+    /// responses have the status of the previous one: a comparison instead of a map entry).
     requests: RequestStats,
+    status: u16,
+    same_status: u64,
+}
+
+impl HotUrl {
+    fn record(&mut self, status: u16, micros: u64) {
+        self.requests.count += 1;
+        if status != self.status {
+            self.count_statuses();
+            self.status = status;
+        }
+        self.same_status += 1;
+        self.requests.latency.record(micros);
+    }
+
+    /// Moves the run of responses of one status into the status counts.
+    fn count_statuses(&mut self) {
+        if self.same_status > 0 {
+            let n = self.requests.statuses.entry(self.status).or_insert(0);
+            *n = n.saturating_add(self.same_status);
+            self.same_status = 0;
+        }
+    }
 }
 
 /// Hot URLs per shard; the others are recorded in the stats directly.
@@ -67,6 +99,8 @@ impl ShardStats {
                     key: key.clone(),
                     method: method.into(),
                     requests: RequestStats::default(),
+                    status,
+                    same_status: 0,
                 });
                 self.hot.len() - 1
             }
@@ -76,13 +110,59 @@ impl ShardStats {
                     .record_request(method, key, status, micros, second);
             }
         };
-        self.hot[i].requests.record(status, micros);
-        self.stats.record_request_second(micros, second);
+        self.hot[i].record(status, micros);
+        let s = self.second(second);
+        s.requests += 1;
+        s.latency_mut().record(micros);
     }
 
-    /// Moves the hot URLs' requests into the stats (the URLs stay hot).
+    /// The current second, `second` (the previous one goes to the stats' timeline).
+    fn second(&mut self, second: i64) -> &mut Second {
+        if self.now.as_ref().is_some_and(|(s, _)| *s != second) {
+            self.flush_second();
+        }
+        &mut self
+            .now
+            .get_or_insert_with(|| (second, Second::default()))
+            .1
+    }
+
+    fn flush_second(&mut self) {
+        if let Some((second, s)) = self.now.take() {
+            self.stats.add_second(second, &s);
+        }
+    }
+
+    fn record_hit(&mut self, test: &Arc<str>, hit: &Hit<'_>) {
+        let i = match self
+            .hot_tests
+            .iter()
+            .position(|(t, _)| Arc::ptr_eq(t, test))
+        {
+            Some(i) => i,
+            None if self.hot_tests.len() < HOT_URLS => {
+                self.hot_tests.push((test.clone(), TestStats::default()));
+                self.hot_tests.len() - 1
+            }
+            None => return self.stats.record_hit(hit),
+        };
+        self.hot_tests[i].1.record(&hit.outcome, hit.micros);
+        self.stats.record_hit_beside_test(hit);
+        count_hit(self.second(hit.second), hit.outcome.problem_kind());
+    }
+
+    /// Moves the current second, the hot URLs' requests and the hot tests' hits into the stats
+    /// (the URLs and tests stay hot).
     fn flush(&mut self) {
+        self.flush_second();
+        for (name, t) in &mut self.hot_tests {
+            if !t.is_empty() {
+                self.stats.add_test_hits(name, t);
+                t.reset();
+            }
+        }
         for h in &mut self.hot {
+            h.count_statuses();
             if h.requests.count > 0 {
                 self.stats.add_url_requests(&h.method, &h.key, &h.requests);
                 h.requests.reset();
@@ -167,6 +247,14 @@ impl Recorder {
         let s = &self.shards[shard % self.shards.len()];
         let mut g = s.0.lock().unwrap_or_else(PoisonError::into_inner);
         g.record_request(method, key, status, micros, second);
+    }
+
+    /// Records on shard `shard` the hit `hit` of the test named `test` (the mix's name, whose
+    /// text is `hit.test`), as [`Stats::record_hit`] does (see [`ShardStats`]).
+    pub fn record_hit(&self, shard: usize, test: &Arc<str>, hit: &Hit<'_>) {
+        let s = &self.shards[shard % self.shards.len()];
+        let mut g = s.0.lock().unwrap_or_else(PoisonError::into_inner);
+        g.record_hit(test, hit);
     }
 
     /// Adds every shard's content to `target` and resets the shards. Each shard is locked only
@@ -263,6 +351,11 @@ impl UserRecorder {
     /// Runs `f` on this user's shard.
     pub fn record<R>(&self, f: impl FnOnce(&mut Stats) -> R) -> R {
         self.recorder.record(self.shard, f)
+    }
+
+    /// Records a hit on this user's shard (see [`Recorder::record_hit`]).
+    pub fn record_hit(&self, test: &Arc<str>, hit: &Hit<'_>) {
+        self.recorder.record_hit(self.shard, test, hit);
     }
 
     /// Records a request on this user's shard (see [`Recorder::record_request`]).
@@ -371,12 +464,14 @@ mod tests {
     }
 
     #[test]
-    fn hot_urls_drain_as_if_recorded_one_by_one() {
+    fn hot_urls_and_tests_drain_as_if_recorded_one_by_one() {
         // 12 URLs (more than HOT_URLS), each under two keys of the same text (two users'
         // sessions), two methods, statuses and seconds that vary; drained twice.
         let keys: Vec<Arc<str>> = (0..24)
             .map(|i| Arc::from(format!("http://h/{}", i % 12)))
             .collect();
+        // And 11 tests (more than the hot ones), with hits of every outcome.
+        let tests: Vec<Arc<str>> = (0..11).map(|i| Arc::from(format!("suite::t{i}"))).collect();
         let rec = Recorder::new(1);
         let mut direct = Stats::default();
         let mut drained = Stats::default();
@@ -388,6 +483,26 @@ mod tests {
                 let (micros, second) = (i % 997 + round, (i / 1_000) as i64);
                 rec.record_request(0, method, key, status, micros, second);
                 direct.record_request(method, key, status, micros, second);
+                let name = &tests[(i % 11) as usize];
+                let message = format!("m{}", i % 3);
+                let hit = Hit {
+                    test: name,
+                    scenario: (i % 2 == 0).then_some("s"),
+                    micros: (i % 13 != 0).then_some(micros),
+                    second,
+                    outcome: if status == 500 {
+                        crate::result::HitOutcome::Problem {
+                            outcome: crate::result::ProblemKind::Failure,
+                            message: &message,
+                            kind: "k",
+                            traceback: "",
+                        }
+                    } else {
+                        crate::result::HitOutcome::Success
+                    },
+                };
+                rec.record_hit(0, name, &hit);
+                direct.record_hit(&hit);
             }
             rec.drain_into(&mut drained);
         }

@@ -436,15 +436,16 @@ impl Stats {
     ) {
         self.requests.record(status, micros);
         self.url_entry(method, url).record(status, micros);
-        self.record_request_second(micros, second);
-    }
-
-    /// The per-second part of [`record_request`](Self::record_request): one more request in
-    /// `second`, that took `micros`.
-    pub(crate) fn record_request_second(&mut self, micros: u64, second: i64) {
         let s = self.timeline.entry(second).or_default();
         s.requests += 1;
         s.latency_mut().record(micros);
+    }
+
+    /// Adds `t`, hits of `test` recorded apart (a shard's hot tests), to the test's entry.
+    pub(crate) fn add_test_hits(&mut self, test: &str, t: &TestStats) {
+        if !t.is_empty() {
+            self.test_entry(test).add(t);
+        }
     }
 
     /// Adds `rs`, requests of `(url, method)` recorded apart (a shard's hot URLs), to the
@@ -514,11 +515,21 @@ impl Stats {
     /// have an entry.
     pub fn record_hit(&mut self, hit: &Hit<'_>) {
         self.test_entry(hit.test).record(&hit.outcome, hit.micros);
+        self.record_hit_beside_test(hit);
+        count_hit(
+            self.timeline.entry(hit.second).or_default(),
+            hit.outcome.problem_kind(),
+        );
+    }
+
+    /// What [`record_hit`](Self::record_hit) records beside the test's own entry and its
+    /// second: the scenario's and the problem (for a hit whose test and second are recorded
+    /// apart).
+    pub(crate) fn record_hit_beside_test(&mut self, hit: &Hit<'_>) {
         if let Some(scenario) = hit.scenario {
             entry(&mut self.scenarios, scenario, MAX_SCENARIOS, OTHER_SCENARIO)
                 .record(&hit.outcome, hit.micros);
         }
-        self.count_hit_second(hit.second, hit.outcome.problem_kind());
         if let HitOutcome::Problem {
             outcome,
             message,
@@ -548,13 +559,12 @@ impl Stats {
     }
 
     fn count_hit_second(&mut self, second: i64, problem: Option<ProblemKind>) {
-        let s = self.timeline.entry(second).or_default();
-        s.hits += 1;
-        match problem {
-            None => s.successes += 1,
-            Some(ProblemKind::Failure) => s.failures += 1,
-            Some(ProblemKind::Error) => s.errors += 1,
-        }
+        count_hit(self.timeline.entry(second).or_default(), problem);
+    }
+
+    /// Adds `s`, a timeline second recorded apart (a shard's current second), to `second`.
+    pub(crate) fn add_second(&mut self, second: i64, s: &Second) {
+        self.timeline.entry(second).or_default().add(s);
     }
 
     /// Counts the start of a hit (`startTest`: events arrive one by one).
@@ -829,6 +839,16 @@ impl Stats {
             .values()
             .map(|h| h.counts.failures.saturating_add(h.counts.errors))
             .fold(0, u64::saturating_add)
+    }
+}
+
+/// One more hit that ended (with `problem`, if any) in the second `s`.
+pub(crate) fn count_hit(s: &mut Second, problem: Option<ProblemKind>) {
+    s.hits += 1;
+    match problem {
+        None => s.successes += 1,
+        Some(ProblemKind::Failure) => s.failures += 1,
+        Some(ProblemKind::Error) => s.errors += 1,
     }
 }
 

@@ -279,7 +279,7 @@ impl VirtualUser {
                         if self.stopped() {
                             break 'steps;
                         }
-                        if i > 1 && self.think(i).await {
+                        if i > 1 && self.think.is_some() && self.think(i).await {
                             now = Instant::now();
                         }
                         match self.hit(case, state, h, i, now, &mut cancel).await {
@@ -294,7 +294,7 @@ impl VirtualUser {
                 let mut i = 0;
                 while now < deadline && !self.stopped() && !self.retired() {
                     i += 1;
-                    if i > 1 && self.think(i).await {
+                    if i > 1 && self.think.is_some() && self.think(i).await {
                         now = Instant::now();
                         if now >= deadline || self.retired() {
                             break;
@@ -429,7 +429,7 @@ impl VirtualUser {
             second: unix_second_at(started),
             outcome: hit_outcome(&outcome),
         };
-        self.recorder.record(|s| s.record_hit(&hit));
+        self.recorder.record_hit(&entry.name, &hit);
         Some(ended)
     }
 }
