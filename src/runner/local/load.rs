@@ -102,14 +102,18 @@ impl ChangeLoad for LoadControl {
     /// Sets the load of `scenario` (or of the whole run) to `value`, the run's total: users
     /// for a closed model, arrivals per second for the open model. Returns what was done.
     fn set(&self, scenario: Option<&str>, value: f64) -> Result<String, String> {
+        // One change at a time: the targets are those of the last change recorded (two
+        // dashboards changing at once could otherwise leave one's targets and the other's record).
+        let mut log = self
+            .log
+            .lock()
+            .map_err(|_| "the load control failed".to_owned())?;
         let checked = self.check(scenario, value)?;
         for (p, v) in &checked.parts {
             p.target.store(*v, Ordering::SeqCst);
         }
         let what = checked.change.what.clone();
-        if let Ok(mut log) = self.log.lock() {
-            log.push(checked.change);
-        }
+        log.push(checked.change);
         Ok(what)
     }
 }
@@ -343,5 +347,43 @@ mod tests {
         open.set(None, 0.0).expect("a pause");
         assert_eq!(open.rate(0), Some(0.0));
         assert!(open.set(None, 1e12).is_err());
+    }
+
+    #[test]
+    fn concurrent_changes_leave_the_targets_of_the_last_one_recorded() {
+        let c = std::sync::Arc::new(LoadControl::new(
+            vec![
+                (Some("a".into()), LoadKind::Users),
+                (Some("b".into()), LoadKind::Users),
+            ],
+            (0, 1),
+        ));
+        let mut mismatches = 0;
+        for round in 0..2000u64 {
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let threads: Vec<_> = (0..4u64)
+                .map(|t| {
+                    let (c, barrier) = (c.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        c.set(None, ((round * 4 + t) * 2) as f64).map(|_| ())
+                    })
+                })
+                .collect();
+            for t in threads {
+                assert_eq!(t.join().ok(), Some(Ok(())));
+            }
+            let log = c.take_changes();
+            assert_eq!(log.len(), 4, "every change recorded");
+            let last = log.last().and_then(|l| l.users);
+            let now = c.target(0).zip(c.target(1)).map(|(a, b)| a + b);
+            if last != now || !log.is_sorted_by(|a, b| a.time <= b.time) {
+                mismatches += 1;
+            }
+        }
+        assert_eq!(
+            mismatches, 0,
+            "rounds whose targets are not the last record's"
+        );
     }
 }
