@@ -1247,6 +1247,74 @@ fn a_cluster_runs_users_change_is_divided_among_its_agents_and_recorded() {
     );
 }
 
+/// Sends `n` load changes to the dashboard at `port` at once (values 1 to `n`): their answers.
+fn concurrent_changes(port: u16, n: u64) -> Vec<(u16, String)> {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(n as usize));
+    let threads: Vec<_> = (1..=n)
+        .map(|v| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                change_load(port, &format!(r#"{{"value": {v}}}"#))
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .map(|t| t.join().expect("a change's thread"))
+        .collect()
+}
+
+#[test]
+fn concurrent_changes_of_a_cluster_run_are_recorded_in_the_order_the_agents_got_them() {
+    let server = DemoServer::start();
+    let cluster = Cluster::start("web-concurrent", 1);
+    let dir = workdir("cluster-concurrent");
+    let json_path = dir.join("summary.json");
+    let mut live = LiveRun::start(&[
+        "run",
+        "example::health",
+        "--agents",
+        "1",
+        "-u",
+        "2",
+        "-d",
+        "60s",
+        "-s",
+        &server.url,
+        "--broker",
+        &cluster.front,
+        "-q",
+        "-o",
+        "json",
+        "--output-json-path",
+        json_path.to_str().expect("path"),
+        "--web",
+        "127.0.0.1:0",
+    ]);
+    let port = port_of(&live.url);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !timeline_users(port).contains(&2) {
+        assert!(Instant::now() < deadline, "never 2 users");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Two dashboards (or 20 clicks) at once: every change is accepted and recorded.
+    let answers = concurrent_changes(port, 20);
+    assert!(answers.iter().all(|(c, _)| *c == 200), "{answers:?}");
+    assert_eq!(press_stop(port), 200);
+    let (code, text) = live.wait(Duration::from_secs(30));
+    assert_eq!(code, Some(130), "{text}");
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).expect("summary")).expect("json");
+    let changes = summary["changes"].as_array().expect("changes");
+    assert_eq!(changes.len(), 20, "{changes:?}");
+    let times: Vec<f64> = changes.iter().filter_map(|c| c["time"].as_f64()).collect();
+    assert!(
+        times.is_sorted(),
+        "changes recorded out of the order they were made: {changes:?}"
+    );
+}
+
 #[test]
 fn a_lost_agent_shows_as_lost_while_the_run_goes_on() {
     let server = DemoServer::start();
