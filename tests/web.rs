@@ -636,6 +636,40 @@ fn on_loopback_the_page_answers_only_its_own_host_and_origin() {
 }
 
 #[test]
+fn on_another_loopback_address_the_page_answers_the_url_it_printed() {
+    let server = DemoServer::start();
+    let live = LiveRun::start(&[
+        "run",
+        "example::health",
+        "-u",
+        "1",
+        "-d",
+        "30s",
+        "-s",
+        &server.url,
+        "-q",
+        "--web",
+        "127.0.0.2:0",
+    ]);
+    assert!(!live.url.contains("token"), "{}", live.url);
+    let port = port_of(&live.url);
+    let host = format!("127.0.0.2:{port}");
+    let mut s = TcpStream::connect(&host).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET /api/data HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    let status = answer.split_whitespace().nth(1).unwrap_or("");
+    // Admitted (503 only until the run's first snapshot).
+    assert!(matches!(status, "200" | "503"), "{answer}");
+}
+
+#[test]
 #[cfg_attr(
     loads_no_webdriver,
     ignore = "needs chromium and chromedriver (.ci/run installs them: apt install chromium chromium-driver)"

@@ -61,7 +61,8 @@ struct Served {
     hub: Arc<Hub>,
     token: Option<String>,
     loopback: bool,
-    port: u16,
+    /// The address it listens on (a loopback one may be other than 127.0.0.1).
+    addr: SocketAddr,
 }
 
 /// The largest body of a control request.
@@ -95,7 +96,7 @@ impl WebServer {
             hub,
             token: token.clone(),
             loopback,
-            port: addr.port(),
+            addr,
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -188,7 +189,7 @@ async fn guard(State(s): State<Arc<Served>>, req: Request, next: Next) -> Respon
                 "this dashboard requires its token: open the URL loads printed (?token=...)",
             );
         }
-    } else if s.loopback && !loopback_host(headers, s.port) {
+    } else if s.loopback && !loopback_host(headers, s.addr) {
         return refuse(
             StatusCode::FORBIDDEN,
             "the dashboard answers only requests for its loopback address",
@@ -215,13 +216,19 @@ async fn guard(State(s): State<Arc<Served>>, req: Request, next: Next) -> Respon
     next.run(req).await
 }
 
-fn loopback_host(headers: &HeaderMap, port: u16) -> bool {
+/// Whether the request names a loopback host of the server at `addr`: its own address (as the
+/// printed URL has it), `127.0.0.1`, `localhost` or `[::1]`, never a name that resolves to it.
+fn loopback_host(headers: &HeaderMap, addr: SocketAddr) -> bool {
     let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    ["127.0.0.1", "localhost", "[::1]"]
-        .iter()
-        .any(|h| host == format!("{h}:{port}") || (port == 80 && host == *h))
+    let (own, port) = (addr.to_string(), addr.port());
+    let own_ip = own.rsplit_once(':').map_or("", |(ip, _)| ip);
+    host == own
+        || (port == 80 && host == own_ip)
+        || ["127.0.0.1", "localhost", "[::1]"]
+            .iter()
+            .any(|h| host == format!("{h}:{port}") || (port == 80 && host == *h))
 }
 
 async fn page(State(s): State<Arc<Served>>) -> Html<String> {
