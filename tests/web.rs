@@ -571,6 +571,70 @@ fn beyond_loopback_every_request_needs_the_token() {
 }
 
 #[test]
+fn beyond_loopback_connections_without_the_token_cannot_take_the_runs_open_files() {
+    if !Path::new("/proc/self/fd").is_dir() {
+        eprintln!("NOT RUN: no /proc to count the process's open files");
+        return;
+    }
+    let server = DemoServer::start();
+    let live = LiveRun::start(&[
+        "run",
+        "example::health",
+        "-u",
+        "1",
+        "-d",
+        "30s",
+        "-s",
+        &server.url,
+        "-q",
+        "--web",
+        "0.0.0.0:0",
+    ]);
+    let port = port_of(&live.url);
+    let token = live.url.split("?token=").nth(1).expect("token").to_owned();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", live.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let before = fds();
+    // 300 connections that never send a request (nor the token), on loopback (those beyond
+    // the listen queue time out).
+    let idle: Vec<TcpStream> = (0..300)
+        .filter_map(|_| {
+            TcpStream::connect_timeout(
+                &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                Duration::from_millis(100),
+            )
+            .ok()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let during = fds();
+    assert!(
+        during < before + 200,
+        "{} idle connections took {} of the run's open files ({before} before)",
+        idle.len(),
+        during - before
+    );
+    drop(idle);
+    // Once they are gone, the page answers again.
+    let bearer = format!("Authorization: Bearer {token}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, _) = http(port, "GET", "/", &[&bearer], "");
+        if code == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page never answered again: {code}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
 fn on_loopback_the_page_answers_only_its_own_host_and_origin() {
     let server = DemoServer::start();
     let mut live = LiveRun::start(&[

@@ -11,7 +11,9 @@
 //! token (`--web-token`, or a generated one printed at start) on every request, as `?token=`
 //! or `Authorization: Bearer`; a request without it gets 401. On loopback without a token, a
 //! request must name a loopback host (no DNS rebinding), and a control action must come as
-//! JSON from the page's own origin (no cross-site form posts).
+//! JSON from the page's own origin (no cross-site form posts). It holds at most
+//! 128 connections at once (`MAX_CONNECTIONS`), whatever they send (or not): the rest wait in the
+//! listen queue, so that no client, with the token or without, takes the run's open files.
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -68,6 +70,11 @@ struct Served {
 /// The largest body of a control request.
 const MAX_BODY: usize = 4096;
 
+/// The most connections the server holds at once (pages, event streams, and connections that
+/// never sent a request or the token): more wait in the listen queue, taking none of the run's
+/// open files.
+const MAX_CONNECTIONS: usize = 128;
+
 impl WebServer {
     /// Starts serving `hub`'s page as `args` say (`args.web` must be set).
     pub fn start(args: &WebArgs, hub: Arc<Hub>) -> Result<WebServer, WebError> {
@@ -108,6 +115,10 @@ impl WebServer {
                     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
                         return;
                     };
+                    let listener = Limited {
+                        inner: listener,
+                        permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+                    };
                     if let Err(e) = axum::serve(listener, app(served)).await {
                         tracing::warn!("dashboard server: {e}");
                     }
@@ -140,6 +151,88 @@ impl WebServer {
         while Instant::now() < end && interrupts.presses() == presses && !interrupts.terminated() {
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+/// A listener that accepts a connection only while fewer than [`MAX_CONNECTIONS`] are open.
+struct Limited {
+    inner: tokio::net::TcpListener,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl axum::serve::Listener for Limited {
+    type Io = Counted;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Counted, SocketAddr) {
+        let Ok(permit) = self.permits.clone().acquire_owned().await else {
+            // Never closed; were it, no connection would be accepted again.
+            return std::future::pending().await;
+        };
+        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        (
+            Counted {
+                io,
+                _permit: permit,
+            },
+            addr,
+        )
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// An accepted connection, which gives its place back when it closes.
+struct Counted {
+    io: tokio::net::TcpStream,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
