@@ -69,6 +69,8 @@ pub struct LoadControl {
     /// `(index, count)`: this process's share of the run (a cluster's worker).
     share: (u64, u64),
     log: Mutex<Vec<LoadChange>>,
+    /// The changes made so far (the run's summary keeps at most `MAX_CHANGES`).
+    made: std::sync::atomic::AtomicUsize,
 }
 
 /// What changes a run's load while it runs, for the dashboard: a run in this process
@@ -114,6 +116,7 @@ impl ChangeLoad for LoadControl {
         }
         let what = checked.change.what.clone();
         log.push(checked.change);
+        self.made.fetch_add(1, Ordering::SeqCst);
         Ok(what)
     }
 }
@@ -138,6 +141,7 @@ impl LoadControl {
                 .collect(),
             share: (share.0, share.1.max(1)),
             log: Mutex::new(Vec::new()),
+            made: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -150,6 +154,12 @@ impl LoadControl {
     fn check(&self, scenario: Option<&str>, value: f64) -> Result<Checked<'_>, String> {
         if !value.is_finite() || value < 0.0 {
             return Err("the value must be a number ≥ 0".into());
+        }
+        if self.made.load(Ordering::SeqCst) >= crate::result::MAX_CHANGES {
+            return Err(format!(
+                "this run made {} load changes already, all its summary keeps",
+                crate::result::MAX_CHANGES
+            ));
         }
         let chosen: Vec<&PartLoad> = match scenario {
             Some(name) => vec![
@@ -274,6 +284,7 @@ impl LoadControl {
     pub(crate) fn record(&self, change: LoadChange) {
         if let Ok(mut log) = self.log.lock() {
             log.push(change);
+            self.made.fetch_add(1, Ordering::SeqCst);
         }
     }
 }
@@ -347,6 +358,25 @@ mod tests {
         open.set(None, 0.0).expect("a pause");
         assert_eq!(open.rate(0), Some(0.0));
         assert!(open.set(None, 1e12).is_err());
+    }
+
+    #[test]
+    fn a_change_beyond_those_the_summary_keeps_is_refused() {
+        let c = LoadControl::new(vec![(None, LoadKind::Users)], (0, 1));
+        for i in 0..crate::result::MAX_CHANGES {
+            c.set(None, (i % 7) as f64).expect("kept");
+            // The collector takes them once a second.
+            c.take_changes();
+        }
+        let last = Some(((crate::result::MAX_CHANGES - 1) % 7) as u64);
+        assert_eq!(c.target(0), last);
+        assert!(
+            c.set(None, 3.0).is_err(),
+            "a change the summary would not show"
+        );
+        assert!(c.validate(None, 3.0).is_err());
+        assert_eq!(c.target(0), last);
+        assert!(c.take_changes().is_empty());
     }
 
     #[test]
