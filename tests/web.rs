@@ -1243,6 +1243,44 @@ fn the_open_models_arrival_rate_changes_live_pauses_at_0_and_is_recorded() {
 }
 
 #[test]
+fn a_tiny_arrival_rate_does_not_crash_the_open_model() {
+    let server = DemoServer::start();
+    let mut live = LiveRun::start(&[
+        "run",
+        "example::health",
+        "--rate",
+        "20/s",
+        "-d",
+        "6s",
+        "-s",
+        &server.url,
+        "-q",
+        "--web",
+        "127.0.0.1:0",
+    ]);
+    let port = port_of(&live.url);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while page_data(port).is_null() {
+        assert!(Instant::now() < deadline, "no page data");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // One arrival in 10^19 s: due after the end of time, so never.
+    let (code, body) = change_load(port, r#"{"value": 1e-19}"#);
+    assert_eq!(code, 200, "{body}");
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, body) = change_load(port, r#"{"value": 20}"#);
+    assert_eq!(code, 200, "{body}");
+    let (code, text) = live.wait(Duration::from_secs(30));
+    let err: Vec<String> = live.lines.try_iter().collect();
+    assert!(
+        !err.iter().any(|l| l.contains("panicked")),
+        "{}",
+        err.join("\n")
+    );
+    assert_eq!(code, Some(0), "{text}");
+}
+
+#[test]
 fn a_saturated_pool_drops_starts_and_the_timeline_says_in_which_seconds() {
     // One virtual user for 200 arrivals a second of a 1 s page: most arrivals find no free
     // user in time, and beyond its backlog (100 per user) they are dropped.
