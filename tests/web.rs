@@ -1281,6 +1281,40 @@ fn a_tiny_arrival_rate_does_not_crash_the_open_model() {
 }
 
 #[test]
+fn after_the_run_a_lingering_dashboard_refuses_load_changes() {
+    let server = DemoServer::start();
+    let mut live = LiveRun::start(&[
+        "run",
+        "example::health",
+        "-u",
+        "1",
+        "-d",
+        "2s",
+        "-s",
+        &server.url,
+        "-q",
+        "--web",
+        "127.0.0.1:0",
+        "--web-linger",
+        "20s",
+    ]);
+    let port = port_of(&live.url);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while page_data(port)["live"]["finished"] != true {
+        assert!(Instant::now() < deadline, "the run never ended");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Nothing runs any more: a change would be neither made nor recorded.
+    let (code, body) = change_load(port, r#"{"value": 5}"#);
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("ended"), "{body}");
+    // The stop (one Ctrl-C) ends the linger.
+    assert_eq!(press_stop(port), 200);
+    let (code, text) = live.wait(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{text}");
+}
+
+#[test]
 fn a_saturated_pool_drops_starts_and_the_timeline_says_in_which_seconds() {
     // One virtual user for 200 arrivals a second of a 1 s page: most arrivals find no free
     // user in time, and beyond its backlog (100 per user) they are dropped.

@@ -572,6 +572,13 @@ async fn load(State(s): State<Arc<Served>>, body: axum::body::Bytes) -> Response
     if !change.value.is_finite() || change.value < 0.0 {
         return refuse(StatusCode::BAD_REQUEST, "the value must be a number ≥ 0");
     }
+    if s.hub.finished() {
+        // A lingering dashboard: nothing would make the change, nor record it.
+        return refuse(
+            StatusCode::CONFLICT,
+            "the run has ended: its load no longer changes",
+        );
+    }
     let Some(c) = s.hub.control() else {
         return refuse(StatusCode::CONFLICT, "this run cannot change its load");
     };
