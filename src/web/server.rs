@@ -130,7 +130,12 @@ impl WebServer {
     /// The page's URL (with its token).
     pub fn url(&self) -> String {
         match &self.token {
-            Some(t) => format!("http://{}/?token={t}", self.addr),
+            // A given token may hold `+`, `&`, `#` or `%`: encoded, the URL brings it back whole.
+            Some(t) => format!(
+                "http://{}/?token={}",
+                self.addr,
+                url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>()
+            ),
             None => format!("http://{}/", self.addr),
         }
     }
@@ -595,4 +600,22 @@ async fn load(State(s): State<Arc<Served>>, body: axum::body::Bytes) -> Response
 
 async fn licence() -> &'static str {
     assets::UPLOT_LICENSE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_printed_url_carries_any_token_as_given() {
+        let token = "p+q&r#s% t/é";
+        let server = WebServer {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8089)),
+            token: Some(token.into()),
+        };
+        let url = url::Url::parse(&server.url()).expect("a URL");
+        let given: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        assert_eq!(given, [("token".to_owned(), token.to_owned())], "{url}");
+        assert!(url.fragment().is_none(), "{url}");
+    }
 }
