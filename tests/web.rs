@@ -203,8 +203,14 @@ struct LiveRun {
 
 impl LiveRun {
     fn start(args: &[&str]) -> LiveRun {
-        let mut child = loads()
-            .args(args)
+        let mut command = loads();
+        command.args(args);
+        LiveRun::spawn(command)
+    }
+
+    /// Starts `command` (`loads ARGS`) as [`start`](Self::start) does.
+    fn spawn(mut command: Command) -> LiveRun {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -1312,6 +1318,74 @@ fn after_the_run_a_lingering_dashboard_refuses_load_changes() {
     assert_eq!(press_stop(port), 200);
     let (code, text) = live.wait(Duration::from_secs(10));
     assert_eq!(code, Some(0), "{text}");
+}
+
+#[test]
+fn a_change_to_more_users_than_open_files_allow_raises_the_limit_or_is_refused() {
+    use std::os::unix::process::CommandExt as _;
+    let server = DemoServer::start();
+    let dir = workdir("open-files");
+    let json_path = dir.join("summary.json");
+    let mut command = loads();
+    command.args([
+        "run",
+        "example::health",
+        "-u",
+        "5",
+        "-d",
+        "30s",
+        "-s",
+        &server.url,
+        "-q",
+        "-o",
+        "json",
+        "--output-json-path",
+        json_path.to_str().expect("path"),
+        "--web",
+        "127.0.0.1:0",
+    ]);
+    // SAFETY: setrlimit only, in the child before exec.
+    unsafe {
+        command.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 300,
+                rlim_max: 700,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut live = LiveRun::spawn(command);
+    let port = port_of(&live.url);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while page_data(port).is_null() {
+        assert!(Instant::now() < deadline, "no page data");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Beyond the hard limit: refused, as `-u 1000` would be.
+    let (code, body) = change_load(port, r#"{"value": 1000}"#);
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("open files"), "{body}");
+    // Within it: the soft limit is raised, as `-u 400` would raise it.
+    let (code, body) = change_load(port, r#"{"value": 400}"#);
+    assert_eq!(code, 200, "{body}");
+    let changed = Instant::now();
+    while !timeline_users(port).contains(&400) {
+        assert!(
+            changed.elapsed() < Duration::from_secs(10),
+            "never 400 users: {:?}",
+            timeline_users(port)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(press_stop(port), 200);
+    let (code, text) = live.wait(Duration::from_secs(30));
+    assert_eq!(code, Some(130), "{text}");
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).expect("summary")).expect("json");
+    assert_eq!(summary["errors"], 0, "{}", summary["problems"]);
 }
 
 #[test]

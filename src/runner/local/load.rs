@@ -111,6 +111,24 @@ impl ChangeLoad for LoadControl {
             .lock()
             .map_err(|_| "the load control failed".to_owned())?;
         let checked = self.check(scenario, value)?;
+        if checked.users {
+            // This process's users after the change, a connection each: they must fit in the
+            // open-file limit (raised up to the hard one), as the plan's had to at the start.
+            let users: u64 = self
+                .parts
+                .iter()
+                .filter(|p| p.kind == LoadKind::Users)
+                .map(
+                    |p| match checked.parts.iter().find(|(c, _)| std::ptr::eq(*c, p)) {
+                        Some((_, v)) => *v,
+                        None => Some(p.target.load(Ordering::SeqCst))
+                            .filter(|t| *t != UNSET)
+                            .unwrap_or(0),
+                    },
+                )
+                .sum();
+            super::ensure_open_files(users).map_err(|e| e.to_string())?;
+        }
         for (p, v) in &checked.parts {
             p.target.store(*v, Ordering::SeqCst);
         }
@@ -125,6 +143,8 @@ impl ChangeLoad for LoadControl {
 struct Checked<'a> {
     parts: Vec<(&'a PartLoad, u64)>,
     change: LoadChange,
+    /// It sets users (not a rate).
+    users: bool,
 }
 
 impl LoadControl {
@@ -233,6 +253,7 @@ impl LoadControl {
         };
         Ok(Checked {
             parts,
+            users: kind == LoadKind::Users,
             change: LoadChange {
                 time: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -396,7 +417,8 @@ mod tests {
                     let (c, barrier) = (c.clone(), barrier.clone());
                     std::thread::spawn(move || {
                         barrier.wait();
-                        c.set(None, ((round * 4 + t) * 2) as f64).map(|_| ())
+                        c.set(None, (((round * 4 + t) % 100) * 2) as f64)
+                            .map(|_| ())
                     })
                 })
                 .collect();
