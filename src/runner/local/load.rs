@@ -175,6 +175,8 @@ impl LoadControl {
         if !value.is_finite() || value < 0.0 {
             return Err("the value must be a number ≥ 0".into());
         }
+        // -0 is 0 (and shows as 0 in the record).
+        let value = if value == 0.0 { 0.0 } else { value };
         if self.made.load(Ordering::SeqCst) >= crate::result::MAX_CHANGES {
             return Err(format!(
                 "this run made {} load changes already, all its summary keeps",
@@ -340,8 +342,13 @@ mod tests {
         assert!(c.set(None, 2.5).is_err(), "users are whole");
         assert!(c.set(None, -1.0).is_err());
         assert!(c.set(None, f64::NAN).is_err());
+        assert_eq!(
+            c.set(Some("a"), -0.0).as_deref(),
+            Ok("users of scenario a set to 0")
+        );
+        assert_eq!(c.target(0), Some(0));
         let log = c.take_changes();
-        assert_eq!(log.len(), 2);
+        assert_eq!(log.len(), 3);
         assert_eq!(log[1].what, "users of scenario c set to 3");
         assert_eq!(log[1].users, Some(3));
         assert!(c.take_changes().is_empty());
