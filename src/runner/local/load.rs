@@ -71,6 +71,8 @@ pub struct LoadControl {
     log: Mutex<Vec<LoadChange>>,
     /// The changes made so far (the run's summary keeps at most `MAX_CHANGES`).
     made: std::sync::atomic::AtomicUsize,
+    /// The run's users are done and its last changes taken: no change can be made.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// What changes a run's load while it runs, for the dashboard: a run in this process
@@ -162,6 +164,7 @@ impl LoadControl {
             share: (share.0, share.1.max(1)),
             log: Mutex::new(Vec::new()),
             made: std::sync::atomic::AtomicUsize::new(0),
+            closed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -174,6 +177,9 @@ impl LoadControl {
     fn check(&self, scenario: Option<&str>, value: f64) -> Result<Checked<'_>, String> {
         if !value.is_finite() || value < 0.0 {
             return Err("the value must be a number ≥ 0".into());
+        }
+        if self.closed.load(Ordering::SeqCst) {
+            return Err("the run has ended: its load no longer changes".into());
         }
         // -0 is 0 (and shows as 0 in the record).
         let value = if value == 0.0 { 0.0 } else { value };
@@ -295,6 +301,18 @@ impl LoadControl {
             .is_some_and(|p| p.kind == LoadKind::Rate)
     }
 
+    /// The last changes, at the end of the run: from now on every change is refused (none
+    /// would be made, nor recorded).
+    pub(crate) fn close(&self) -> Vec<LoadChange> {
+        self.log
+            .lock()
+            .map(|mut l| {
+                self.closed.store(true, Ordering::SeqCst);
+                std::mem::take(&mut *l)
+            })
+            .unwrap_or_default()
+    }
+
     /// The changes since the last call, in order.
     pub(crate) fn take_changes(&self) -> Vec<LoadChange> {
         self.log
@@ -386,6 +404,16 @@ mod tests {
         open.set(None, 0.0).expect("a pause");
         assert_eq!(open.rate(0), Some(0.0));
         assert!(open.set(None, 1e12).is_err());
+    }
+
+    #[test]
+    fn no_change_is_made_once_the_run_has_taken_its_last_ones() {
+        let c = LoadControl::new(vec![(None, LoadKind::Users)], (0, 1));
+        c.set(None, 4.0).expect("running");
+        assert_eq!(c.close().len(), 1);
+        assert!(c.set(None, 5.0).is_err(), "a change nothing would make");
+        assert_eq!(c.target(0), Some(4));
+        assert!(c.take_changes().is_empty());
     }
 
     #[test]
