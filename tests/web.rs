@@ -203,8 +203,14 @@ struct LiveRun {
 
 impl LiveRun {
     fn start(args: &[&str]) -> LiveRun {
-        let mut child = loads()
-            .args(args)
+        let mut command = loads();
+        command.args(args);
+        LiveRun::spawn(command)
+    }
+
+    /// Starts `command` (`loads ARGS`) as [`start`](Self::start) does.
+    fn spawn(mut command: Command) -> LiveRun {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -571,6 +577,70 @@ fn beyond_loopback_every_request_needs_the_token() {
 }
 
 #[test]
+fn beyond_loopback_connections_without_the_token_cannot_take_the_runs_open_files() {
+    if !Path::new("/proc/self/fd").is_dir() {
+        eprintln!("NOT RUN: no /proc to count the process's open files");
+        return;
+    }
+    let server = DemoServer::start();
+    let live = LiveRun::start(&[
+        "run",
+        "example::health",
+        "-u",
+        "1",
+        "-d",
+        "30s",
+        "-s",
+        &server.url,
+        "-q",
+        "--web",
+        "0.0.0.0:0",
+    ]);
+    let port = port_of(&live.url);
+    let token = live.url.split("?token=").nth(1).expect("token").to_owned();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", live.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let before = fds();
+    // 300 connections that never send a request (nor the token), on loopback (those beyond
+    // the listen queue time out).
+    let idle: Vec<TcpStream> = (0..300)
+        .filter_map(|_| {
+            TcpStream::connect_timeout(
+                &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                Duration::from_millis(100),
+            )
+            .ok()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let during = fds();
+    assert!(
+        during < before + 200,
+        "{} idle connections took {} of the run's open files ({before} before)",
+        idle.len(),
+        during - before
+    );
+    drop(idle);
+    // Once they are gone, the page answers again.
+    let bearer = format!("Authorization: Bearer {token}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, _) = http(port, "GET", "/", &[&bearer], "");
+        if code == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page never answered again: {code}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
 fn on_loopback_the_page_answers_only_its_own_host_and_origin() {
     let server = DemoServer::start();
     let mut live = LiveRun::start(&[
@@ -633,6 +703,40 @@ fn on_loopback_the_page_answers_only_its_own_host_and_origin() {
     let out = run(&["run", "example::health", "--web", "not-an-address"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--web"), "{}", stderr(&out));
+}
+
+#[test]
+fn on_another_loopback_address_the_page_answers_the_url_it_printed() {
+    let server = DemoServer::start();
+    let live = LiveRun::start(&[
+        "run",
+        "example::health",
+        "-u",
+        "1",
+        "-d",
+        "30s",
+        "-s",
+        &server.url,
+        "-q",
+        "--web",
+        "127.0.0.2:0",
+    ]);
+    assert!(!live.url.contains("token"), "{}", live.url);
+    let port = port_of(&live.url);
+    let host = format!("127.0.0.2:{port}");
+    let mut s = TcpStream::connect(&host).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET /api/data HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    let status = answer.split_whitespace().nth(1).unwrap_or("");
+    // Admitted (503 only until the run's first snapshot).
+    assert!(matches!(status, "200" | "503"), "{answer}");
 }
 
 #[test]
@@ -1145,6 +1249,146 @@ fn the_open_models_arrival_rate_changes_live_pauses_at_0_and_is_recorded() {
 }
 
 #[test]
+fn a_tiny_arrival_rate_does_not_crash_the_open_model() {
+    let server = DemoServer::start();
+    let mut live = LiveRun::start(&[
+        "run",
+        "example::health",
+        "--rate",
+        "20/s",
+        "-d",
+        "6s",
+        "-s",
+        &server.url,
+        "-q",
+        "--web",
+        "127.0.0.1:0",
+    ]);
+    let port = port_of(&live.url);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while page_data(port).is_null() {
+        assert!(Instant::now() < deadline, "no page data");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // One arrival in 10^19 s: due after the end of time, so never.
+    let (code, body) = change_load(port, r#"{"value": 1e-19}"#);
+    assert_eq!(code, 200, "{body}");
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, body) = change_load(port, r#"{"value": 20}"#);
+    assert_eq!(code, 200, "{body}");
+    let (code, text) = live.wait(Duration::from_secs(30));
+    let err: Vec<String> = live.lines.try_iter().collect();
+    assert!(
+        !err.iter().any(|l| l.contains("panicked")),
+        "{}",
+        err.join("\n")
+    );
+    assert_eq!(code, Some(0), "{text}");
+}
+
+#[test]
+fn after_the_run_a_lingering_dashboard_refuses_load_changes() {
+    let server = DemoServer::start();
+    let mut live = LiveRun::start(&[
+        "run",
+        "example::health",
+        "-u",
+        "1",
+        "-d",
+        "2s",
+        "-s",
+        &server.url,
+        "-q",
+        "--web",
+        "127.0.0.1:0",
+        "--web-linger",
+        "20s",
+    ]);
+    let port = port_of(&live.url);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while page_data(port)["live"]["finished"] != true {
+        assert!(Instant::now() < deadline, "the run never ended");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Nothing runs any more: a change would be neither made nor recorded.
+    let (code, body) = change_load(port, r#"{"value": 5}"#);
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("ended"), "{body}");
+    // The stop (one Ctrl-C) ends the linger.
+    assert_eq!(press_stop(port), 200);
+    let (code, text) = live.wait(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{text}");
+}
+
+#[test]
+fn a_change_to_more_users_than_open_files_allow_raises_the_limit_or_is_refused() {
+    use std::os::unix::process::CommandExt as _;
+    let server = DemoServer::start();
+    let dir = workdir("open-files");
+    let json_path = dir.join("summary.json");
+    let mut command = loads();
+    command.args([
+        "run",
+        "example::health",
+        "-u",
+        "5",
+        "-d",
+        "30s",
+        "-s",
+        &server.url,
+        "-q",
+        "-o",
+        "json",
+        "--output-json-path",
+        json_path.to_str().expect("path"),
+        "--web",
+        "127.0.0.1:0",
+    ]);
+    // SAFETY: setrlimit only, in the child before exec.
+    unsafe {
+        command.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 300,
+                rlim_max: 700,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut live = LiveRun::spawn(command);
+    let port = port_of(&live.url);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while page_data(port).is_null() {
+        assert!(Instant::now() < deadline, "no page data");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Beyond the hard limit: refused, as `-u 1000` would be.
+    let (code, body) = change_load(port, r#"{"value": 1000}"#);
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("open files"), "{body}");
+    // Within it: the soft limit is raised, as `-u 400` would raise it.
+    let (code, body) = change_load(port, r#"{"value": 400}"#);
+    assert_eq!(code, 200, "{body}");
+    let changed = Instant::now();
+    while !timeline_users(port).contains(&400) {
+        assert!(
+            changed.elapsed() < Duration::from_secs(10),
+            "never 400 users: {:?}",
+            timeline_users(port)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(press_stop(port), 200);
+    let (code, text) = live.wait(Duration::from_secs(30));
+    assert_eq!(code, Some(130), "{text}");
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).expect("summary")).expect("json");
+    assert_eq!(summary["errors"], 0, "{}", summary["problems"]);
+}
+
+#[test]
 fn a_saturated_pool_drops_starts_and_the_timeline_says_in_which_seconds() {
     // One virtual user for 200 arrivals a second of a 1 s page: most arrivals find no free
     // user in time, and beyond its backlog (100 per user) they are dropped.
@@ -1244,6 +1488,74 @@ fn a_cluster_runs_users_change_is_divided_among_its_agents_and_recorded() {
             .expect("timeline")
             .iter()
             .any(|s| s["users"] == 9)
+    );
+}
+
+/// Sends `n` load changes to the dashboard at `port` at once (values 1 to `n`): their answers.
+fn concurrent_changes(port: u16, n: u64) -> Vec<(u16, String)> {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(n as usize));
+    let threads: Vec<_> = (1..=n)
+        .map(|v| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                change_load(port, &format!(r#"{{"value": {v}}}"#))
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .map(|t| t.join().expect("a change's thread"))
+        .collect()
+}
+
+#[test]
+fn concurrent_changes_of_a_cluster_run_are_recorded_in_the_order_the_agents_got_them() {
+    let server = DemoServer::start();
+    let cluster = Cluster::start("web-concurrent", 1);
+    let dir = workdir("cluster-concurrent");
+    let json_path = dir.join("summary.json");
+    let mut live = LiveRun::start(&[
+        "run",
+        "example::health",
+        "--agents",
+        "1",
+        "-u",
+        "2",
+        "-d",
+        "60s",
+        "-s",
+        &server.url,
+        "--broker",
+        &cluster.front,
+        "-q",
+        "-o",
+        "json",
+        "--output-json-path",
+        json_path.to_str().expect("path"),
+        "--web",
+        "127.0.0.1:0",
+    ]);
+    let port = port_of(&live.url);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !timeline_users(port).contains(&2) {
+        assert!(Instant::now() < deadline, "never 2 users");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Two dashboards (or 20 clicks) at once: every change is accepted and recorded.
+    let answers = concurrent_changes(port, 20);
+    assert!(answers.iter().all(|(c, _)| *c == 200), "{answers:?}");
+    assert_eq!(press_stop(port), 200);
+    let (code, text) = live.wait(Duration::from_secs(30));
+    assert_eq!(code, Some(130), "{text}");
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).expect("summary")).expect("json");
+    let changes = summary["changes"].as_array().expect("changes");
+    assert_eq!(changes.len(), 20, "{changes:?}");
+    let times: Vec<f64> = changes.iter().filter_map(|c| c["time"].as_f64()).collect();
+    assert!(
+        times.is_sorted(),
+        "changes recorded out of the order they were made: {changes:?}"
     );
 }
 

@@ -23,4 +23,4 @@ pub use recorder::{Recorder, UserRecorder, unix_now, unix_second_at};
 pub use runner_message::{Item, read_runner_message};
 pub use stats::{Latency, ProblemKind, RequestStats, Stats};
 pub use summary::Summary;
-pub use test_result::{EventSink, Observer, OutputError, RunMeta, TestResult};
+pub use test_result::{EventSink, MAX_CHANGES, Observer, OutputError, RunMeta, TestResult};

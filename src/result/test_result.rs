@@ -430,8 +430,8 @@ impl EventSink for TestResult {
     }
 }
 
-/// Load changes a result keeps.
-const MAX_CHANGES: usize = 10_000;
+/// Load changes a result keeps (a run's load control refuses more).
+pub const MAX_CHANGES: usize = 10_000;
 
 /// Agents a result keeps figures of.
 pub const MAX_AGENTS: usize = 1_000;

@@ -11,7 +11,9 @@
 //! token (`--web-token`, or a generated one printed at start) on every request, as `?token=`
 //! or `Authorization: Bearer`; a request without it gets 401. On loopback without a token, a
 //! request must name a loopback host (no DNS rebinding), and a control action must come as
-//! JSON from the page's own origin (no cross-site form posts).
+//! JSON from the page's own origin (no cross-site form posts). It holds at most
+//! 128 connections at once (`MAX_CONNECTIONS`), whatever they send (or not): the rest wait in the
+//! listen queue, so that no client, with the token or without, takes the run's open files.
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -61,11 +63,17 @@ struct Served {
     hub: Arc<Hub>,
     token: Option<String>,
     loopback: bool,
-    port: u16,
+    /// The address it listens on (a loopback one may be other than 127.0.0.1).
+    addr: SocketAddr,
 }
 
 /// The largest body of a control request.
 const MAX_BODY: usize = 4096;
+
+/// The most connections the server holds at once (pages, event streams, and connections that
+/// never sent a request or the token): more wait in the listen queue, taking none of the run's
+/// open files.
+const MAX_CONNECTIONS: usize = 128;
 
 impl WebServer {
     /// Starts serving `hub`'s page as `args` say (`args.web` must be set).
@@ -95,7 +103,7 @@ impl WebServer {
             hub,
             token: token.clone(),
             loopback,
-            port: addr.port(),
+            addr,
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -106,6 +114,10 @@ impl WebServer {
                 runtime.block_on(async move {
                     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
                         return;
+                    };
+                    let listener = Limited {
+                        inner: listener,
+                        permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
                     };
                     if let Err(e) = axum::serve(listener, app(served)).await {
                         tracing::warn!("dashboard server: {e}");
@@ -118,7 +130,12 @@ impl WebServer {
     /// The page's URL (with its token).
     pub fn url(&self) -> String {
         match &self.token {
-            Some(t) => format!("http://{}/?token={t}", self.addr),
+            // A given token may hold `+`, `&`, `#` or `%`: encoded, the URL brings it back whole.
+            Some(t) => format!(
+                "http://{}/?token={}",
+                self.addr,
+                url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>()
+            ),
             None => format!("http://{}/", self.addr),
         }
     }
@@ -139,6 +156,88 @@ impl WebServer {
         while Instant::now() < end && interrupts.presses() == presses && !interrupts.terminated() {
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+/// A listener that accepts a connection only while fewer than [`MAX_CONNECTIONS`] are open.
+struct Limited {
+    inner: tokio::net::TcpListener,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl axum::serve::Listener for Limited {
+    type Io = Counted;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Counted, SocketAddr) {
+        let Ok(permit) = self.permits.clone().acquire_owned().await else {
+            // Never closed; were it, no connection would be accepted again.
+            return std::future::pending().await;
+        };
+        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        (
+            Counted {
+                io,
+                _permit: permit,
+            },
+            addr,
+        )
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// An accepted connection, which gives its place back when it closes.
+struct Counted {
+    io: tokio::net::TcpStream,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -188,7 +287,7 @@ async fn guard(State(s): State<Arc<Served>>, req: Request, next: Next) -> Respon
                 "this dashboard requires its token: open the URL loads printed (?token=...)",
             );
         }
-    } else if s.loopback && !loopback_host(headers, s.port) {
+    } else if s.loopback && !loopback_host(headers, s.addr) {
         return refuse(
             StatusCode::FORBIDDEN,
             "the dashboard answers only requests for its loopback address",
@@ -215,13 +314,19 @@ async fn guard(State(s): State<Arc<Served>>, req: Request, next: Next) -> Respon
     next.run(req).await
 }
 
-fn loopback_host(headers: &HeaderMap, port: u16) -> bool {
+/// Whether the request names a loopback host of the server at `addr`: its own address (as the
+/// printed URL has it), `127.0.0.1`, `localhost` or `[::1]`, never a name that resolves to it.
+fn loopback_host(headers: &HeaderMap, addr: SocketAddr) -> bool {
     let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    ["127.0.0.1", "localhost", "[::1]"]
-        .iter()
-        .any(|h| host == format!("{h}:{port}") || (port == 80 && host == *h))
+    let (own, port) = (addr.to_string(), addr.port());
+    let own_ip = own.rsplit_once(':').map_or("", |(ip, _)| ip);
+    host == own
+        || (port == 80 && host == own_ip)
+        || ["127.0.0.1", "localhost", "[::1]"]
+            .iter()
+            .any(|h| host == format!("{h}:{port}") || (port == 80 && host == *h))
 }
 
 async fn page(State(s): State<Arc<Served>>) -> Html<String> {
@@ -472,6 +577,13 @@ async fn load(State(s): State<Arc<Served>>, body: axum::body::Bytes) -> Response
     if !change.value.is_finite() || change.value < 0.0 {
         return refuse(StatusCode::BAD_REQUEST, "the value must be a number ≥ 0");
     }
+    if s.hub.finished() {
+        // A lingering dashboard: nothing would make the change, nor record it.
+        return refuse(
+            StatusCode::CONFLICT,
+            "the run has ended: its load no longer changes",
+        );
+    }
     let Some(c) = s.hub.control() else {
         return refuse(StatusCode::CONFLICT, "this run cannot change its load");
     };
@@ -488,4 +600,22 @@ async fn load(State(s): State<Arc<Served>>, body: axum::body::Bytes) -> Response
 
 async fn licence() -> &'static str {
     assets::UPLOT_LICENSE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_printed_url_carries_any_token_as_given() {
+        let token = "p+q&r#s% t/é";
+        let server = WebServer {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8089)),
+            token: Some(token.into()),
+        };
+        let url = url::Url::parse(&server.url()).expect("a URL");
+        let given: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        assert_eq!(given, [("token".to_owned(), token.to_owned())], "{url}");
+        assert!(url.fragment().is_none(), "{url}");
+    }
 }

@@ -4,7 +4,7 @@
 //! worker takes its share the way the plan divides the load), and keeps the change for the
 //! caller's test result, into which the caller's loop (`follow`) moves it.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::runner::{ChangeLoad, LoadControl};
@@ -21,6 +21,8 @@ pub struct ClusterLoad {
     broker: String,
     /// The run, once submitted.
     run_id: OnceLock<String>,
+    /// Held through each change: the broker gets them in the order they are recorded.
+    one_at_a_time: Mutex<()>,
 }
 
 impl ClusterLoad {
@@ -29,6 +31,7 @@ impl ClusterLoad {
             check,
             broker: broker.to_owned(),
             run_id: OnceLock::new(),
+            one_at_a_time: Mutex::new(()),
         }
     }
 
@@ -56,6 +59,12 @@ impl ChangeLoad for ClusterLoad {
     /// Sets the load of `scenario` (or of the whole run) to `value`, the run's total, on
     /// every agent still running; returns what was done.
     fn set(&self, scenario: Option<&str>, value: f64) -> Result<String, String> {
+        // Two dashboards changing at once: each change asks the broker and is recorded before
+        // the next one is checked, so that the last one recorded is the one the agents have.
+        let _turn = self
+            .one_at_a_time
+            .lock()
+            .map_err(|_| "the load control failed".to_owned())?;
         let change = self.check.validate(scenario, value)?;
         let run_id = self
             .run_id

@@ -27,7 +27,13 @@ pub(super) fn collect_local<S: EventSink>(
                 Err(mpsc::RecvTimeoutError::Timeout)
             );
             let users = control.active_users.load(Ordering::Relaxed);
-            for change in control.load.take_changes() {
+            // The last turn: a change from now on would be neither made nor recorded.
+            let changes = if finished {
+                control.load.close()
+            } else {
+                control.load.take_changes()
+            };
+            for change in changes {
                 sink.load_changed(change);
             }
             recorder.drain_raw(|e| sink.ingest(e));

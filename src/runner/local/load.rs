@@ -69,6 +69,10 @@ pub struct LoadControl {
     /// `(index, count)`: this process's share of the run (a cluster's worker).
     share: (u64, u64),
     log: Mutex<Vec<LoadChange>>,
+    /// The changes made so far (the run's summary keeps at most `MAX_CHANGES`).
+    made: std::sync::atomic::AtomicUsize,
+    /// The run's users are done and its last changes taken: no change can be made.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// What changes a run's load while it runs, for the dashboard: a run in this process
@@ -102,14 +106,37 @@ impl ChangeLoad for LoadControl {
     /// Sets the load of `scenario` (or of the whole run) to `value`, the run's total: users
     /// for a closed model, arrivals per second for the open model. Returns what was done.
     fn set(&self, scenario: Option<&str>, value: f64) -> Result<String, String> {
+        // One change at a time: the targets are those of the last change recorded (two
+        // dashboards changing at once could otherwise leave one's targets and the other's record).
+        let mut log = self
+            .log
+            .lock()
+            .map_err(|_| "the load control failed".to_owned())?;
         let checked = self.check(scenario, value)?;
+        if checked.users {
+            // This process's users after the change, a connection each: they must fit in the
+            // open-file limit (raised up to the hard one), as the plan's had to at the start.
+            let users: u64 = self
+                .parts
+                .iter()
+                .filter(|p| p.kind == LoadKind::Users)
+                .map(
+                    |p| match checked.parts.iter().find(|(c, _)| std::ptr::eq(*c, p)) {
+                        Some((_, v)) => *v,
+                        None => Some(p.target.load(Ordering::SeqCst))
+                            .filter(|t| *t != UNSET)
+                            .unwrap_or(0),
+                    },
+                )
+                .sum();
+            super::ensure_open_files(users).map_err(|e| e.to_string())?;
+        }
         for (p, v) in &checked.parts {
             p.target.store(*v, Ordering::SeqCst);
         }
         let what = checked.change.what.clone();
-        if let Ok(mut log) = self.log.lock() {
-            log.push(checked.change);
-        }
+        log.push(checked.change);
+        self.made.fetch_add(1, Ordering::SeqCst);
         Ok(what)
     }
 }
@@ -118,6 +145,8 @@ impl ChangeLoad for LoadControl {
 struct Checked<'a> {
     parts: Vec<(&'a PartLoad, u64)>,
     change: LoadChange,
+    /// It sets users (not a rate).
+    users: bool,
 }
 
 impl LoadControl {
@@ -134,6 +163,8 @@ impl LoadControl {
                 .collect(),
             share: (share.0, share.1.max(1)),
             log: Mutex::new(Vec::new()),
+            made: std::sync::atomic::AtomicUsize::new(0),
+            closed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -146,6 +177,17 @@ impl LoadControl {
     fn check(&self, scenario: Option<&str>, value: f64) -> Result<Checked<'_>, String> {
         if !value.is_finite() || value < 0.0 {
             return Err("the value must be a number ≥ 0".into());
+        }
+        if self.closed.load(Ordering::SeqCst) {
+            return Err("the run has ended: its load no longer changes".into());
+        }
+        // -0 is 0 (and shows as 0 in the record).
+        let value = if value == 0.0 { 0.0 } else { value };
+        if self.made.load(Ordering::SeqCst) >= crate::result::MAX_CHANGES {
+            return Err(format!(
+                "this run made {} load changes already, all its summary keeps",
+                crate::result::MAX_CHANGES
+            ));
         }
         let chosen: Vec<&PartLoad> = match scenario {
             Some(name) => vec![
@@ -219,6 +261,7 @@ impl LoadControl {
         };
         Ok(Checked {
             parts,
+            users: kind == LoadKind::Users,
             change: LoadChange {
                 time: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -258,6 +301,18 @@ impl LoadControl {
             .is_some_and(|p| p.kind == LoadKind::Rate)
     }
 
+    /// The last changes, at the end of the run: from now on every change is refused (none
+    /// would be made, nor recorded).
+    pub(crate) fn close(&self) -> Vec<LoadChange> {
+        self.log
+            .lock()
+            .map(|mut l| {
+                self.closed.store(true, Ordering::SeqCst);
+                std::mem::take(&mut *l)
+            })
+            .unwrap_or_default()
+    }
+
     /// The changes since the last call, in order.
     pub(crate) fn take_changes(&self) -> Vec<LoadChange> {
         self.log
@@ -270,6 +325,7 @@ impl LoadControl {
     pub(crate) fn record(&self, change: LoadChange) {
         if let Ok(mut log) = self.log.lock() {
             log.push(change);
+            self.made.fetch_add(1, Ordering::SeqCst);
         }
     }
 }
@@ -304,8 +360,13 @@ mod tests {
         assert!(c.set(None, 2.5).is_err(), "users are whole");
         assert!(c.set(None, -1.0).is_err());
         assert!(c.set(None, f64::NAN).is_err());
+        assert_eq!(
+            c.set(Some("a"), -0.0).as_deref(),
+            Ok("users of scenario a set to 0")
+        );
+        assert_eq!(c.target(0), Some(0));
         let log = c.take_changes();
-        assert_eq!(log.len(), 2);
+        assert_eq!(log.len(), 3);
         assert_eq!(log[1].what, "users of scenario c set to 3");
         assert_eq!(log[1].users, Some(3));
         assert!(c.take_changes().is_empty());
@@ -343,5 +404,73 @@ mod tests {
         open.set(None, 0.0).expect("a pause");
         assert_eq!(open.rate(0), Some(0.0));
         assert!(open.set(None, 1e12).is_err());
+    }
+
+    #[test]
+    fn no_change_is_made_once_the_run_has_taken_its_last_ones() {
+        let c = LoadControl::new(vec![(None, LoadKind::Users)], (0, 1));
+        c.set(None, 4.0).expect("running");
+        assert_eq!(c.close().len(), 1);
+        assert!(c.set(None, 5.0).is_err(), "a change nothing would make");
+        assert_eq!(c.target(0), Some(4));
+        assert!(c.take_changes().is_empty());
+    }
+
+    #[test]
+    fn a_change_beyond_those_the_summary_keeps_is_refused() {
+        let c = LoadControl::new(vec![(None, LoadKind::Users)], (0, 1));
+        for i in 0..crate::result::MAX_CHANGES {
+            c.set(None, (i % 7) as f64).expect("kept");
+            // The collector takes them once a second.
+            c.take_changes();
+        }
+        let last = Some(((crate::result::MAX_CHANGES - 1) % 7) as u64);
+        assert_eq!(c.target(0), last);
+        assert!(
+            c.set(None, 3.0).is_err(),
+            "a change the summary would not show"
+        );
+        assert!(c.validate(None, 3.0).is_err());
+        assert_eq!(c.target(0), last);
+        assert!(c.take_changes().is_empty());
+    }
+
+    #[test]
+    fn concurrent_changes_leave_the_targets_of_the_last_one_recorded() {
+        let c = std::sync::Arc::new(LoadControl::new(
+            vec![
+                (Some("a".into()), LoadKind::Users),
+                (Some("b".into()), LoadKind::Users),
+            ],
+            (0, 1),
+        ));
+        let mut mismatches = 0;
+        for round in 0..2000u64 {
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let threads: Vec<_> = (0..4u64)
+                .map(|t| {
+                    let (c, barrier) = (c.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        c.set(None, (((round * 4 + t) % 100) * 2) as f64)
+                            .map(|_| ())
+                    })
+                })
+                .collect();
+            for t in threads {
+                assert_eq!(t.join().ok(), Some(Ok(())));
+            }
+            let log = c.take_changes();
+            assert_eq!(log.len(), 4, "every change recorded");
+            let last = log.last().and_then(|l| l.users);
+            let now = c.target(0).zip(c.target(1)).map(|(a, b)| a + b);
+            if last != now || !log.is_sorted_by(|a, b| a.time <= b.time) {
+                mismatches += 1;
+            }
+        }
+        assert_eq!(
+            mismatches, 0,
+            "rounds whose targets are not the last record's"
+        );
     }
 }

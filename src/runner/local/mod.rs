@@ -384,7 +384,7 @@ const SPARE_FILES: u64 = 256;
 /// Makes sure `users` virtual users (a connection each) fit in the open-file limit: raises the
 /// soft limit up to the hard one when needed, and otherwise says what to do, instead of a run
 /// full of "too many open files" errors.
-fn ensure_open_files(users: u64) -> Result<(), RunError> {
+pub(super) fn ensure_open_files(users: u64) -> Result<(), RunError> {
     let need = users.saturating_add(SPARE_FILES);
     let mut lim = libc::rlimit {
         rlim_cur: 0,

@@ -108,7 +108,10 @@ impl Scheduler {
             None => crate::config::plan::arrival_at(self.start_rate, &self.stages, j)
                 .map(|t| self.start + Duration::from_secs_f64(t)),
             Some(s) if s.rate > 0.0 => {
-                let t = s.since + Duration::try_from_secs_f64(j / s.rate).ok()?;
+                // A tiny rate puts the arrival beyond what an Instant holds: never due.
+                let t = s
+                    .since
+                    .checked_add(Duration::try_from_secs_f64(j / s.rate).ok()?)?;
                 (t < self.end).then_some(t)
             }
             Some(_) => None,
