@@ -1741,6 +1741,8 @@ fn on_a_broker_with_curve_keys_the_page_sees_every_callers_runs() {
             &p("caller.pub"),
             "--web",
             &addr,
+            "--web-token",
+            "curve-page-secret",
         ],
     );
     cluster.add_agent_with(&[
@@ -1769,10 +1771,14 @@ fn on_a_broker_with_curve_keys_the_page_sees_every_callers_runs() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let id = common::cluster::run_id_of(&common::stdout(&out));
-    // The page, an admin of its own, lists the caller's run and the agent, and opens the report.
+    // The page, an admin of the cluster, requires its token even on loopback.
+    let (code, _) = http(port, "GET", "/api/cluster", &[], "");
+    assert_eq!(code, 401);
+    let auth = ["Authorization: Bearer curve-page-secret"];
+    // With it, the page lists the caller's run and the agent, and opens the report.
     let deadline = Instant::now() + Duration::from_secs(30);
     let overview = loop {
-        let (code, body) = http(port, "GET", "/api/cluster", &[], "");
+        let (code, body) = http(port, "GET", "/api/cluster", &auth, "");
         let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
         let listed = v["runs"]
             .as_array()
@@ -1787,7 +1793,7 @@ fn on_a_broker_with_curve_keys_the_page_sees_every_callers_runs() {
         std::thread::sleep(Duration::from_millis(300));
     };
     assert!(overview["ping"].to_string().contains("agent"), "{overview}");
-    let (code, report) = http(port, "GET", &format!("/runs/{id}"), &[], "");
+    let (code, report) = http(port, "GET", &format!("/runs/{id}"), &auth, "");
     assert_eq!(code, 200, "{report}");
     assert!(
         report.contains("example::health"),

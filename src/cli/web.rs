@@ -64,7 +64,7 @@ pub(super) fn control_load<L: ChangeLoad + 'static>(load: Option<Arc<L>>) {
 ///
 /// The page asks the broker as a caller does. On a broker with CURVE keys (`keys`), the page
 /// gets a key pair of its own, made now and never written, admitted as an admin: it sees and
-/// stops every run, so its token (required off loopback) is what guards the cluster.
+/// stops every run, so it requires its token even on loopback.
 pub(super) fn start_broker_page(
     args: &WebArgs,
     keys: Option<&mut crate::transport::security::ServerKeys>,
@@ -72,6 +72,7 @@ pub(super) fn start_broker_page(
     if args.web.is_none() {
         return Ok(None);
     }
+    let keyed = keys.is_some();
     if let Some(keys) = keys {
         use crate::transport::security::{ClientKeys, KeyPair, decode_key, set_client_keys};
         let usage = |e: crate::transport::security::KeyError| CliError::Usage(e.into());
@@ -85,8 +86,8 @@ pub(super) fn start_broker_page(
         }));
     }
     let hub = Hub::install();
-    let server =
-        WebServer::start(args, hub.clone()).map_err(|e| CliError::Usage(anyhow::Error::new(e)))?;
+    let server = WebServer::start_guarded(args, hub.clone(), keyed)
+        .map_err(|e| CliError::Usage(anyhow::Error::new(e)))?;
     eprintln!("Dashboard: {}", server.url());
     Ok(Some(hub))
 }

@@ -78,6 +78,17 @@ const MAX_CONNECTIONS: usize = 128;
 impl WebServer {
     /// Starts serving `hub`'s page as `args` say (`args.web` must be set).
     pub fn start(args: &WebArgs, hub: Arc<Hub>) -> Result<WebServer, WebError> {
+        Self::start_guarded(args, hub, false)
+    }
+
+    /// [`start`](Self::start), requiring a token even on loopback when `always_token` (the
+    /// page of a broker with CURVE keys, an admin's view of the cluster, which another user of
+    /// the machine must not get by reaching 127.0.0.1).
+    pub fn start_guarded(
+        args: &WebArgs,
+        hub: Arc<Hub>,
+        always_token: bool,
+    ) -> Result<WebServer, WebError> {
         let given = args
             .web
             .clone()
@@ -88,7 +99,7 @@ impl WebServer {
             .and_then(|mut a| a.next())
             .ok_or_else(|| WebError::Address(given.clone()))?;
         let loopback = addr.ip().is_loopback();
-        let token = match (&args.web_token, loopback) {
+        let token = match (&args.web_token, loopback && !always_token) {
             (Some(t), _) if !t.is_empty() => Some(t.clone()),
             (_, true) => None,
             (_, false) => Some(token::generate()?),
