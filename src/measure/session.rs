@@ -489,36 +489,26 @@ mod tests {
         assert_eq!(stats_key(&u), "http://h:1/a");
     }
 
+    /// The values a request moves, and the future it is held in while in flight, within their
+    /// budgets: each copy of them costs instructions on every request (`bench/run.sh
+    /// instructions`), and the future's size is most of a virtual user's memory.
     #[test]
-    fn request_path_sizes() {
+    fn a_request_and_its_future_stay_small() {
         let rec = UserRecorder::new(Arc::new(crate::result::Recorder::new(1)), 0);
         let client = new_client(Duration::from_secs(1));
-        let s = Session::new(client.clone(), rec, None).with_base(Some(Arc::new(
+        let s = Session::new(client, rec, None).with_base(Some(Arc::new(
             Url::parse("http://127.0.0.1:1").expect("url"),
         )));
-        let req = s.get("/");
-        let fut = s.get("/").send();
-        let out = Outgoing {
-            method: Method::GET,
-            url: Arc::new(Url::parse("http://127.0.0.1:1/").expect("url")),
-            headers: Headers::new(),
-            body: None,
-        };
-        let inner = client.send_at(std::time::Instant::now(), &out, None);
-        eprintln!(
-            "SIZES request {} send-future {} send_at-future {} response {} raw {} http-error {} client-error {} connection {} outgoing {} url {} headermap {}",
-            std::mem::size_of_val(&req),
-            std::mem::size_of_val(&fut) * 1000 + std::mem::align_of_val(&fut),
-            std::mem::size_of_val(&inner),
-            std::mem::size_of::<Response>(),
-            std::mem::size_of::<RawResponse>(),
-            std::mem::size_of::<HttpError>(),
-            std::mem::size_of::<crate::measure::client::ClientError>(),
-            std::mem::size_of::<crate::measure::connection::Connection>(),
-            std::mem::size_of::<Outgoing>(),
-            std::mem::size_of::<Url>(),
-            std::mem::size_of::<HeaderMap>(),
+        let request = std::mem::size_of_val(&s.get("/"));
+        let future = std::mem::size_of_val(&s.get("/").send());
+        let (outgoing, response) = (size_of::<Outgoing>(), size_of::<Response>());
+        let sizes = format!(
+            "request {request}, its future {future}, outgoing {outgoing}, response {response} bytes"
         );
+        assert!(request <= 160, "{sizes}");
+        assert!(future <= 1000, "{sizes}");
+        assert!(outgoing <= 80, "{sizes}");
+        assert!(response <= 120, "{sizes}");
     }
 
     #[test]
