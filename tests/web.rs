@@ -641,6 +641,57 @@ fn beyond_loopback_connections_without_the_token_cannot_take_the_runs_open_files
 }
 
 #[test]
+fn connections_that_send_nothing_give_their_places_back_and_the_page_answers() {
+    let server = DemoServer::start();
+    let live = LiveRun::start(&[
+        "run",
+        "example::health",
+        "-u",
+        "1",
+        "-d",
+        "45s",
+        "-s",
+        &server.url,
+        "-q",
+        "--web",
+        "0.0.0.0:0",
+    ]);
+    let port = port_of(&live.url);
+    let token = live.url.split("?token=").nth(1).expect("token").to_owned();
+    let bearer = format!("Authorization: Bearer {token}");
+    // 200 connections that never send a request and stay open (on loopback): more than the
+    // dashboard's places.
+    let started = Instant::now();
+    let _idle: Vec<TcpStream> = (0..200)
+        .filter_map(|_| {
+            TcpStream::connect_timeout(
+                &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                Duration::from_millis(100),
+            )
+            .ok()
+        })
+        .collect();
+    // Within the idle timeout (20 s) and a margin, the page answers a real request again
+    // although the idle connections are still open on this side.
+    let deadline = started + Duration::from_secs(35);
+    loop {
+        let answered = std::thread::scope(|s| {
+            s.spawn(|| http(port, "GET", "/", &[&bearer], "").0)
+                .join()
+                .unwrap_or(0)
+        });
+        if answered == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page never answered while 200 idle connections stayed open: {answered}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
 fn on_loopback_the_page_answers_only_its_own_host_and_origin() {
     let server = DemoServer::start();
     let mut live = LiveRun::start(&[

@@ -12,7 +12,8 @@
 //! or `Authorization: Bearer`; a request without it gets 401. On loopback without a token, a
 //! request must name a loopback host (no DNS rebinding), and a control action must come as
 //! JSON from the page's own origin (no cross-site form posts). It holds at most
-//! 128 connections at once (`MAX_CONNECTIONS`), whatever they send (or not): the rest wait in the
+//! 128 connections at once (`MAX_CONNECTIONS`), and closes one that carries nothing for 20 s
+//! (`IDLE_TIMEOUT`), whatever it sent before (or not): the rest wait in the
 //! listen queue, so that no client, with the token or without, takes the run's open files.
 
 use axum::Router;
@@ -190,6 +191,7 @@ impl axum::serve::Listener for Limited {
             Counted {
                 io,
                 _permit: permit,
+                idle: Box::pin(tokio::time::sleep(IDLE_TIMEOUT)),
             },
             addr,
         )
@@ -200,10 +202,36 @@ impl axum::serve::Listener for Limited {
     }
 }
 
-/// An accepted connection, which gives its place back when it closes.
+/// How long a connection may carry nothing either way before it is closed: so that clients
+/// that connect and send nothing (or stop reading) cannot keep the [`MAX_CONNECTIONS`] places.
+/// The live page's event stream writes every second, so it is never idle this long.
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// An accepted connection, which gives its place back when it closes, and closes after
+/// [`IDLE_TIMEOUT`] without traffic.
 struct Counted {
     io: tokio::net::TcpStream,
     _permit: tokio::sync::OwnedSemaphorePermit,
+    idle: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Counted {
+    /// Moves the idle deadline on after traffic.
+    fn active(&mut self) {
+        self.idle
+            .as_mut()
+            .reset(tokio::time::Instant::now() + IDLE_TIMEOUT);
+    }
+
+    /// While the socket waits: an error once it has been idle too long (the timer, polled
+    /// here, wakes the connection's task then).
+    fn idle_error(&mut self, cx: &mut std::task::Context<'_>) -> Option<std::io::Error> {
+        self.idle
+            .as_mut()
+            .poll(cx)
+            .is_ready()
+            .then(|| std::io::Error::new(std::io::ErrorKind::TimedOut, "idle dashboard connection"))
+    }
 }
 
 impl tokio::io::AsyncRead for Counted {
@@ -212,7 +240,19 @@ impl tokio::io::AsyncRead for Counted {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut self.io).poll_read(cx, buf) {
+            std::task::Poll::Pending => match self.idle_error(cx) {
+                Some(e) => std::task::Poll::Ready(Err(e)),
+                None => std::task::Poll::Pending,
+            },
+            ready => {
+                if buf.filled().len() > before {
+                    self.active();
+                }
+                ready
+            }
+        }
     }
 }
 
@@ -222,7 +262,16 @@ impl tokio::io::AsyncWrite for Counted {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+        match std::pin::Pin::new(&mut self.io).poll_write(cx, buf) {
+            std::task::Poll::Pending => match self.idle_error(cx) {
+                Some(e) => std::task::Poll::Ready(Err(e)),
+                None => std::task::Poll::Pending,
+            },
+            ready => {
+                self.active();
+                ready
+            }
+        }
     }
 
     fn poll_write_vectored(
@@ -230,7 +279,16 @@ impl tokio::io::AsyncWrite for Counted {
         cx: &mut std::task::Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        match std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs) {
+            std::task::Poll::Pending => match self.idle_error(cx) {
+                Some(e) => std::task::Poll::Ready(Err(e)),
+                None => std::task::Poll::Pending,
+            },
+            ready => {
+                self.active();
+                ready
+            }
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
