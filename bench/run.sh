@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks of loads against reference tools, side by side on this machine.
 #
-#   bench/run.sh [throughput|instructions|overhead|memory|websockets|steady|startup|cluster|all]   (default: all)
+#   bench/run.sh [throughput|instructions|overhead|dashboard|memory|websockets|steady|startup|cluster|all]   (default: all)
 #
 # Every comparison runs the reference tool and loads alternately, ROUNDS times (default 5),
 # and prints medians and the ratio loads / reference. Results are appended to bench/RESULTS.md
@@ -477,6 +477,7 @@ case "$what" in
   throughput) bench_throughput ;;
   instructions) bench_instructions ;;
   overhead) bench_overhead; bench_web_overhead ;;
+  dashboard) bench_web_overhead ;;
   memory) bench_memory ;;
   websockets) bench_websockets ;;
   steady) bench_steady ;;

@@ -406,6 +406,23 @@ async fn page(State(s): State<Arc<Served>>) -> Html<String> {
 }
 
 /// Runs `f` with the broker's view on the blocking pool (it waits for the broker).
+/// Stored runs rebuilt at once for the broker's page (a report, or the two runs of a
+/// comparison): each can take up to the memory of a run's merged histograms (README "Security"),
+/// so more requests wait their turn instead of multiplying it.
+const MAX_REBUILDS: usize = 2;
+static REBUILDS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_REBUILDS);
+
+/// [`with_cluster`] for a rebuild of stored runs, at most [`MAX_REBUILDS`] at once.
+async fn with_rebuild<T: Send + 'static>(
+    s: &Served,
+    f: impl FnOnce(&dyn super::hub::ClusterView) -> Result<T, String> + Send + 'static,
+) -> Result<T, Response> {
+    let Ok(_turn) = REBUILDS.acquire().await else {
+        return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "the page is closing"));
+    };
+    with_cluster(s, f).await
+}
+
 async fn with_cluster<T: Send + 'static>(
     s: &Served,
     f: impl FnOnce(&dyn super::hub::ClusterView) -> Result<T, String> + Send + 'static,
@@ -453,7 +470,7 @@ async fn stored_report(
     if !run_id_ok(&id) {
         return refuse(StatusCode::BAD_REQUEST, "not a run id");
     }
-    match with_cluster(&s, move |v| v.report(&id)).await {
+    match with_rebuild(&s, move |v| v.report(&id)).await {
         Ok(d) => Html(render(
             &format!("loads report: {}", d.summary.test),
             &d.to_json(),
@@ -479,7 +496,7 @@ async fn compare(State(s): State<Arc<Served>>, uri: axum::http::Uri) -> Response
     if !run_id_ok(&a) || !run_id_ok(&b) {
         return refuse(StatusCode::BAD_REQUEST, "not a run id");
     }
-    match with_cluster(&s, move |v| {
+    match with_rebuild(&s, move |v| {
         let (x, y) = (v.report(&a)?, v.report(&b)?);
         Ok(super::data::compare(&x.summary, &y.summary))
     })
