@@ -418,7 +418,10 @@ async fn with_rebuild<T: Send + 'static>(
     f: impl FnOnce(&dyn super::hub::ClusterView) -> Result<T, String> + Send + 'static,
 ) -> Result<T, Response> {
     let Ok(_turn) = REBUILDS.acquire().await else {
-        return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "the page is closing"));
+        return Err(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the page is closing",
+        ));
     };
     with_cluster(s, f).await
 }
