@@ -552,3 +552,26 @@ fn an_unreachable_target_is_reported_early() {
     assert!(err.contains("got an answer"), "{err}");
     assert_eq!(err.matches("got an answer").count(), 1, "{err}");
 }
+
+#[test]
+fn a_listing_whose_reader_has_gone_ends_quietly() {
+    // `loads list | head -0`: the reader closes the pipe before loads writes to it.
+    let mut child = loads()
+        .arg("list")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    let status = child.wait().expect("wait");
+    assert!(!err.contains("panicked"), "{err}");
+    use std::os::unix::process::ExitStatusExt as _;
+    assert!(
+        status.signal() == Some(13) || status.code() == Some(0),
+        "{status:?}: {err}"
+    );
+}

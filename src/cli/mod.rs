@@ -205,6 +205,16 @@ where
             }
         }
     }
+    if matches!(
+        cli.command,
+        Command::List
+            | Command::Ping(_)
+            | Command::Agents(_)
+            | Command::Runs(_)
+            | Command::Report(_)
+    ) {
+        quiet_on_closed_pipe();
+    }
     let outcome = match &cli.command {
         Command::Run(o) => cmd_run(o, &cli.curve),
         Command::List => Ok(cmd_list()),
@@ -232,6 +242,17 @@ where
             eprintln!("error: {e}");
             e.code()
         }
+    }
+}
+
+/// Lets a command that only prints end quietly when its reader goes away (`loads runs | head`),
+/// as other command-line tools do: the default action of SIGPIPE, which Rust's runtime ignores
+/// (so that printing panicked with "Broken pipe"). Never for a run, an agent or a broker, whose
+/// writes to sockets must see the error, not end the process.
+fn quiet_on_closed_pipe() {
+    // SAFETY: sets the disposition of one signal to its default, before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
