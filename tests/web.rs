@@ -606,15 +606,7 @@ fn beyond_loopback_connections_without_the_token_cannot_take_the_runs_open_files
     let before = fds();
     // 300 connections that never send a request (nor the token), on loopback (those beyond
     // the listen queue time out).
-    let idle: Vec<TcpStream> = (0..300)
-        .filter_map(|_| {
-            TcpStream::connect_timeout(
-                &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-                Duration::from_millis(100),
-            )
-            .ok()
-        })
-        .collect();
+    let idle = silent_connections(port, 300);
     std::thread::sleep(Duration::from_millis(500));
     let during = fds();
     assert!(
@@ -626,15 +618,39 @@ fn beyond_loopback_connections_without_the_token_cannot_take_the_runs_open_files
     drop(idle);
     // Once they are gone, the page answers again.
     let bearer = format!("Authorization: Bearer {token}");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    until_the_page_answers(
+        port,
+        &bearer,
+        Instant::now() + Duration::from_secs(10),
+        "again",
+    );
+}
+
+/// `n` connections to `port` on loopback that send nothing (those beyond the listen queue
+/// time out and are not kept).
+fn silent_connections(port: u16, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .filter_map(|_| {
+            TcpStream::connect_timeout(
+                &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                Duration::from_millis(100),
+            )
+            .ok()
+        })
+        .collect()
+}
+
+/// Asks the page at `port` for `/` with the header `bearer` until it answers 200, failing at
+/// `deadline` (`when` says in what circumstances it should have answered).
+fn until_the_page_answers(port: u16, bearer: &str, deadline: Instant, when: &str) {
     loop {
-        let (code, _) = http(port, "GET", "/", &[&bearer], "");
+        let (code, _) = http(port, "GET", "/", &[bearer], "");
         if code == 200 {
-            break;
+            return;
         }
         assert!(
             Instant::now() < deadline,
-            "the page never answered again: {code}"
+            "the page never answered {when}: {code}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -662,33 +678,15 @@ fn connections_that_send_nothing_give_their_places_back_and_the_page_answers() {
     // 200 connections that never send a request and stay open (on loopback): more than the
     // dashboard's places.
     let started = Instant::now();
-    let _idle: Vec<TcpStream> = (0..200)
-        .filter_map(|_| {
-            TcpStream::connect_timeout(
-                &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-                Duration::from_millis(100),
-            )
-            .ok()
-        })
-        .collect();
+    let _idle = silent_connections(port, 200);
     // Within the idle timeout (20 s) and a margin, the page answers a real request again
     // although the idle connections are still open on this side.
-    let deadline = started + Duration::from_secs(35);
-    loop {
-        let answered = std::thread::scope(|s| {
-            s.spawn(|| http(port, "GET", "/", &[&bearer], "").0)
-                .join()
-                .unwrap_or(0)
-        });
-        if answered == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the page never answered while 200 idle connections stayed open: {answered}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    until_the_page_answers(
+        port,
+        &bearer,
+        started + Duration::from_secs(35),
+        "while 200 idle connections stayed open",
+    );
 }
 
 #[test]

@@ -223,14 +223,26 @@ impl Counted {
             .reset(tokio::time::Instant::now() + IDLE_TIMEOUT);
     }
 
-    /// While the socket waits: an error once it has been idle too long (the timer, polled
-    /// here, wakes the connection's task then).
-    fn idle_error(&mut self, cx: &mut std::task::Context<'_>) -> Option<std::io::Error> {
-        self.idle
-            .as_mut()
-            .poll(cx)
-            .is_ready()
-            .then(|| std::io::Error::new(std::io::ErrorKind::TimedOut, "idle dashboard connection"))
+    /// What the socket's poll `polled` becomes: while it waits, an error once the connection
+    /// has been idle too long (the timer, polled here, wakes the connection's task then);
+    /// ready, the idle deadline moves on when bytes `moved`.
+    fn watch<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        polled: std::task::Poll<std::io::Result<T>>,
+        moved: bool,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        if polled.is_pending() {
+            if self.idle.as_mut().poll(cx).is_ready() {
+                return std::task::Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "idle dashboard connection",
+                )));
+            }
+        } else if moved {
+            self.active();
+        }
+        polled
     }
 }
 
@@ -241,18 +253,9 @@ impl tokio::io::AsyncRead for Counted {
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         let before = buf.filled().len();
-        match std::pin::Pin::new(&mut self.io).poll_read(cx, buf) {
-            std::task::Poll::Pending => match self.idle_error(cx) {
-                Some(e) => std::task::Poll::Ready(Err(e)),
-                None => std::task::Poll::Pending,
-            },
-            ready => {
-                if buf.filled().len() > before {
-                    self.active();
-                }
-                ready
-            }
-        }
+        let polled = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
+        let moved = buf.filled().len() > before;
+        self.watch(cx, polled, moved)
     }
 }
 
@@ -262,16 +265,8 @@ impl tokio::io::AsyncWrite for Counted {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        match std::pin::Pin::new(&mut self.io).poll_write(cx, buf) {
-            std::task::Poll::Pending => match self.idle_error(cx) {
-                Some(e) => std::task::Poll::Ready(Err(e)),
-                None => std::task::Poll::Pending,
-            },
-            ready => {
-                self.active();
-                ready
-            }
-        }
+        let polled = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+        self.watch(cx, polled, true)
     }
 
     fn poll_write_vectored(
@@ -279,16 +274,8 @@ impl tokio::io::AsyncWrite for Counted {
         cx: &mut std::task::Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        match std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs) {
-            std::task::Poll::Pending => match self.idle_error(cx) {
-                Some(e) => std::task::Poll::Ready(Err(e)),
-                None => std::task::Poll::Pending,
-            },
-            ready => {
-                self.active();
-                ready
-            }
-        }
+        let polled = std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.watch(cx, polled, true)
     }
 
     fn is_write_vectored(&self) -> bool {
