@@ -71,8 +71,8 @@ impl HotUrl {
     }
 }
 
-/// Hot URLs per shard; the others are recorded in the stats directly.
-const HOT_URLS: usize = 8;
+/// Hot URLs, and hot tests, per shard; the others are recorded in the stats directly.
+const HOT_KEYS: usize = 8;
 
 impl ShardStats {
     fn record_request(
@@ -94,7 +94,7 @@ impl ShardStats {
             });
         let i = match found {
             Some(i) => i,
-            None if self.hot.len() < HOT_URLS => {
+            None if self.hot.len() < HOT_KEYS => {
                 self.hot.push(HotUrl {
                     key: key.clone(),
                     method: method.into(),
@@ -140,7 +140,7 @@ impl ShardStats {
             .position(|(t, _)| Arc::ptr_eq(t, test))
         {
             Some(i) => i,
-            None if self.hot_tests.len() < HOT_URLS => {
+            None if self.hot_tests.len() < HOT_KEYS => {
                 self.hot_tests.push((test.clone(), TestStats::default()));
                 self.hot_tests.len() - 1
             }
@@ -465,7 +465,7 @@ mod tests {
 
     #[test]
     fn hot_urls_and_tests_drain_as_if_recorded_one_by_one() {
-        // 12 URLs (more than HOT_URLS), each under two keys of the same text (two users'
+        // 12 URLs (more than HOT_KEYS), each under two keys of the same text (two users'
         // sessions), two methods, statuses and seconds that vary; drained twice.
         let keys: Vec<Arc<str>> = (0..24)
             .map(|i| Arc::from(format!("http://h/{}", i % 12)))
