@@ -736,6 +736,36 @@ fn an_agent_stopped_with_sigterm_stops_its_workers() {
         assert!(Instant::now() < deadline, "the worker never started");
         std::thread::sleep(Duration::from_millis(100));
     }
+    let run_id = stdout(&out)
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_default()
+        .trim_end_matches(';')
+        .to_owned();
+    let stored_hits = || {
+        let report = run_with_limit(
+            &["report", &run_id, "--broker", &cluster.front],
+            Duration::from_secs(30),
+        );
+        let text = stdout(&report);
+        let hits = if text.lines().any(|l| l.starts_with("Hits:")) {
+            figure(&text, "Hits:")
+        } else {
+            0
+        };
+        (hits, text)
+    };
+    // The worker's process is there before its users start (on a loaded machine, seconds
+    // before): stop the agent once the worker has sent hits, so that there is something to keep.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let before = loop {
+        let (hits, text) = stored_hits();
+        if hits > 0 {
+            break hits;
+        }
+        assert!(Instant::now() < deadline, "the worker sent no hit: {text}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
     let agent_pid = cluster.agents[0].child.id();
     std::process::Command::new("kill")
         .args(["-s", "TERM", &agent_pid.to_string()])
@@ -746,29 +776,12 @@ fn an_agent_stopped_with_sigterm_stops_its_workers() {
         assert!(Instant::now() < deadline, "the worker outlived its agent");
         std::thread::sleep(Duration::from_millis(100));
     }
-    // What the worker had recorded reached the run.
-    let run_id = stdout(&out)
-        .split_whitespace()
-        .nth(2)
-        .unwrap_or_default()
-        .trim_end_matches(';')
-        .to_owned();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let report = run_with_limit(
-            &["report", &run_id, "--broker", &cluster.front],
-            Duration::from_secs(30),
-        );
-        let text = stdout(&report);
-        if text.lines().any(|l| l.starts_with("Hits:")) && figure(&text, "Hits:") > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no hit of the stopped worker: {text}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    // What the worker had sent stays in the run once its agent is gone.
+    let (hits, text) = stored_hits();
+    assert!(
+        hits >= before,
+        "{hits} hits kept, {before} before the stop: {text}"
+    );
 }
 
 #[test]
