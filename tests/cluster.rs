@@ -188,15 +188,7 @@ fn runs_survive_a_broker_restart() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let run_id = run_id_of(&stdout(&out));
-    let eps = [
-        cluster.front.clone(),
-        cluster.back.clone(),
-        endpoint(&cluster.broker.line, "receiver"),
-        endpoint(&cluster.broker.line, "publisher"),
-        endpoint(&cluster.broker.line, "heartbeat"),
-    ];
-    cluster.broker.kill_group();
-    cluster.broker = Cluster::broker(&cluster.dir, [&eps[0], &eps[1], &eps[2], &eps[3], &eps[4]]);
+    cluster.restart_broker();
     let runs = run_with_limit(
         &["runs", "--broker", &cluster.front],
         Duration::from_secs(30),
@@ -1936,7 +1928,7 @@ fn agents_lists_each_agent_idle_then_busy_with_its_run() {
 #[test]
 fn stop_agent_stops_one_worker_and_the_run_ends_with_the_others_hits() {
     let server = DemoServer::start();
-    let cluster = Cluster::start("stop-agent", 2);
+    let mut cluster = Cluster::start("stop-agent", 2);
     let ids: Vec<String> = cluster.agents.iter().map(agent_id).collect();
     let (url, front) = (server.url.clone(), cluster.front.clone());
     let run = std::thread::spawn(move || {
@@ -2038,6 +2030,51 @@ fn stop_agent_stops_one_worker_and_the_run_ends_with_the_others_hits() {
         "{}",
         stderr(&idle)
     );
+
+    // The stored run has the problems its caller saw: `loads report` (and the broker's page,
+    // which shows an ended run the same way) names the stopped worker, also after a restart of
+    // the broker.
+    let report = |front: &str| {
+        let out = run_with_limit(&["report", &run_id, "-b", front], Duration::from_secs(30));
+        let text = stdout(&out);
+        // A problem of the run: exit 1, as the caller's.
+        assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+        let listed = text
+            .split_once("\nProblems of the run:\n")
+            .map(|(_, p)| p.to_owned())
+            .unwrap_or_else(|| panic!("no problems of the run in {text}"));
+        assert!(
+            listed.contains(&format!(
+                "agent {}: its worker was stopped by the user",
+                ids[0]
+            )),
+            "{text}"
+        );
+    };
+    report(&cluster.front);
+    let json = cluster.dir.join("report.json");
+    let out = run_with_limit(
+        &[
+            "report",
+            &run_id,
+            "-b",
+            &cluster.front,
+            "-o",
+            "json",
+            "--output-json-path",
+            json.to_str().expect("utf8"),
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("report.json")).expect("json");
+    assert_eq!(
+        stored["run_problems"], summary["run_problems"],
+        "the report's problems are the caller's"
+    );
+    cluster.restart_broker();
+    report(&cluster.front);
 }
 
 #[test]

@@ -54,10 +54,46 @@ pub struct RunRow {
     /// database): a report of the run shows fewer than its callers saw.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub unstored: u64,
+    /// The problems of the run the broker saw, as its caller was told when it ended: a worker
+    /// stopped by the user, not ready in time, failed, or not exiting when stopped. A few per
+    /// agent at most; kept to [`MAX_RUN_PROBLEMS`] of at most [`MAX_PROBLEM_BYTES`] each by
+    /// [`bounded_problems`]. Empty while the run goes on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+/// Most problems kept with a run ([`RunRow::problems`]): a run has a few per agent at most,
+/// but an agent's messages say how many; a last line counts those after.
+pub const MAX_RUN_PROBLEMS: usize = 100;
+/// Longest problem kept, in bytes (a worker's error comes from the agent): a longer one is cut
+/// at a character boundary and ends with "…".
+pub const MAX_PROBLEM_BYTES: usize = 2048;
+
+/// `problems` as a run keeps them (stored, published at its end, notified): the first
+/// [`MAX_RUN_PROBLEMS`], each cut to [`MAX_PROBLEM_BYTES`], and a line that counts the others.
+pub fn bounded_problems(problems: &[String]) -> Vec<String> {
+    let mut kept: Vec<String> = problems
+        .iter()
+        .take(MAX_RUN_PROBLEMS)
+        .map(|p| {
+            if p.len() <= MAX_PROBLEM_BYTES {
+                p.clone()
+            } else {
+                format!("{}…", &p[..p.floor_char_boundary(MAX_PROBLEM_BYTES)])
+            }
+        })
+        .collect();
+    if problems.len() > MAX_RUN_PROBLEMS {
+        kept.push(format!(
+            "{} more problems of this run were not kept (at most {MAX_RUN_PROBLEMS} are)",
+            problems.len() - MAX_RUN_PROBLEMS
+        ));
+    }
+    kept
 }
 
 /// Everything stored about a run, for `loads report` and re-attaching.
@@ -125,11 +161,12 @@ impl Db {
             );
             CREATE INDEX IF NOT EXISTS events_run ON events(run_id, id);",
         )?;
-        // Columns added since the first version: who started a run, and how many of its
-        // events could not be stored.
+        // Columns added since the first version: who started a run, how many of its events
+        // could not be stored, and its problems (JSON, as `lost`).
         for (column, decl) in [
             ("owner", "TEXT NOT NULL DEFAULT ''"),
             ("unstored", "INTEGER NOT NULL DEFAULT 0"),
+            ("problems", "TEXT NOT NULL DEFAULT '[]'"),
         ] {
             let present: bool = conn
                 .prepare("SELECT 1 FROM pragma_table_info('runs') WHERE name = ?1")?
@@ -192,8 +229,9 @@ impl Db {
 
     fn update_in(conn: &Connection, row: &RunRow) -> Result<(), DbError> {
         let lost = serde_json::to_string(&row.lost_agents).unwrap_or_else(|_| "[]".into());
+        let problems = serde_json::to_string(&row.problems).unwrap_or_else(|_| "[]".into());
         conn.prepare_cached(
-            "UPDATE runs SET hits = ?2, status = ?3, duration = ?4, lost = ?5, started = ?6, unstored = ?7 WHERE run_id = ?1",
+            "UPDATE runs SET hits = ?2, status = ?3, duration = ?4, lost = ?5, started = ?6, unstored = ?7, problems = ?8 WHERE run_id = ?1",
         )?
         .execute(params![
             row.run_id,
@@ -202,18 +240,19 @@ impl Db {
             row.duration,
             lost,
             row.started,
-            row.unstored as i64
+            row.unstored as i64,
+            problems
         ])?;
         Ok(())
     }
 
-    const COLUMNS: &str =
-        "run_id, test, agents, started, duration, hits, status, lost, meta, owner, unstored";
+    const COLUMNS: &str = "run_id, test, agents, started, duration, hits, status, lost, meta, owner, unstored, problems";
 
     /// A row of `runs` (selected with [`Self::COLUMNS`]): the run's row, its metadata (JSON) and
     /// its owner.
     fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RunRow, String, String)> {
         let lost: String = r.get(7)?;
+        let problems: String = r.get(11)?;
         Ok((
             RunRow {
                 run_id: r.get(0)?,
@@ -225,6 +264,7 @@ impl Db {
                 status: r.get(6)?,
                 lost_agents: serde_json::from_str(&lost).unwrap_or_default(),
                 unstored: r.get::<_, i64>(10)?.max(0) as u64,
+                problems: serde_json::from_str(&problems).unwrap_or_default(),
             },
             r.get(8)?,
             r.get(9)?,
@@ -337,6 +377,7 @@ mod tests {
             agents: 2,
             lost_agents: vec![],
             unstored: 0,
+            problems: vec![],
         };
         {
             let mut db = Db::open(&path).expect("open");
@@ -383,5 +424,83 @@ mod tests {
         assert_eq!(second.events.len(), 6);
         assert_eq!(last, None);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_database_without_the_newer_columns_opens_and_keeps_problems_from_then_on() {
+        let dir = std::env::temp_dir().join(format!("loads-db-old-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("old.sqlite");
+        {
+            // The table of the first version: no owner, unstored or problems.
+            let conn = Connection::open(&path).expect("create");
+            conn.execute_batch(
+                "CREATE TABLE runs (
+                    run_id TEXT PRIMARY KEY,
+                    test TEXT NOT NULL,
+                    meta TEXT NOT NULL,
+                    agents INTEGER NOT NULL,
+                    started TEXT NOT NULL,
+                    duration REAL,
+                    hits INTEGER NOT NULL DEFAULT 0,
+                    status TEXT NOT NULL,
+                    lost TEXT NOT NULL DEFAULT '[]'
+                );
+                INSERT INTO runs (run_id, test, meta, agents, started, duration, hits, status, lost)
+                    VALUES ('old', 's::t', '{}', 2, '2026-01-01T00:00:00Z', 3.0, 7, 'failed', '[\"a1\"]');",
+            )
+            .expect("old table");
+        }
+        let mut db = Db::open(&path).expect("open an old database");
+        let old = db.get_run_row("old").expect("get").expect("the old run");
+        assert_eq!((old.hits, old.status.as_str()), (7, "failed"));
+        assert_eq!(old.lost_agents, ["a1"]);
+        assert!(old.problems.is_empty() && old.unstored == 0, "{old:?}");
+        // A run ended with problems keeps them.
+        let mut row = RunRow {
+            run_id: "new".into(),
+            status: "running".into(),
+            ..old.clone()
+        };
+        db.insert_run(&row, &RunMeta::default(), "")
+            .expect("insert");
+        row.status = "failed".into();
+        row.problems = vec!["agent a2: its worker was stopped by the user".into()];
+        db.store(&[], std::slice::from_ref(&row)).expect("store");
+        drop(db);
+        let db = Db::open(&path).expect("reopen");
+        let stored = db.get_run_row("new").expect("get").expect("new");
+        assert_eq!(stored.problems, row.problems);
+        let (listed, _) = db
+            .runs()
+            .expect("runs")
+            .into_iter()
+            .find(|(r, _)| r.run_id == "new")
+            .expect("listed");
+        assert_eq!(listed.problems, row.problems);
+        // Opening it again changes nothing (the columns are there).
+        drop(db);
+        assert!(Db::open(&path).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn problems_are_kept_to_a_bounded_number_and_length() {
+        let few = vec!["a".to_owned(), "b".to_owned()];
+        assert_eq!(bounded_problems(&few), few);
+        let long = "é".repeat(MAX_PROBLEM_BYTES);
+        let many = vec![long; MAX_RUN_PROBLEMS + 3];
+        let kept = bounded_problems(&many);
+        assert_eq!(kept.len(), MAX_RUN_PROBLEMS + 1);
+        assert!(
+            kept[..MAX_RUN_PROBLEMS]
+                .iter()
+                .all(|p| p.len() <= MAX_PROBLEM_BYTES + '…'.len_utf8() && p.ends_with('…'))
+        );
+        assert!(
+            kept[MAX_RUN_PROBLEMS].starts_with("3 more problems"),
+            "{kept:?}"
+        );
     }
 }

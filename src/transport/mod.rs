@@ -455,7 +455,8 @@ pub enum Publication {
         status: String,
         /// Agents lost during the run.
         lost_agents: Vec<String>,
-        /// Why workers failed, if they did.
+        /// The problems of the run (why workers failed, which were stopped or did not exit),
+        /// the same as the stored [`RunRow::problems`] (so bounded as they are).
         errors: Vec<String>,
         /// How many events the run had (the last sequence number): a caller that missed some
         /// (a publisher drops what a slow subscriber cannot take) fetches them from storage.

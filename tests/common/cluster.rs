@@ -160,6 +160,20 @@ impl Cluster {
 }
 
 impl Cluster {
+    /// Kills the broker and starts another on the same endpoints and database (its agents
+    /// register again with it).
+    pub fn restart_broker(&mut self) {
+        let eps = [
+            self.front.clone(),
+            self.back.clone(),
+            endpoint(&self.broker.line, "receiver"),
+            endpoint(&self.broker.line, "publisher"),
+            endpoint(&self.broker.line, "heartbeat"),
+        ];
+        self.broker.kill_group();
+        self.broker = Self::broker(&self.dir, [&eps[0], &eps[1], &eps[2], &eps[3], &eps[4]]);
+    }
+
     /// Pings the broker until `ok` holds for its output (polling), failing after `limit`.
     pub fn ping_until(&self, limit: Duration, ok: impl Fn(&str) -> bool) {
         let deadline = Instant::now() + limit;

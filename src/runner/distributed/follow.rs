@@ -317,6 +317,9 @@ pub(super) fn follow(
                     for a in &stored.row.lost_agents {
                         result.add_run_problem(lost_agent_problem(a));
                     }
+                    for p in &stored.row.problems {
+                        result.add_run_problem(p.clone());
+                    }
                     if stored.row.unstored > 0 {
                         result.add_run_problem(format!(
                             "the broker could not store {} of the run's events (its database failed: see the broker's log)",

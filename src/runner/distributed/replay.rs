@@ -193,6 +193,10 @@ fn replay_pages(
     for a in &run.row.lost_agents {
         result.add_run_problem(lost_agent_problem(a));
     }
+    // As its caller was told at the end (`Publication::End`'s errors).
+    for p in &run.row.problems {
+        result.add_run_problem(p.clone());
+    }
     if run.row.unstored > 0 {
         result.add_run_problem(format!(
             "{} events of this run reached the broker but could not be stored (its database failed): this report misses them",

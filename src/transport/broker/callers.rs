@@ -352,6 +352,7 @@ impl Broker {
             agents: wanted,
             lost_agents: Vec::new(),
             unstored: 0,
+            problems: Vec::new(),
         };
         let meta = RunMeta {
             run_id: run_id.clone(),

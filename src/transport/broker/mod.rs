@@ -116,6 +116,7 @@ struct ActiveRun {
     done: HashMap<String, Instant>,
     /// Agents whose worker exited, when the agent said so, and whether it exited cleanly.
     exited: BTreeMap<String, (Instant, bool)>,
+    /// Its problems so far; kept with its row when it ends ([`crate::db::bounded_problems`]).
     errors: Vec<String>,
     started: Instant,
     stats: Stats,

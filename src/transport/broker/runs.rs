@@ -296,6 +296,9 @@ impl Broker {
                     "failed"
                 }
                 .into();
+                // Its problems are stored with it (`loads report`, the broker's page), bounded,
+                // and its caller and notifiers are told the same.
+                run.row.problems = crate::db::bounded_problems(&run.errors);
                 // Stored with the run's last events when the database takes them; until then
                 // the broker shows it from memory.
                 self.unsaved_rows.insert(id.clone(), run.row.clone());
@@ -309,7 +312,7 @@ impl Broker {
                         &run.stats,
                         run.row.agents,
                         run.row.lost_agents.clone(),
-                        run.errors.clone(),
+                        run.row.problems.clone(),
                     );
                     let args = run.args.clone();
                     // Off the broker's loop: a slow endpoint must not hold it up.
@@ -324,7 +327,7 @@ impl Broker {
                 let end = Publication::End {
                     status: run.row.status.clone(),
                     lost_agents: run.row.lost_agents.clone(),
-                    errors: run.errors.clone(),
+                    errors: run.row.problems.clone(),
                     events: run.seq,
                     unstored: run.unstored,
                     duration: run.row.duration.filter(|_| run.going),
