@@ -2078,6 +2078,91 @@ fn stop_agent_stops_one_worker_and_the_run_ends_with_the_others_hits() {
 }
 
 #[test]
+fn stop_agent_on_the_last_worker_going_stops_the_whole_run() {
+    let server = DemoServer::start();
+    let cluster = Cluster::start("stop-last-agent", 1);
+    let id = agent_id(&cluster.agents[0]);
+    let caller = loads()
+        .args([
+            "run",
+            "example::get_root",
+            "--agents",
+            "1",
+            "-u",
+            "2",
+            "-d",
+            "60",
+            "-s",
+            &server.url,
+            "-b",
+            &cluster.front,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("caller");
+    // Once the run is going and its hits are coming in.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let run_id = loop {
+        let runs = stdout(&run_with_limit(
+            &["runs", "-b", &cluster.front],
+            Duration::from_secs(30),
+        ));
+        if let Some(row) = runs.lines().find(|l| {
+            l.ends_with(" running") && l.split_whitespace().nth(4).is_some_and(|h| h != "0")
+        }) {
+            break row.split_whitespace().next().expect("run id").to_owned();
+        }
+        assert!(Instant::now() < deadline, "no hits: {runs}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let stop = run_with_limit(
+        &["stop", "--agent", &id, "-b", &cluster.front],
+        Duration::from_secs(30),
+    );
+    let stopped_at = Instant::now();
+    let said = stdout(&stop);
+    assert_eq!(stop.status.code(), Some(0), "{said}{}", stderr(&stop));
+    // The reply: the whole run stops, it does not go on.
+    assert!(
+        said.contains(&format!("Stopping run {run_id}"))
+            && said.contains("last worker")
+            && !said.contains("goes on"),
+        "{said}"
+    );
+    // Its caller ends as for `loads stop RUN`: interrupted (130), with the hits made, long
+    // before the 60 s of its plan.
+    let out = common::wait_within(caller, Duration::from_secs(45));
+    let text = stdout(&out);
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        stopped_at.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(130), "{text}{}", stderr(&out));
+    assert!(text.contains("Result:        INTERRUPTED"), "{text}");
+    assert!(figure(&text, "Hits:") > 0, "{text}");
+    // Not a worker stopped while the run went on: the run itself was stopped.
+    assert!(!text.contains("stopped by the user"), "{text}");
+    let runs = stdout(&run_with_limit(
+        &["runs", "-b", &cluster.front],
+        Duration::from_secs(30),
+    ));
+    let row = runs
+        .lines()
+        .find(|l| l.starts_with(&run_id))
+        .unwrap_or_else(|| panic!("{run_id} not in {runs}"));
+    assert!(row.ends_with(" stopped"), "{row}");
+    // The agent is free again: nothing left to stop.
+    let again = run_with_limit(
+        &["stop", "--agent", &id, "-b", &cluster.front],
+        Duration::from_secs(30),
+    );
+    assert_eq!(again.status.code(), Some(2), "{}", stdout(&again));
+}
+
+#[test]
 fn report_attach_and_stop_take_a_unique_prefix_of_a_run_id() {
     let server = DemoServer::start();
     let cluster = Cluster::start("prefix", 1);

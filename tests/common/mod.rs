@@ -41,16 +41,30 @@ pub fn run_env(dir: &Path, env: &[(&str, &str)], args: &[&str], limit: Duration)
         .stderr(Stdio::piped())
         .spawn()
         .expect("start loads");
+    wait_or_kill(child, limit)
+        .unwrap_or_else(|| panic!("loads {args:?} did not finish within {limit:?}"))
+}
+
+/// Waits for `child` (started with its output piped) and takes its output; kills it (by its
+/// PID) and fails if it outlives `limit`.
+pub fn wait_within(child: Child, limit: Duration) -> Output {
+    let pid = child.id();
+    wait_or_kill(child, limit)
+        .unwrap_or_else(|| panic!("process {pid} did not end within {limit:?}"))
+}
+
+/// `child`'s output, or `None` when it outlived `limit` (it is then killed by its PID).
+fn wait_or_kill(child: Child, limit: Duration) -> Option<Output> {
     let pid = child.id();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
     match rx.recv_timeout(limit) {
-        Ok(out) => out.expect("loads output"),
+        Ok(out) => Some(out.expect("output")),
         Err(_) => {
             let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-            panic!("loads {args:?} did not finish within {limit:?}");
+            None
         }
     }
 }
