@@ -95,6 +95,7 @@ pub mod __private {
     /// For `tests/` and `fuzz/`: the decoders and wire types they exercise.
     pub mod internals {
         pub use crate::measure::decode_responses;
+        pub use crate::notify::{NotifyError, RunSummary, notify_all};
         pub use crate::result::{Envelope, Latency};
         pub use crate::transport::{Job, decode_any};
     }

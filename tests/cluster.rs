@@ -441,58 +441,6 @@ fn http_listener() -> (String, std::thread::JoinHandle<String>) {
     (url, h)
 }
 
-/// A one-shot SMTP listener that offers AUTH PLAIN and LOGIN: returns the AUTH commands it
-/// got and the DATA of the first mail.
-fn smtp_listener() -> (String, std::thread::JoinHandle<(Vec<String>, String)>) {
-    use std::io::{BufRead as _, Write as _};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().expect("addr").to_string();
-    let h = std::thread::spawn(move || {
-        let (s, _) = l.accept().expect("accept");
-        s.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        let mut w = s.try_clone().expect("clone");
-        let mut r = BufReader::new(s);
-        let _ = w.write_all(b"220 test ESMTP\r\n");
-        let mut data = String::new();
-        let mut auth = Vec::new();
-        let mut in_data = false;
-        let mut line = String::new();
-        while r.read_line(&mut line).unwrap_or(0) > 0 {
-            if in_data {
-                if line == ".\r\n" {
-                    in_data = false;
-                    let _ = w.write_all(b"250 queued\r\n");
-                } else {
-                    data.push_str(&line);
-                }
-            } else {
-                let cmd = line.to_ascii_uppercase();
-                let reply: &[u8] = if cmd.starts_with("EHLO") {
-                    b"250-test\r\n250 AUTH PLAIN LOGIN\r\n"
-                } else if cmd.starts_with("HELO") {
-                    b"250 test\r\n"
-                } else if cmd.starts_with("AUTH") {
-                    auth.push(line.trim_end().to_owned());
-                    b"235 accepted\r\n"
-                } else if cmd.starts_with("DATA") {
-                    in_data = true;
-                    b"354 go\r\n"
-                } else if cmd.starts_with("QUIT") {
-                    let _ = w.write_all(b"221 bye\r\n");
-                    break;
-                } else {
-                    b"250 ok\r\n"
-                };
-                let _ = w.write_all(reply);
-            }
-            line.clear();
-        }
-        (auth, data)
-    });
-    (addr, h)
-}
-
 /// Whether any file under `dir` holds `needle` (the broker's database, the agents' job files).
 fn any_file_holds(dir: &std::path::Path, needle: &[u8]) -> Option<std::path::PathBuf> {
     let entries = std::fs::read_dir(dir).ok()?;
@@ -518,7 +466,7 @@ fn webhook_email_and_chat_notifiers_are_called_when_the_run_ends() {
     let cluster = Cluster::start("observers", 1);
     let (hook, got_hook) = http_listener();
     let (chat, got_chat) = http_listener();
-    let (smtp, got_mail) = smtp_listener();
+    let (smtp, got_mail) = common::smtp::server(common::smtp::Offer::Plain);
     let password = "pw-d41d8cd98f00b204";
     let out = common::run_env(
         std::path::Path::new("."),
@@ -581,7 +529,8 @@ fn webhook_email_and_chat_notifiers_are_called_when_the_run_ends() {
         text.contains(&run_id) && text.contains("finished") && text.contains("Hits: 6"),
         "{text}"
     );
-    let (auth, mail) = got_mail.join().expect("smtp listener");
+    let got = got_mail.join().expect("smtp listener");
+    let (auth, mail) = (got.auth(), &got.data);
     assert!(mail.contains("To: ops@example.test"), "{mail}");
     assert!(mail.contains(&run_id) && mail.contains("Hits: 6"), "{mail}");
     assert!(

@@ -212,7 +212,6 @@ fn chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{BufRead as _, BufReader, Write as _};
 
     fn summary() -> RunSummary {
         RunSummary {
@@ -288,118 +287,5 @@ mod tests {
         assert!(e.to_string().contains("--notify-email-user"), "{e}");
         // Nothing shows the password, whatever prints the options.
         assert!(!format!("{:?}", with_login("h:1", None)).contains("\"p\""));
-    }
-
-    /// A one-mail SMTP server on 127.0.0.1 that offers AUTH PLAIN LOGIN (and STARTTLS when
-    /// `starttls`, which it never performs): returns the commands it got and the mail's data.
-    fn smtp_server(starttls: bool) -> (String, std::thread::JoinHandle<(Vec<String>, String)>) {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = l.local_addr().expect("addr").to_string();
-        let h = std::thread::spawn(move || {
-            let (s, _) = l.accept().expect("accept");
-            s.set_read_timeout(Some(Duration::from_secs(20)))
-                .expect("timeout");
-            let mut w = s.try_clone().expect("clone");
-            let mut r = BufReader::new(s);
-            let _ = w.write_all(b"220 test ESMTP\r\n");
-            let (mut commands, mut data, mut in_data) = (Vec::new(), String::new(), false);
-            let mut line = String::new();
-            while r.read_line(&mut line).unwrap_or(0) > 0 && commands.len() < 50 {
-                if in_data {
-                    if line == ".\r\n" {
-                        in_data = false;
-                        let _ = w.write_all(b"250 queued\r\n");
-                    } else {
-                        data.push_str(&line);
-                    }
-                    line.clear();
-                    continue;
-                }
-                let cmd = line.trim_end().to_owned();
-                commands.push(cmd.clone());
-                let upper = cmd.to_ascii_uppercase();
-                let reply: &[u8] = if upper.starts_with("EHLO") {
-                    if starttls {
-                        b"250-test\r\n250-STARTTLS\r\n250 AUTH PLAIN LOGIN\r\n"
-                    } else {
-                        b"250-test\r\n250 AUTH PLAIN LOGIN\r\n"
-                    }
-                } else if upper.starts_with("AUTH") {
-                    b"235 2.7.0 accepted\r\n"
-                } else if upper.starts_with("STARTTLS") {
-                    // Never performed: the client must not go on in clear.
-                    b"454 TLS not available\r\n"
-                } else if upper.starts_with("DATA") {
-                    in_data = true;
-                    b"354 go\r\n"
-                } else if upper.starts_with("QUIT") {
-                    let _ = w.write_all(b"221 bye\r\n");
-                    break;
-                } else {
-                    b"250 ok\r\n"
-                };
-                let _ = w.write_all(reply);
-                line.clear();
-            }
-            (commands, data)
-        });
-        (addr, h)
-    }
-
-    #[test]
-    fn the_login_and_the_subject_reach_the_smtp_server() {
-        use base64::Engine as _;
-        let (addr, got) = smtp_server(false);
-        let a = NotifyArgs {
-            email_user: Some("alice".into()),
-            email_password: Some("s3cret".parse().expect("secret")),
-            email_subject: Some("[{verdict}] {test}".into()),
-            ..args(&addr)
-        };
-        send(&a, &summary()).expect("sent");
-        let (commands, data) = got.join().expect("server");
-        let auth = commands
-            .iter()
-            .find(|c| c.to_ascii_uppercase().starts_with("AUTH PLAIN"))
-            .unwrap_or_else(|| panic!("no AUTH PLAIN in {commands:?}"));
-        let token = auth.split_whitespace().nth(2).expect("initial response");
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(token)
-            .expect("base64");
-        assert_eq!(decoded, b"\0alice\0s3cret", "{commands:?}");
-        assert!(
-            data.contains("Subject: [finished] blog::read\r\n"),
-            "{data}"
-        );
-        assert!(data.contains("Hits: 6"), "{data}");
-    }
-
-    #[test]
-    fn starttls_that_does_not_happen_sends_nothing_in_clear() {
-        let (addr, got) = smtp_server(true);
-        let a = NotifyArgs {
-            email_user: Some("alice".into()),
-            email_password: Some("s3cret".parse().expect("secret")),
-            email_tls: Some(EmailTls::Starttls),
-            ..args(&addr)
-        };
-        let e = send(&a, &summary()).expect_err("no TLS");
-        assert!(
-            e.to_string().starts_with("email: through 127.0.0.1:"),
-            "{e}"
-        );
-        let (commands, data) = got.join().expect("server");
-        assert!(
-            commands.iter().any(|c| c.eq_ignore_ascii_case("STARTTLS")),
-            "{commands:?}"
-        );
-        assert!(
-            !commands
-                .iter()
-                .any(|c| c.to_ascii_uppercase().starts_with("AUTH")
-                    || c.to_ascii_uppercase().starts_with("MAIL")),
-            "{commands:?}"
-        );
-        assert!(data.is_empty());
     }
 }

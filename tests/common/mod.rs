@@ -199,3 +199,4 @@ pub fn limit_open_files(cmd: &mut Command, n: u64) {
     }
 }
 pub mod cluster;
+pub mod smtp;
