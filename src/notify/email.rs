@@ -5,7 +5,8 @@
 //! said.
 //!
 //! The connection is plain SMTP by default (a relay on the cluster's own network), STARTTLS or
-//! TLS from the start with `--notify-email-tls` (rustls, the Mozilla roots). A login
+//! TLS from the start with `--notify-email-tls` (rustls, the Mozilla roots; a certificate they
+//! do not vouch for fails the mail with the reason in words, from `certificate_problem`). A login
 //! (`--notify-email-user` and its password) over a plain connection is refused unless the
 //! server is on loopback: it would send the password in clear.
 
@@ -187,11 +188,50 @@ pub(super) fn send(args: &NotifyArgs, summary: &RunSummary) -> Result<(), Notify
             password.to_owned(),
         ));
     }
-    builder
-        .build()
-        .send(&message)
-        .map_err(|e| err(format!("through {}:{}: {}", s.host, s.port, chain(&e))))?;
+    builder.build().send(&message).map_err(|e| {
+        // A refused certificate says why in words, then as TLS said it.
+        let why = match certificate_problem(&e, s.host) {
+            Some(problem) => format!("{problem} ({})", chain(&e)),
+            None => chain(&e),
+        };
+        err(format!("through {}:{}: {why}", s.host, s.port))
+    })?;
     Ok(())
+}
+
+/// Why the TLS of the connection refused the server's certificate, in words, when that is
+/// what `e` (or one of its causes) is.
+fn certificate_problem(e: &(dyn std::error::Error + 'static), host: &str) -> Option<String> {
+    use rustls::CertificateError as C;
+    let mut next = Some(e);
+    let refused = loop {
+        let e = next?;
+        // rustls' errors reach lettre inside the stream's io::Error.
+        let tls = e.downcast_ref::<rustls::Error>().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(rustls::Error::InvalidCertificate(c)) = tls {
+            break c;
+        }
+        next = e.source();
+    };
+    let why = match refused {
+        C::UnknownIssuer => "no authority that loads trusts signed it (SMTP servers' certificates are checked against the Mozilla roots: a self-signed certificate, or one from a private authority, is refused)".to_owned(),
+        C::NotValidForName | C::NotValidForNameContext { .. } => format!(
+            "it is not valid for {host} (give --notify-email-smtp the name the certificate was issued for)"
+        ),
+        C::Expired | C::ExpiredContext { .. } => "it has expired".to_owned(),
+        C::NotValidYet | C::NotValidYetContext { .. } => {
+            "it is not valid yet (is this machine's clock right?)".to_owned()
+        }
+        C::Revoked => "it was revoked".to_owned(),
+        other => format!("it was refused: {other}"),
+    };
+    Some(format!(
+        "the certificate of the SMTP server is not trusted: {why}"
+    ))
 }
 
 /// An error and its causes, on one line.
