@@ -55,8 +55,8 @@ impl StdoutOutput {
         let (mut hits, mut requests) = (0u64, 0u64);
         let mut latency: Option<crate::result::Latency> = None;
         for (_, s) in stats.timeline.range(from..now) {
-            hits += s.hits;
-            requests += s.requests;
+            hits = hits.saturating_add(s.hits);
+            requests = requests.saturating_add(s.requests);
             if let Some(l) = &s.latency {
                 match &mut latency {
                     Some(all) => all.add(l),

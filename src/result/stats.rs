@@ -232,8 +232,8 @@ impl Default for RequestStats {
 
 impl RequestStats {
     pub(crate) fn record(&mut self, status: u16, micros: u64) {
-        self.count += 1;
-        *self.statuses.entry(status).or_insert(0) += 1;
+        one_more(&mut self.count);
+        one_more(self.statuses.entry(status).or_insert(0));
         self.latency.record(micros);
     }
 
@@ -260,8 +260,8 @@ impl RequestStats {
         self.statuses
             .iter()
             .filter(|(s, _)| (1..400).contains(*s))
-            .map(|(_, n)| n)
-            .sum()
+            .map(|(_, n)| *n)
+            .fold(0, u64::saturating_add)
     }
 
     /// Requests without a response (status 0) or with a status of 400 or more.
@@ -269,8 +269,8 @@ impl RequestStats {
         self.statuses
             .iter()
             .filter(|(s, _)| **s == 0 || **s >= 400)
-            .map(|(_, n)| n)
-            .sum()
+            .map(|(_, n)| *n)
+            .fold(0, u64::saturating_add)
     }
 }
 
@@ -437,7 +437,7 @@ impl Stats {
         self.requests.record(status, micros);
         self.url_entry(method, url).record(status, micros);
         let s = self.timeline.entry(second).or_default();
-        s.requests += 1;
+        one_more(&mut s.requests);
         s.latency_mut().record(micros);
     }
 
@@ -569,14 +569,14 @@ impl Stats {
 
     /// Counts the start of a hit (`startTest`: events arrive one by one).
     pub fn record_start(&mut self, test: &str) {
-        self.test_entry(test).counts.started += 1;
+        one_more(&mut self.test_entry(test).counts.started);
     }
 
     /// Counts the end of a successful hit, finished during unix second `second` (`addSuccess`).
     pub fn record_success(&mut self, test: &str, second: i64) {
         let t = self.test_entry(test);
-        t.counts.hits += 1;
-        t.counts.successes += 1;
+        one_more(&mut t.counts.hits);
+        one_more(&mut t.counts.successes);
         self.count_hit_second(second, None);
     }
 
@@ -598,10 +598,10 @@ impl Stats {
         second: i64,
     ) {
         let t = self.test_entry(test);
-        t.counts.hits += 1;
+        one_more(&mut t.counts.hits);
         match outcome {
-            ProblemKind::Failure => t.counts.failures += 1,
-            ProblemKind::Error => t.counts.errors += 1,
+            ProblemKind::Failure => one_more(&mut t.counts.failures),
+            ProblemKind::Error => one_more(&mut t.counts.errors),
         }
         self.count_hit_second(second, Some(outcome));
         self.add_problem(outcome, test, message, kind, traceback, 1);
@@ -639,7 +639,7 @@ impl Stats {
     /// Increments custom counter `name`.
     pub fn incr_counter(&mut self, name: &str) {
         match self.counters.get_mut(name) {
-            Some(n) => *n += 1,
+            Some(n) => one_more(n),
             None => {
                 self.counters.insert(name.to_owned(), 1);
             }
@@ -648,32 +648,33 @@ impl Stats {
 
     /// Counts an opened WebSocket.
     pub fn socket_open(&mut self) {
-        self.sockets.opened += 1;
+        one_more(&mut self.sockets.opened);
     }
 
     /// Counts a closed WebSocket.
     pub fn socket_close(&mut self) {
-        self.sockets.closed += 1;
+        one_more(&mut self.sockets.closed);
     }
 
     /// Counts a WebSocket message of `size` bytes, during unix second `second`.
     pub fn socket_message(&mut self, size: u64, direction: Direction, second: i64) {
         match direction {
             Direction::Received => {
-                self.sockets.messages_received += 1;
+                one_more(&mut self.sockets.messages_received);
                 self.sockets.bytes_received = self.sockets.bytes_received.saturating_add(size);
             }
             Direction::Sent => {
-                self.sockets.messages_sent += 1;
+                one_more(&mut self.sockets.messages_sent);
                 self.sockets.bytes_sent = self.sockets.bytes_sent.saturating_add(size);
             }
         }
-        self.timeline.entry(second).or_default().socket_messages += 1;
+        one_more(&mut self.timeline.entry(second).or_default().socket_messages);
     }
 
     /// Sets the active-users sample of unix second `second`.
     pub fn sample_users(&mut self, second: i64, users: u64) {
-        self.timeline.entry(second).or_default().users += users;
+        let s = self.timeline.entry(second).or_default();
+        s.users = s.users.saturating_add(users);
     }
 
     /// Adds everything in `other` to `self`.
@@ -844,12 +845,18 @@ impl Stats {
 
 /// One more hit that ended (with `problem`, if any) in the second `s`.
 pub(crate) fn count_hit(s: &mut Second, problem: Option<ProblemKind>) {
-    s.hits += 1;
+    one_more(&mut s.hits);
     match problem {
-        None => s.successes += 1,
-        Some(ProblemKind::Failure) => s.failures += 1,
-        Some(ProblemKind::Error) => s.errors += 1,
+        None => one_more(&mut s.successes),
+        Some(ProblemKind::Failure) => one_more(&mut s.failures),
+        Some(ProblemKind::Error) => one_more(&mut s.errors),
     }
+}
+
+/// Counts one more in `n`, saturating: a runner's batch may have put any count there, and the
+/// single events that follow must not overflow it (a panic of the receiver, or a wrap to 0).
+pub(crate) fn one_more(n: &mut u64) {
+    *n = n.saturating_add(1);
 }
 
 #[cfg(test)]
