@@ -73,6 +73,11 @@ pub const MAX_BATCH_SECONDS: usize = 600;
 pub const MAX_PROBLEMS: usize = 100;
 /// The URL under which requests beyond [`MAX_URLS`] distinct URLs are counted.
 pub const OTHER_URL: &str = "(other URLs)";
+/// Distinct custom counters kept; increments of more are counted under [`OTHER_COUNTER`] (an
+/// external runner names its counters: one name per message must not grow the run).
+pub const MAX_COUNTERS: usize = 1000;
+/// The counter under which counters beyond [`MAX_COUNTERS`] are counted.
+pub const OTHER_COUNTER: &str = "(other counters)";
 /// Serde for maps with integer keys, written as JSON object keys (strings). Needed because a
 /// batch travels inside an internally tagged enum, where serde cannot read integer keys back.
 mod int_keys {
@@ -110,7 +115,8 @@ mod int_keys {
 /// legitimate batch has before decoding (allocating) the entry over the bound.
 mod bounded {
     use super::{
-        MAX_BATCH_REQUEST_STATS, MAX_BATCH_SECONDS, RequestStats, Second, TIMELINE_SIGFIG,
+        MAX_BATCH_REQUEST_STATS, MAX_BATCH_SECONDS, MAX_COUNTERS, RequestStats, Second,
+        TIMELINE_SIGFIG,
     };
     use serde::Deserializer;
     use serde::de::{DeserializeSeed, Error as _, MapAccess, Visitor};
@@ -166,6 +172,31 @@ mod bounded {
             }
         }
         d.deserialize_map(ByUrl)
+    }
+
+    /// `counters`: at most [`MAX_COUNTERS`] counters and the overflow one.
+    pub fn counters<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, u64>, D::Error> {
+        struct Counters;
+        impl<'de> Visitor<'de> for Counters {
+            type Value = BTreeMap<String, u64>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of counter names to counts")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    if out.len() > MAX_COUNTERS && !out.contains_key(&name) {
+                        return Err(A::Error::custom(format!(
+                            "more than {} counters",
+                            MAX_COUNTERS + 1
+                        )));
+                    }
+                    out.insert(name, map.next_value::<u64>()?);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(Counters)
     }
 
     /// `timeline`: integer keys (as strings), at most [`MAX_BATCH_SECONDS`] of them, with
@@ -348,8 +379,9 @@ pub struct Stats {
     /// HTTP requests per URL, then per method (decoded: at most [`MAX_BATCH_REQUEST_STATS`]).
     #[serde(default, deserialize_with = "bounded::urls")]
     pub urls: BTreeMap<String, BTreeMap<String, RequestStats>>,
-    /// Custom counters.
-    #[serde(default)]
+    /// Custom counters (at most [`MAX_COUNTERS`], then [`OTHER_COUNTER`]; decoded: at most
+    /// that many entries).
+    #[serde(default, deserialize_with = "bounded::counters")]
     pub counters: BTreeMap<String, u64>,
     /// WebSocket totals.
     #[serde(default)]
@@ -638,12 +670,22 @@ impl Stats {
 
     /// Increments custom counter `name`.
     pub fn incr_counter(&mut self, name: &str) {
-        match self.counters.get_mut(name) {
-            Some(n) => one_more(n),
-            None => {
-                self.counters.insert(name.to_owned(), 1);
-            }
+        one_more(self.counter_entry(name));
+    }
+
+    /// The entry of counter `name`: at most [`MAX_COUNTERS`] counters, then [`OTHER_COUNTER`].
+    fn counter_entry(&mut self, name: &str) -> &mut u64 {
+        let known = self.counters.contains_key(name);
+        let has_other = self.counters.contains_key(OTHER_COUNTER);
+        let name = if known || self.counters.len() - usize::from(has_other) < MAX_COUNTERS {
+            name
+        } else {
+            OTHER_COUNTER
+        };
+        if !self.counters.contains_key(name) {
+            self.counters.insert(name.to_owned(), 0);
         }
+        self.counters.get_mut(name).expect("inserted")
     }
 
     /// Counts an opened WebSocket.
@@ -704,7 +746,7 @@ impl Stats {
         }
         for (name, n) in &other.counters {
             if *n > 0 {
-                let c = self.counters.entry(name.clone()).or_insert(0);
+                let c = self.counter_entry(name);
                 *c = c.saturating_add(*n);
             }
         }
@@ -1106,6 +1148,32 @@ mod tests {
         assert_eq!(s.problems.len(), MAX_PROBLEMS);
         assert_eq!(s.problems_dropped, 7);
         assert_eq!(s.tests["t"].counts.errors, (MAX_PROBLEMS + 7) as u64);
+    }
+
+    #[test]
+    fn distinct_counters_are_bounded() {
+        // A runner's incr_counter names are its own: one per message must not grow the run.
+        let mut s = Stats::default();
+        for i in 0..(MAX_COUNTERS + 50) {
+            s.incr_counter(&format!("c{i}"));
+        }
+        s.incr_counter("c0");
+        assert_eq!(s.counters.len(), MAX_COUNTERS + 1);
+        assert_eq!(s.counters["c0"], 2);
+        assert_eq!(s.counters[OTHER_COUNTER], 50);
+        // Merging keeps the bound, and so does decoding a batch.
+        let mut other = Stats::default();
+        other.counters.insert("late".into(), 3);
+        s.merge(&other);
+        assert_eq!(s.counters.len(), MAX_COUNTERS + 1);
+        assert_eq!(s.counters[OTHER_COUNTER], 53);
+        let batch = |n: usize| {
+            let entries: Vec<String> = (0..n).map(|i| format!("\"c{i}\":1")).collect();
+            format!("{{\"counters\":{{{}}}}}", entries.join(","))
+        };
+        assert!(serde_json::from_str::<Stats>(&batch(MAX_COUNTERS + 1)).is_ok());
+        let e = serde_json::from_str::<Stats>(&batch(MAX_COUNTERS + 2)).expect_err("over");
+        assert!(e.to_string().contains("counters"), "{e}");
     }
 
     #[test]
