@@ -190,6 +190,8 @@ pub(crate) fn entry<'m>(
     max: usize,
     other: &str,
 ) -> &'m mut TestStats {
+    let name = super::stats::cut(name, super::stats::MAX_NAME_BYTES);
+    let name = &*name;
     if !map.contains_key(name) {
         let has_other = map.contains_key(other);
         if map.len() - usize::from(has_other) < max {

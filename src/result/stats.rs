@@ -73,6 +73,29 @@ pub const MAX_BATCH_SECONDS: usize = 600;
 pub const MAX_PROBLEMS: usize = 100;
 /// The URL under which requests beyond [`MAX_URLS`] distinct URLs are counted.
 pub const OTHER_URL: &str = "(other URLs)";
+/// The longest URL, test, scenario, hook, counter name or problem kind kept, in bytes; a longer
+/// one is cut there (at a character boundary) and ends with `…` ([`cut`]). An external runner's
+/// strings may be as long as its message (16 MiB).
+pub const MAX_NAME_BYTES: usize = 2048;
+/// The longest HTTP method kept, in bytes (then cut as [`MAX_NAME_BYTES`] says).
+pub const MAX_METHOD_BYTES: usize = 64;
+/// The longest problem message or traceback kept, in bytes (then cut as [`MAX_NAME_BYTES`]
+/// says).
+pub const MAX_MESSAGE_BYTES: usize = 8192;
+
+/// `text`, or its first `max` bytes at most (at a character boundary) followed by `…` when it
+/// is longer: what the maps and problems of a [`Stats`] keep of a name or message.
+pub(crate) fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}…", &text[..end]))
+}
+
 /// Distinct custom counters kept; increments of more are counted under [`OTHER_COUNTER`] (an
 /// external runner names its counters: one name per message must not grow the run).
 pub const MAX_COUNTERS: usize = 1000;
@@ -493,6 +516,8 @@ impl Stats {
     /// The entry of `(url, method)`: at most [`MAX_URLS`] pairs, then `(OTHER_URL, method)` for
     /// at most [`MAX_OTHER_METHODS`] methods, then `(OTHER_URL, OTHER_METHOD)`.
     fn url_entry(&mut self, method: &str, url: &str) -> &mut RequestStats {
+        let (url, method) = (cut(url, MAX_NAME_BYTES), cut(method, MAX_METHOD_BYTES));
+        let (url, method) = (&*url, &*method);
         let known = self.urls.get(url).is_some_and(|m| m.contains_key(method));
         if known {
             // The common case: one more lookup per level, none of the checks below.
@@ -648,6 +673,11 @@ impl Stats {
         traceback: &str,
         count: u64,
     ) {
+        let test = cut(test, MAX_NAME_BYTES);
+        let message = cut(message, MAX_MESSAGE_BYTES);
+        let kind = cut(kind, MAX_NAME_BYTES);
+        let traceback = cut(traceback, MAX_MESSAGE_BYTES);
+        let (test, message, kind, traceback) = (&*test, &*message, &*kind, &*traceback);
         if let Some(p) = self
             .problems
             .iter_mut()
@@ -675,6 +705,8 @@ impl Stats {
 
     /// The entry of counter `name`: at most [`MAX_COUNTERS`] counters, then [`OTHER_COUNTER`].
     fn counter_entry(&mut self, name: &str) -> &mut u64 {
+        let name = cut(name, MAX_NAME_BYTES);
+        let name = &*name;
         let known = self.counters.contains_key(name);
         let has_other = self.counters.contains_key(OTHER_COUNTER);
         let name = if known || self.counters.len() - usize::from(has_other) < MAX_COUNTERS {
@@ -1174,6 +1206,46 @@ mod tests {
         assert!(serde_json::from_str::<Stats>(&batch(MAX_COUNTERS + 1)).is_ok());
         let e = serde_json::from_str::<Stats>(&batch(MAX_COUNTERS + 2)).expect_err("over");
         assert!(e.to_string().contains("counters"), "{e}");
+    }
+
+    #[test]
+    fn names_and_messages_of_any_length_are_cut() {
+        // An external runner's strings may be as long as its message (16 MiB): kept whole, a
+        // thousand URLs or a hundred problems of that size would hold gigabytes.
+        let huge = "é".repeat(1 << 20);
+        let mut s = Stats::default();
+        s.record_request(&huge, &huge, 200, 10, 0);
+        s.record_start(&huge);
+        s.record_success(&huge, 0);
+        s.incr_counter(&huge);
+        s.record_problem(ProblemKind::Error, &huge, &huge, &huge, &huge, 0);
+        let (url, methods) = s.urls.iter().next().expect("a URL");
+        let (method, _) = methods.iter().next().expect("a method");
+        let test = s.tests.keys().next().expect("a test");
+        let counter = s.counters.keys().next().expect("a counter");
+        let p = &s.problems[0];
+        for (what, text, max) in [
+            ("url", url, MAX_NAME_BYTES),
+            ("method", method, MAX_METHOD_BYTES),
+            ("test", test, MAX_NAME_BYTES),
+            ("counter", counter, MAX_NAME_BYTES),
+            ("problem test", &p.test, MAX_NAME_BYTES),
+            ("message", &p.message, MAX_MESSAGE_BYTES),
+            ("kind", &p.kind, MAX_NAME_BYTES),
+            ("traceback", &p.traceback, MAX_MESSAGE_BYTES),
+        ] {
+            assert!(text.len() <= max + '…'.len_utf8(), "{what}: {}", text.len());
+            assert!(text.ends_with('…'), "{what}");
+        }
+        // The same long name is the same entry, and a short one is kept as it is.
+        s.record_start(&huge);
+        s.record_problem(ProblemKind::Error, &huge, &huge, &huge, &huge, 0);
+        assert_eq!(s.tests.len(), 1);
+        assert_eq!(s.tests.values().next().expect("t").counts.started, 2);
+        assert_eq!(s.problems.len(), 1);
+        assert_eq!(s.problems[0].count, 2);
+        s.record_request("GET", "/short", 200, 10, 0);
+        assert!(s.urls.contains_key("/short"));
     }
 
     #[test]
