@@ -224,6 +224,12 @@ fn config_file_type_errors_say_what_is_expected() {
         ("duration = true\n", "a duration"),
         ("output = 3\n", "an output name"),
         ("hits = 2\nduration = 3\n", "config keys hits and duration"),
+        // A bare word is no TOML value: said so, not "invalid boolean, expected `true`".
+        (
+            "users = ten\n",
+            "line 2: key `users`: `ten` is not a TOML value",
+        ),
+        ("server-url = http://x:1\n", "server-url = \"http://x:1\""),
     ] {
         let path = dir.join("bad.toml");
         std::fs::write(&path, format!("test = \"example::get_root\"\n{text}")).expect("write");
