@@ -224,6 +224,12 @@ fn config_file_type_errors_say_what_is_expected() {
         ("duration = true\n", "a duration"),
         ("output = 3\n", "an output name"),
         ("hits = 2\nduration = 3\n", "config keys hits and duration"),
+        // A bare word is no TOML value: said so, not "invalid boolean, expected `true`".
+        (
+            "users = ten\n",
+            "line 2: key `users`: `ten` is not a TOML value",
+        ),
+        ("server-url = http://x:1\n", "server-url = \"http://x:1\""),
     ] {
         let path = dir.join("bad.toml");
         std::fs::write(&path, format!("test = \"example::get_root\"\n{text}")).expect("write");
@@ -574,4 +580,49 @@ fn a_listing_whose_reader_has_gone_ends_quietly() {
         status.signal() == Some(13) || status.code() == Some(0),
         "{status:?}: {err}"
     );
+}
+
+#[test]
+fn the_live_rates_of_slow_responses_are_the_runs_rates() {
+    // 10 users whose hits take one second each, their starts spread over a second: 10 hits
+    // and 10 requests a second, steadily. The live line's rates over its window must say so,
+    // not leave out the hits and requests still in flight (it said 8 and 8: the last second of
+    // its window was always empty, a hit being counted only once it ends).
+    let server = DemoServer::start();
+    let out = run_with_limit(
+        &[
+            "run",
+            "example::slow_1s",
+            "-s",
+            &server.url,
+            "-u",
+            "10",
+            "--ramp-up",
+            "1s",
+            "-d",
+            "11s",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("[   10s]"))
+        .unwrap_or_else(|| panic!("no live line at 10 s in:\n{err}"));
+    let rate = |unit: &str| -> f64 {
+        let before = line
+            .split(" · ")
+            .find(|p| p.ends_with(unit))
+            .unwrap_or_else(|| panic!("no {unit} in {line:?}"));
+        before
+            .rsplit(' ')
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no number before {unit} in {line:?}"))
+    };
+    for unit in ["hits/s", "req/s"] {
+        let r = rate(unit);
+        assert_eq!(r, 10.0, "{unit} in {line:?}");
+    }
 }

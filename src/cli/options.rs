@@ -70,7 +70,10 @@ pub(super) fn read_options<T: Serialize + DeserializeOwned + Default + Args>(
             path.display()
         ));
     }
-    let mut table: toml::Table = toml::from_str(&text).map_err(|e| invalid(&e))?;
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| match bare_word(&text, &e) {
+        Some(said) => invalid(&said),
+        None => invalid(&e),
+    })?;
     // Keys holding a list of tables of their own (`[[scenario]]`), each mapped by its reader.
     let mut lists = toml::Table::new();
     for (key, read) in nested {
@@ -88,6 +91,36 @@ pub(super) fn read_options<T: Serialize + DeserializeOwned + Default + Args>(
     toml::Value::Table(mapped)
         .try_into()
         .map_err(|e| invalid(&e))
+}
+
+/// What to say when the TOML of a config file does not parse because a value is a bare word
+/// (`users = ten`, `server-url = http://host`, v1's INI habit), where the TOML parser says
+/// "invalid boolean, expected `true`" or "string values must be quoted": the line, the key,
+/// and the same line written as TOML. `None` for any other parse error.
+fn bare_word(text: &str, e: &toml::de::Error) -> Option<String> {
+    let span = e.span()?;
+    let value = text.get(span.clone())?.trim();
+    let bare = value
+        .chars()
+        .next()
+        .is_some_and(|c| !matches!(c, '"' | '\'' | '[' | '{'))
+        && !matches!(value, "true" | "false" | "inf" | "nan")
+        && !value.contains('\n');
+    if !bare {
+        return None;
+    }
+    let line_start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[..span.start].matches('\n').count() + 1;
+    let key = text[line_start..span.start]
+        .trim()
+        .strip_suffix('=')?
+        .trim();
+    if key.is_empty() || key.contains(['=', '"', '\'', '[']) {
+        return None;
+    }
+    Some(format!(
+        "line {line}: key `{key}`: `{value}` is not a TOML value (the only bare words are true and false): write text in quotes, {key} = {value:?}, and numbers in digits"
+    ))
 }
 
 /// A reader of a config key that holds a list of tables with keys of their own (see

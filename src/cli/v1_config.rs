@@ -9,12 +9,25 @@
 pub(super) fn toml_equivalent(text: &str) -> Option<String> {
     let mut in_loads = false;
     let mut seen_loads = false;
-    let mut out = String::new();
-    for line in text.lines() {
-        let line = line.trim();
+    // The `[loads]` section's keys and values, in order; an indented line continues the value
+    // above it (INI as Python's configparser reads it: v1's `include_file` over several lines).
+    let mut entries: Vec<(String, String)> = Vec::new();
+    let mut continues = false;
+    for raw in text.lines() {
+        let line = raw.trim();
         if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
             continue;
         }
+        let indented = raw.starts_with([' ', '\t']);
+        if indented
+            && continues
+            && let Some((_, value)) = entries.last_mut()
+        {
+            value.push('\n');
+            value.push_str(line);
+            continue;
+        }
+        continues = false;
         if line.starts_with('[') && line.ends_with(']') {
             in_loads = line[1..line.len() - 1].trim() == "loads";
             seen_loads |= in_loads;
@@ -26,8 +39,12 @@ pub(super) fn toml_equivalent(text: &str) -> Option<String> {
         let Some((key, value)) = line.split_once('=').or_else(|| line.split_once(':')) else {
             continue;
         };
-        let (key, value) = (key.trim().replace('-', "_"), value.trim());
-        out.push_str(&entry(&key, value));
+        entries.push((key.trim().replace('-', "_"), value.trim().to_owned()));
+        continues = true;
+    }
+    let mut out = String::new();
+    for (key, value) in &entries {
+        out.push_str(&entry(key, value));
         out.push('\n');
     }
     seen_loads.then_some(out)
@@ -106,5 +123,20 @@ mod tests {
         let parsed: toml::Table = toml::from_str(&toml_text).expect("TOML");
         assert_eq!(parsed["hits"].as_str(), Some("5"));
         assert!(toml_equivalent("users = 3\n").is_none());
+    }
+
+    #[test]
+    fn indented_lines_continue_the_value_above() {
+        // INI (Python's configparser, which v1 read its file with): an indented line goes on
+        // with the value of the key above it; it was dropped, and its files with it.
+        let v1 = "[loads]\ninclude_file = *.py\n    data/*.json\n\tfixtures.csv\nusers = 5\n";
+        let toml_text = toml_equivalent(v1).expect("a v1 file");
+        assert!(
+            toml_text.contains("include-file = [\"*.py\", \"data/*.json\", \"fixtures.csv\"]"),
+            "{toml_text}"
+        );
+        assert!(toml_text.contains("users = \"5\""), "{toml_text}");
+        let parsed: toml::Table = toml::from_str(&toml_text).expect("TOML");
+        assert_eq!(parsed["include-file"].as_array().map(Vec::len), Some(3));
     }
 }

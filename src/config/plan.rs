@@ -406,16 +406,17 @@ impl Plan {
                     .iter()
                     .map(|(r, d)| format!("{r}/s:{}", humantime::format_duration(*d)))
                     .collect();
+                let pool = match max_users {
+                    1 => "1 user".to_owned(),
+                    n => format!("{n} users"),
+                };
                 return if stages.len() == 1 && (stages[0].0 - start).abs() < 1e-9 {
                     format!(
-                        "{start}/s for {}, at most {max_users} users",
+                        "{start}/s for {}, at most {pool}",
                         humantime::format_duration(stages[0].1)
                     )
                 } else {
-                    format!(
-                        "rate from {start}/s: {}, at most {max_users} users",
-                        rates.join(",")
-                    )
+                    format!("rate from {start}/s: {}, at most {pool}", rates.join(","))
                 };
             }
         }
@@ -526,6 +527,22 @@ mod tests {
         assert_eq!(d.total_hits(), None);
         assert_eq!(d.total_duration(), Some(Duration::from_secs(6)));
         assert_eq!(d.describe(), "users 2:4 for 3s each");
+        // The open model's pool of one user is "1 user" too (it said "at most 1 users").
+        let open = |max_users, end: f64| Plan {
+            model: Model::Rate {
+                start: 200.0,
+                stages: vec![(end, Duration::from_secs(2))],
+                max_users,
+                offset: 0.0,
+            },
+            ..plan("1", "1")
+        };
+        assert_eq!(open(1, 200.0).describe(), "200/s for 2s, at most 1 user");
+        assert_eq!(open(5, 200.0).describe(), "200/s for 2s, at most 5 users");
+        assert_eq!(
+            open(1, 100.0).describe(),
+            "rate from 200/s: 100/s:2s, at most 1 user"
+        );
     }
 
     #[test]

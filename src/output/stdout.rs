@@ -2,6 +2,7 @@
 //! the summary at the end of the run, on standard output.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::VecDeque;
 use std::io::{IsTerminal as _, Write as _};
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,9 @@ pub struct StdoutOutput {
     last_plain: Instant,
     /// The warning that no request got an answer was given.
     warned_unreachable: bool,
+    /// The run's totals of hits and requests at its recent ticks, oldest first (one at least
+    /// [`WINDOW`] old at most): the live line's rates are their growth.
+    recent: VecDeque<(Instant, u64, u64)>,
 }
 
 impl Default for StdoutOutput {
@@ -34,29 +38,50 @@ impl StdoutOutput {
             tty: std::io::stderr().is_terminal(),
             last_plain: Instant::now(),
             warned_unreachable: false,
+            recent: VecDeque::new(),
         }
     }
 
-    /// The live line: totals so far, then the rates and the p95 request time over the last
-    /// [`WINDOW`] complete seconds. A hit is counted in the second it ends and a request in the
-    /// second it starts: over a window of several seconds both rates agree, where one second
-    /// alone would alternate between them when requests take about a second.
-    fn live(result: &TestResult) -> String {
+    /// Notes the run's totals now, for the rates of [`live`](Self::live), and forgets those
+    /// older than the one that opens the window.
+    fn note_totals(&mut self, result: &TestResult) {
+        let now = Instant::now();
+        let hits = result.totals().hits;
+        let requests = result.stats().requests.count;
+        self.recent.push_back((now, hits, requests));
+        while self
+            .recent
+            .get(1)
+            .is_some_and(|(at, ..)| now.duration_since(*at) >= Duration::from_secs(WINDOW))
+        {
+            self.recent.pop_front();
+        }
+    }
+
+    /// The live line: totals so far, the rates of hits and of requests over the last
+    /// [`WINDOW`] seconds, and the p95 request time of the requests started in its complete
+    /// seconds. Both rates are the growth of the totals, which count a hit and its requests
+    /// when they end: a window of the timeline's seconds (dated by their start) left out every
+    /// hit still in flight, 20 % of them with one-second responses and all of them with
+    /// responses longer than the window.
+    fn live(&self, result: &TestResult) -> String {
         if let Some(w) = result.waiting() {
             return w.to_owned();
         }
         let stats = result.stats();
         let t = result.totals();
+        let (mut hits, mut requests, mut seconds) = (0, 0, 1.0);
+        if let (Some(first), Some(last)) = (self.recent.front(), self.recent.back()) {
+            hits = last.1.saturating_sub(first.1);
+            requests = last.2.saturating_sub(first.2);
+            seconds = last.0.duration_since(first.0).as_secs_f64().max(1.0);
+        }
         let now = unix_now();
         let started = result.started().timestamp();
         // Complete seconds only, and not before the run started.
         let from = (now - WINDOW as i64).max(started);
-        let seconds = (now - from).max(1) as f64;
-        let (mut hits, mut requests) = (0u64, 0u64);
         let mut latency: Option<crate::result::Latency> = None;
         for (_, s) in stats.timeline.range(from..now) {
-            hits += s.hits;
-            requests += s.requests;
             if let Some(l) = &s.latency {
                 match &mut latency {
                     Some(all) => all.add(l),
@@ -131,6 +156,8 @@ impl Observer for StdoutOutput {
             .map(|u| format!(" against {u}"))
             .unwrap_or_default();
         eprintln!("Running {} ({}){target}", meta.test, meta.plan);
+        self.recent.clear();
+        self.recent.push_back((Instant::now(), 0, 0));
         if self.tty {
             let (len, template) = match (meta.planned_hits, meta.planned_duration) {
                 (Some(h), _) => (
@@ -156,6 +183,7 @@ impl Observer for StdoutOutput {
 
     fn on_tick(&mut self, result: &TestResult) {
         self.warn_if_unreachable(result);
+        self.note_totals(result);
         let meta = result.meta();
         let position = match (meta.planned_hits, meta.planned_duration) {
             (Some(_), _) => result.totals().hits,
@@ -164,7 +192,7 @@ impl Observer for StdoutOutput {
         };
         if let Some(bar) = &self.bar {
             bar.set_position(position);
-            bar.set_message(Self::live(result));
+            bar.set_message(self.live(result));
         } else if self.last_plain.elapsed() >= PLAIN_EVERY {
             self.last_plain = Instant::now();
             let planned = match meta.planned_hits {
@@ -174,7 +202,7 @@ impl Observer for StdoutOutput {
             eprintln!(
                 "[{:>5.0}s] {}{planned}",
                 result.duration().as_secs_f64(),
-                Self::live(result)
+                self.live(result)
             );
         }
     }

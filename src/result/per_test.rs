@@ -74,13 +74,15 @@ impl TestCounts {
 
     /// Counts the start and the end of one hit with `outcome`.
     fn count(&mut self, outcome: &HitOutcome<'_>) {
-        self.started += 1;
-        self.hits += 1;
-        match outcome.problem_kind() {
-            None => self.successes += 1,
-            Some(ProblemKind::Failure) => self.failures += 1,
-            Some(ProblemKind::Error) => self.errors += 1,
+        for n in [&mut self.started, &mut self.hits] {
+            *n = n.saturating_add(1);
         }
+        let n = match outcome.problem_kind() {
+            None => &mut self.successes,
+            Some(ProblemKind::Failure) => &mut self.failures,
+            Some(ProblemKind::Error) => &mut self.errors,
+        };
+        *n = n.saturating_add(1);
     }
 }
 
@@ -188,6 +190,8 @@ pub(crate) fn entry<'m>(
     max: usize,
     other: &str,
 ) -> &'m mut TestStats {
+    let name = super::stats::cut(name, super::stats::MAX_NAME_BYTES);
+    let name = &*name;
     if !map.contains_key(name) {
         let has_other = map.contains_key(other);
         if map.len() - usize::from(has_other) < max {

@@ -560,6 +560,77 @@ mod tests {
     }
 
     #[test]
+    fn counts_at_their_maximum_saturate_instead_of_panicking() {
+        // A runner's batch may claim any count; the single events that follow it must not
+        // overflow them (a panic of the receiver thread ended the run).
+        const MAX: u64 = u64::MAX;
+        let now = 1_795_669_200;
+        let empty = serde_json::to_value(crate::result::stats::RequestStats::default())
+            .expect("ser")["latency"]
+            .clone();
+        let batch = json!({"data_type": "batch", "run_id": "r",
+            "tests": {"t": {"started": MAX, "hits": MAX, "successes": MAX, "failures": MAX,
+                            "errors": MAX}},
+            "requests": {"count": MAX, "statuses": {"200": MAX, "201": MAX, "0": MAX, "500": MAX},
+                         "latency": empty},
+            "urls": {"http://x/": {"GET": {"count": MAX, "statuses": {"200": MAX},
+                                           "latency": empty}}},
+            "counters": {"c": MAX},
+            "sockets": {"opened": MAX, "closed": MAX, "messages_received": MAX,
+                        "bytes_received": MAX, "messages_sent": MAX, "bytes_sent": MAX},
+            "timeline": {now.to_string(): {"hits": MAX, "successes": MAX, "failures": MAX,
+                          "errors": MAX, "requests": MAX, "socket_messages": MAX,
+                          "users": MAX}}});
+        let st = json!([1, 1, 1, 1]);
+        let mut stats = Stats::default();
+        one(batch).apply_to(&mut stats, now);
+        for msg in [
+            json!({"data_type": "startTest", "test": "t", "loads_status": st}),
+            json!({"data_type": "addSuccess", "test": "t", "loads_status": st}),
+            json!({"data_type": "addFailure", "test": "t", "loads_status": st,
+                   "exc_info": ["no", "AssertionError", ""]}),
+            json!({"data_type": "addError", "test": "t", "loads_status": st,
+                   "exc_info": ["boom", "ValueError", ""]}),
+            json!({"data_type": "add_hit", "url": "http://x/", "method": "GET", "status": 200,
+                   "started": "2026-11-26T05:00:00", "elapsed": 0.1, "loads_status": st}),
+            json!({"data_type": "incr_counter", "test": "t", "name": "c", "loads_status": st}),
+            json!({"data_type": "socket_open"}),
+            json!({"data_type": "socket_close"}),
+            json!({"data_type": "socket_message", "size": 1}),
+            json!({"data_type": "socket_message", "size": 1, "direction": "sent"}),
+        ] {
+            let mut msg = msg;
+            msg["run_id"] = json!("r");
+            one(msg).apply_to(&mut stats, now);
+        }
+        let t = &stats.tests["t"].counts;
+        assert_eq!(
+            (t.started, t.hits, t.successes, t.failures, t.errors),
+            (MAX, MAX, MAX, MAX, MAX)
+        );
+        assert_eq!(stats.requests.count, MAX);
+        assert_eq!(stats.requests.statuses[&200], MAX);
+        assert_eq!(stats.requests.successes(), MAX);
+        assert_eq!(stats.requests.http_errors(), MAX);
+        assert_eq!(stats.urls["http://x/"]["GET"].count, MAX);
+        assert_eq!(stats.counters["c"], MAX);
+        let s = &stats.sockets;
+        assert_eq!((s.opened, s.closed), (MAX, MAX));
+        assert_eq!((s.messages_received, s.messages_sent), (MAX, MAX));
+        let second = &stats.timeline[&now];
+        assert_eq!(
+            (
+                second.hits,
+                second.successes,
+                second.failures,
+                second.errors
+            ),
+            (MAX, MAX, MAX, MAX)
+        );
+        assert_eq!((second.requests, second.socket_messages), (MAX, MAX));
+    }
+
+    #[test]
     fn batch_fields_are_the_fields_of_stats() {
         let stats = Stats {
             open: Some(Box::default()),

@@ -73,6 +73,34 @@ pub const MAX_BATCH_SECONDS: usize = 600;
 pub const MAX_PROBLEMS: usize = 100;
 /// The URL under which requests beyond [`MAX_URLS`] distinct URLs are counted.
 pub const OTHER_URL: &str = "(other URLs)";
+/// The longest URL, test, scenario, hook, counter name or problem kind kept, in bytes; a longer
+/// one is cut there (at a character boundary) and ends with `…` ([`cut`]). An external runner's
+/// strings may be as long as its message (16 MiB).
+pub const MAX_NAME_BYTES: usize = 2048;
+/// The longest HTTP method kept, in bytes (then cut as [`MAX_NAME_BYTES`] says).
+pub const MAX_METHOD_BYTES: usize = 64;
+/// The longest problem message or traceback kept, in bytes (then cut as [`MAX_NAME_BYTES`]
+/// says).
+pub const MAX_MESSAGE_BYTES: usize = 8192;
+
+/// `text`, or its first `max` bytes at most (at a character boundary) followed by `…` when it
+/// is longer: what the maps and problems of a [`Stats`] keep of a name or message.
+pub(crate) fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}…", &text[..end]))
+}
+
+/// Distinct custom counters kept; increments of more are counted under [`OTHER_COUNTER`] (an
+/// external runner names its counters: one name per message must not grow the run).
+pub const MAX_COUNTERS: usize = 1000;
+/// The counter under which counters beyond [`MAX_COUNTERS`] are counted.
+pub const OTHER_COUNTER: &str = "(other counters)";
 /// Serde for maps with integer keys, written as JSON object keys (strings). Needed because a
 /// batch travels inside an internally tagged enum, where serde cannot read integer keys back.
 mod int_keys {
@@ -110,7 +138,8 @@ mod int_keys {
 /// legitimate batch has before decoding (allocating) the entry over the bound.
 mod bounded {
     use super::{
-        MAX_BATCH_REQUEST_STATS, MAX_BATCH_SECONDS, RequestStats, Second, TIMELINE_SIGFIG,
+        MAX_BATCH_REQUEST_STATS, MAX_BATCH_SECONDS, MAX_COUNTERS, RequestStats, Second,
+        TIMELINE_SIGFIG,
     };
     use serde::Deserializer;
     use serde::de::{DeserializeSeed, Error as _, MapAccess, Visitor};
@@ -166,6 +195,31 @@ mod bounded {
             }
         }
         d.deserialize_map(ByUrl)
+    }
+
+    /// `counters`: at most [`MAX_COUNTERS`] counters and the overflow one.
+    pub fn counters<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, u64>, D::Error> {
+        struct Counters;
+        impl<'de> Visitor<'de> for Counters {
+            type Value = BTreeMap<String, u64>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of counter names to counts")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    if out.len() > MAX_COUNTERS && !out.contains_key(&name) {
+                        return Err(A::Error::custom(format!(
+                            "more than {} counters",
+                            MAX_COUNTERS + 1
+                        )));
+                    }
+                    out.insert(name, map.next_value::<u64>()?);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(Counters)
     }
 
     /// `timeline`: integer keys (as strings), at most [`MAX_BATCH_SECONDS`] of them, with
@@ -232,8 +286,8 @@ impl Default for RequestStats {
 
 impl RequestStats {
     pub(crate) fn record(&mut self, status: u16, micros: u64) {
-        self.count += 1;
-        *self.statuses.entry(status).or_insert(0) += 1;
+        one_more(&mut self.count);
+        one_more(self.statuses.entry(status).or_insert(0));
         self.latency.record(micros);
     }
 
@@ -260,8 +314,8 @@ impl RequestStats {
         self.statuses
             .iter()
             .filter(|(s, _)| (1..400).contains(*s))
-            .map(|(_, n)| n)
-            .sum()
+            .map(|(_, n)| *n)
+            .fold(0, u64::saturating_add)
     }
 
     /// Requests without a response (status 0) or with a status of 400 or more.
@@ -269,8 +323,8 @@ impl RequestStats {
         self.statuses
             .iter()
             .filter(|(s, _)| **s == 0 || **s >= 400)
-            .map(|(_, n)| n)
-            .sum()
+            .map(|(_, n)| *n)
+            .fold(0, u64::saturating_add)
     }
 }
 
@@ -348,8 +402,9 @@ pub struct Stats {
     /// HTTP requests per URL, then per method (decoded: at most [`MAX_BATCH_REQUEST_STATS`]).
     #[serde(default, deserialize_with = "bounded::urls")]
     pub urls: BTreeMap<String, BTreeMap<String, RequestStats>>,
-    /// Custom counters.
-    #[serde(default)]
+    /// Custom counters (at most [`MAX_COUNTERS`], then [`OTHER_COUNTER`]; decoded: at most
+    /// that many entries).
+    #[serde(default, deserialize_with = "bounded::counters")]
     pub counters: BTreeMap<String, u64>,
     /// WebSocket totals.
     #[serde(default)]
@@ -437,7 +492,7 @@ impl Stats {
         self.requests.record(status, micros);
         self.url_entry(method, url).record(status, micros);
         let s = self.timeline.entry(second).or_default();
-        s.requests += 1;
+        one_more(&mut s.requests);
         s.latency_mut().record(micros);
     }
 
@@ -461,6 +516,8 @@ impl Stats {
     /// The entry of `(url, method)`: at most [`MAX_URLS`] pairs, then `(OTHER_URL, method)` for
     /// at most [`MAX_OTHER_METHODS`] methods, then `(OTHER_URL, OTHER_METHOD)`.
     fn url_entry(&mut self, method: &str, url: &str) -> &mut RequestStats {
+        let (url, method) = (cut(url, MAX_NAME_BYTES), cut(method, MAX_METHOD_BYTES));
+        let (url, method) = (&*url, &*method);
         let known = self.urls.get(url).is_some_and(|m| m.contains_key(method));
         if known {
             // The common case: one more lookup per level, none of the checks below.
@@ -569,14 +626,14 @@ impl Stats {
 
     /// Counts the start of a hit (`startTest`: events arrive one by one).
     pub fn record_start(&mut self, test: &str) {
-        self.test_entry(test).counts.started += 1;
+        one_more(&mut self.test_entry(test).counts.started);
     }
 
     /// Counts the end of a successful hit, finished during unix second `second` (`addSuccess`).
     pub fn record_success(&mut self, test: &str, second: i64) {
         let t = self.test_entry(test);
-        t.counts.hits += 1;
-        t.counts.successes += 1;
+        one_more(&mut t.counts.hits);
+        one_more(&mut t.counts.successes);
         self.count_hit_second(second, None);
     }
 
@@ -598,10 +655,10 @@ impl Stats {
         second: i64,
     ) {
         let t = self.test_entry(test);
-        t.counts.hits += 1;
+        one_more(&mut t.counts.hits);
         match outcome {
-            ProblemKind::Failure => t.counts.failures += 1,
-            ProblemKind::Error => t.counts.errors += 1,
+            ProblemKind::Failure => one_more(&mut t.counts.failures),
+            ProblemKind::Error => one_more(&mut t.counts.errors),
         }
         self.count_hit_second(second, Some(outcome));
         self.add_problem(outcome, test, message, kind, traceback, 1);
@@ -616,6 +673,11 @@ impl Stats {
         traceback: &str,
         count: u64,
     ) {
+        let test = cut(test, MAX_NAME_BYTES);
+        let message = cut(message, MAX_MESSAGE_BYTES);
+        let kind = cut(kind, MAX_NAME_BYTES);
+        let traceback = cut(traceback, MAX_MESSAGE_BYTES);
+        let (test, message, kind, traceback) = (&*test, &*message, &*kind, &*traceback);
         if let Some(p) = self
             .problems
             .iter_mut()
@@ -638,42 +700,55 @@ impl Stats {
 
     /// Increments custom counter `name`.
     pub fn incr_counter(&mut self, name: &str) {
-        match self.counters.get_mut(name) {
-            Some(n) => *n += 1,
-            None => {
-                self.counters.insert(name.to_owned(), 1);
-            }
+        one_more(self.counter_entry(name));
+    }
+
+    /// The entry of counter `name`: at most [`MAX_COUNTERS`] counters, then [`OTHER_COUNTER`].
+    fn counter_entry(&mut self, name: &str) -> &mut u64 {
+        let name = cut(name, MAX_NAME_BYTES);
+        let name = &*name;
+        let known = self.counters.contains_key(name);
+        let has_other = self.counters.contains_key(OTHER_COUNTER);
+        let name = if known || self.counters.len() - usize::from(has_other) < MAX_COUNTERS {
+            name
+        } else {
+            OTHER_COUNTER
+        };
+        if !self.counters.contains_key(name) {
+            self.counters.insert(name.to_owned(), 0);
         }
+        self.counters.get_mut(name).expect("inserted")
     }
 
     /// Counts an opened WebSocket.
     pub fn socket_open(&mut self) {
-        self.sockets.opened += 1;
+        one_more(&mut self.sockets.opened);
     }
 
     /// Counts a closed WebSocket.
     pub fn socket_close(&mut self) {
-        self.sockets.closed += 1;
+        one_more(&mut self.sockets.closed);
     }
 
     /// Counts a WebSocket message of `size` bytes, during unix second `second`.
     pub fn socket_message(&mut self, size: u64, direction: Direction, second: i64) {
         match direction {
             Direction::Received => {
-                self.sockets.messages_received += 1;
+                one_more(&mut self.sockets.messages_received);
                 self.sockets.bytes_received = self.sockets.bytes_received.saturating_add(size);
             }
             Direction::Sent => {
-                self.sockets.messages_sent += 1;
+                one_more(&mut self.sockets.messages_sent);
                 self.sockets.bytes_sent = self.sockets.bytes_sent.saturating_add(size);
             }
         }
-        self.timeline.entry(second).or_default().socket_messages += 1;
+        one_more(&mut self.timeline.entry(second).or_default().socket_messages);
     }
 
     /// Sets the active-users sample of unix second `second`.
     pub fn sample_users(&mut self, second: i64, users: u64) {
-        self.timeline.entry(second).or_default().users += users;
+        let s = self.timeline.entry(second).or_default();
+        s.users = s.users.saturating_add(users);
     }
 
     /// Adds everything in `other` to `self`.
@@ -703,7 +778,7 @@ impl Stats {
         }
         for (name, n) in &other.counters {
             if *n > 0 {
-                let c = self.counters.entry(name.clone()).or_insert(0);
+                let c = self.counter_entry(name);
                 *c = c.saturating_add(*n);
             }
         }
@@ -844,12 +919,18 @@ impl Stats {
 
 /// One more hit that ended (with `problem`, if any) in the second `s`.
 pub(crate) fn count_hit(s: &mut Second, problem: Option<ProblemKind>) {
-    s.hits += 1;
+    one_more(&mut s.hits);
     match problem {
-        None => s.successes += 1,
-        Some(ProblemKind::Failure) => s.failures += 1,
-        Some(ProblemKind::Error) => s.errors += 1,
+        None => one_more(&mut s.successes),
+        Some(ProblemKind::Failure) => one_more(&mut s.failures),
+        Some(ProblemKind::Error) => one_more(&mut s.errors),
     }
+}
+
+/// Counts one more in `n`, saturating: a runner's batch may have put any count there, and the
+/// single events that follow must not overflow it (a panic of the receiver, or a wrap to 0).
+pub(crate) fn one_more(n: &mut u64) {
+    *n = n.saturating_add(1);
 }
 
 #[cfg(test)]
@@ -1099,6 +1180,72 @@ mod tests {
         assert_eq!(s.problems.len(), MAX_PROBLEMS);
         assert_eq!(s.problems_dropped, 7);
         assert_eq!(s.tests["t"].counts.errors, (MAX_PROBLEMS + 7) as u64);
+    }
+
+    #[test]
+    fn distinct_counters_are_bounded() {
+        // A runner's incr_counter names are its own: one per message must not grow the run.
+        let mut s = Stats::default();
+        for i in 0..(MAX_COUNTERS + 50) {
+            s.incr_counter(&format!("c{i}"));
+        }
+        s.incr_counter("c0");
+        assert_eq!(s.counters.len(), MAX_COUNTERS + 1);
+        assert_eq!(s.counters["c0"], 2);
+        assert_eq!(s.counters[OTHER_COUNTER], 50);
+        // Merging keeps the bound, and so does decoding a batch.
+        let mut other = Stats::default();
+        other.counters.insert("late".into(), 3);
+        s.merge(&other);
+        assert_eq!(s.counters.len(), MAX_COUNTERS + 1);
+        assert_eq!(s.counters[OTHER_COUNTER], 53);
+        let batch = |n: usize| {
+            let entries: Vec<String> = (0..n).map(|i| format!("\"c{i}\":1")).collect();
+            format!("{{\"counters\":{{{}}}}}", entries.join(","))
+        };
+        assert!(serde_json::from_str::<Stats>(&batch(MAX_COUNTERS + 1)).is_ok());
+        let e = serde_json::from_str::<Stats>(&batch(MAX_COUNTERS + 2)).expect_err("over");
+        assert!(e.to_string().contains("counters"), "{e}");
+    }
+
+    #[test]
+    fn names_and_messages_of_any_length_are_cut() {
+        // An external runner's strings may be as long as its message (16 MiB): kept whole, a
+        // thousand URLs or a hundred problems of that size would hold gigabytes.
+        let huge = "é".repeat(1 << 20);
+        let mut s = Stats::default();
+        s.record_request(&huge, &huge, 200, 10, 0);
+        s.record_start(&huge);
+        s.record_success(&huge, 0);
+        s.incr_counter(&huge);
+        s.record_problem(ProblemKind::Error, &huge, &huge, &huge, &huge, 0);
+        let (url, methods) = s.urls.iter().next().expect("a URL");
+        let (method, _) = methods.iter().next().expect("a method");
+        let test = s.tests.keys().next().expect("a test");
+        let counter = s.counters.keys().next().expect("a counter");
+        let p = &s.problems[0];
+        for (what, text, max) in [
+            ("url", url, MAX_NAME_BYTES),
+            ("method", method, MAX_METHOD_BYTES),
+            ("test", test, MAX_NAME_BYTES),
+            ("counter", counter, MAX_NAME_BYTES),
+            ("problem test", &p.test, MAX_NAME_BYTES),
+            ("message", &p.message, MAX_MESSAGE_BYTES),
+            ("kind", &p.kind, MAX_NAME_BYTES),
+            ("traceback", &p.traceback, MAX_MESSAGE_BYTES),
+        ] {
+            assert!(text.len() <= max + '…'.len_utf8(), "{what}: {}", text.len());
+            assert!(text.ends_with('…'), "{what}");
+        }
+        // The same long name is the same entry, and a short one is kept as it is.
+        s.record_start(&huge);
+        s.record_problem(ProblemKind::Error, &huge, &huge, &huge, &huge, 0);
+        assert_eq!(s.tests.len(), 1);
+        assert_eq!(s.tests.values().next().expect("t").counts.started, 2);
+        assert_eq!(s.problems.len(), 1);
+        assert_eq!(s.problems[0].count, 2);
+        s.record_request("GET", "/short", 200, 10, 0);
+        assert!(s.urls.contains_key("/short"));
     }
 
     #[test]
