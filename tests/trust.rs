@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::cluster::{Cluster, endpoint, keygen, run_id_of};
+use common::cluster::{Cluster, FakeAgent, endpoint, keygen, run_id_of, vm_hwm_kib};
 use common::{DemoServer, figure, loads, run_with_limit, stderr, stdout};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -769,4 +769,118 @@ fn a_database_that_cannot_be_opened_is_named_once() {
         1,
         "the path once: {err}"
     );
+}
+
+/// Base64 of a per-second histogram as workers send it (V2 + deflate, the timeline's range and
+/// precision) holding one request of 1 ms.
+fn second_histogram() -> String {
+    use base64::Engine as _;
+    use hdrhistogram::serialization::Serializer as _;
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 86_400_000_000, 2).expect("h");
+    h.record(1000).expect("record");
+    let mut buf = Vec::new();
+    hdrhistogram::serialization::V2DeflateSerializer::new()
+        .serialize(&h, &mut buf)
+        .expect("serialize");
+    base64::engine::general_purpose::STANDARD.encode(&buf)
+}
+
+#[test]
+fn seconds_a_worker_dates_outside_the_run_cost_neither_broker_nor_caller() {
+    // An agent with a valid key plays its worker: batches of 600 timeline seconds each (the
+    // most a batch may carry), each second with its histogram (31 KiB once decoded), dated in
+    // 2002. Merged as they came, 6000 of them held 6000 histograms in the broker and in the
+    // caller until their next compaction, and 6000 seconds in the caller's timeline for good.
+    let cluster = Cluster::start("stray-seconds", 0);
+    let mut agent = FakeAgent::register(&cluster.back, "fake-agent-1");
+    let dir = cluster.dir.join("summary");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let summary = dir.join("summary.json");
+    let caller = loads()
+        .args([
+            "run",
+            "example::health",
+            "--agents",
+            "1",
+            "-u",
+            "1",
+            "--hits",
+            "1",
+            "-s",
+            "http://127.0.0.1:9",
+            "--broker",
+            &cluster.front,
+            "-q",
+            "-o",
+            "json",
+            "--output-json-path",
+            summary.to_str().expect("utf8"),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("caller");
+    let job = agent.take_job(Duration::from_secs(120));
+    let (run_id, token) = (
+        job["run_id"].as_str().expect("run id").to_owned(),
+        job["token"].as_str().expect("token").to_owned(),
+    );
+    let ctx = zmq::Context::new();
+    let push = ctx.socket(zmq::PUSH).expect("push");
+    push.set_linger(5000).expect("linger");
+    push.connect(&endpoint(&cluster.broker.line, "receiver"))
+        .expect("connect");
+    let send = |mut event: serde_json::Value| {
+        event["run_id"] = run_id.clone().into();
+        event["agent_id"] = agent.id.clone().into();
+        event["hostname"] = "fake".into();
+        push.send_multipart([token.as_bytes(), event.to_string().as_bytes()], 0)
+            .expect("send");
+    };
+    let broker_pid = cluster.broker.child.id();
+    let before = vm_hwm_kib(broker_pid);
+    let h = second_histogram();
+    for b in 0..10i64 {
+        let timeline: serde_json::Map<String, serde_json::Value> = (0..600)
+            .map(|j| {
+                let second = serde_json::json!({
+                    "hits": 0, "successes": 0, "failures": 0, "errors": 0, "requests": 1,
+                    "socket_messages": 0, "users": 0, "latency": h,
+                });
+                ((1_009_843_200 + b * 600 + j).to_string(), second)
+            })
+            .collect();
+        send(serde_json::json!({"data_type": "batch", "timeline": timeline}));
+    }
+    send(
+        serde_json::json!({"data_type": "batch", "tests": {"example::health":
+        {"started": 1, "hits": 1, "successes": 1, "failures": 0, "errors": 0}}}),
+    );
+    send(serde_json::json!({"data_type": "stopTestRun"}));
+    // The broker takes them in a few turns of its loop.
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < deadline {
+        agent.beat();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = vm_hwm_kib(broker_pid);
+    agent.send(&serde_json::json!({"command": "worker_exited", "run_id": run_id, "code": 0}));
+    let out = wait_within(caller, Duration::from_secs(120));
+    let err = stderr(&out);
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary")).expect("json");
+    let grew = after.saturating_sub(before) / 1024;
+    eprintln!("the broker's peak memory grew by {grew} MiB");
+    assert!(
+        grew < 100,
+        "the broker's peak memory grew by {grew} MiB ({before} KiB to {after} KiB)"
+    );
+    assert_eq!(j["hits"], 1, "{err}");
+    let seconds = j["timeline"].as_array().expect("timeline").len();
+    assert!(
+        seconds < 30,
+        "{seconds} timeline seconds in the caller's summary"
+    );
+    assert!(err.contains("figures dated outside the run"), "{err}");
 }

@@ -4,12 +4,15 @@
 //! shared with local runs (`runner::collector`), merged into per-period batches or one by one
 //! with `--raw-events`. Messages are read tolerantly, v1 producers' forms included
 //! (`result::runner_message`). Malformed messages, messages of another run and messages of an
-//! unknown type are counted ([`Rejected`]), never fatal to the receiver.
+//! unknown type are counted ([`Rejected`]), never fatal to the receiver; so are the figures a
+//! runner dates outside the run, which are left out of the per-second timeline
+//! (`result::timeline`'s window).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::result::stats::{TIMELINE_SLACK, Window};
 use crate::result::{Event, EventSink, Item, Stats, read_runner_message, unix_now};
 use crate::runner::RunError;
 use crate::runner::collector::{Turn, collect};
@@ -34,6 +37,11 @@ pub struct Rejected {
     pub ignored: u64,
     /// The first ignored `data_type` (at most 60 characters), for the warning.
     pub first_ignored: Option<String>,
+    /// Requests, hits and messages of this run dated outside it (an `add_hit`'s `started`, a
+    /// batch's timeline seconds, earlier than [`TIMELINE_SLACK`] before the receiver started
+    /// or later than [`TIMELINE_SLACK`] after they came): counted in the totals, left out of
+    /// the per-second timeline ([`Window`]).
+    pub untimed: u64,
 }
 
 impl Rejected {
@@ -72,6 +80,12 @@ impl Rejected {
                 "the receiver ignored {} message(s) of a data_type it does not know (the first: {:?}); a counter is sent as {{\"data_type\": \"incr_counter\", \"name\": NAME, ...}}, not with its name as the data_type",
                 self.ignored,
                 self.first_ignored.as_deref().unwrap_or_default()
+            ));
+        }
+        if self.untimed > 0 {
+            warnings.push(format!(
+                "{} request(s), hit(s) or message(s) of the test runners were dated more than {TIMELINE_SLACK} s before the run or after they came (add_hit's started, a batch's timeline): they count in the totals but not in the per-second timeline; is the runners' clock right?",
+                self.untimed
             ));
         }
         warnings
@@ -116,6 +130,7 @@ pub(super) fn receive<S: EventSink>(
     r: &Receiving,
 ) -> (S, Rejected) {
     let mut rejected = Rejected::default();
+    let started = unix_now();
     let mut last_flush = Instant::now();
     let mut last_message = Instant::now();
     collect(
@@ -129,7 +144,7 @@ pub(super) fn receive<S: EventSink>(
                     break;
                 };
                 last_message = Instant::now();
-                accept(&msg, r, sink, batch, &mut rejected);
+                accept(&msg, r, started, sink, batch, &mut rejected);
             }
             let finished = r.done.load(Ordering::SeqCst) && last_message.elapsed() >= DRAIN_QUIET;
             let due = last_flush.elapsed() >= r.every;
@@ -147,10 +162,11 @@ pub(super) fn receive<S: EventSink>(
     (sink, rejected)
 }
 
-/// One message from a runner.
+/// One message from a runner, for the run the receiver started at unix second `started`.
 fn accept<S: EventSink>(
     msg: &[u8],
     r: &Receiving,
+    started: i64,
     sink: &mut S,
     batch: &mut Stats,
     rejected: &mut Rejected,
@@ -173,11 +189,22 @@ fn accept<S: EventSink>(
         return;
     }
     rejected.this_run += 1;
+    let now = unix_now();
+    // The seconds the runner dates its figures with are filed only within the run's window:
+    // one message per second of 1970 must not add a second per message to the run.
+    let window = Window::of_run(started, now);
+    let mut untimed = 0u64;
     message.for_each(|item| match item {
         // The runner's own start and stop are not the run's.
         Item::Event(Event::StartTestRun | Event::StopTestRun) => {}
-        Item::Event(event) if r.raw => sink.ingest(event),
-        Item::Event(event) => event.apply_to(batch, unix_now()),
+        Item::Event(event) if r.raw => {
+            // Handed on as it is: the sink files it within its own window.
+            untimed = untimed.saturating_add(event.untimed_in(window));
+            sink.ingest(event);
+        }
+        Item::Event(event) => {
+            untimed = untimed.saturating_add(event.apply_within(batch, now, window));
+        }
         Item::Ignored(data_type) => {
             rejected.ignored += 1;
             if rejected.ignored <= 10 {
@@ -189,6 +216,14 @@ fn accept<S: EventSink>(
         }
         Item::Malformed(why) => malformed(rejected, &why, msg),
     });
+    if untimed > 0 {
+        if rejected.untimed == 0 {
+            tracing::warn!(
+                "a test runner sent figures dated outside the run (more than {TIMELINE_SLACK} s before it or after now): they count in the totals, not in the per-second timeline; the rest are counted, not logged"
+            );
+        }
+        rejected.untimed = rejected.untimed.saturating_add(untimed);
+    }
 }
 
 /// Counts a malformed message (or part of a v1 batch), logging the first few.
