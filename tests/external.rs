@@ -609,6 +609,8 @@ fn self_runner() -> String {
 /// - `stray-seconds`: 2000 `add_hit` dated each a second of its own, 1000 in 2001 and 1000 in
 ///   2096; 5 batches of 600 timeline seconds of 2002, each with 1 request; then 2 `add_hit`
 ///   dated now and 1 dated 100 s ago. Every message of this run.
+/// - `long-strings`: 3 messages of another run whose run id is 1 MiB long, 3 malformed
+///   messages of this run whose `status` is a string of 1 MiB, then 1 `add_hit` dated now.
 #[test]
 #[ignore = "an external runner, started by loads in the tests that need one"]
 fn self_runner_child() {
@@ -633,6 +635,21 @@ fn self_runner_child() {
             "started": chrono::DateTime::from_timestamp(t, 0).expect("time").to_rfc3339(),
         })
     };
+    if mode == "long-strings" {
+        let long = |c: &str| c.repeat(1 << 20);
+        for _ in 0..3 {
+            let mut foreign = add_hit(chrono::Utc::now().timestamp());
+            foreign["run_id"] = long("x").into();
+            push.send(foreign.to_string().as_bytes(), 0).expect("send");
+            let mut malformed = add_hit(chrono::Utc::now().timestamp());
+            malformed["status"] = long("y").into();
+            send(malformed);
+        }
+        send(add_hit(chrono::Utc::now().timestamp()));
+        drop(push);
+        drop(ctx);
+        return;
+    }
     assert_eq!(mode, "stray-seconds", "unknown LOADS_SELF_RUNNER");
     for i in 0..1000 {
         send(add_hit(978_307_200 + i));
@@ -712,4 +729,53 @@ fn seconds_a_runner_dates_outside_the_run_do_not_grow_its_timeline() {
             "raw {raw}: {err}"
         );
     }
+}
+
+#[test]
+fn a_runner_s_long_strings_are_cut_in_the_log() {
+    // A run id of 1 MiB (another run's) and a field of 1 MiB that the decoder quotes in its
+    // reason: the first ten of each are logged, so each was written whole, ten times.
+    let dir = tmpdir("long-strings");
+    let (path, p) = summary_json(&dir, "sum");
+    let runner = self_runner();
+    let out = common::run_env(
+        &dir,
+        &[("LOADS_SELF_RUNNER", "long-strings")],
+        &[
+            "run",
+            "self.long",
+            "--test-runner",
+            &runner,
+            "-u",
+            "1",
+            "--hits",
+            "1",
+            "-q",
+            "-o",
+            "json",
+            "--output-json-path",
+            &p,
+        ],
+        Duration::from_secs(120),
+    );
+    let err = stderr(&out);
+    let start: String = err.chars().take(2000).collect();
+    let j = read_json(&path);
+    assert_eq!(j["requests"], 1, "{start}");
+    assert!(
+        err.len() < 16 * 1024,
+        "{} bytes on stderr: {start}…",
+        err.len()
+    );
+    assert_eq!(
+        err.matches("ignored a message of another run").count(),
+        3,
+        "{start}"
+    );
+    assert_eq!(
+        err.matches("ignored a malformed message").count(),
+        3,
+        "{start}"
+    );
+    assert!(err.contains("xxx…"), "the run id, cut: {start}");
 }

@@ -785,18 +785,10 @@ fn second_histogram() -> String {
     base64::engine::general_purpose::STANDARD.encode(&buf)
 }
 
-#[test]
-fn seconds_a_worker_dates_outside_the_run_cost_neither_broker_nor_caller() {
-    // An agent with a valid key plays its worker: batches of 600 timeline seconds each (the
-    // most a batch may carry), each second with its histogram (31 KiB once decoded), dated in
-    // 2002. Merged as they came, 6000 of them held 6000 histograms in the broker and in the
-    // caller until their next compaction, and 6000 seconds in the caller's timeline for good.
-    let cluster = Cluster::start("stray-seconds", 0);
-    let mut agent = FakeAgent::register(&cluster.back, "fake-agent-1");
-    let dir = cluster.dir.join("summary");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let summary = dir.join("summary.json");
-    let caller = loads()
+/// `loads run example::health --agents 1 ...` on `cluster`, writing its JSON summary to
+/// `summary`: the caller of a run for a [`FakeAgent`] to take.
+fn caller_of_one_agent(cluster: &Cluster, summary: &std::path::Path) -> std::process::Child {
+    loads()
         .args([
             "run",
             "example::health",
@@ -820,7 +812,19 @@ fn seconds_a_worker_dates_outside_the_run_cost_neither_broker_nor_caller() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("caller");
+        .expect("caller")
+}
+
+#[test]
+fn seconds_a_worker_dates_outside_the_run_cost_neither_broker_nor_caller() {
+    // An agent with a valid key plays its worker: batches of 600 timeline seconds each (the
+    // most a batch may carry), each second with its histogram (31 KiB once decoded), dated in
+    // 2002. Merged as they came, 6000 of them held 6000 histograms in the broker and in the
+    // caller until their next compaction, and 6000 seconds in the caller's timeline for good.
+    let cluster = Cluster::start("stray-seconds", 0);
+    let mut agent = FakeAgent::register(&cluster.back, "fake-agent-1");
+    let summary = cluster.dir.join("summary.json");
+    let caller = caller_of_one_agent(&cluster, &summary);
     let job = agent.take_job(Duration::from_secs(120));
     let (run_id, token) = (
         job["run_id"].as_str().expect("run id").to_owned(),
@@ -883,4 +887,53 @@ fn seconds_a_worker_dates_outside_the_run_cost_neither_broker_nor_caller() {
         "{seconds} timeline seconds in the caller's summary"
     );
     assert!(err.contains("figures dated outside the run"), "{err}");
+}
+
+#[test]
+fn an_agent_s_long_host_names_are_cut() {
+    // An agent's host (1 MiB at most, the back socket's bound) is listed to every caller, and
+    // its worker's hostname (16 MiB at most) kept and shown in the summary's agents.
+    let cluster = Cluster::start("long-hosts", 0);
+    let mut agent = FakeAgent::register_on(&cluster.back, "fake-agent-1", &"h".repeat(512 << 10));
+    let ping = run_with_limit(
+        &["ping", "--broker", &cluster.front],
+        Duration::from_secs(30),
+    );
+    let listed = stdout(&ping);
+    let start: String = listed.chars().take(500).collect();
+    assert!(listed.contains("hhh…"), "{start}");
+    assert!(listed.len() < 16 * 1024, "{} bytes: {start}", listed.len());
+    let summary = cluster.dir.join("summary.json");
+    let caller = caller_of_one_agent(&cluster, &summary);
+    let job = agent.take_job(Duration::from_secs(120));
+    let run_id = job["run_id"].as_str().expect("run id").to_owned();
+    let token = job["token"].as_str().expect("token").to_owned();
+    let ctx = zmq::Context::new();
+    let push = ctx.socket(zmq::PUSH).expect("push");
+    push.set_linger(5000).expect("linger");
+    push.connect(&endpoint(&cluster.broker.line, "receiver"))
+        .expect("connect");
+    for event in [
+        serde_json::json!({"data_type": "batch", "tests": {"example::health":
+            {"started": 1, "hits": 1, "successes": 1, "failures": 0, "errors": 0}}}),
+        serde_json::json!({"data_type": "stopTestRun"}),
+    ] {
+        let mut event = event;
+        event["run_id"] = run_id.clone().into();
+        event["agent_id"] = agent.id.clone().into();
+        event["hostname"] = "n".repeat(1 << 20).into();
+        push.send_multipart([token.as_bytes(), event.to_string().as_bytes()], 0)
+            .expect("send");
+    }
+    agent.send(&serde_json::json!({"command": "worker_exited", "run_id": run_id, "code": 0}));
+    let out = wait_within(caller, Duration::from_secs(120));
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary")).expect("json");
+    assert_eq!(j["hits"], 1, "{}", stderr(&out));
+    let host = j["per_agent"][0]["hostname"].as_str().expect("hostname");
+    assert!(
+        host.len() <= 2048 + '…'.len_utf8() && host.ends_with('…'),
+        "{} bytes",
+        host.len()
+    );
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::event::Event;
 use super::recorder::unix_now;
-use super::stats::{Stats, TIMELINE_SLACK, TestCounts, Window};
+use super::stats::{MAX_NAME_BYTES, Stats, TIMELINE_SLACK, TestCounts, Window, cut};
 use super::summary::{
     AgentSummary, Delta, LatencySummary, LoadChange, OpenSummary, SUMMARY_FORMAT, SecondSummary,
     Summary, TestSummary, UrlSummary, compare, per_second as rate, statuses,
@@ -240,7 +240,8 @@ impl TestResult {
             .entry(id.to_owned())
             .or_insert_with(|| AgentSummary {
                 id: id.to_owned(),
-                hostname: hostname.to_owned(),
+                // A worker's hostname may be as long as its message: cut.
+                hostname: cut(hostname, MAX_NAME_BYTES).into_owned(),
                 ..AgentSummary::default()
             });
         a.hits = a.hits.saturating_add(hits);

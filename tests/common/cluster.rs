@@ -233,6 +233,11 @@ pub struct FakeAgent {
 impl FakeAgent {
     /// Registers with the broker whose back socket is `back` and waits for the welcome.
     pub fn register(back: &str, id: &str) -> FakeAgent {
+        Self::register_on(back, id, "fake")
+    }
+
+    /// The same, as an agent on host `host`.
+    pub fn register_on(back: &str, id: &str, host: &str) -> FakeAgent {
         let ctx = zmq::Context::new();
         let s = ctx.socket(zmq::DEALER).expect("dealer");
         s.set_identity(id.as_bytes()).expect("identity");
@@ -244,7 +249,7 @@ impl FakeAgent {
             last_beat: Instant::now(),
             _ctx: ctx,
         };
-        agent.send(&serde_json::json!({"command": "register", "host": "fake", "pid": 1}));
+        agent.send(&serde_json::json!({"command": "register", "host": host, "pid": 1}));
         agent.wait_for("welcome", Duration::from_secs(20));
         agent
     }

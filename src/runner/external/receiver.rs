@@ -12,13 +12,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::result::stats::{TIMELINE_SLACK, Window};
+use crate::result::stats::{TIMELINE_SLACK, Window, cut};
 use crate::result::{Event, EventSink, Item, Stats, read_runner_message, unix_now};
 use crate::runner::RunError;
 use crate::runner::collector::{Turn, collect};
 
 /// Largest message accepted from a runner: larger ones are refused by ZeroMQ, not allocated.
 const MAX_MESSAGE: i64 = 16 * 1024 * 1024;
+/// The most bytes of a runner's message, or of a string it sent, that a warning of the log
+/// shows (a run id, the start of a malformed message; a reason twice as many).
+const MAX_LOGGED: usize = 120;
 /// After the last runner of the run exited, how long the receiver waits for late messages.
 const DRAIN_QUIET: Duration = Duration::from_millis(300);
 
@@ -181,8 +184,9 @@ fn accept<S: EventSink>(
     if message.run_id() != Some(r.run_id.as_str()) {
         rejected.foreign += 1;
         if rejected.foreign <= 10 {
+            // The runner's run id may be as long as its message (16 MiB): cut.
             tracing::warn!(
-                run_id = message.run_id().unwrap_or("(none)"),
+                run_id = %cut(message.run_id().unwrap_or("(none)"), MAX_LOGGED),
                 "ignored a message of another run from a test runner"
             );
         }
@@ -230,7 +234,10 @@ fn accept<S: EventSink>(
 fn malformed(rejected: &mut Rejected, why: &str, msg: &[u8]) {
     rejected.malformed += 1;
     if rejected.malformed <= 10 || rejected.malformed.is_multiple_of(10_000) {
-        let shown = String::from_utf8_lossy(&msg[..msg.len().min(120)]).into_owned();
+        let shown = String::from_utf8_lossy(&msg[..msg.len().min(MAX_LOGGED)]).into_owned();
+        // The decoder's reason may quote the runner's field whole (`invalid type: string
+        // "…"`): cut too.
+        let why = cut(why, 2 * MAX_LOGGED);
         tracing::warn!(
             malformed = rejected.malformed,
             "ignored a malformed message from a test runner ({why}): {shown:?}"

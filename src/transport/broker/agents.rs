@@ -3,6 +3,7 @@
 //! registered with. (Workers' leases of data rows come on the same socket: `leases`.)
 
 use super::*;
+use crate::result::stats::MAX_NAME_BYTES;
 
 impl Broker {
     pub(super) fn on_agent(&mut self, frames: Vec<Vec<u8>>, user: &str, back: &zmq::Socket) {
@@ -53,7 +54,9 @@ impl Broker {
                 self.agents.insert(
                     id.clone(),
                     Agent {
-                        host,
+                        // Listed to callers (`loads agents`, the broker's page): an agent's
+                        // host may be as long as its message (1 MiB).
+                        host: crate::result::stats::cut(&host, MAX_NAME_BYTES).into_owned(),
                         pid,
                         last_seen: Instant::now(),
                         busy: None,
