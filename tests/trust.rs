@@ -937,3 +937,63 @@ fn an_agent_s_long_host_names_are_cut() {
         host.len()
     );
 }
+
+#[test]
+fn an_agent_s_repeated_worker_errors_do_not_grow_the_broker() {
+    // An agent with a valid key says again and again that the worker of its run failed, each
+    // time with an error of almost 1 MiB (the back socket's bound): the broker held each one,
+    // whole, until the run ended, and kept the first 100 (cut) only then.
+    let cluster = Cluster::start("worker-errors", 0);
+    let mut agent = FakeAgent::register(&cluster.back, "fake-agent-1");
+    let summary = cluster.dir.join("summary.json");
+    let caller = caller_of_one_agent(&cluster, &summary);
+    let job = agent.take_job(Duration::from_secs(120));
+    let run_id = job["run_id"].as_str().expect("run id").to_owned();
+    let broker_pid = cluster.broker.child.id();
+    let before = vm_hwm_kib(broker_pid);
+    let error = "e".repeat((1 << 20) - 1024);
+    for _ in 0..200 {
+        agent.send(&serde_json::json!({
+            "command": "worker_exited", "run_id": run_id, "code": 3, "error": error,
+        }));
+        agent.beat();
+    }
+    // The broker reads them in a few turns of its loop; the run ends 2 s after the last.
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = vm_hwm_kib(broker_pid);
+    let out = wait_within(caller, Duration::from_secs(120));
+    let grew = after.saturating_sub(before) / 1024;
+    eprintln!("the broker's peak memory grew by {grew} MiB");
+    assert!(
+        grew < 100,
+        "the broker's peak memory grew by {grew} MiB ({before} KiB to {after} KiB)"
+    );
+    // What the run keeps is what it kept before: the first 100, cut, and a count of the rest.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary")).expect("json");
+    let problems: Vec<&str> = j["run_problems"]
+        .as_array()
+        .expect("run problems")
+        .iter()
+        .filter_map(|p| p.as_str())
+        .collect();
+    let cut = format!(
+        "agent fake-agent-1: {}…",
+        &error[..2048 - "agent fake-agent-1: ".len()]
+    );
+    assert_eq!(
+        problems.iter().filter(|p| **p == cut).count(),
+        100,
+        "{} problems",
+        problems.len()
+    );
+    assert!(
+        problems.contains(&"100 more problems of this run were not kept (at most 100 are)"),
+        "{:?}",
+        problems
+            .iter()
+            .filter(|p| p.len() < 200)
+            .collect::<Vec<_>>()
+    );
+}

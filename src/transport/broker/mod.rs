@@ -116,8 +116,8 @@ struct ActiveRun {
     done: HashMap<String, Instant>,
     /// Agents whose worker exited, when the agent said so, and whether it exited cleanly.
     exited: BTreeMap<String, (Instant, bool)>,
-    /// Its problems so far; kept with its row when it ends ([`crate::db::bounded_problems`]).
-    errors: Vec<String>,
+    /// Its problems so far, bounded as they come; kept with its row when it ends.
+    errors: crate::db::RunProblems,
     started: Instant,
     /// Its figures so far, without a timeline (the broker uses the totals only; see `events`).
     stats: Stats,
