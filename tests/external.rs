@@ -3,7 +3,8 @@
 //! the Python client (`clients/python`) runs a unittest-style TestCase against the real demo
 //! server. They need a Python with pyzmq and requests: `LOADS_TEST_PYTHON` (default `python3`);
 //! `.ci/run` makes a virtual environment and sets `LOADS_REQUIRE_PYTHON=1`, so that a missing
-//! one fails there instead of skipping.
+//! one fails there instead of skipping. Runners that need nothing else are this test binary
+//! itself (`self_runner`), started by loads as any runner is.
 
 mod common;
 
@@ -591,4 +592,190 @@ fn a_hung_hits_runner_is_stopped_after_the_process_timeout() {
             stderr(&out)
         );
     }
+}
+
+/// The command line that runs this test binary as an external runner: [`self_runner_child`],
+/// doing what `LOADS_SELF_RUNNER` (in the environment loads passes on) says. A runner that
+/// needs no Python: these tests always run.
+fn self_runner() -> String {
+    format!(
+        "{} --exact self_runner_child --ignored --nocapture --test-threads 1",
+        std::env::current_exe().expect("test binary").display()
+    )
+}
+
+/// An external runner in a process of its own, started by loads ([`self_runner`]). With
+/// `LOADS_SELF_RUNNER`:
+/// - `stray-seconds`: 2000 `add_hit` dated each a second of its own, 1000 in 2001 and 1000 in
+///   2096; 5 batches of 600 timeline seconds of 2002, each with 1 request; then 2 `add_hit`
+///   dated now and 1 dated 100 s ago. Every message of this run.
+/// - `long-strings`: 3 messages of another run whose run id is 1 MiB long, 3 malformed
+///   messages of this run whose `status` is a string of 1 MiB, then 1 `add_hit` dated now.
+#[test]
+#[ignore = "an external runner, started by loads in the tests that need one"]
+fn self_runner_child() {
+    let Ok(mode) = std::env::var("LOADS_SELF_RUNNER") else {
+        return;
+    };
+    let endpoint = std::env::var("LOADS_ZMQ_RECEIVER").expect("LOADS_ZMQ_RECEIVER");
+    let run_id = std::env::var("LOADS_RUN_ID").expect("LOADS_RUN_ID");
+    let ctx = zmq::Context::new();
+    let push = ctx.socket(zmq::PUSH).expect("push");
+    // Everything is delivered before the process ends (at most 10 s of waiting).
+    push.set_linger(10_000).expect("linger");
+    push.connect(&endpoint).expect("connect");
+    let send = |mut msg: serde_json::Value| {
+        msg["run_id"] = run_id.clone().into();
+        push.send(msg.to_string().as_bytes(), 0).expect("send");
+    };
+    let add_hit = |t: i64| {
+        serde_json::json!({
+            "data_type": "add_hit", "url": "http://127.0.0.1/stray", "method": "GET",
+            "status": 200, "elapsed": 0.001, "loads_status": [1, 1, 1, 1],
+            "started": chrono::DateTime::from_timestamp(t, 0).expect("time").to_rfc3339(),
+        })
+    };
+    if mode == "long-strings" {
+        let long = |c: &str| c.repeat(1 << 20);
+        for _ in 0..3 {
+            let mut foreign = add_hit(chrono::Utc::now().timestamp());
+            foreign["run_id"] = long("x").into();
+            push.send(foreign.to_string().as_bytes(), 0).expect("send");
+            let mut malformed = add_hit(chrono::Utc::now().timestamp());
+            malformed["status"] = long("y").into();
+            send(malformed);
+        }
+        send(add_hit(chrono::Utc::now().timestamp()));
+        drop(push);
+        drop(ctx);
+        return;
+    }
+    assert_eq!(mode, "stray-seconds", "unknown LOADS_SELF_RUNNER");
+    for i in 0..1000 {
+        send(add_hit(978_307_200 + i));
+        send(add_hit(3_976_214_400 + i));
+    }
+    for b in 0..5 {
+        let timeline: serde_json::Map<String, serde_json::Value> = (0..600)
+            .map(|j| {
+                let second = serde_json::json!({
+                    "hits": 0, "successes": 0, "failures": 0, "errors": 0, "requests": 1,
+                    "socket_messages": 0, "users": 0,
+                });
+                ((1_009_843_200 + b * 600 + j).to_string(), second)
+            })
+            .collect();
+        send(serde_json::json!({"data_type": "batch", "timeline": timeline}));
+    }
+    let now = chrono::Utc::now().timestamp();
+    for t in [now, now, now - 100] {
+        send(add_hit(t));
+    }
+    drop(push);
+    drop(ctx);
+}
+
+#[test]
+fn seconds_a_runner_dates_outside_the_run_do_not_grow_its_timeline() {
+    // One second per message, from 1970 to the next century: each would have added a second
+    // (some 200 B, once compacted) to the run's timeline for as long as the run lasts.
+    let dir = tmpdir("stray-seconds");
+    let runner = self_runner();
+    for raw in [false, true] {
+        let (path, p) = summary_json(&dir, if raw { "raw" } else { "batched" });
+        let mut args = vec![
+            "run",
+            "self.stray",
+            "--test-runner",
+            &runner,
+            "-u",
+            "1",
+            "--hits",
+            "1",
+            "-q",
+            "-o",
+            "json",
+            "--output-json-path",
+            &p,
+        ];
+        if raw {
+            args.push("--raw-events");
+        }
+        let out = common::run_env(
+            &dir,
+            &[("LOADS_SELF_RUNNER", "stray-seconds")],
+            &args,
+            Duration::from_secs(120),
+        );
+        let err = stderr(&out);
+        let j = read_json(&path);
+        // Every request counts in the totals: 2000 + 3 sent one by one (the batches' seconds
+        // carry requests of their timeline only).
+        assert_eq!(j["requests"], 2003, "raw {raw}: {err}");
+        let timeline = j["timeline"].as_array().expect("timeline");
+        assert!(
+            timeline.len() < 30,
+            "raw {raw}: {} timeline seconds: {err}",
+            timeline.len()
+        );
+        // Those dated within the run are where they were dated, the one 100 s ago included.
+        let filed: u64 = timeline
+            .iter()
+            .map(|s| s["requests"].as_u64().unwrap_or(0))
+            .sum();
+        assert_eq!(filed, 3, "raw {raw}: {timeline:?}");
+        assert!(
+            err.contains("5000 request(s), hit(s) or message(s) of the test runners were dated"),
+            "raw {raw}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_runner_s_long_strings_are_cut_in_the_log() {
+    // A run id of 1 MiB (another run's) and a field of 1 MiB that the decoder quotes in its
+    // reason: the first ten of each are logged, so each was written whole, ten times.
+    let dir = tmpdir("long-strings");
+    let (path, p) = summary_json(&dir, "sum");
+    let runner = self_runner();
+    let out = common::run_env(
+        &dir,
+        &[("LOADS_SELF_RUNNER", "long-strings")],
+        &[
+            "run",
+            "self.long",
+            "--test-runner",
+            &runner,
+            "-u",
+            "1",
+            "--hits",
+            "1",
+            "-q",
+            "-o",
+            "json",
+            "--output-json-path",
+            &p,
+        ],
+        Duration::from_secs(120),
+    );
+    let err = stderr(&out);
+    let start: String = err.chars().take(2000).collect();
+    let j = read_json(&path);
+    assert_eq!(j["requests"], 1, "{start}");
+    assert!(
+        err.len() < 16 * 1024,
+        "{} bytes on stderr: {start}…",
+        err.len()
+    );
+    assert_eq!(
+        err.matches("ignored a message of another run").count(),
+        3,
+        "{start}"
+    );
+    assert_eq!(
+        err.matches("ignored a malformed message").count(),
+        3,
+        "{start}"
+    );
+    assert!(err.contains("xxx…"), "the run id, cut: {start}");
 }

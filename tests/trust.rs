@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::cluster::{Cluster, endpoint, keygen, run_id_of};
+use common::cluster::{Cluster, FakeAgent, endpoint, keygen, run_id_of, vm_hwm_kib};
 use common::{DemoServer, figure, loads, run_with_limit, stderr, stdout};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -768,5 +768,232 @@ fn a_database_that_cannot_be_opened_is_named_once() {
         err.matches("/proc/loads-no-such-dir").count(),
         1,
         "the path once: {err}"
+    );
+}
+
+/// Base64 of a per-second histogram as workers send it (V2 + deflate, the timeline's range and
+/// precision) holding one request of 1 ms.
+fn second_histogram() -> String {
+    use base64::Engine as _;
+    use hdrhistogram::serialization::Serializer as _;
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 86_400_000_000, 2).expect("h");
+    h.record(1000).expect("record");
+    let mut buf = Vec::new();
+    hdrhistogram::serialization::V2DeflateSerializer::new()
+        .serialize(&h, &mut buf)
+        .expect("serialize");
+    base64::engine::general_purpose::STANDARD.encode(&buf)
+}
+
+/// `loads run example::health --agents 1 ...` on `cluster`, writing its JSON summary to
+/// `summary`: the caller of a run for a [`FakeAgent`] to take.
+fn caller_of_one_agent(cluster: &Cluster, summary: &std::path::Path) -> std::process::Child {
+    loads()
+        .args([
+            "run",
+            "example::health",
+            "--agents",
+            "1",
+            "-u",
+            "1",
+            "--hits",
+            "1",
+            "-s",
+            "http://127.0.0.1:9",
+            "--broker",
+            &cluster.front,
+            "-q",
+            "-o",
+            "json",
+            "--output-json-path",
+            summary.to_str().expect("utf8"),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("caller")
+}
+
+#[test]
+fn seconds_a_worker_dates_outside_the_run_cost_neither_broker_nor_caller() {
+    // An agent with a valid key plays its worker: batches of 600 timeline seconds each (the
+    // most a batch may carry), each second with its histogram (31 KiB once decoded), dated in
+    // 2002. Merged as they came, 6000 of them held 6000 histograms in the broker and in the
+    // caller until their next compaction, and 6000 seconds in the caller's timeline for good.
+    let cluster = Cluster::start("stray-seconds", 0);
+    let mut agent = FakeAgent::register(&cluster.back, "fake-agent-1");
+    let summary = cluster.dir.join("summary.json");
+    let caller = caller_of_one_agent(&cluster, &summary);
+    let job = agent.take_job(Duration::from_secs(120));
+    let (run_id, token) = (
+        job["run_id"].as_str().expect("run id").to_owned(),
+        job["token"].as_str().expect("token").to_owned(),
+    );
+    let ctx = zmq::Context::new();
+    let push = ctx.socket(zmq::PUSH).expect("push");
+    push.set_linger(5000).expect("linger");
+    push.connect(&endpoint(&cluster.broker.line, "receiver"))
+        .expect("connect");
+    let send = |mut event: serde_json::Value| {
+        event["run_id"] = run_id.clone().into();
+        event["agent_id"] = agent.id.clone().into();
+        event["hostname"] = "fake".into();
+        push.send_multipart([token.as_bytes(), event.to_string().as_bytes()], 0)
+            .expect("send");
+    };
+    let broker_pid = cluster.broker.child.id();
+    let before = vm_hwm_kib(broker_pid);
+    let h = second_histogram();
+    for b in 0..10i64 {
+        let timeline: serde_json::Map<String, serde_json::Value> = (0..600)
+            .map(|j| {
+                let second = serde_json::json!({
+                    "hits": 0, "successes": 0, "failures": 0, "errors": 0, "requests": 1,
+                    "socket_messages": 0, "users": 0, "latency": h,
+                });
+                ((1_009_843_200 + b * 600 + j).to_string(), second)
+            })
+            .collect();
+        send(serde_json::json!({"data_type": "batch", "timeline": timeline}));
+    }
+    send(
+        serde_json::json!({"data_type": "batch", "tests": {"example::health":
+        {"started": 1, "hits": 1, "successes": 1, "failures": 0, "errors": 0}}}),
+    );
+    send(serde_json::json!({"data_type": "stopTestRun"}));
+    // The broker takes them in a few turns of its loop.
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < deadline {
+        agent.beat();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = vm_hwm_kib(broker_pid);
+    agent.send(&serde_json::json!({"command": "worker_exited", "run_id": run_id, "code": 0}));
+    let out = wait_within(caller, Duration::from_secs(120));
+    let err = stderr(&out);
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary")).expect("json");
+    let grew = after.saturating_sub(before) / 1024;
+    eprintln!("the broker's peak memory grew by {grew} MiB");
+    assert!(
+        grew < 100,
+        "the broker's peak memory grew by {grew} MiB ({before} KiB to {after} KiB)"
+    );
+    assert_eq!(j["hits"], 1, "{err}");
+    let seconds = j["timeline"].as_array().expect("timeline").len();
+    assert!(
+        seconds < 30,
+        "{seconds} timeline seconds in the caller's summary"
+    );
+    assert!(err.contains("figures dated outside the run"), "{err}");
+}
+
+#[test]
+fn an_agent_s_long_host_names_are_cut() {
+    // An agent's host (1 MiB at most, the back socket's bound) is listed to every caller, and
+    // its worker's hostname (16 MiB at most) kept and shown in the summary's agents.
+    let cluster = Cluster::start("long-hosts", 0);
+    let mut agent = FakeAgent::register_on(&cluster.back, "fake-agent-1", &"h".repeat(512 << 10));
+    let ping = run_with_limit(
+        &["ping", "--broker", &cluster.front],
+        Duration::from_secs(30),
+    );
+    let listed = stdout(&ping);
+    let start: String = listed.chars().take(500).collect();
+    assert!(listed.contains("hhh…"), "{start}");
+    assert!(listed.len() < 16 * 1024, "{} bytes: {start}", listed.len());
+    let summary = cluster.dir.join("summary.json");
+    let caller = caller_of_one_agent(&cluster, &summary);
+    let job = agent.take_job(Duration::from_secs(120));
+    let run_id = job["run_id"].as_str().expect("run id").to_owned();
+    let token = job["token"].as_str().expect("token").to_owned();
+    let ctx = zmq::Context::new();
+    let push = ctx.socket(zmq::PUSH).expect("push");
+    push.set_linger(5000).expect("linger");
+    push.connect(&endpoint(&cluster.broker.line, "receiver"))
+        .expect("connect");
+    for event in [
+        serde_json::json!({"data_type": "batch", "tests": {"example::health":
+            {"started": 1, "hits": 1, "successes": 1, "failures": 0, "errors": 0}}}),
+        serde_json::json!({"data_type": "stopTestRun"}),
+    ] {
+        let mut event = event;
+        event["run_id"] = run_id.clone().into();
+        event["agent_id"] = agent.id.clone().into();
+        event["hostname"] = "n".repeat(1 << 20).into();
+        push.send_multipart([token.as_bytes(), event.to_string().as_bytes()], 0)
+            .expect("send");
+    }
+    agent.send(&serde_json::json!({"command": "worker_exited", "run_id": run_id, "code": 0}));
+    let out = wait_within(caller, Duration::from_secs(120));
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary")).expect("json");
+    assert_eq!(j["hits"], 1, "{}", stderr(&out));
+    let host = j["per_agent"][0]["hostname"].as_str().expect("hostname");
+    assert!(
+        host.len() <= 2048 + '…'.len_utf8() && host.ends_with('…'),
+        "{} bytes",
+        host.len()
+    );
+}
+
+#[test]
+fn an_agent_s_repeated_worker_errors_do_not_grow_the_broker() {
+    // An agent with a valid key says again and again that the worker of its run failed, each
+    // time with an error of almost 1 MiB (the back socket's bound): the broker held each one,
+    // whole, until the run ended, and kept the first 100 (cut) only then.
+    let cluster = Cluster::start("worker-errors", 0);
+    let mut agent = FakeAgent::register(&cluster.back, "fake-agent-1");
+    let summary = cluster.dir.join("summary.json");
+    let caller = caller_of_one_agent(&cluster, &summary);
+    let job = agent.take_job(Duration::from_secs(120));
+    let run_id = job["run_id"].as_str().expect("run id").to_owned();
+    let broker_pid = cluster.broker.child.id();
+    let before = vm_hwm_kib(broker_pid);
+    let error = "e".repeat((1 << 20) - 1024);
+    for _ in 0..200 {
+        agent.send(&serde_json::json!({
+            "command": "worker_exited", "run_id": run_id, "code": 3, "error": error,
+        }));
+        agent.beat();
+    }
+    // The broker reads them in a few turns of its loop; the run ends 2 s after the last.
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = vm_hwm_kib(broker_pid);
+    let out = wait_within(caller, Duration::from_secs(120));
+    let grew = after.saturating_sub(before) / 1024;
+    eprintln!("the broker's peak memory grew by {grew} MiB");
+    assert!(
+        grew < 100,
+        "the broker's peak memory grew by {grew} MiB ({before} KiB to {after} KiB)"
+    );
+    // What the run keeps is what it kept before: the first 100, cut, and a count of the rest.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary")).expect("json");
+    let problems: Vec<&str> = j["run_problems"]
+        .as_array()
+        .expect("run problems")
+        .iter()
+        .filter_map(|p| p.as_str())
+        .collect();
+    let cut = format!(
+        "agent fake-agent-1: {}…",
+        &error[..2048 - "agent fake-agent-1: ".len()]
+    );
+    assert_eq!(
+        problems.iter().filter(|p| **p == cut).count(),
+        100,
+        "{} problems",
+        problems.len()
+    );
+    assert!(
+        problems.contains(&"100 more problems of this run were not kept (at most 100 are)"),
+        "{:?}",
+        problems
+            .iter()
+            .filter(|p| p.len() < 200)
+            .collect::<Vec<_>>()
     );
 }

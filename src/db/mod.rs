@@ -56,8 +56,8 @@ pub struct RunRow {
     pub unstored: u64,
     /// The problems of the run the broker saw, as its caller was told when it ended: a worker
     /// stopped by the user, not ready in time, failed, or not exiting when stopped. A few per
-    /// agent at most; kept to [`MAX_RUN_PROBLEMS`] of at most [`MAX_PROBLEM_BYTES`] each by
-    /// [`bounded_problems`]. Empty while the run goes on.
+    /// agent at most; kept to [`MAX_RUN_PROBLEMS`] of at most [`MAX_PROBLEM_BYTES`] each, and a
+    /// line that counts the others ([`RunProblems`]). Empty while the run goes on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
 }
@@ -73,27 +73,51 @@ pub const MAX_RUN_PROBLEMS: usize = 100;
 /// at a character boundary and ends with "…".
 pub const MAX_PROBLEM_BYTES: usize = 2048;
 
-/// `problems` as a run keeps them (stored, published at its end, notified): the first
-/// [`MAX_RUN_PROBLEMS`], each cut to [`MAX_PROBLEM_BYTES`], and a line that counts the others.
-pub fn bounded_problems(problems: &[String]) -> Vec<String> {
-    let mut kept: Vec<String> = problems
-        .iter()
-        .take(MAX_RUN_PROBLEMS)
-        .map(|p| {
-            if p.len() <= MAX_PROBLEM_BYTES {
-                p.clone()
-            } else {
-                format!("{}…", &p[..p.floor_char_boundary(MAX_PROBLEM_BYTES)])
-            }
-        })
-        .collect();
-    if problems.len() > MAX_RUN_PROBLEMS {
-        kept.push(format!(
-            "{} more problems of this run were not kept (at most {MAX_RUN_PROBLEMS} are)",
-            problems.len() - MAX_RUN_PROBLEMS
-        ));
+/// The problems of a run while it goes on, bounded as they come: the first
+/// [`MAX_RUN_PROBLEMS`], each cut to [`MAX_PROBLEM_BYTES`], and how many came after them. An
+/// agent's messages say how many problems a run has (a `worker_exited` of up to 1 MiB, again
+/// and again): the memory they take never grows past the bound. What the run keeps (stores,
+/// publishes at its end, notifies) is [`kept`](Self::kept).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunProblems {
+    kept: Vec<String>,
+    more: u64,
+}
+
+impl RunProblems {
+    /// Adds `problem`: kept (cut) while fewer than [`MAX_RUN_PROBLEMS`] are, else only counted.
+    pub fn push(&mut self, problem: &str) {
+        if self.kept.len() >= MAX_RUN_PROBLEMS {
+            self.more = self.more.saturating_add(1);
+            return;
+        }
+        self.kept.push(if problem.len() <= MAX_PROBLEM_BYTES {
+            problem.to_owned()
+        } else {
+            format!(
+                "{}…",
+                &problem[..problem.floor_char_boundary(MAX_PROBLEM_BYTES)]
+            )
+        });
     }
-    kept
+
+    /// Whether the run has had no problem.
+    pub fn is_empty(&self) -> bool {
+        self.kept.is_empty()
+    }
+
+    /// The problems as the run keeps them: the first [`MAX_RUN_PROBLEMS`] (cut), and a line
+    /// that counts the others.
+    pub fn kept(&self) -> Vec<String> {
+        let mut kept = self.kept.clone();
+        if self.more > 0 {
+            kept.push(format!(
+                "{} more problems of this run were not kept (at most {MAX_RUN_PROBLEMS} are)",
+                self.more
+            ));
+        }
+        kept
+    }
 }
 
 /// Everything stored about a run, for `loads report` and re-attaching.
@@ -487,11 +511,22 @@ mod tests {
 
     #[test]
     fn problems_are_kept_to_a_bounded_number_and_length() {
+        let bounded = |problems: &[String]| {
+            let mut run = RunProblems::default();
+            for p in problems {
+                run.push(p);
+            }
+            run
+        };
         let few = vec!["a".to_owned(), "b".to_owned()];
-        assert_eq!(bounded_problems(&few), few);
+        assert_eq!(bounded(&few).kept(), few);
+        assert!(bounded(&[]).is_empty() && !bounded(&few).is_empty());
         let long = "é".repeat(MAX_PROBLEM_BYTES);
         let many = vec![long; MAX_RUN_PROBLEMS + 3];
-        let kept = bounded_problems(&many);
+        let run = bounded(&many);
+        // Bounded as they come: no more than the bound is ever held.
+        assert_eq!(run.kept.len(), MAX_RUN_PROBLEMS);
+        let kept = run.kept();
         assert_eq!(kept.len(), MAX_RUN_PROBLEMS + 1);
         assert!(
             kept[..MAX_RUN_PROBLEMS]

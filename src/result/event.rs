@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 pub use super::stats::Direction;
-use super::stats::{ProblemKind, Stats};
+use super::stats::{ProblemKind, Stats, Window};
 
 /// `[hits, users, current_hit, current_user]`: the hits and users of the current cycle step, and
 /// which hit and which user an event belongs to (both 1-based). Serialised as a JSON array.
@@ -200,8 +200,37 @@ pub enum Event {
 
 impl Event {
     /// Applies this event to `stats`. `now` (unix seconds) dates the events that carry no time of their own.
-    /// Run-level events (`startTestRun`, `stopTestRun`) change nothing here.
+    /// Run-level events (`startTestRun`, `stopTestRun`) change nothing here. The seconds an
+    /// event carries (`add_hit`'s `started`, a batch's timeline) are taken as they are: for
+    /// events of sources a run does not control, [`apply_within`](Self::apply_within).
     pub fn apply_to(&self, stats: &mut Stats, now: i64) {
+        self.apply(stats, now, None);
+    }
+
+    /// Applies this event to `stats` as [`apply_to`](Self::apply_to) does, but files the
+    /// seconds it carries in the timeline only within `window` (the run's, see
+    /// [`Window`]); what is dated outside it counts in the totals only. Returns the figures
+    /// left out of the timeline (requests, hits, socket messages, dropped starts).
+    pub fn apply_within(&self, stats: &mut Stats, now: i64, window: Window) -> u64 {
+        self.apply(stats, now, Some(window))
+    }
+
+    /// The figures [`apply_within`](Self::apply_within) would leave out of the timeline with
+    /// `window`, without applying anything (for events handed on as they are).
+    pub fn untimed_in(&self, window: Window) -> u64 {
+        match self {
+            Event::AddHit { started, .. } => u64::from(!window.contains(started.timestamp())),
+            Event::Batch(b) => b
+                .timeline
+                .iter()
+                .filter(|(t, _)| !window.contains(**t))
+                .map(|(_, s)| s.figures())
+                .fold(0, u64::saturating_add),
+            _ => 0,
+        }
+    }
+
+    fn apply(&self, stats: &mut Stats, now: i64, window: Option<Window>) -> u64 {
         match self {
             Event::StartTestRun | Event::StopTestRun => {}
             Event::StopTest { test, elapsed, .. } => {
@@ -237,7 +266,14 @@ impl Event {
                 ..
             } => {
                 let micros = seconds_to_micros(*elapsed);
-                stats.record_request(method, url, *status, micros, started.timestamp());
+                let second = started.timestamp();
+                match window {
+                    None => stats.record_request(method, url, *status, micros, second),
+                    Some(w) => {
+                        let request = (method.as_str(), url.as_str(), *status, micros);
+                        return stats.record_request_within(request, second, now, w);
+                    }
+                }
             }
             Event::SocketOpen => stats.socket_open(),
             Event::SocketClose => stats.socket_close(),
@@ -245,8 +281,12 @@ impl Event {
                 stats.socket_message(*size, *direction, now)
             }
             Event::IncrCounter { name, .. } => stats.incr_counter(name),
-            Event::Batch(b) => stats.merge(b),
+            Event::Batch(b) => match window {
+                None => stats.merge(b),
+                Some(w) => return stats.merge_within(b, now, w),
+            },
         }
+        0
     }
 
     /// Every `data_type` tag, one per variant (what [`Event::data_type`] returns).

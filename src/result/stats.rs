@@ -23,6 +23,14 @@
 //! a run's merged result (1 + 1017 + 3 + 167) × 224 KiB ≈ 260 MiB plus 31 KiB for each timeline
 //! second not yet compacted (see [`Stats::compact_timeline`]). Tests, scenarios and hooks are
 //! few in practice, and their histograms grow with the durations they hold (auto-resizing).
+//!
+//! The number of timeline seconds is bounded by time, not by messages, for what a run's
+//! sources date themselves ([`Event::apply_within`](super::Event::apply_within),
+//! [`Stats::merge_within`]): seconds outside the run's [`Window`] are left out of the
+//! timeline (they count in the totals), and those more than [`TIMELINE_KEEP_FULL`] from now are
+//! added compacted, without a histogram. So the timeline of a run that lasted `T` seconds holds
+//! at most `T + 2 × `[`TIMELINE_SLACK`] seconds, of which at most `2 × TIMELINE_KEEP_FULL + 1`
+//! with a histogram.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -33,7 +41,7 @@ pub use super::per_test::{
     ProblemKind, TestCounts, TestStats,
 };
 use super::per_test::{bounded as per_test_bounded, entry};
-pub use super::timeline::{Second, TIMELINE_KEEP_FULL};
+pub use super::timeline::{Second, TIMELINE_KEEP_FULL, TIMELINE_SLACK, Window};
 
 /// Direction of a WebSocket message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -753,6 +761,70 @@ impl Stats {
 
     /// Adds everything in `other` to `self`.
     pub fn merge(&mut self, other: &Stats) {
+        self.merge_untimed(other);
+        for (t, s) in &other.timeline {
+            self.timeline.entry(*t).or_default().add(s);
+        }
+    }
+
+    /// Adds everything in `other` to `self`, but files in the timeline only the seconds of
+    /// `other` that are in `window`; of those, the seconds more than [`TIMELINE_KEEP_FULL`] from
+    /// `now` are added compacted (as the next [`compact_timeline`](Self::compact_timeline)
+    /// would leave them), so that no histogram is cloned for them. Returns the figures (hits,
+    /// requests, socket messages, dropped starts) of the seconds left out: they still count in
+    /// the totals, which `other` carries apart from its timeline.
+    pub fn merge_within(&mut self, other: &Stats, now: i64, window: Window) -> u64 {
+        self.merge_untimed(other);
+        let mut left_out = 0u64;
+        for (t, s) in &other.timeline {
+            if !window.contains(*t) {
+                left_out = left_out.saturating_add(s.figures());
+                continue;
+            }
+            let mine = self.timeline.entry(*t).or_default();
+            if is_recent(*t, now) {
+                mine.add(s);
+            } else {
+                mine.add_compacted(s);
+            }
+        }
+        left_out
+    }
+
+    /// Counts one HTTP request as [`record_request`](Self::record_request) does, but files it
+    /// in the timeline only when `second` is in `window`, compacted when it is more than
+    /// [`TIMELINE_KEEP_FULL`] from `now`. Returns 1 when it was left out of the timeline (it
+    /// counts in the totals all the same), else 0.
+    pub fn record_request_within(
+        &mut self,
+        request: (&str, &str, u16, u64),
+        second: i64,
+        now: i64,
+        window: Window,
+    ) -> u64 {
+        let (method, url, status, micros) = request;
+        if !window.contains(second) {
+            self.requests.record(status, micros);
+            self.url_entry(method, url).record(status, micros);
+            return 1;
+        }
+        if is_recent(second, now) {
+            self.record_request(method, url, status, micros, second);
+        } else {
+            self.requests.record(status, micros);
+            self.url_entry(method, url).record(status, micros);
+            let mut one = Second {
+                requests: 1,
+                ..Second::default()
+            };
+            one.latency_mut().record(micros);
+            self.timeline.entry(second).or_default().add_compacted(&one);
+        }
+        0
+    }
+
+    /// Everything [`merge`](Self::merge) adds but the timeline.
+    fn merge_untimed(&mut self, other: &Stats) {
         for (name, t) in &other.tests {
             if !t.is_empty() {
                 self.test_entry(name).add(t);
@@ -794,9 +866,6 @@ impl Stats {
             );
         }
         self.problems_dropped = self.problems_dropped.saturating_add(other.problems_dropped);
-        for (t, s) in &other.timeline {
-            self.timeline.entry(*t).or_default().add(s);
-        }
         if let Some(o) = &other.open {
             self.open_mut().add(o);
         }
@@ -915,6 +984,13 @@ impl Stats {
             .map(|h| h.counts.failures.saturating_add(h.counts.errors))
             .fold(0, u64::saturating_add)
     }
+}
+
+/// Whether `second` keeps its histogram at a tick at `now` (see
+/// [`Stats::compact_timeline`]).
+fn is_recent(second: i64, now: i64) -> bool {
+    second >= now.saturating_sub(TIMELINE_KEEP_FULL)
+        && second <= now.saturating_add(TIMELINE_KEEP_FULL)
 }
 
 /// One more hit that ended (with `problem`, if any) in the second `s`.
@@ -1294,6 +1370,56 @@ mod tests {
         assert!(s.timeline[&i64::MAX].latency.is_none());
         assert_eq!(s.timeline[&i64::MAX].quantiles().map(|q| q.count), Some(1));
         s.compact_timeline(i64::MIN);
+    }
+
+    #[test]
+    fn seconds_outside_the_window_count_in_the_totals_only() {
+        let now = 1_000_000;
+        let window = Window::of_run(now - 60, now);
+        let mut s = Stats::default();
+        // Within the window: filed; far from now: compacted at once. Outside: totals only.
+        for (second, left_out) in [(now, 0), (now - 100, 0), (0, 1), (i64::MAX, 1)] {
+            let got = s.record_request_within(("GET", "/a", 200, 1000), second, now, window);
+            assert_eq!(got, left_out, "{second}");
+        }
+        assert_eq!(s.requests.count, 4);
+        assert_eq!(s.urls["/a"]["GET"].count, 4);
+        assert_eq!(
+            s.timeline.keys().copied().collect::<Vec<_>>(),
+            [now - 100, now]
+        );
+        assert!(s.timeline[&now].latency.is_some());
+        assert!(s.timeline[&(now - 100)].latency.is_none());
+        assert_eq!(
+            s.timeline[&(now - 100)].quantiles().map(|q| q.count),
+            Some(1)
+        );
+        // A batch: its seconds outside the window are left out, and counted.
+        let mut batch = Stats::default();
+        for t in [now, now - 100, now - 1000, 7] {
+            batch.record_request("GET", "/b", 500, 2000, t);
+            batch.record_hit(&Hit {
+                second: t,
+                ..hit("t::x", None, 10, true)
+            });
+        }
+        let mut merged = Stats::default();
+        assert_eq!(merged.merge_within(&batch, now, window), 4);
+        assert_eq!(merged.requests.count, 4);
+        assert_eq!(merged.totals().hits, 4);
+        assert_eq!(merged.timeline.len(), 2);
+        assert!(merged.timeline[&(now - 100)].latency.is_none());
+        assert_eq!(merged.timeline[&(now - 100)].hits, 1);
+        assert_eq!(
+            merged.timeline[&(now - 100)].quantiles().map(|q| q.count),
+            Some(1)
+        );
+        assert_eq!(merged.timeline[&now], batch.timeline[&now]);
+        // Nothing at all for a holder that keeps no timeline.
+        let mut untimed = Stats::default();
+        assert_eq!(untimed.merge_within(&batch, now, Window::NOTHING), 8);
+        assert!(untimed.timeline.is_empty());
+        assert_eq!(untimed.totals(), batch.totals());
     }
 
     /// `h` in the V2 encoding, with its header patched by `patch` (and the length rewritten).

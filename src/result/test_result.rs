@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::event::Event;
 use super::recorder::unix_now;
-use super::stats::{Stats, TestCounts};
+use super::stats::{MAX_NAME_BYTES, Stats, TIMELINE_SLACK, TestCounts, Window, cut};
 use super::summary::{
     AgentSummary, Delta, LatencySummary, LoadChange, OpenSummary, SUMMARY_FORMAT, SecondSummary,
     Summary, TestSummary, UrlSummary, compare, per_second as rate, statuses,
@@ -111,6 +111,8 @@ pub struct TestResult {
     waiting: Option<String>,
     changes: Vec<LoadChange>,
     agents: std::collections::BTreeMap<String, AgentSummary>,
+    /// Figures dated outside the run were left out of the timeline, and it was said.
+    warned_untimed: bool,
 }
 
 impl TestResult {
@@ -136,6 +138,7 @@ impl TestResult {
             waiting: None,
             changes: Vec::new(),
             agents: std::collections::BTreeMap::new(),
+            warned_untimed: false,
         }
     }
 
@@ -237,7 +240,8 @@ impl TestResult {
             .entry(id.to_owned())
             .or_insert_with(|| AgentSummary {
                 id: id.to_owned(),
-                hostname: hostname.to_owned(),
+                // A worker's hostname may be as long as its message: cut.
+                hostname: cut(hostname, MAX_NAME_BYTES).into_owned(),
                 ..AgentSummary::default()
             });
         a.hits = a.hits.saturating_add(hits);
@@ -333,6 +337,25 @@ impl TestResult {
         &self.problems
     }
 
+    /// The seconds this run's timeline files at unix second `now` (see [`Window`]): from its
+    /// start to now (to its end, for a run that has ended), with the slack either side.
+    fn window(&self, now: i64) -> Window {
+        let to = self.ended.map_or(now, |e| e.timestamp().min(now));
+        Window::of_run(self.started.timestamp(), to)
+    }
+
+    /// Says once, on the first figure left out of the timeline (dated outside the run), that
+    /// such figures count in the totals only; the sources that send them count them (an
+    /// external run's receiver) or log them (the broker's workers), not each message here.
+    fn note_untimed(&mut self, n: u64) {
+        if n > 0 && !self.warned_untimed {
+            self.warned_untimed = true;
+            tracing::warn!(
+                "figures dated outside the run (more than {TIMELINE_SLACK} s before its start or after now: a runner's or worker's clock, or its add_hit started?) count in the totals but are left out of the per-second timeline; later ones are not logged"
+            );
+        }
+    }
+
     /// Sets when the run started (for a run followed from elsewhere, still going on).
     pub fn set_started(&mut self, started: DateTime<Utc>) {
         let ago = (Utc::now() - started).to_std().unwrap_or_default();
@@ -405,7 +428,9 @@ impl EventSink for TestResult {
             }
             other => {
                 let now = unix_now();
-                other.apply_to(&mut self.stats, now);
+                let window = self.window(now);
+                let left_out = other.apply_within(&mut self.stats, now, window);
+                self.note_untimed(left_out);
             }
         }
         self.notify(|o, r| o.on_event(&event, r));

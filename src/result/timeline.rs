@@ -3,6 +3,15 @@
 //! histogram; older ones are compacted to their summary ([`Second::compact`]), so that a long run
 //! keeps a bounded history. Seconds enter by recording and merging; they leave through the
 //! summary and the outputs' charts.
+//!
+//! A run files its own virtual users' hits by its own clock, but the seconds of an external
+//! runner's `add_hit` (`started`), and of the batches of a runner or of a cluster's workers,
+//! are theirs: one message per second of 1970 would add a second per message for the whole
+//! run. What comes from them is filed only in a [`Window`]: from [`TIMELINE_SLACK`] before the
+//! run's start to [`TIMELINE_SLACK`] after now. What is dated outside it still counts in the
+//! run's totals (requests, hits, per URL and per test) but is left out of the timeline, and
+//! counted so that the run can say so once. A run's timeline so holds at most one second per
+//! second the run lasted plus `2 × TIMELINE_SLACK`, whatever its sources send.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +19,42 @@ use super::latency::{Latency, Quantiles, TIMELINE_SIGFIG};
 
 /// Seconds of the timeline for which full histograms are kept before compaction.
 pub const TIMELINE_KEEP_FULL: i64 = 10;
+
+/// How far before a run's start, and after now, a second dated by a source the run does not
+/// control (an external runner, a cluster's worker) may lie and still be filed in the run's
+/// timeline: five minutes, for clocks a little off and requests that started before a worker
+/// was told to go.
+pub const TIMELINE_SLACK: i64 = 300;
+
+/// The seconds in which a run's timeline files what its sources date themselves: `from..=to`
+/// (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    from: i64,
+    to: i64,
+}
+
+impl Window {
+    /// No second at all: for a holder of a run's figures that keeps no timeline (the broker).
+    pub const NOTHING: Window = Window {
+        from: i64::MAX,
+        to: i64::MIN,
+    };
+
+    /// The window of a run that started at unix second `start`, at unix second `now`: from
+    /// [`TIMELINE_SLACK`] before `start` to [`TIMELINE_SLACK`] after `now`.
+    pub fn of_run(start: i64, now: i64) -> Window {
+        Window {
+            from: start.saturating_sub(TIMELINE_SLACK),
+            to: now.saturating_add(TIMELINE_SLACK),
+        }
+    }
+
+    /// Whether `second` is filed in the timeline.
+    pub fn contains(&self, second: i64) -> bool {
+        (self.from..=self.to).contains(&second)
+    }
+}
 
 /// What happened during one second of the run (unix time).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -77,6 +122,35 @@ impl Second {
                 None => self.summary = Some(combine_quantiles(self.summary.unwrap_or_default(), q)),
             }
         }
+    }
+
+    /// Adds `o` as [`add`](Self::add) does, but keeps no histogram: this second's and `o`'s
+    /// request times are added as summaries (for a second that is compacted already, or would
+    /// be at the next tick). No histogram is cloned.
+    pub(super) fn add_compacted(&mut self, o: &Second) {
+        let theirs = o
+            .latency
+            .as_ref()
+            .filter(|h| !h.is_empty())
+            .map(Latency::quantiles);
+        let summarised = Second {
+            latency: None,
+            summary: match (o.summary, theirs) {
+                (Some(a), Some(b)) => Some(combine_quantiles(a, b)),
+                (a, b) => a.or(b),
+            },
+            ..*o
+        };
+        self.compact();
+        self.add(&summarised);
+    }
+
+    /// The hits, requests, socket messages and dropped starts counted in this second: what a
+    /// run leaves out of its timeline when it leaves the second out.
+    pub(super) fn figures(&self) -> u64 {
+        [self.hits, self.requests, self.socket_messages, self.dropped]
+            .into_iter()
+            .fold(0, u64::saturating_add)
     }
 
     /// The request-time summary of this second, from the histogram or its compacted form.

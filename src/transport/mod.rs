@@ -602,7 +602,14 @@ pub fn decode_any(frame: &[u8]) {
     let _ = from_frame::<Publication>(frame);
     if let Ok(env) = from_frame::<Envelope>(frame) {
         let mut stats = crate::result::Stats::default();
-        env.event.apply_to(&mut stats, crate::result::unix_now());
+        let now = crate::result::unix_now();
+        // As the caller (within the run's window) and the broker (no timeline) do.
+        let window = crate::result::stats::Window::of_run(now, now);
+        env.event.apply_within(&mut stats, now, window);
+        let mut untimed = crate::result::Stats::default();
+        env.event
+            .apply_within(&mut untimed, now, crate::result::stats::Window::NOTHING);
+        let _ = env.event.untimed_in(window);
         // As the broker and the caller, which keep the merged figures, not the message.
         drop(env);
         // Twice: the counts of a hostile batch must not overflow when they add up.
@@ -618,9 +625,11 @@ pub fn decode_any(frame: &[u8]) {
     // What an external runner sends, read as the receiver reads it (v1 forms included).
     if let Ok(message) = crate::result::read_runner_message(frame) {
         let mut stats = crate::result::Stats::default();
+        let now = crate::result::unix_now();
+        let window = crate::result::stats::Window::of_run(now, now);
         message.for_each(|item| {
             if let crate::result::Item::Event(e) = item {
-                e.apply_to(&mut stats, crate::result::unix_now());
+                e.apply_within(&mut stats, now, window);
             }
         });
         let _ = stats.totals();

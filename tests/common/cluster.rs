@@ -219,3 +219,93 @@ pub fn noise(seed: &mut u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// An agent of our own on the broker's back socket (a DEALER with identity `id`, no key, as
+/// the test clusters have none): it registers, takes a job and plays its worker by hand,
+/// with the job's token, as an agent with a valid key may. Every wait heartbeats.
+pub struct FakeAgent {
+    pub id: String,
+    back: zmq::Socket,
+    last_beat: Instant,
+    _ctx: zmq::Context,
+}
+
+impl FakeAgent {
+    /// Registers with the broker whose back socket is `back` and waits for the welcome.
+    pub fn register(back: &str, id: &str) -> FakeAgent {
+        Self::register_on(back, id, "fake")
+    }
+
+    /// The same, as an agent on host `host`.
+    pub fn register_on(back: &str, id: &str, host: &str) -> FakeAgent {
+        let ctx = zmq::Context::new();
+        let s = ctx.socket(zmq::DEALER).expect("dealer");
+        s.set_identity(id.as_bytes()).expect("identity");
+        s.set_linger(0).expect("linger");
+        s.connect(back).expect("connect");
+        let mut agent = FakeAgent {
+            id: id.to_owned(),
+            back: s,
+            last_beat: Instant::now(),
+            _ctx: ctx,
+        };
+        agent.send(&serde_json::json!({"command": "register", "host": host, "pid": 1}));
+        agent.wait_for("welcome", Duration::from_secs(20));
+        agent
+    }
+
+    /// Sends `msg` to the broker.
+    pub fn send(&mut self, msg: &serde_json::Value) {
+        self.back
+            .send(msg.to_string().as_bytes(), 0)
+            .expect("send to the broker");
+    }
+
+    /// Sends a heartbeat if the last one is half a second old.
+    pub fn beat(&mut self) {
+        if self.last_beat.elapsed() >= Duration::from_millis(500) {
+            self.last_beat = Instant::now();
+            let _ = self
+                .back
+                .send(r#"{"command":"heartbeat","busy":null}"#, zmq::DONTWAIT);
+        }
+    }
+
+    /// Waits at most `limit` (heartbeating) for a message of the broker with `command`, and
+    /// returns it; fails past the limit.
+    pub fn wait_for(&mut self, command: &str, limit: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            self.beat();
+            if self.back.poll(zmq::POLLIN, 100).unwrap_or(0) > 0
+                && let Ok(frames) = self.back.recv_multipart(0)
+                && let Some(v) = frames
+                    .first()
+                    .and_then(|f| serde_json::from_slice::<serde_json::Value>(f).ok())
+                && v["command"] == command
+            {
+                return v;
+            }
+        }
+        panic!("no {command:?} from the broker within {limit:?}");
+    }
+
+    /// Waits at most `limit` for a job, reports its worker ready and waits for the go: the
+    /// job (its `run_id`, `token`, `receiver`...).
+    pub fn take_job(&mut self, limit: Duration) -> serde_json::Value {
+        let job = self.wait_for("run", limit);
+        self.send(&serde_json::json!({"command": "worker_ready", "run_id": job["run_id"]}));
+        self.wait_for("go", Duration::from_secs(30));
+        job
+    }
+}
+
+/// The peak resident memory of process `pid` (`VmHWM`), in KiB.
+pub fn vm_hwm_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}

@@ -4,18 +4,24 @@
 //! shared with local runs (`runner::collector`), merged into per-period batches or one by one
 //! with `--raw-events`. Messages are read tolerantly, v1 producers' forms included
 //! (`result::runner_message`). Malformed messages, messages of another run and messages of an
-//! unknown type are counted ([`Rejected`]), never fatal to the receiver.
+//! unknown type are counted ([`Rejected`]), never fatal to the receiver; so are the figures a
+//! runner dates outside the run, which are left out of the per-second timeline
+//! (`result::timeline`'s window).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::result::stats::{TIMELINE_SLACK, Window, cut};
 use crate::result::{Event, EventSink, Item, Stats, read_runner_message, unix_now};
 use crate::runner::RunError;
 use crate::runner::collector::{Turn, collect};
 
 /// Largest message accepted from a runner: larger ones are refused by ZeroMQ, not allocated.
 const MAX_MESSAGE: i64 = 16 * 1024 * 1024;
+/// The most bytes of a runner's message, or of a string it sent, that a warning of the log
+/// shows (a run id, the start of a malformed message; a reason twice as many).
+const MAX_LOGGED: usize = 120;
 /// After the last runner of the run exited, how long the receiver waits for late messages.
 const DRAIN_QUIET: Duration = Duration::from_millis(300);
 
@@ -34,6 +40,11 @@ pub struct Rejected {
     pub ignored: u64,
     /// The first ignored `data_type` (at most 60 characters), for the warning.
     pub first_ignored: Option<String>,
+    /// Requests, hits and messages of this run dated outside it (an `add_hit`'s `started`, a
+    /// batch's timeline seconds, earlier than [`TIMELINE_SLACK`] before the receiver started
+    /// or later than [`TIMELINE_SLACK`] after they came): counted in the totals, left out of
+    /// the per-second timeline ([`Window`]).
+    pub untimed: u64,
 }
 
 impl Rejected {
@@ -72,6 +83,12 @@ impl Rejected {
                 "the receiver ignored {} message(s) of a data_type it does not know (the first: {:?}); a counter is sent as {{\"data_type\": \"incr_counter\", \"name\": NAME, ...}}, not with its name as the data_type",
                 self.ignored,
                 self.first_ignored.as_deref().unwrap_or_default()
+            ));
+        }
+        if self.untimed > 0 {
+            warnings.push(format!(
+                "{} request(s), hit(s) or message(s) of the test runners were dated more than {TIMELINE_SLACK} s before the run or after they came (add_hit's started, a batch's timeline): they count in the totals but not in the per-second timeline; is the runners' clock right?",
+                self.untimed
             ));
         }
         warnings
@@ -116,6 +133,7 @@ pub(super) fn receive<S: EventSink>(
     r: &Receiving,
 ) -> (S, Rejected) {
     let mut rejected = Rejected::default();
+    let started = unix_now();
     let mut last_flush = Instant::now();
     let mut last_message = Instant::now();
     collect(
@@ -129,7 +147,7 @@ pub(super) fn receive<S: EventSink>(
                     break;
                 };
                 last_message = Instant::now();
-                accept(&msg, r, sink, batch, &mut rejected);
+                accept(&msg, r, started, sink, batch, &mut rejected);
             }
             let finished = r.done.load(Ordering::SeqCst) && last_message.elapsed() >= DRAIN_QUIET;
             let due = last_flush.elapsed() >= r.every;
@@ -147,10 +165,11 @@ pub(super) fn receive<S: EventSink>(
     (sink, rejected)
 }
 
-/// One message from a runner.
+/// One message from a runner, for the run the receiver started at unix second `started`.
 fn accept<S: EventSink>(
     msg: &[u8],
     r: &Receiving,
+    started: i64,
     sink: &mut S,
     batch: &mut Stats,
     rejected: &mut Rejected,
@@ -165,19 +184,31 @@ fn accept<S: EventSink>(
     if message.run_id() != Some(r.run_id.as_str()) {
         rejected.foreign += 1;
         if rejected.foreign <= 10 {
+            // The runner's run id may be as long as its message (16 MiB): cut.
             tracing::warn!(
-                run_id = message.run_id().unwrap_or("(none)"),
+                run_id = %cut(message.run_id().unwrap_or("(none)"), MAX_LOGGED),
                 "ignored a message of another run from a test runner"
             );
         }
         return;
     }
     rejected.this_run += 1;
+    let now = unix_now();
+    // The seconds the runner dates its figures with are filed only within the run's window:
+    // one message per second of 1970 must not add a second per message to the run.
+    let window = Window::of_run(started, now);
+    let mut untimed = 0u64;
     message.for_each(|item| match item {
         // The runner's own start and stop are not the run's.
         Item::Event(Event::StartTestRun | Event::StopTestRun) => {}
-        Item::Event(event) if r.raw => sink.ingest(event),
-        Item::Event(event) => event.apply_to(batch, unix_now()),
+        Item::Event(event) if r.raw => {
+            // Handed on as it is: the sink files it within its own window.
+            untimed = untimed.saturating_add(event.untimed_in(window));
+            sink.ingest(event);
+        }
+        Item::Event(event) => {
+            untimed = untimed.saturating_add(event.apply_within(batch, now, window));
+        }
         Item::Ignored(data_type) => {
             rejected.ignored += 1;
             if rejected.ignored <= 10 {
@@ -189,13 +220,24 @@ fn accept<S: EventSink>(
         }
         Item::Malformed(why) => malformed(rejected, &why, msg),
     });
+    if untimed > 0 {
+        if rejected.untimed == 0 {
+            tracing::warn!(
+                "a test runner sent figures dated outside the run (more than {TIMELINE_SLACK} s before it or after now): they count in the totals, not in the per-second timeline; the rest are counted, not logged"
+            );
+        }
+        rejected.untimed = rejected.untimed.saturating_add(untimed);
+    }
 }
 
 /// Counts a malformed message (or part of a v1 batch), logging the first few.
 fn malformed(rejected: &mut Rejected, why: &str, msg: &[u8]) {
     rejected.malformed += 1;
     if rejected.malformed <= 10 || rejected.malformed.is_multiple_of(10_000) {
-        let shown = String::from_utf8_lossy(&msg[..msg.len().min(120)]).into_owned();
+        let shown = String::from_utf8_lossy(&msg[..msg.len().min(MAX_LOGGED)]).into_owned();
+        // The decoder's reason may quote the runner's field whole (`invalid type: string
+        // "…"`): cut too.
+        let why = cut(why, 2 * MAX_LOGGED);
         tracing::warn!(
             malformed = rejected.malformed,
             "ignored a malformed message from a test runner ({why}): {shown:?}"

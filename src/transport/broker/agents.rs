@@ -3,6 +3,8 @@
 //! registered with. (Workers' leases of data rows come on the same socket: `leases`.)
 
 use super::*;
+use crate::db::MAX_PROBLEM_BYTES;
+use crate::result::stats::{MAX_NAME_BYTES, cut};
 
 impl Broker {
     pub(super) fn on_agent(&mut self, frames: Vec<Vec<u8>>, user: &str, back: &zmq::Socket) {
@@ -53,7 +55,9 @@ impl Broker {
                 self.agents.insert(
                     id.clone(),
                     Agent {
-                        host,
+                        // Listed to callers (`loads agents`, the broker's page): an agent's
+                        // host may be as long as its message (1 MiB).
+                        host: cut(&host, MAX_NAME_BYTES).into_owned(),
                         pid,
                         last_seen: Instant::now(),
                         busy: None,
@@ -119,10 +123,12 @@ impl Broker {
                     if run.stopped || run.stopped_agents.contains_key(&id) {
                         // Stopped on request: whatever the exit, it is what was asked.
                     } else if let Some(e) = error.filter(|_| code != Some(0)) {
-                        run.errors.push(format!("agent {id}: {e}"));
+                        // Kept cut, or only counted: an agent may say this again and again.
+                        run.errors
+                            .push(&format!("agent {id}: {}", cut(&e, MAX_PROBLEM_BYTES)));
                     } else if code != Some(0) && !run.done.contains_key(&id) {
                         run.errors
-                            .push(format!("agent {id}: the worker exited with {code:?}"));
+                            .push(&format!("agent {id}: the worker exited with {code:?}"));
                     }
                     run.exited.insert(id, (Instant::now(), code == Some(0)));
                 }

@@ -421,7 +421,7 @@ impl Broker {
                 dirty: false,
                 done: HashMap::new(),
                 exited: BTreeMap::new(),
-                errors: Vec::new(),
+                errors: crate::db::RunProblems::default(),
                 started: Instant::now(),
                 stats: Stats::default(),
                 seq: 0,

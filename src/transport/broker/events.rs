@@ -1,8 +1,9 @@
 //! Workers' events on the receiver: checked against their worker's token before anything is
-//! decoded, applied to the run's statistics, queued for storing and republished to callers, one
-//! message per run and loop turn.
+//! decoded, applied to the run's statistics (its totals, without a timeline), queued for
+//! storing and republished to callers, one message per run and loop turn.
 
 use super::*;
+use crate::result::stats::Window;
 
 impl Broker {
     pub(super) fn on_event(&mut self, frames: &[Vec<u8>], publisher: &zmq::Socket) {
@@ -39,7 +40,13 @@ impl Broker {
                 run.done.insert(env.agent_id.clone(), Instant::now());
             }
             Event::StartTestRun => {}
-            other => other.apply_to(&mut run.stats, crate::result::unix_now()),
+            other => {
+                // The broker uses a run's totals only: it keeps no timeline, so the seconds a
+                // worker dates its figures with cost it nothing, however many (the caller files
+                // them in its own timeline, within the run's window).
+                let now = crate::result::unix_now();
+                other.apply_within(&mut run.stats, now, Window::NOTHING);
+            }
         }
         run.seq += 1;
         let seq = run.seq;

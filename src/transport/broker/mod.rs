@@ -116,9 +116,10 @@ struct ActiveRun {
     done: HashMap<String, Instant>,
     /// Agents whose worker exited, when the agent said so, and whether it exited cleanly.
     exited: BTreeMap<String, (Instant, bool)>,
-    /// Its problems so far; kept with its row when it ends ([`crate::db::bounded_problems`]).
-    errors: Vec<String>,
+    /// Its problems so far, bounded as they come; kept with its row when it ends.
+    errors: crate::db::RunProblems,
     started: Instant,
+    /// Its figures so far, without a timeline (the broker uses the totals only; see `events`).
     stats: Stats,
     /// Events received so far (the sequence number of the last one).
     seq: u64,
@@ -427,10 +428,6 @@ pub fn run_broker(
             last_save = Instant::now();
             // Uploads abandoned by their callers go, with their part files.
             b.uploads.expire(Instant::now());
-            for run in b.runs.values_mut() {
-                // Only the totals are used here: keep the per-second history small.
-                run.stats.compact_timeline(crate::result::unix_now());
-            }
         }
     }
     // What was received is stored before the broker ends, if the database takes it.

@@ -72,7 +72,7 @@ impl Broker {
             self.stop_run(&run_id, back);
             return ok(json!({ "agent": agent_id, "run_id": run_id, "run_goes_on": false }));
         }
-        run.errors.push(format!(
+        run.errors.push(&format!(
             "agent {agent_id}: its worker was stopped by the user (`loads stop --agent`); the run went on without it, so its totals miss what that worker would have done"
         ));
         if !run.going {
@@ -157,7 +157,7 @@ impl Broker {
                     .collect();
                 let none_ready = run.ready.is_empty();
                 for a in late {
-                    run.errors.push(format!(
+                    run.errors.push(&format!(
                         "agent {a}: its worker was not ready within {}s (the broker's --ready-timeout); {}",
                         ready_timeout.as_secs(),
                         if none_ready {
@@ -281,7 +281,7 @@ impl Broker {
                     // Workers that did not exit when stopped.
                     for a in &run.agents {
                         if !run.exited.contains_key(a) && !run.row.lost_agents.contains(a) {
-                            run.errors.push(format!(
+                            run.errors.push(&format!(
                                 "agent {a}: its worker did not exit within {}s of the stop",
                                 STOPPED_RUN_GRACE.as_secs()
                             ));
@@ -298,7 +298,7 @@ impl Broker {
                 .into();
                 // Its problems are stored with it (`loads report`, the broker's page), bounded,
                 // and its caller and notifiers are told the same.
-                run.row.problems = crate::db::bounded_problems(&run.errors);
+                run.row.problems = run.errors.kept();
                 // Stored with the run's last events when the database takes them; until then
                 // the broker shows it from memory.
                 self.unsaved_rows.insert(id.clone(), run.row.clone());
