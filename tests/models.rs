@@ -288,3 +288,43 @@ fn bad_model_options_are_usage_errors() {
         assert!(stderr(&out).contains(says), "{a:?}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn the_open_model_shows_the_users_in_flight_at_the_peak_of_each_second() {
+    // Quick answers at 100 arrivals a second: a user is busy for a few ms of every 10, so a
+    // count sampled at one instant (once a second, for the live line and the timeline) found
+    // none busy most of the time, and the run showed "0 users" while 100 hits/s went on.
+    let server = DemoServer::start();
+    let dir = tmpdir("in-flight");
+    let path = dir.join("sum.json");
+    let out = run(&[
+        "run",
+        "example::get_root",
+        "-s",
+        &server.url,
+        "--rate",
+        "100/s",
+        "-d",
+        "6s",
+        "-o",
+        "stdout",
+        "-o",
+        "json",
+        "--output-json-path",
+        path.to_str().expect("utf8"),
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{}{err}", stdout(&out));
+    // Every second with a good share of the hits had one in flight at least.
+    let h = history(&summary(&path));
+    let busy: Vec<&(u64, u64)> = h.iter().filter(|(hits, _)| *hits >= 50).collect();
+    assert!(busy.len() >= 4, "{h:?}");
+    assert!(busy.iter().all(|(_, users)| *users >= 1), "{h:?}");
+    // The plain progress line (standard error is no terminal here) says so, and what it is.
+    let line = err
+        .lines()
+        .find(|l| l.starts_with('[') && l.contains("hits ·"))
+        .unwrap_or_else(|| panic!("no progress line: {err}"));
+    assert!(line.contains("in flight (1 s peak)"), "{line}");
+    assert!(!line.contains("] 0 users"), "{line}");
+}

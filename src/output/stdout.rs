@@ -58,7 +58,8 @@ impl StdoutOutput {
         }
     }
 
-    /// The live line: totals so far, the rates of hits and of requests over the last
+    /// The live line: the users of the last second ([`users_shown`]), totals so far, the rates
+    /// of hits and of requests over the last
     /// [`WINDOW`] seconds, and the p95 request time of the requests started in its complete
     /// seconds. Both rates are the growth of the totals, which count a hit and its requests
     /// when they end: a window of the timeline's seconds (dated by their start) left out every
@@ -95,14 +96,28 @@ impl StdoutOutput {
                 crate::config::units::format_micros(l.quantile(0.95) as f64)
             });
         format!(
-            "{} users · {} hits · {} failures · {} errors · last {WINDOW} s: {:.0} hits/s · {:.0} req/s · p95 {p95}",
-            result.active_users(),
+            "{} · {} hits · {} failures · {} errors · last {WINDOW} s: {:.0} hits/s · {:.0} req/s · p95 {p95}",
+            users_shown(result),
             t.hits,
             t.failures,
             t.errors,
             hits as f64 / seconds,
             requests as f64 / seconds,
         )
+    }
+}
+
+/// The live line's users, what the timeline's `users` says of the last second: the users
+/// alive; in the open model, where a user is active only while busy with a hit, the most in
+/// flight at once in the last collect period (about a second), said so: a sample at one
+/// instant would find none between two quick hits.
+fn users_shown(result: &TestResult) -> String {
+    let n = result.active_users();
+    let users = if n == 1 { "user" } else { "users" };
+    if result.stats().open.is_some() {
+        format!("{n} {users} in flight (1 s peak)")
+    } else {
+        format!("{n} {users}")
     }
 }
 

@@ -301,7 +301,8 @@ impl TestResult {
         self.interrupted
     }
 
-    /// The latest active-users count.
+    /// The latest active-users count, what the timeline's `users` says (in the open model, the
+    /// most hits in flight at once in the collector's last period).
     pub fn active_users(&self) -> u64 {
         self.active_users
     }

@@ -72,7 +72,11 @@ pub struct Second {
     pub requests: u64,
     /// WebSocket messages (both directions).
     pub socket_messages: u64,
-    /// Active virtual users, sampled once per second by each worker (summed across workers).
+    /// Active virtual users, reported once per second by each worker (summed across workers):
+    /// in the closed model, the users alive when it was sampled; in the open model, where a
+    /// user is active while busy with a hit, the most hits in flight at once during the
+    /// collect period (about a second) that covers this second, not at an instant that may
+    /// fall between two arrivals.
     pub users: u64,
     /// Open model: arrivals due in this second that never started (no free virtual user in
     /// time, or its `on_start` failed).

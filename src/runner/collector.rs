@@ -21,7 +21,8 @@ pub(crate) const COLLECT_EVERY: Duration = Duration::from_secs(1);
 
 /// What one `gather` step of a collector says.
 pub(crate) struct Turn {
-    /// Virtual users active now.
+    /// Virtual users active (in a local run's open model, the most hits in flight at once since
+    /// the last step), what the timeline and the live line show.
     pub(crate) users: u64,
     /// The period is over: hand the batch to the sink now.
     pub(crate) due: bool,

@@ -46,7 +46,8 @@ pub struct LiveData {
     pub running: bool,
     /// The run has ended (the page stops listening).
     pub finished: bool,
-    /// Virtual users active now.
+    /// Virtual users active, as the timeline's `users` (in the open model, the most hits in
+    /// flight at once in the last collect period, about a second).
     pub active_users: u64,
     /// What the run waits for before it starts (a cluster's workers).
     pub waiting: Option<String>,

@@ -26,7 +26,9 @@ pub(super) fn collect_local<S: EventSink>(
                 done.recv_timeout(every),
                 Err(mpsc::RecvTimeoutError::Timeout)
             );
-            let users = control.active_users.load(Ordering::Relaxed);
+            // In the open model, the most hits in flight at once in the period: a sample at
+            // this instant often finds none busy between two arrivals.
+            let users = control.active_users.take();
             // The last turn: a change from now on would be neither made nor recorded.
             let changes = if finished {
                 control.load.close()

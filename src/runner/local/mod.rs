@@ -23,7 +23,7 @@ mod stages;
 mod user;
 mod worker;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
@@ -66,8 +66,8 @@ struct Control {
     cancel: CancellationToken,
     /// Ctrl-C or an explicit stop happened.
     interrupted: AtomicBool,
-    /// Virtual users currently running.
-    active_users: AtomicU64,
+    /// Virtual users running (in the open model: busy with a hit, and their peak).
+    active_users: user::ActiveUsers,
     /// The run's test data (given to each user's test context).
     data: Arc<crate::data::DataSet>,
     /// Changes of the load while the run goes on.
@@ -204,7 +204,7 @@ impl LocalRunner {
             stopping: AtomicBool::new(false),
             cancel: CancellationToken::new(),
             interrupted: AtomicBool::new(false),
-            active_users: AtomicU64::new(0),
+            active_users: user::ActiveUsers::default(),
             data: self.data.clone(),
             load: self.load.clone(),
         });

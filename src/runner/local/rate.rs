@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::drive::{DriveCtx, GRACE, await_users};
-use super::user::{Active, CancelWatch, VirtualUser, micros};
+use super::user::{CancelWatch, VirtualUser, micros};
 use crate::case::{Hook, TestCase};
 
 /// Open model: each worker thread takes every n-th arrival of the rate and serves it from a
@@ -212,8 +212,7 @@ impl Scheduler {
                 hits.spawn(async move {
                     let mut user = user;
                     let control = user.vu.control.clone();
-                    control.active_users.fetch_add(1, Ordering::Relaxed);
-                    let active = Active(&control.active_users);
+                    let active = control.active_users.in_flight();
                     let PoolUser {
                         vu,
                         case,

@@ -25,8 +25,49 @@ use crate::result::{
 /// How often a pause between hits checks whether the stages retired the user.
 const RETIRE_POLL: Duration = Duration::from_millis(100);
 
-/// Counts a user as active while it lives, even when its task is aborted.
-pub(super) struct Active<'a>(pub(super) &'a AtomicU64);
+/// The virtual users active: in the closed model, the users alive now; in the open model,
+/// those busy with a hit, and the most that were at once since the collector last looked. A
+/// count of hits in flight sampled at one instant says little: with responses of a few
+/// milliseconds, a sample between two arrivals finds none busy however many the load takes.
+#[derive(Default)]
+pub(super) struct ActiveUsers {
+    /// Closed model: users alive now.
+    alive: AtomicU64,
+    /// Open model: users busy with a hit now.
+    in_flight: AtomicU64,
+    /// The most `in_flight` since the last [`take`](Self::take).
+    peak: AtomicU64,
+}
+
+impl ActiveUsers {
+    /// A user of the closed model is alive, until the guard is dropped.
+    pub(super) fn alive(&self) -> Active<'_> {
+        self.alive.fetch_add(1, Ordering::Relaxed);
+        Active(&self.alive)
+    }
+
+    /// A user of the open model is busy with a hit, until the guard is dropped.
+    pub(super) fn in_flight(&self) -> Active<'_> {
+        let n = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        // Written only when it rises: most hits only read it.
+        if n > self.peak.load(Ordering::Relaxed) {
+            self.peak.fetch_max(n, Ordering::Relaxed);
+        }
+        Active(&self.in_flight)
+    }
+
+    /// The users active for the collector's period, the live line and the timeline: the
+    /// closed model's alive now, plus the most hits in flight at once since the last call.
+    pub(super) fn take(&self) -> u64 {
+        let in_flight = self.in_flight.load(Ordering::Relaxed);
+        let peak = self.peak.swap(in_flight, Ordering::Relaxed).max(in_flight);
+        self.alive.load(Ordering::Relaxed).saturating_add(peak)
+    }
+}
+
+/// Counts a user as active while it lives (or, in the open model, while its hit runs), even
+/// when its task is aborted.
+pub(super) struct Active<'a>(&'a AtomicU64);
 
 impl Drop for Active<'_> {
     fn drop(&mut self) {
@@ -257,8 +298,7 @@ impl VirtualUser {
         let Some((mut case, mut state)) = self.prepare() else {
             return;
         };
-        self.control.active_users.fetch_add(1, Ordering::Relaxed);
-        let _active = Active(&self.control.active_users);
+        let _active = self.control.active_users.alive();
         if !self.hook(&mut case, &mut *state, Hook::Start).await {
             return;
         }
