@@ -1498,8 +1498,10 @@ fn a_cluster_runs_users_change_is_divided_among_its_agents_and_recorded() {
         "127.0.0.1:0",
     ]);
     let port = port_of(&live.url);
+    // Going on both agents (2 users each): a second shows 2 while one worker's sample of it
+    // is in, 4 once both are; either says the run goes.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !timeline_users(port).contains(&2) {
+    while !timeline_users(port).iter().any(|&u| u >= 2) {
         assert!(
             Instant::now() < deadline,
             "never 2 users: {:?}",
