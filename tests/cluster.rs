@@ -53,10 +53,7 @@ fn three_agents_make_exact_totals_and_the_run_is_stored() {
         "{row}"
     );
 
-    let report = run_with_limit(
-        &["report", &run_id, "--broker", &cluster.front],
-        Duration::from_secs(30),
-    );
+    let report = cluster.report(&run_id);
     let rtext = stdout(&report);
     assert_eq!(
         report.status.code(),
@@ -194,10 +191,7 @@ fn runs_survive_a_broker_restart() {
         Duration::from_secs(30),
     );
     assert!(stdout(&runs).contains(&run_id), "{}", stdout(&runs));
-    let report = run_with_limit(
-        &["report", &run_id, "--broker", &cluster.front],
-        Duration::from_secs(30),
-    );
+    let report = cluster.report(&run_id);
     assert_eq!(figure(&stdout(&report), "Hits:"), 6, "{}", stdout(&report));
 }
 
@@ -243,10 +237,7 @@ fn detach_then_attach_follows_the_run_to_its_end_and_stop_ends_it() {
         "{atext}"
     );
     let hits = figure(&atext, "Hits:");
-    let report = run_with_limit(
-        &["report", &run_id, "--broker", &cluster.front],
-        Duration::from_secs(30),
-    );
+    let report = cluster.report(&run_id);
     assert_eq!(
         figure(&stdout(&report), "Hits:"),
         hits,
@@ -304,10 +295,7 @@ fn detach_then_attach_follows_the_run_to_its_end_and_stop_ends_it() {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
-    let report = run_with_limit(
-        &["report", &run2, "--broker", &cluster.front],
-        Duration::from_secs(30),
-    );
+    let report = cluster.report(&run2);
     assert!(figure(&stdout(&report), "Hits:") > 0, "{}", stdout(&report));
 }
 
@@ -634,10 +622,7 @@ fn raw_events_reach_the_caller_and_the_database_one_by_one() {
         text.contains("WebSockets:    20 opened · 20 closed · 60 messages received"),
         "{text}"
     );
-    let report = run_with_limit(
-        &["report", &run_id_of(&text), "--broker", &cluster.front],
-        Duration::from_secs(30),
-    );
+    let report = cluster.report(&run_id_of(&text));
     assert_eq!(figure(&stdout(&report), "Hits:"), 20, "{}", stdout(&report));
 }
 
@@ -684,10 +669,7 @@ fn an_agent_stopped_with_sigterm_stops_its_workers() {
         .trim_end_matches(';')
         .to_owned();
     let stored_hits = || {
-        let report = run_with_limit(
-            &["report", &run_id, "--broker", &cluster.front],
-            Duration::from_secs(30),
-        );
+        let report = cluster.report(&run_id);
         let text = stdout(&report);
         let hits = if text.lines().any(|l| l.starts_with("Hits:")) {
             figure(&text, "Hits:")
@@ -1578,10 +1560,7 @@ fn a_broker_killed_mid_run_is_a_clear_error_and_agents_come_back_after_its_resta
         .find(|l| l.contains("interrupted"))
         .expect("row")
         .to_owned();
-    let report = run_with_limit(
-        &["report", &run_id, "--broker", &cluster.front],
-        Duration::from_secs(30),
-    );
+    let report = cluster.report(&run_id);
     let hits = figure(&stdout(&report), "Hits:");
     assert!(hits > 0, "{}", stdout(&report));
     assert!(
@@ -2139,10 +2118,7 @@ fn report_attach_and_stop_take_a_unique_prefix_of_a_run_id() {
     assert!(common > 0 && common < a.len(), "{a} {b}");
     let unique = &a[..common + 1];
 
-    let report = run_with_limit(
-        &["report", unique, "-b", &cluster.front],
-        Duration::from_secs(30),
-    );
+    let report = cluster.report(unique);
     assert_eq!(report.status.code(), Some(0), "{}", stderr(&report));
     assert!(
         stdout(&report).contains(&format!("Run id:        {a}")),
@@ -2157,10 +2133,7 @@ fn report_attach_and_stop_take_a_unique_prefix_of_a_run_id() {
     assert!(stdout(&attach).contains(&a), "{}", stdout(&attach));
 
     // Ambiguous: the candidates are listed, exit 2.
-    let ambiguous = run_with_limit(
-        &["report", &a[..common], "-b", &cluster.front],
-        Duration::from_secs(30),
-    );
+    let ambiguous = cluster.report(&a[..common]);
     assert_eq!(ambiguous.status.code(), Some(2));
     let e = stderr(&ambiguous);
     assert!(
@@ -2168,10 +2141,7 @@ fn report_attach_and_stop_take_a_unique_prefix_of_a_run_id() {
         "{e}"
     );
     // No run has it: "no run", exit 2.
-    let none = run_with_limit(
-        &["report", "zz", "-b", &cluster.front],
-        Duration::from_secs(30),
-    );
+    let none = cluster.report("zz");
     assert_eq!(none.status.code(), Some(2));
     assert!(stderr(&none).contains("no run \"zz\""), "{}", stderr(&none));
     // `stop` resolves the same way (the run is over: nothing to stop, named in full).

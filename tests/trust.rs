@@ -123,10 +123,7 @@ fn forged_events_with_a_real_run_id_and_agent_id_change_nothing() {
     assert!(hits > 0 && hits < 1_000_000, "forged hits counted: {text}");
     // A forged stopTestRun did not end the run early.
     assert!(duration_of(&text) >= 7.5, "{text}");
-    let report = run_with_limit(
-        &["report", &run_id_of(&text), "--broker", &cluster.front],
-        Duration::from_secs(30),
-    );
+    let report = cluster.report(&run_id_of(&text));
     assert_eq!(
         figure(&stdout(&report), "Hits:"),
         hits,

@@ -160,6 +160,14 @@ impl Cluster {
 }
 
 impl Cluster {
+    /// `loads report RUN` of this cluster's broker (within 30 s): the stored run, shown again.
+    pub fn report(&self, run_id: &str) -> std::process::Output {
+        run_with_limit(
+            &["report", run_id, "--broker", &self.front],
+            Duration::from_secs(30),
+        )
+    }
+
     /// Kills the broker and starts another on the same endpoints and database (its agents
     /// register again with it).
     pub fn restart_broker(&mut self) {
