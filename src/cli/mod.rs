@@ -166,14 +166,26 @@ impl CliError {
     }
 }
 
+/// Diagnostics to stderr, filtered by `LOADS_LOG` (`warn` unless set): a default level and
+/// per-target levels, as in `LOADS_LOG=loads=debug,warn`. A value that does not parse keeps
+/// `warn`. (`Targets`, not `EnvFilter`: the same syntax without span filters, and no regex
+/// engine in the build.)
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LOADS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = std::env::var("LOADS_LOG")
+        .ok()
+        .and_then(|value| value.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::WARN));
     use std::io::IsTerminal as _;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr),
+        )
+        .with(filter)
         .try_init();
 }
 

@@ -4,12 +4,12 @@ pub fn configure() {
     println!("cargo:rerun-if-changed=build/main.rs");
     println!("cargo:rerun-if-env-changed=PROFILE");
 
-    // loads: link against the libsodium that libsodium-sys-stable built from source, which
+    // loads: link against the libsodium that vendor/libsodium-sys built from source, which
     // enables ZMQ_CURVE (the published zmq-sys passes `None` here, which builds libzmq without
     // CURVE).
-    let lib = std::env::var("DEP_SODIUM_LIB").expect("libsodium-sys-stable exports DEP_SODIUM_LIB");
+    let lib = std::env::var("DEP_SODIUM_LIB").expect("loads-libsodium-sys exports DEP_SODIUM_LIB");
     let include =
-        std::env::var("DEP_SODIUM_INCLUDE").expect("libsodium-sys-stable exports DEP_SODIUM_INCLUDE");
+        std::env::var("DEP_SODIUM_INCLUDE").expect("loads-libsodium-sys exports DEP_SODIUM_INCLUDE");
     // libzmq's own compiler warnings are not ours to fix: keep the build output quiet (cargo
     // shows a path dependency's build warnings).
     for var in ["CFLAGS", "CXXFLAGS"] {
