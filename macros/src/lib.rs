@@ -257,7 +257,7 @@ fn expand(
         if f.sig.asyncness.is_none() {
             continue;
         }
-        let takes_mut_self = matches!(f.sig.inputs.first(), Some(FnArg::Receiver(r)) if r.mutability.is_some() && r.reference.is_some());
+        let takes_mut_self = matches!(f.sig.inputs.first(), Some(FnArg::Receiver(r)) if matches!(r.kind, syn::ReceiverKind::Reference(_, _, Some(_))));
         if !takes_mut_self || f.sig.inputs.len() != 2 {
             continue;
         }
