@@ -167,17 +167,11 @@ impl CliError {
 }
 
 /// Diagnostics to stderr, filtered by `LOADS_LOG` (`warn` unless set): a default level and
-/// per-target levels, as in `LOADS_LOG=loads=debug,warn`. A value that does not parse keeps
-/// `warn`. (`Targets`, not `EnvFilter`: the same syntax without span filters, and no regex
-/// engine in the build.)
+/// per-target levels, as in `LOADS_LOG=loads=debug,warn`; see [`log_filter`].
 fn init_logging() {
-    use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let filter = std::env::var("LOADS_LOG")
-        .ok()
-        .and_then(|value| value.parse::<Targets>().ok())
-        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::WARN));
+    let filter = log_filter(std::env::var("LOADS_LOG").ok().as_deref());
     use std::io::IsTerminal as _;
     let _ = tracing_subscriber::registry()
         .with(
@@ -187,6 +181,54 @@ fn init_logging() {
         )
         .with(filter)
         .try_init();
+}
+
+/// The filter of `LOADS_LOG`'s value: comma-separated `LEVEL` or `TARGET=LEVEL` entries
+/// (blanks around an entry and empty entries ignored), else `warn`. `Targets`, not `EnvFilter`:
+/// the same syntax without span filters, and no regex engine in the build. A value with an
+/// entry that is not of that form (a span filter `target[span]=level`, a level that is not
+/// one) keeps `warn` as a whole rather than silencing what it cannot read.
+fn log_filter(value: Option<&str>) -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    let fallback = || Targets::new().with_default(LevelFilter::WARN);
+    let Some(value) = value else {
+        return fallback();
+    };
+    let entries: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    if entries.is_empty() {
+        return fallback();
+    }
+    let mut filter = Targets::new();
+    for entry in entries {
+        let (target, level) = match entry.split_once('=') {
+            Some((target, level)) => (Some(target.trim()), level.trim()),
+            None => (None, entry),
+        };
+        // `LevelFilter` reads "" as ERROR: an empty level is not one here.
+        let Ok(level) = level.parse::<LevelFilter>() else {
+            return fallback();
+        };
+        if entry.ends_with('=') {
+            return fallback();
+        }
+        match target {
+            None => filter = filter.with_default(level),
+            Some(target)
+                if !target.is_empty()
+                    && target.chars().all(|c| {
+                        c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-' | '.')
+                    }) =>
+            {
+                filter = filter.with_target(target, level)
+            }
+            Some(_) => return fallback(),
+        }
+    }
+    filter
 }
 
 /// Runs the `loads` command line with `args` (the program name first) and returns the exit code.
@@ -276,6 +318,39 @@ pub fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    use tracing::Level;
+
+    #[test]
+    fn loads_log_reads_levels_and_targets_and_keeps_warn_for_what_it_cannot_read() {
+        let on = |value: Option<&str>, target: &str, level: Level| {
+            super::log_filter(value).would_enable(target, &level)
+        };
+        // Unset, empty, blanks: warn.
+        for value in [None, Some(""), Some(" , ")] {
+            assert!(on(value, "loads", Level::WARN), "{value:?}");
+            assert!(!on(value, "loads", Level::INFO), "{value:?}");
+        }
+        assert!(on(Some("debug"), "anything", Level::DEBUG));
+        assert!(on(Some("loads=debug"), "loads::cli", Level::DEBUG));
+        assert!(!on(Some("loads=debug"), "hyper", Level::ERROR));
+        // Blanks around entries and a trailing comma are ignored.
+        let value = Some("warn, loads::cli=trace ,");
+        assert!(on(value, "loads::cli", Level::TRACE));
+        assert!(on(value, "other", Level::WARN));
+        assert!(!on(value, "other", Level::INFO));
+        // What it cannot read keeps warn, never silence.
+        for bad in [
+            "loads[run]=debug",
+            "!!",
+            "loads=",
+            "loads=verbose",
+            "=debug",
+        ] {
+            assert!(on(Some(bad), "loads", Level::WARN), "{bad}");
+            assert!(!on(Some(bad), "loads", Level::INFO), "{bad}");
+        }
+    }
+
     use super::*;
 
     /// The run arguments of `opts`, config file included.

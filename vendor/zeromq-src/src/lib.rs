@@ -6,12 +6,13 @@ use std::{
 };
 
 // loads: libzmq's C++ files are compiled as a few "unity" translation units, each of which
-// includes a share of the files, instead of one compiler run per file: every file starts with
-// the same large `precompiled.hpp` (most of the C++ standard library), whose parsing was most
-// of the time. 117 files took 104 s of CPU one by one and 18 s as one unit (g++, -O1, on a
-// 2-core machine). libzmq's files have no clashing file-local names (they compile as one
-// unit), and the few macros a file defines are platform guards or its own names. One unit per
-// share keeps `cc`'s parallel jobs busy on every core.
+// includes a share of the files, instead of one compiler run per file: the files include the
+// same headers (libzmq's own and the C++ standard library's <map>, <string>, <vector>...),
+// whose parsing was most of the time. 117 files took 104 s of CPU one by one and 18 s as one
+// unit (g++ -O1, on a 2-core machine). On Linux and macOS libzmq's files have no clashing
+// file-local names (no repeated file-scope static, one anonymous namespace, Windows-only), and
+// the macros a .cpp file defines are its own names, repeats of the same guarded definition, or
+// for other platforms. One unit per share keeps `cc`'s parallel jobs busy on every core.
 const UNITY_SHARES: usize = 2;
 
 fn add_cpp_sources(
@@ -27,14 +28,10 @@ fn add_cpp_sources(
         for src in share {
             let mut p = root.join(src);
             p.set_extension("cpp");
-            println!("cargo:rerun-if-changed={}", p.display());
             unit.push_str(&format!("#include \"{}\"\n", p.display()));
         }
         let path = out_dir.join(format!("libzmq-unity-{}.cpp", n));
-        // Rewritten only when it changes, so that an unchanged unit is not rebuilt.
-        if fs::read_to_string(&path).ok().as_deref() != Some(unit.as_str()) {
-            fs::write(&path, unit).unwrap();
-        }
+        fs::write(&path, unit).unwrap();
         build.file(path);
     }
 
@@ -197,6 +194,9 @@ impl Build {
     /// against the compiled lib from rust code.
     pub fn build(&mut self) {
         let vendor = Path::new(env!("CARGO_MANIFEST_DIR")).join("vendor");
+        // loads: any change under the vendored sources (a .cpp, a header, sha1) rebuilds
+        // libzmq; cargo scans a directory named here recursively.
+        println!("cargo:rerun-if-changed={}", vendor.display());
 
         let mut build = cc::Build::new();
         build
