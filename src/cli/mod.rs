@@ -209,12 +209,12 @@ fn log_filter(value: Option<&str>) -> tracing_subscriber::filter::Targets {
             None => (None, entry),
         };
         // `LevelFilter` reads "" as ERROR: an empty level is not one here.
+        if level.is_empty() {
+            return fallback();
+        }
         let Ok(level) = level.parse::<LevelFilter>() else {
             return fallback();
         };
-        if entry.ends_with('=') {
-            return fallback();
-        }
         match target {
             None => filter = filter.with_default(level),
             Some(target)
