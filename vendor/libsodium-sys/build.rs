@@ -273,6 +273,263 @@ fn compile_libsodium_traditional(
     Ok(install_dir.join("lib"))
 }
 
+// loads: the platforms whose configuration libsodium's own build.zig writes out (Linux, macOS
+// and FreeBSD on x86-64 and 64-bit ARM) are built with the cc crate directly, without
+// `configure` and `make`: `configure` alone ran for 15 s of a 2-core first build (its probes
+// are serial), and make's libtool wraps each of the ~130 compilations in a shell script
+// (issue 16 A.2). Every other target, and any build with LOADS_SODIUM_AUTOTOOLS set, still
+// runs `configure` and `make` (compile_libsodium_traditional).
+#[derive(Clone, Copy)]
+enum CcOs {
+    Linux,
+    MacOs,
+    FreeBsd,
+}
+
+#[derive(Clone, Copy)]
+enum CcArch {
+    X86_64,
+    Aarch64,
+}
+
+#[derive(Clone, Copy)]
+struct CcPlatform {
+    os: CcOs,
+    arch: CcArch,
+}
+
+impl CcPlatform {
+    fn of(target: &str) -> Option<Self> {
+        if env::var_os("LOADS_SODIUM_AUTOTOOLS").is_some() {
+            return None;
+        }
+        let arch = if target.starts_with("x86_64-") {
+            CcArch::X86_64
+        } else if target.starts_with("aarch64-") {
+            CcArch::Aarch64
+        } else {
+            return None;
+        };
+        let os = if target.contains("-linux-gnu") || target.contains("-linux-musl") {
+            CcOs::Linux
+        } else if target.ends_with("-apple-darwin") {
+            CcOs::MacOs
+        } else if target.ends_with("-freebsd") {
+            CcOs::FreeBsd
+        } else {
+            return None;
+        };
+        Some(Self { os, arch })
+    }
+
+    // The macros `configure` would find on this platform: libsodium's build.zig
+    // (initLibConfig), for the same operating systems and CPUs.
+    fn defines(self) -> Vec<(&'static str, &'static str)> {
+        let mut d = vec![
+            ("_GNU_SOURCE", "1"),
+            ("CONFIGURED", "1"),
+            ("MINIMAL", "1"),
+            ("HAVE_ATOMIC_OPS", "1"),
+            ("HAVE_C11_MEMORY_FENCES", "1"),
+            ("HAVE_GCC_MEMORY_FENCES", "1"),
+            ("HAVE_INLINE_ASM", "1"),
+            ("HAVE_INTTYPES_H", "1"),
+            ("HAVE_STDINT_H", "1"),
+            ("HAVE_TI_MODE", "1"),
+            ("NATIVE_LITTLE_ENDIAN", "1"),
+            ("TLS", "_Thread_local"),
+            ("HAVE_CATCHABLE_ABRT", "1"),
+            ("HAVE_CATCHABLE_SEGV", "1"),
+            ("HAVE_CLOCK_GETTIME", "1"),
+            ("HAVE_GETPID", "1"),
+            ("HAVE_MADVISE", "1"),
+            ("HAVE_MLOCK", "1"),
+            ("HAVE_MMAP", "1"),
+            ("HAVE_MPROTECT", "1"),
+            ("HAVE_NANOSLEEP", "1"),
+            ("HAVE_POSIX_MEMALIGN", "1"),
+            ("HAVE_PTHREAD", "1"),
+            ("HAVE_PTHREAD_PRIO_INHERIT", "1"),
+            ("HAVE_RAISE", "1"),
+            ("HAVE_SYSCONF", "1"),
+            ("HAVE_SYS_MMAN_H", "1"),
+            ("HAVE_SYS_PARAM_H", "1"),
+            ("HAVE_SYS_RANDOM_H", "1"),
+            ("HAVE_WEAK_SYMBOLS", "1"),
+        ];
+        match self.os {
+            CcOs::Linux => {
+                d.push(("ASM_HIDE_SYMBOL", ".hidden"));
+                d.push(("HAVE_SYS_AUXV_H", "1"));
+            }
+            CcOs::MacOs => {
+                d.push(("ASM_HIDE_SYMBOL", ".private_extern"));
+                d.push(("HAVE_ARC4RANDOM", "1"));
+                d.push(("HAVE_ARC4RANDOM_BUF", "1"));
+                d.push(("HAVE_GETENTROPY", "1"));
+                d.push(("HAVE_MEMSET_S", "1"));
+            }
+            CcOs::FreeBsd => {
+                d.push(("ASM_HIDE_SYMBOL", ".hidden"));
+                d.push(("HAVE_ARC4RANDOM", "1"));
+                d.push(("HAVE_ARC4RANDOM_BUF", "1"));
+            }
+        }
+        match self.arch {
+            CcArch::X86_64 => d.extend([
+                ("HAVE_AMD64_ASM", "1"),
+                ("HAVE_AVX_ASM", "1"),
+                ("HAVE_CPUID", "1"),
+                ("HAVE_XGETBV_ASM", "1"),
+                ("HAVE_MMINTRIN_H", "1"),
+                ("HAVE_EMMINTRIN_H", "1"),
+                ("HAVE_PMMINTRIN_H", "1"),
+                ("HAVE_TMMINTRIN_H", "1"),
+                ("HAVE_SMMINTRIN_H", "1"),
+                ("HAVE_AVXINTRIN_H", "1"),
+                ("HAVE_AVX2INTRIN_H", "1"),
+                ("HAVE_AVX512FINTRIN_H", "1"),
+                ("HAVE_WMMINTRIN_H", "1"),
+                ("HAVE_RDRAND", "1"),
+                ("HAVE_CET_H", "1"),
+            ]),
+            CcArch::Aarch64 => d.push(("HAVE_ARMCRYPTO", "1")),
+        }
+        d
+    }
+}
+
+// The source files of the minimal library: every .c and .S file under src/libsodium (the
+// .S files guard themselves with the macros above), less those that Makefile.am adds only
+// `if !MINIMAL` and the .S fragments that sandy2x.S includes (its noinst_HEADERS).
+fn minimal_sources(lib_src: &Path) -> Result<Vec<PathBuf>, String> {
+    use std::fs;
+    let makefile_am = lib_src.join("Makefile.am");
+    let am = fs::read_to_string(&makefile_am)
+        .map_err(|e| format!("cannot read {}: {e}", makefile_am.display()))?;
+    let mut excluded = std::collections::HashSet::new();
+    let mut section: Option<&str> = None;
+    for line in am.lines() {
+        let t = line.trim().trim_end_matches('\\').trim();
+        if t == "if !MINIMAL" {
+            section = Some("minimal");
+            continue;
+        }
+        if t.starts_with("noinst_HEADERS") {
+            section = Some("headers");
+        }
+        if t == "endif" || t.is_empty() {
+            section = None;
+            continue;
+        }
+        if section.is_some() {
+            for word in t.split_whitespace() {
+                if word.ends_with(".c") || word.ends_with(".S") {
+                    excluded.insert(lib_src.join(word));
+                }
+            }
+        }
+    }
+    if excluded.is_empty() {
+        return Err(format!(
+            "{} has no `if !MINIMAL` sources: its layout changed; set LOADS_SODIUM_AUTOTOOLS=1 \
+             to build with configure and make",
+            makefile_am.display()
+        ));
+    }
+    let mut sources = Vec::new();
+    let mut dirs = vec![lib_src.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries =
+            fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        for entry in entries {
+            let path = entry
+                .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+                .path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if matches!(path.extension().and_then(|e| e.to_str()), Some("c" | "S"))
+                && !excluded.contains(&path)
+            {
+                sources.push(path);
+            }
+        }
+    }
+    sources.sort();
+    Ok(sources)
+}
+
+// version.h from version.h.in, with the numbers configure.ac sets and the minimal flag.
+fn write_version_header(source_dir: &Path) -> Result<(), String> {
+    use std::fs;
+    let configure_ac = fs::read_to_string(source_dir.join("configure.ac"))
+        .map_err(|e| format!("cannot read configure.ac: {e}"))?;
+    let value = |key: &str| -> Result<String, String> {
+        configure_ac
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(key).map(str::to_string))
+            .ok_or_else(|| format!("configure.ac does not set {key}"))
+    };
+    let version = configure_ac
+        .lines()
+        .find_map(|l| l.strip_prefix("AC_INIT([libsodium],["))
+        .and_then(|rest| rest.split(']').next())
+        .ok_or("configure.ac has no AC_INIT([libsodium],[VERSION]...)")?
+        .to_string();
+    let major = value("SODIUM_LIBRARY_VERSION_MAJOR=")?;
+    let minor = value("SODIUM_LIBRARY_VERSION_MINOR=")?;
+    let dir = source_dir.join("src/libsodium/include/sodium");
+    let template = fs::read_to_string(dir.join("version.h.in"))
+        .map_err(|e| format!("cannot read version.h.in: {e}"))?;
+    let header = template
+        .replace("@VERSION@", &version)
+        .replace("@SODIUM_LIBRARY_VERSION_MAJOR@", &major)
+        .replace("@SODIUM_LIBRARY_VERSION_MINOR@", &minor)
+        .replace(
+            "@SODIUM_LIBRARY_MINIMAL_DEF@",
+            "#define SODIUM_LIBRARY_MINIMAL 1",
+        );
+    if header.contains('@') {
+        return Err("version.h.in has a placeholder this build does not know".to_string());
+    }
+    fs::write(dir.join("version.h"), header).map_err(|e| format!("cannot write version.h: {e}"))
+}
+
+// Compile the minimal static library with the cc crate (in parallel, at the profile's
+// optimisation level, with the flags configure gives it) and return its directory.
+fn compile_libsodium_cc(
+    platform: CcPlatform,
+    source_dir: &Path,
+    install_dir: &Path,
+) -> Result<PathBuf, String> {
+    write_version_header(source_dir)?;
+    let lib_src = source_dir.join("src/libsodium");
+    let sources = minimal_sources(&lib_src)?;
+    let lib_dir = install_dir.join("lib");
+    std::fs::create_dir_all(&lib_dir)
+        .map_err(|e| format!("cannot create {}: {e}", lib_dir.display()))?;
+    let mut build = cc::Build::new();
+    build
+        .files(&sources)
+        .include(lib_src.join("include/sodium"))
+        .include(lib_src.join("include"))
+        .flag("-pthread")
+        .flag("-fvisibility=hidden")
+        .flag("-fno-strict-aliasing")
+        .flag("-fno-strict-overflow")
+        .flag("-fwrapv")
+        .flag_if_supported("-flax-vector-conversions")
+        .flag("-Wno-unknown-pragmas")
+        .warnings(false)
+        .out_dir(&lib_dir)
+        .cargo_metadata(false);
+    for (name, value) in platform.defines() {
+        build.define(name, value);
+    }
+    build.try_compile("sodium").map_err(|e| e.to_string())?;
+    Ok(lib_dir)
+}
+
 // Get the directory where Cargo looks for libraries to link to
 fn get_cargo_install_dir() -> PathBuf {
     PathBuf::from(env::var("OUT_DIR").unwrap()).join("installed")
@@ -386,6 +643,8 @@ fn install_from_source() -> Result<(), String> {
 
     let lib_dir = if target.contains("-wasi") {
         compile_libsodium_wasm_freestanding(&source_dir, &install_dir)?
+    } else if let Some(platform) = CcPlatform::of(&target) {
+        compile_libsodium_cc(platform, &source_dir, &install_dir)?
     } else {
         compile_libsodium_traditional(&target, &source_dir, &install_dir)?
     };
@@ -420,6 +679,7 @@ fn main() {
     println!("cargo:rerun-if-changed=LATEST.tar.gz");
     println!("cargo:rerun-if-changed=LATEST.tar.gz.minisig");
     println!("cargo:rerun-if-env-changed=SODIUM_DISABLE_PIE");
+    println!("cargo:rerun-if-env-changed=LOADS_SODIUM_AUTOTOOLS");
 
     let lib_dir_isset = env::var("SODIUM_LIB_DIR").is_ok();
     let use_pkg_isset = if cfg!(feature = "use-pkg-config") {
