@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
+use super::cancel::Cancel;
 use super::drive::{DriveCtx, GRACE, await_users};
 use crate::config::plan::Stop;
 
@@ -19,7 +19,7 @@ pub(super) async fn drive_cycles(ctx: &DriveCtx<'_>) {
         if ctx.control.stopping.load(Ordering::SeqCst) {
             break;
         }
-        let step_cancel = ctx.control.cancel.child_token();
+        let step_cancel = ctx.control.cancel.child();
         let deadline = match &plan.stop {
             // `Plan::check` bounds durations, so this cannot overflow in practice.
             Stop::Duration(d) => Instant::now().checked_add(*d),
@@ -67,7 +67,7 @@ async fn follow_changes(
     mut live: Vec<(Arc<AtomicBool>, usize)>,
     mut next_user: u64,
     deadline: Instant,
-    cancel: &CancellationToken,
+    cancel: &Cancel,
 ) {
     let mut retiring: Vec<(Arc<AtomicBool>, usize)> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));

@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
+use super::cancel::Cancel;
 use super::user::VirtualUser;
 use super::worker::Worker;
 use super::{Control, STOP_GRACE};
@@ -48,13 +48,7 @@ pub(super) struct DriveCtx<'a> {
 
 impl DriveCtx<'_> {
     /// A virtual user of this part, on worker `w`, whose hits end when `cancel` fires.
-    pub(super) fn user(
-        &self,
-        w: usize,
-        users: u64,
-        user: u64,
-        cancel: &CancellationToken,
-    ) -> VirtualUser {
+    pub(super) fn user(&self, w: usize, users: u64, user: u64, cancel: &Cancel) -> VirtualUser {
         VirtualUser {
             mix: self.part.mix.clone(),
             scenario: self.part.name.clone(),
@@ -81,7 +75,7 @@ impl DriveCtx<'_> {
 /// the guarded test code is counted as an error.
 pub(super) async fn await_users(
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    cancel: &CancellationToken,
+    cancel: &Cancel,
     ctx: &DriveCtx<'_>,
 ) {
     let mut tasks: Vec<Option<tokio::task::JoinHandle<()>>> = tasks.into_iter().map(Some).collect();

@@ -14,6 +14,7 @@
 //! events into the sink given to [`LocalRunner::run_into`] (or the finished [`TestResult`] of
 //! [`Runner::execute`]).
 
+mod cancel;
 mod collect;
 mod cycles;
 mod drive;
@@ -27,7 +28,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 use super::collector::COLLECT_EVERY;
 use super::{RunArgs, RunError, Runner};
@@ -63,7 +63,7 @@ struct Control {
     /// No new hits start.
     stopping: AtomicBool,
     /// In-flight hits are abandoned.
-    cancel: CancellationToken,
+    cancel: cancel::Cancel,
     /// Ctrl-C or an explicit stop happened.
     interrupted: AtomicBool,
     /// Virtual users running (in the open model: busy with a hit, and their peak).
@@ -202,7 +202,7 @@ impl LocalRunner {
         });
         let control = Arc::new(Control {
             stopping: AtomicBool::new(false),
-            cancel: CancellationToken::new(),
+            cancel: cancel::Cancel::new(),
             interrupted: AtomicBool::new(false),
             active_users: user::ActiveUsers::default(),
             data: self.data.clone(),

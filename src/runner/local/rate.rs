@@ -9,8 +9,8 @@
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 
+use super::cancel::Cancel;
 use super::drive::{DriveCtx, GRACE, await_users};
 use super::user::{CancelWatch, VirtualUser, micros};
 use crate::case::{Hook, TestCase};
@@ -24,7 +24,7 @@ pub(super) async fn drive_rate(
     max_users: u64,
     offset: f64,
 ) {
-    let step_cancel = ctx.control.cancel.child_token();
+    let step_cancel = ctx.control.cancel.child();
     let start = Instant::now();
     let total: Duration = stages.iter().map(|(_, d)| *d).sum();
     let end = start + total;
@@ -78,7 +78,7 @@ struct Scheduler {
     pool: u64,
     /// Phase of this process's arrivals (see `Model::Rate`).
     offset: f64,
-    cancel: CancellationToken,
+    cancel: Cancel,
 }
 
 /// A virtual user of the open model's pool, with its test context and state.

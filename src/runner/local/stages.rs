@@ -12,7 +12,7 @@ use super::drive::{DriveCtx, GRACE, await_users};
 /// current hit; they run their `on_stop` then) ten times a second to follow the stages' line.
 /// A user that ended (its `on_start` failed) no longer counts and is replaced at the next tick.
 pub(super) async fn drive_stages(ctx: &DriveCtx<'_>, stages: &[(u64, Duration)]) {
-    let step_cancel = ctx.control.cancel.child_token();
+    let step_cancel = ctx.control.cancel.child();
     let start = Instant::now();
     let total: Duration = stages.iter().map(|(_, d)| *d).sum();
     let end = start + total;

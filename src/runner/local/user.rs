@@ -13,7 +13,9 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::{Control, STOP_GRACE};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+use super::cancel::Cancel;
 
 use crate::case::{Hook, Mix, Outcome, TestCase, TestError, draw, run_hit, run_hook};
 use crate::config::RunArgs;
@@ -90,7 +92,7 @@ pub(super) struct VirtualUser {
     pub(super) recorder: UserRecorder,
     pub(super) control: Arc<Control>,
     /// Fires when the user's step is cancelled: the hit in flight is abandoned.
-    pub(super) cancel: CancellationToken,
+    pub(super) cancel: Cancel,
     pub(super) stop: Stop,
     pub(super) deadline: Option<Instant>,
     pub(super) users: u64,
@@ -127,17 +129,17 @@ pub(super) fn hit_outcome(outcome: &Result<(), TestError>) -> HitOutcome<'_> {
 /// per user (again only if the task's waker changes), where a `select!` on `cancelled()` per hit
 /// registered and removed one per hit (a lock each time).
 pub(super) struct CancelWatch {
-    token: CancellationToken,
+    token: Cancel,
     cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
     /// The waker the waiter was registered with.
     waker: Option<Waker>,
 }
 
 impl CancelWatch {
-    pub(super) fn new(token: &CancellationToken) -> Self {
+    pub(super) fn new(token: &Cancel) -> Self {
         CancelWatch {
             token: token.clone(),
-            cancelled: Box::pin(token.clone().cancelled_owned()),
+            cancelled: Box::pin(token.cancelled_owned()),
             waker: None,
         }
     }
@@ -149,7 +151,7 @@ impl CancelWatch {
         let mut first = true;
         std::future::poll_fn(|cx| {
             // Not before the first poll (the caller checked the token before the hit), and
-            // then each time the task is woken: `is_cancelled` takes the token's lock.
+            // then each time the task is woken (two atomic loads).
             if !std::mem::replace(&mut first, false) && self.token.is_cancelled() {
                 return Poll::Ready(None);
             }
