@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks of loads against reference tools, side by side on this machine.
 #
-#   bench/run.sh [throughput|instructions|overhead|dashboard|memory|websockets|steady|startup|cluster|all]   (default: all)
+#   bench/run.sh [throughput|instructions|overhead|dashboard|memory|websockets|wsecho|steady|startup|cluster|external|all]
+#   (default: all)
 #
 # Every comparison runs the reference tool and loads alternately, ROUNDS times (default 5),
 # and prints medians and the ratio loads / reference. Results are appended to bench/RESULTS.md
@@ -10,7 +11,9 @@
 # core 0 and the tool under test to core 1, so this needs 2+ cores. Only loopback is used.
 #
 # Environment: ROUNDS (5), SECONDS_PER_RUN (10), USERS (50), SKIP_OHA=1 (no oha, which takes a
-# few minutes to build the first time), RESULTS (bench/RESULTS.md).
+# few minutes to build the first time), RESULTS (bench/RESULTS.md), IUSERS (20: connections of
+# the callgrind runs), KEEP_PROFILE (instructions: a file for loads' callgrind profile; wsecho: a
+# directory for all its callgrind files), LOADS_BIN (a loads binary built beforehand).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -468,6 +471,151 @@ bench_external() {
   } | report
 }
 
+# The reference WebSocket client (bench/ws-echo, its own Cargo project); sets WSECHO.
+build_ws_echo() {
+  say "building the reference WebSocket client bench/ws-echo (release)"
+  cargo build --release --quiet --manifest-path "$ROOT/bench/ws-echo/Cargo.toml" --target-dir "$ROOT/bench/ws-echo/target"
+  WSECHO=$ROOT/bench/ws-echo/target/release/ws-echo
+}
+
+# measure_ws NAME CMD...: runs CMD on core 1 under /usr/bin/time; prints "messages cpu_seconds
+# cpu_share msg_per_cpu_second errors": the echoes the tool counted (ws-echo's "Messages:" line,
+# loads' "messages received"), the process's user + sys CPU, and loads' failures + errors.
+measure_ws() {
+  local name=$1; shift
+  local out="$WORK/$name.out" tm="$WORK/$name.time"
+  /usr/bin/time -f "%e %U %S %M" -o "$tm" taskset -c 1 "$@" >"$out" 2>&1 || true
+  local n bad
+  case "$name" in
+    wsref*) n=$(sed -n 's/^Messages: \([0-9]*\) .*/\1/p' "$out"); bad=$(grep -c '^error' "$out" || true) ;;
+    *) n=$(sed -n 's/^WebSockets:.* \([0-9]*\) messages received.*/\1/p' "$out")
+       bad=$(awk '/^(Failures|Errors):/ {s += $2} END {print s + 0}' "$out") ;;
+  esac
+  read -r e u s _ < <(tail -n 1 "$tm")
+  awk -v n="${n:-0}" -v e="$e" -v u="$u" -v s="$s" -v b="$bad" \
+    'BEGIN { c = u + s; printf "%d %.2f %.4f %.0f %d\n", n, c, c / e, (c > 0 ? n / c : 0), b }'
+}
+
+# spread: "min-max" of the numbers on stdin.
+spread() { sort -g | awk 'NR == 1 {a = $1} {b = $1} END {print a "-" b}'; }
+
+# WebSocket echo: messages per CPU-second of loads (example::websocket_echo_loop: one socket per
+# hit, 100 echoes of a 23-byte text, close) and of the reference client bench/ws-echo (plain
+# tokio-tungstenite on a current-thread runtime, the same loop: 100 echoes per socket), against
+# the demo server's /ws on core 0; then user-space instructions per message under callgrind.
+bench_wsecho() {
+  build_ws_echo
+  start_demo_server
+  local WS_URL=${DEMO_URL/http:/ws:}/ws
+  # For machine(): the target of this mode.
+  local TARGET_KIND="loads demo-server (its /ws echo), 1 thread on core 0"
+  say "== WebSocket echo: $USERS connections/users, ${SECS}s, tool on core 1 ($ROUNDS rounds)"
+  local r_e=() r_n=() r_c=() l_e=() l_n=() l_c=() bad=0 n c sh e b
+  for i in $(seq "$ROUNDS"); do
+    read -r n c sh e b < <(measure_ws "wsref$i" "$WSECHO" "$WS_URL" -c "$USERS" -d "$SECS")
+    r_n+=("$n"); r_c+=("$sh"); r_e+=("$e"); bad=$((bad + b))
+    read -r n c sh e b < <(measure_ws "wsloads$i" "$LOADS" run example::websocket_echo_loop --threads 1 -u "$USERS" -d "$SECS" -s "$DEMO_URL")
+    l_n+=("$n"); l_c+=("$sh"); l_e+=("$e"); bad=$((bad + b))
+    say "round $i: ws-echo ${r_n[-1]} messages, ${r_e[-1]} msg/CPU-s (cpu ${r_c[-1]}); loads ${l_n[-1]} messages, ${l_e[-1]} msg/CPU-s (cpu ${l_c[-1]}; failures + errors $b)"
+  done
+  local re le rc lc rn ln
+  re=$(printf '%s\n' "${r_e[@]}" | median); le=$(printf '%s\n' "${l_e[@]}" | median)
+  rc=$(printf '%s\n' "${r_c[@]}" | median); lc=$(printf '%s\n' "${l_c[@]}" | median)
+  rn=$(printf '%s\n' "${r_n[@]}" | median); ln=$(printf '%s\n' "${l_n[@]}" | median)
+
+  # Instructions per message by difference of two fixed counts (IUSERS connections x 10 and x 30
+  # sockets of 100 echoes: IUSERS x 2000 messages apart), each thread counted apart; the busiest
+  # thread is the virtual users' one (loads --threads 1) or ws-echo's only thread.
+  local conns=${IUSERS:-20} h
+  say "== WebSocket echo, user-space instructions per message: callgrind, $conns connections x 10 and x 30 sockets of 100 echoes"
+  local -A all vu msgs
+  for h in 10 30; do
+    taskset -c 1 valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$WORK/cgws-ref-$h.out" \
+      "$WSECHO" "$WS_URL" -c "$conns" -m $((h * 100)) >"$WORK/cgws-ref-$h.txt" 2>"$WORK/cgws-ref-$h.err" || true
+    msgs[ref$h]=$(sed -n 's/^Messages: \([0-9]*\) .*/\1/p' "$WORK/cgws-ref-$h.txt")
+    taskset -c 1 valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$WORK/cgws-loads-$h.out" \
+      "$LOADS" run example::websocket_echo_loop --threads 1 -u "$conns" --hits "$h" -s "$DEMO_URL" \
+      >"$WORK/cgws-loads-$h.txt" 2>"$WORK/cgws-loads-$h.err" || true
+    msgs[loads$h]=$(sed -n 's/^WebSockets:.* \([0-9]*\) messages received.*/\1/p' "$WORK/cgws-loads-$h.txt")
+    local tool
+    for tool in ref loads; do
+      read -r a v < <(for f in "$WORK/cgws-$tool-$h.out"*; do
+        t=$(callgrind_total "$f")
+        echo "${t:-0}"
+      done | awk '{s += $1; if ($1 > v) v = $1} END {print s, v}')
+      all[$tool$h]=$a; vu[$tool$h]=$v
+    done
+    say "$h sockets each: ws-echo ${msgs[ref$h]} messages ${all[ref$h]} Ir; loads ${msgs[loads$h]} messages ${all[loads$h]} Ir (busiest thread ${vu[loads$h]})"
+  done
+  per() { awk -v a="$1" -v b="$2" -v c="$3" -v d="$4" 'BEGIN { if (d - c > 0) printf "%.0f", (b - a) / (d - c); else print "n/a" }'; }
+  local ra rv la lv
+  ra=$(per "${all[ref10]}" "${all[ref30]}" "${msgs[ref10]}" "${msgs[ref30]}")
+  rv=$(per "${vu[ref10]}" "${vu[ref30]}" "${msgs[ref10]}" "${msgs[ref30]}")
+  la=$(per "${all[loads10]}" "${all[loads30]}" "${msgs[loads10]}" "${msgs[loads30]}")
+  lv=$(per "${vu[loads10]}" "${vu[loads30]}" "${msgs[loads10]}" "${msgs[loads30]}")
+  say "instructions per message: ws-echo $ra (its thread $rv), loads $la (virtual users' thread $lv)"
+  # The profiles of loads' virtual users' thread and ws-echo's thread in the larger run (the
+  # busiest thread's file of each).
+  busiest() { for f in "$@"; do echo "$(callgrind_total "$f") $f"; done | sort -g | tail -n 1 | cut -d' ' -f2; }
+  local vuf reff
+  vuf=$(busiest "$WORK/cgws-loads-30.out"*); reff=$(busiest "$WORK/cgws-ref-30.out"*)
+  if [ -n "${KEEP_PROFILE:-}" ]; then
+    mkdir -p "$KEEP_PROFILE"
+    cp "$WORK"/cgws-*.out* "$KEEP_PROFILE"/
+  fi
+  {
+    echo
+    echo "### WebSocket echo ($(date -u '+%Y-%m-%d'))"
+    echo
+    machine
+    echo "- commands (each pinned with \`taskset -c 1\`, timed with \`/usr/bin/time\`; $ROUNDS rounds, alternating, medians):"
+    echo "  \`bench/ws-echo/target/release/ws-echo ws://DEMO/ws -c $USERS -d $SECS\` (tokio current-thread + tokio-tungstenite; 100 echoes per socket, then close and reopen),"
+    echo "  \`loads run example::websocket_echo_loop --threads 1 -u $USERS -d $SECS -s DEMO\` (each hit: open /ws, 100 echoes of a 23-byte text checked, close)"
+    echo "- messages per CPU-second: the echoes counted divided by the tool process's user + sys CPU"
+    echo
+    echo "| tool | messages in ${SECS} s (median) | CPU share (median) | messages per CPU-second (median) | per round (min-max) |"
+    echo "|---|---:|---:|---:|---:|"
+    echo "| ws-echo | $rn | $rc | $re | $(printf '%s\n' "${r_e[@]}" | spread) |"
+    echo "| loads | $ln | $lc | $le | $(printf '%s\n' "${l_e[@]}" | spread) |"
+    echo
+    echo "Per round, messages per CPU-second (ws-echo / loads): $(paste -d/ <(printf '%s\n' "${r_e[@]}") <(printf '%s\n' "${l_e[@]}") | paste -sd' '); loads' failures + errors, ws-echo's errors: $bad."
+    echo
+    echo "Ratio loads / ws-echo, messages per CPU-second: **$(ratio "$le" "$re")**."
+    echo
+    echo "User-space instructions per message (valgrind $(valgrind --version | sed 's/valgrind-//'), callgrind \`--separate-threads=yes\`, pinned to core 1), by difference of"
+    echo "$conns connections x 10 and x 30 sockets of 100 echoes (\`ws-echo -c $conns -m 1000|3000\`, \`loads run example::websocket_echo_loop --threads 1 -u $conns --hits 10|30\`):"
+    echo
+    echo "| tool | messages | Ir whole process | Ir busiest thread | instructions per message, process | busiest thread |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    echo "| ws-echo | ${msgs[ref10]} / ${msgs[ref30]} | ${all[ref10]} / ${all[ref30]} | ${vu[ref10]} / ${vu[ref30]} | **$ra** | $rv |"
+    echo "| loads | ${msgs[loads10]} / ${msgs[loads30]} | ${all[loads10]} / ${all[loads30]} | ${vu[loads10]} / ${vu[loads30]} | **$la** | $lv |"
+    echo
+    echo "loads / ws-echo, instructions per message: process **$(ratio "$la" "$ra")**, busiest thread **$(ratio "$lv" "$rv")**;"
+    echo "loads - ws-echo: process **$(awk -v a="$la" -v b="$ra" 'BEGIN { print a - b }')**, busiest thread $(awk -v a="$lv" -v b="$rv" 'BEGIN { print a - b }') instructions per message."
+    echo
+    echo "loads' virtual users' thread (x 30 run), inclusive (\`callgrind_annotate --inclusive=yes\`), the first 20 below the test's own function:"
+    echo
+    echo '```'
+    { callgrind_annotate --inclusive=yes "$vuf" 2>/dev/null || true; } | awk '/file:function/ {on=1; next} on && NF && !/^-/ {print}' \
+      | awk 'f && !/websocket_echo_loop/ {print} /websocket_echo_loop/ {f=1}' | sed -n '1,20p' | cut -c1-160
+    echo '```'
+    echo
+    echo "The same thread, exclusive (self), first 15:"
+    echo
+    echo '```'
+    { callgrind_annotate "$vuf" 2>/dev/null || true; } | awk '/file:function/ {on=1; next} on && NF && !/^-/ {print}' \
+      | sed -n '1,15p' | cut -c1-160
+    echo '```'
+    echo
+    echo "ws-echo's thread (x 30 run), exclusive, first 10:"
+    echo
+    echo '```'
+    { callgrind_annotate "$reff" 2>/dev/null || true; } | awk '/file:function/ {on=1; next} on && NF && !/^-/ {print}' \
+      | sed -n '1,10p' | cut -c1-160
+    echo '```'
+  } | report
+}
+
 what=${1:-all}
 install_tools
 build_loads
@@ -480,10 +628,11 @@ case "$what" in
   dashboard) bench_web_overhead ;;
   memory) bench_memory ;;
   websockets) bench_websockets ;;
+  wsecho) bench_wsecho ;;
   steady) bench_steady ;;
   startup) bench_startup ;;
   cluster) bench_cluster ;;
   external) bench_external ;;
-  all) bench_throughput; bench_instructions; bench_overhead; bench_web_overhead; bench_memory; bench_websockets; bench_steady; bench_startup; bench_cluster; bench_external ;;
-  *) say "usage: bench/run.sh [throughput|instructions|overhead|memory|websockets|steady|startup|cluster|external|all]"; exit 2 ;;
+  all) bench_throughput; bench_instructions; bench_overhead; bench_web_overhead; bench_memory; bench_websockets; bench_wsecho; bench_steady; bench_startup; bench_cluster; bench_external ;;
+  *) say "usage: bench/run.sh [throughput|instructions|overhead|dashboard|memory|websockets|wsecho|steady|startup|cluster|external|all]"; exit 2 ;;
 esac

@@ -4,6 +4,13 @@
 
 use loads::prelude::*;
 
+/// Messages echoed per hit of `websocket_echo_loop` (the reference client `bench/ws-echo` sends
+/// as many per socket).
+const ECHOES_PER_HIT: usize = 100;
+
+/// The text `websocket_echo_loop` sends (23 bytes, one frame; the same as `bench/ws-echo`'s).
+const ECHO_TEXT: &str = "loads websocket echo 23";
+
 /// Per-virtual-user state of the example suite.
 #[derive(Default)]
 pub struct Example {
@@ -93,6 +100,18 @@ impl Example {
             let text = format!("hello {i} from user {}", t.status().current_user);
             ws.send(text.clone()).await?;
             ensure_eq!(ws.recv_text().await?, text);
+        }
+        ws.close().await?;
+        Ok(())
+    }
+
+    /// Open a WebSocket on /ws and echo one small text message 100 times, checking each echo (the
+    /// WebSocket benchmark: `bench/run.sh wsecho`, against `bench/ws-echo`)
+    async fn websocket_echo_loop(&mut self, t: &mut TestCase) -> Outcome {
+        let mut ws = t.ws("/ws").await?;
+        for _ in 0..ECHOES_PER_HIT {
+            ws.send(ECHO_TEXT).await?;
+            ensure_eq!(ws.recv_text().await?, ECHO_TEXT);
         }
         ws.close().await?;
         Ok(())
