@@ -17,7 +17,6 @@ use http::StatusCode;
 use http::header::{self, HeaderMap};
 use std::future::Future as _;
 use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::Poll;
@@ -27,6 +26,7 @@ use url::Url;
 
 use super::codec::{self, CodecError, Head};
 use super::connection::{self, Connection, ConnectionError};
+use super::deadline::{Timer, deadline_after};
 
 pub use super::codec::Outgoing;
 
@@ -130,36 +130,10 @@ pub struct Client {
     cookies: Mutex<CookieStore>,
     /// Whether the jar was ever given a cookie: an empty jar is not locked nor searched.
     has_cookies: AtomicBool,
-    /// The timer that bounds this user's requests (see [`Timer`]); `None` while a request has
+    /// The timer that bounds this user's requests (`deadline.rs`); `None` while a request has
     /// it, or before the first request.
     timer: Mutex<Option<Timer>>,
     timeout: Duration,
-}
-
-/// One tokio timer per client, registered with the runtime once and moved only when it fires
-/// or when a request needs an earlier deadline: a timer per request (`tokio::time::timeout`)
-/// was an insertion into and a removal from the runtime's timer wheel per request. The timer
-/// is armed at or before the deadline of the request in flight; when it fires before that
-/// deadline (it was armed for an earlier request), it is moved to it.
-///
-/// The timer is polled only when it must be: to register the waker of the task that waits
-/// (the first time, after a reset, or from another task), or when it has fired. Polled on
-/// every wake-up of the request instead, it re-registered the same waker each time.
-struct Timer {
-    sleep: Pin<Box<tokio::time::Sleep>>,
-    /// The thread (so the runtime: workers are single-threaded) whose time driver it is on.
-    thread: usize,
-    /// The waker the timer was last polled with, while it is armed for the same deadline.
-    waker: Option<std::task::Waker>,
-}
-
-thread_local! {
-    static THREAD_MARK: u8 = const { 0 };
-}
-
-/// An address that tells the current thread apart from the other live ones.
-fn thread_mark() -> usize {
-    THREAD_MARK.with(|m| std::ptr::from_ref(m) as usize)
 }
 
 impl Client {
@@ -216,66 +190,26 @@ impl Client {
         // One exchange future in this future's state, not one per branch (it is most of the
         // size of a virtual user's hit future, which is held while the request is in flight):
         // a timeout beyond what the clock can express waits a year.
-        let start = Instant::from_std(start);
-        let deadline = start
-            .checked_add(timeout)
-            .or_else(|| start.checked_add(Duration::from_secs(365 * 86_400)))
-            .unwrap_or(start);
-        let mut timer = self.take_timer(deadline);
+        let deadline = deadline_after(Instant::from_std(start), timeout);
+        let kept = self
+            .timer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let mut timer = Timer::reuse(kept, deadline);
         let mut exchange = std::pin::pin!(self.send_inner(req));
         let result = std::future::poll_fn(|cx| {
             if let Poll::Ready(r) = exchange.as_mut().poll(cx) {
                 return Poll::Ready(Some(r));
             }
-            loop {
-                let registered = timer
-                    .waker
-                    .as_ref()
-                    .is_some_and(|w| w.will_wake(cx.waker()));
-                if registered && !timer.sleep.is_elapsed() {
-                    return Poll::Pending;
-                }
-                if timer.sleep.as_mut().poll(cx).is_pending() {
-                    timer.waker = Some(cx.waker().clone());
-                    return Poll::Pending;
-                }
-                if timer.sleep.deadline() >= deadline {
-                    return Poll::Ready(None);
-                }
-                // Armed for an earlier request: move it to this one's deadline.
-                timer.sleep.as_mut().reset(deadline);
-                timer.waker = None;
+            if timer.poll_expired(deadline, cx) {
+                return Poll::Ready(None);
             }
+            Poll::Pending
         })
         .await;
         *self.timer.lock().unwrap_or_else(PoisonError::into_inner) = Some(timer);
         result.unwrap_or(Err(ClientError::Timeout(timeout)))
-    }
-
-    /// The client's timer, armed at or before `deadline`: the one the client keeps, or a new
-    /// one when another request of this user has it or when it is on another thread's runtime.
-    fn take_timer(&self, deadline: Instant) -> Timer {
-        let mut slot = self.timer.lock().unwrap_or_else(PoisonError::into_inner);
-        let here = thread_mark();
-        match slot.as_mut() {
-            Some(t) if t.thread == here => {
-                if t.sleep.deadline() > deadline {
-                    t.sleep.as_mut().reset(deadline);
-                    t.waker = None;
-                }
-                if let Some(t) = slot.take() {
-                    return t;
-                }
-            }
-            // None (another request has it, or the first request), or another runtime's.
-            _ => {}
-        }
-        drop(slot);
-        Timer {
-            sleep: Box::pin(tokio::time::sleep_until(deadline)),
-            thread: here,
-            waker: None,
-        }
     }
 
     async fn send_inner(&self, first: &Outgoing) -> Result<RawResponse, ClientError> {

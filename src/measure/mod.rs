@@ -13,6 +13,7 @@
 pub(crate) mod client;
 mod codec;
 mod connection;
+mod deadline;
 mod dns;
 mod session;
 mod tls;

@@ -9,6 +9,7 @@ use tokio_tungstenite::tungstenite::{self, protocol::CloseFrame};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use url::Url;
 
+use super::deadline::{Timer, deadline_after};
 use crate::result::{Direction, UserRecorder, unix_now};
 
 /// A WebSocket message: text or binary (pings and pongs are answered for you).
@@ -81,9 +82,14 @@ type Callback = Box<dyn FnMut(&Message) + Send>;
 
 /// An open WebSocket whose traffic is recorded. Dropping it counts it as closed.
 pub struct WebSocket {
-    stream: Stream,
+    /// Boxed: with its TLS state and buffers the stream is about 1.4 KB, which every test
+    /// future holding the socket would carry (and copy when it moves) inline.
+    stream: Box<Stream>,
     recorder: UserRecorder,
     timeout: Duration,
+    /// The timer that bounds each [`recv`](Self::recv), kept between messages (`deadline.rs`);
+    /// `None` before the first receive or while one has it.
+    timer: Option<Timer>,
     on_message: Option<Callback>,
     open: bool,
 }
@@ -155,12 +161,16 @@ impl WebSocket {
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
             .read_buffer_size(4096)
             .write_buffer_size(0);
-        let connect = tokio_tungstenite::connect_async_tls_with_config(
+        // Boxed: the handshake's future (TCP connect, TLS, HTTP upgrade) is kilobytes, and
+        // inline it made every test future that opens a socket that much larger, copied
+        // when the hit starts and again into the timeout (about 550 instructions a message
+        // in an echo test of 100 messages a socket).
+        let connect = Box::pin(tokio_tungstenite::connect_async_tls_with_config(
             request,
             Some(config),
             true,
             connector,
-        );
+        ));
         let (stream, _) = match tokio::time::timeout(timeout, connect).await {
             Err(_) => return Err(WsError::Timeout(timeout)),
             Ok(Err(source)) => {
@@ -175,9 +185,10 @@ impl WebSocket {
             recorder.record(|s| s.socket_open());
         }
         Ok(WebSocket {
-            stream,
+            stream: Box::new(stream),
             recorder,
             timeout,
+            timer: None,
             on_message: None,
             open: true,
         })
@@ -215,10 +226,23 @@ impl WebSocket {
     /// Waits for the next text or binary message (at most the run's request timeout).
     pub async fn recv(&mut self) -> Result<Message, WsError> {
         let timeout = self.timeout;
-        match tokio::time::timeout(timeout, self.recv_inner()).await {
-            Ok(r) => r,
-            Err(_) => Err(WsError::Timeout(timeout)),
-        }
+        let deadline = deadline_after(tokio::time::Instant::now(), timeout);
+        let mut timer = Timer::reuse(self.timer.take(), deadline);
+        let result = {
+            let mut inner = std::pin::pin!(self.recv_inner());
+            std::future::poll_fn(|cx| {
+                if let std::task::Poll::Ready(r) = inner.as_mut().poll(cx) {
+                    return std::task::Poll::Ready(Some(r));
+                }
+                if timer.poll_expired(deadline, cx) {
+                    return std::task::Poll::Ready(None);
+                }
+                std::task::Poll::Pending
+            })
+            .await
+        };
+        self.timer = Some(timer);
+        result.unwrap_or(Err(WsError::Timeout(timeout)))
     }
 
     async fn recv_inner(&mut self) -> Result<Message, WsError> {
@@ -282,7 +306,7 @@ impl WebSocket {
     /// Closes the socket politely (close handshake, bounded by the request timeout).
     pub async fn close(mut self) -> Result<(), WsError> {
         let timeout = self.timeout;
-        let result = tokio::time::timeout(timeout, self.stream.close(None)).await;
+        let result = tokio::time::timeout(timeout, (*self.stream).close(None)).await;
         self.mark_closed();
         match result {
             Ok(Ok(())) | Ok(Err(tungstenite::Error::ConnectionClosed)) => Ok(()),
@@ -301,6 +325,75 @@ impl Drop for WebSocket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A WebSocket server on loopback that sends `script`'s messages after their delays, then
+    /// stays silent until the client goes.
+    async fn silent_server(script: Vec<(Duration, &'static str)>) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                return;
+            };
+            for (delay, text) in script {
+                tokio::time::sleep(delay).await;
+                if ws.send(tungstenite::Message::text(text)).await.is_err() {
+                    return;
+                }
+            }
+            // Silent: read until the client closes.
+            while let Some(Ok(_)) = ws.next().await {}
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn each_receive_is_bounded_by_the_timeout_from_its_own_start() {
+        let addr = silent_server(vec![
+            (Duration::from_millis(10), "one"),
+            // Later than one timeout after the socket opened, within one of the receive.
+            (Duration::from_millis(250), "two"),
+        ])
+        .await;
+        let recorder = UserRecorder::new(std::sync::Arc::new(crate::result::Recorder::new(1)), 0);
+        let timeout = Duration::from_millis(400);
+        let mut ws =
+            WebSocket::connect(&format!("ws://{addr}/"), None, recorder, timeout, |_| None)
+                .await
+                .expect("connect");
+        assert_eq!(ws.recv_text().await.expect("first message"), "one");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The kept timer was armed for the first receive (it would fire about 190 ms from
+        // now); this receive's own deadline is 400 ms from now, and "two" comes at 60 ms.
+        assert_eq!(ws.recv_text().await.expect("second message"), "two");
+        let start = std::time::Instant::now();
+        match ws.recv().await {
+            Err(WsError::Timeout(t)) => assert_eq!(t, timeout),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        let waited = start.elapsed();
+        assert!(waited >= timeout, "timed out early: {waited:?}");
+        assert!(waited < timeout * 5, "timed out late: {waited:?}");
+        // And again, with the timer that fired.
+        let start = std::time::Instant::now();
+        assert!(matches!(ws.recv().await, Err(WsError::Timeout(_))));
+        assert!(start.elapsed() >= timeout, "{:?}", start.elapsed());
+    }
+
+    #[test]
+    fn a_websocket_and_its_futures_stay_small() {
+        // What a test's future holds while a socket is open or opening.
+        assert!(
+            std::mem::size_of::<WebSocket>() <= 128,
+            "{}",
+            std::mem::size_of::<WebSocket>()
+        );
+    }
 
     #[test]
     fn urls_resolve_to_ws_schemes() {
