@@ -88,8 +88,10 @@ impl Timer {
             if registered && !self.sleep.is_elapsed() {
                 return false;
             }
+            // With the task's budget spent, the poll returns Pending without registering.
+            let budget = tokio::task::coop::has_budget_remaining();
             if self.sleep.as_mut().poll(cx).is_pending() {
-                self.waker = Some(cx.waker().clone());
+                self.waker = budget.then(|| cx.waker().clone());
                 return false;
             }
             if self.sleep.deadline() >= deadline {
@@ -157,6 +159,27 @@ mod tests {
         assert!(
             waited < Duration::from_secs(5),
             "it waited for the later deadline: {waited:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_wait_that_starts_with_the_tasks_budget_spent_still_expires() {
+        // A task that has used its whole coop budget (128 ready I/O operations without
+        // yielding, e.g. 128 WebSocket sends): the timer's first poll returns Pending without
+        // registering it, and must not be taken for registered.
+        tokio::task::yield_now().await;
+        for _ in 0..128 {
+            tokio::task::consume_budget().await;
+        }
+        let t0 = Instant::now();
+        let deadline = deadline_after(t0, Duration::from_millis(50));
+        let mut timer = Timer::reuse(None, deadline);
+        let r = tokio::time::timeout(Duration::from_secs(5), expired(&mut timer, deadline)).await;
+        assert!(r.is_ok(), "the timer never fired");
+        assert!(
+            t0.elapsed() >= Duration::from_millis(50),
+            "{:?}",
+            t0.elapsed()
         );
     }
 
