@@ -300,7 +300,7 @@ struct CcPlatform {
 
 impl CcPlatform {
     fn of(target: &str) -> Option<Self> {
-        if env::var_os("LOADS_SODIUM_AUTOTOOLS").is_some() {
+        if env::var("LOADS_SODIUM_AUTOTOOLS").is_ok_and(|v| !v.is_empty() && v != "0") {
             return None;
         }
         let arch = if target.starts_with("x86_64-") {
@@ -310,7 +310,8 @@ impl CcPlatform {
         } else {
             return None;
         };
-        let os = if target.contains("-linux-gnu") || target.contains("-linux-musl") {
+        // Exactly these ABIs: not gnux32 or gnu_ilp32, whose pointers are 32-bit.
+        let os = if target.ends_with("-linux-gnu") || target.ends_with("-linux-musl") {
             CcOs::Linux
         } else if target.ends_with("-apple-darwin") {
             CcOs::MacOs
@@ -361,6 +362,9 @@ impl CcPlatform {
             CcOs::Linux => {
                 d.push(("ASM_HIDE_SYMBOL", ".hidden"));
                 d.push(("HAVE_SYS_AUXV_H", "1"));
+                // What configure also finds on Linux and build.zig leaves out: getauxval
+                // (glibc 2.16, musl), with which arm64 detects its crypto extensions at run time.
+                d.push(("HAVE_GETAUXVAL", "1"));
             }
             CcOs::MacOs => {
                 d.push(("ASM_HIDE_SYMBOL", ".private_extern"));
@@ -521,11 +525,17 @@ fn compile_libsodium_cc(
         .flag_if_supported("-flax-vector-conversions")
         .flag("-Wno-unknown-pragmas")
         .warnings(false)
-        .out_dir(&lib_dir)
-        .cargo_metadata(false);
+        .out_dir(&lib_dir);
     for (name, value) in platform.defines() {
         build.define(name, value);
     }
+    // configure's hardening, where glibc honours it (it needs optimisation).
+    if matches!(platform.os, CcOs::Linux) && env::var("OPT_LEVEL").is_ok_and(|o| o != "0") {
+        build.define("_FORTIFY_SOURCE", "2");
+    }
+    // cc prints the library's link lines and the environment it read (CC, CFLAGS, CC_<target>
+    // and the like, so that cargo rebuilds when they change); install_from_source does not
+    // print the link line again for this library.
     build.try_compile("sodium").map_err(|e| e.to_string())?;
     Ok(lib_dir)
 }
@@ -641,15 +651,18 @@ fn install_from_source() -> Result<(), String> {
     archive.unpack(&source_dir).unwrap();
     source_dir.push(basedir);
 
+    let cc_platform = CcPlatform::of(&target);
     let lib_dir = if target.contains("-wasi") {
         compile_libsodium_wasm_freestanding(&source_dir, &install_dir)?
-    } else if let Some(platform) = CcPlatform::of(&target) {
+    } else if let Some(platform) = cc_platform {
         compile_libsodium_cc(platform, &source_dir, &install_dir)?
     } else {
         compile_libsodium_traditional(&target, &source_dir, &install_dir)?
     };
 
-    if target.contains("msvc") {
+    if cc_platform.is_some() {
+        // cc printed the link line.
+    } else if target.contains("msvc") {
         println!("cargo:rustc-link-lib=static=libsodium");
     } else {
         println!("cargo:rustc-link-lib=static=sodium");
