@@ -148,11 +148,10 @@ impl CancelWatch {
     /// dropped).
     async fn run<F: Future>(&mut self, fut: F) -> Option<F::Output> {
         let mut fut = std::pin::pin!(fut);
-        let mut first = true;
         std::future::poll_fn(|cx| {
-            // Not before the first poll (the caller checked the token before the hit), and
-            // then each time the task is woken (two atomic loads).
-            if !std::mem::replace(&mut first, false) && self.token.is_cancelled() {
+            // Before the first poll too (two atomic loads): a think time that ended because
+            // the step was cancelled is followed by no hit.
+            if self.token.is_cancelled() {
                 return Poll::Ready(None);
             }
             if let Poll::Ready(v) = fut.as_mut().poll(cx) {
@@ -473,5 +472,28 @@ impl VirtualUser {
         };
         self.recorder.record_hit(&entry.name, &hit);
         Some(ended)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_watch_on_a_cancelled_step_starts_no_hit() {
+        let run = Cancel::new();
+        let step = run.child();
+        let mut watch = CancelWatch::new(&step);
+        let started = std::sync::atomic::AtomicBool::new(false);
+        assert_eq!(watch.run(async { 1 }).await, Some(1));
+        step.cancel();
+        let r = watch
+            .run(async {
+                started.store(true, Ordering::Relaxed);
+                2
+            })
+            .await;
+        assert_eq!(r, None);
+        assert!(!started.load(Ordering::Relaxed), "the hit was started");
     }
 }
