@@ -424,6 +424,37 @@ mod tests {
         );
     }
 
+    /// Responses larger than a connection's first read buffer (2 KiB): a head of 3 KiB, a
+    /// body of 20 KiB by length and one of 10 KiB in chunks, on one keep-alive connection.
+    #[tokio::test]
+    async fn heads_and_bodies_larger_than_the_read_buffer() {
+        let long_header = "x".repeat(3000);
+        let body = "b".repeat(20_000);
+        let chunk = "c".repeat(5_000);
+        let r1 = format!("HTTP/1.1 200 OK\r\nX-Long: {long_header}\r\nContent-Length: 2\r\n\r\nok");
+        let r2 = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let r3 = format!(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+            chunk.len(),
+            chunk.len()
+        );
+        let leak = |s: String| -> &'static [u8] { Box::leak(s.into_bytes().into_boxed_slice()) };
+        let (url, _server) = raw_server(vec![leak(r1), leak(r2), leak(r3)]).await;
+        let url = format!("{url}/");
+        let c = Client::new(Duration::from_secs(5));
+        let a = c.send(get(&url), None).await.expect("long head");
+        assert_eq!(&a.body[..], b"ok");
+        let b = c.send(get(&url), None).await.expect("long body");
+        assert_eq!(b.body.len(), 20_000);
+        assert!(b.body.iter().all(|&x| x == b'b'));
+        let ch = c.send(get(&url), None).await.expect("chunked body");
+        assert_eq!(ch.body.len(), 10_000);
+        assert!(ch.body.iter().all(|&x| x == b'c'));
+    }
+
     #[tokio::test]
     async fn body_to_end_of_connection_and_timeouts() {
         let (url, _server) = raw_server(vec![b"HTTP/1.0 200 OK\r\n\r\nuntil close"]).await;
