@@ -15,11 +15,9 @@ use cookie_store::CookieStore;
 use http::Method;
 use http::StatusCode;
 use http::header::{self, HeaderMap};
-use std::future::Future as _;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::task::Poll;
 use std::time::Duration;
 use tokio::time::Instant;
 use url::Url;
@@ -197,17 +195,8 @@ impl Client {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         let mut timer = Timer::reuse(kept, deadline);
-        let mut exchange = std::pin::pin!(self.send_inner(req));
-        let result = std::future::poll_fn(|cx| {
-            if let Poll::Ready(r) = exchange.as_mut().poll(cx) {
-                return Poll::Ready(Some(r));
-            }
-            if timer.poll_expired(deadline, cx) {
-                return Poll::Ready(None);
-            }
-            Poll::Pending
-        })
-        .await;
+        let exchange = std::pin::pin!(self.send_inner(req));
+        let result = timer.within(deadline, exchange).await;
         *self.timer.lock().unwrap_or_else(PoisonError::into_inner) = Some(timer);
         result.unwrap_or(Err(ClientError::Timeout(timeout)))
     }

@@ -229,17 +229,8 @@ impl WebSocket {
         let deadline = deadline_after(tokio::time::Instant::now(), timeout);
         let mut timer = Timer::reuse(self.timer.take(), deadline);
         let result = {
-            let mut inner = std::pin::pin!(self.recv_inner());
-            std::future::poll_fn(|cx| {
-                if let std::task::Poll::Ready(r) = inner.as_mut().poll(cx) {
-                    return std::task::Poll::Ready(Some(r));
-                }
-                if timer.poll_expired(deadline, cx) {
-                    return std::task::Poll::Ready(None);
-                }
-                std::task::Poll::Pending
-            })
-            .await
+            let inner = std::pin::pin!(self.recv_inner());
+            timer.within(deadline, inner).await
         };
         self.timer = Some(timer);
         result.unwrap_or(Err(WsError::Timeout(timeout)))
@@ -386,8 +377,8 @@ mod tests {
     }
 
     #[test]
-    fn a_websocket_and_its_futures_stay_small() {
-        // What a test's future holds while a socket is open or opening.
+    fn a_websocket_stays_small() {
+        // What a test's future holds while a socket is open.
         assert!(
             std::mem::size_of::<WebSocket>() <= 128,
             "{}",
