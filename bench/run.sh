@@ -177,6 +177,26 @@ bench_throughput() {
 # callgrind_total OUT: the instructions (Ir) a callgrind run counted, all threads together.
 callgrind_total() { awk '/^(summary|totals):/ {print $2; exit}' "$1"; }
 
+# thread_totals PREFIX: "sum max" of the instructions in callgrind's per-thread files PREFIX*
+# (--separate-threads=yes): the whole process, and its busiest thread.
+thread_totals() {
+  local f t
+  for f in "$1"*; do
+    t=$(callgrind_total "$f")
+    echo "${t:-0}"
+  done | awk '{s += $1; if ($1 > v) v = $1} END {print s, v}'
+}
+
+# per A B C D: (B - A) / (D - C), rounded: instructions per request or message by difference.
+per() { awk -v a="$1" -v b="$2" -v c="$3" -v d="$4" 'BEGIN { if (d - c > 0) printf "%.0f", (b - a) / (d - c); else print "n/a" }'; }
+
+# profile_top FILE N [ARGS]: the first N function lines of callgrind_annotate ARGS FILE.
+profile_top() {
+  local f=$1 n=$2; shift 2
+  { callgrind_annotate "$@" "$f" 2>/dev/null || true; } | awk '/file:function/ {on=1; next} on && NF && !/^-/ {print}' \
+    | sed -n "1,${n}p" | cut -c1-160
+}
+
 # User-space instructions per request, by difference of a short and a long run against the same
 # target (which removes start-up and shut-down): callgrind counts instructions, not time, so the
 # figure repeats on a busy machine. Both tools run on core 1 under valgrind (which serialises
@@ -197,7 +217,6 @@ bench_instructions() {
     req[loads$d]=$(awk '/^Requests:/ {print $2}' "$WORK/loads-$d.txt")
     say "${d}s: wrk ${req[wrk$d]} requests ${ir[wrk$d]} Ir; loads ${req[loads$d]} requests ${ir[loads$d]} Ir"
   done
-  per() { awk -v a="$1" -v b="$2" -v c="$3" -v d="$4" 'BEGIN { if (d - c > 0) printf "%.0f", (b - a) / (d - c); else print "n/a" }'; }
   local w l
   w=$(per "${ir[wrk$short]}" "${ir[wrk$long]}" "${req[wrk$short]}" "${req[wrk$long]}")
   l=$(per "${ir[loads$short]}" "${ir[loads$long]}" "${req[loads$short]}" "${req[loads$long]}")
@@ -212,10 +231,7 @@ bench_instructions() {
       -o stdout -o json --output-json-path "$WORK/loads-h$h.json" >"$WORK/loads-h$h.txt" 2>"$WORK/loads-h$h.err" || true
     # The virtual users' thread is the busiest one (--threads 1): the others are the main
     # thread, the collector and idle helpers.
-    read -r a b < <(for f in "$WORK/cgh-$h.out"*; do
-      t=$(callgrind_total "$f")
-      echo "${t:-0}"
-    done | awk '{s += $1; if ($1 > v) v = $1} END {print s, v}')
+    read -r a b < <(thread_totals "$WORK/cgh-$h.out")
     all+=("$a"); wt+=("$b")
   done
   local hits_all hits_vu
@@ -244,8 +260,7 @@ bench_instructions() {
     echo "Top of loads' profile (${long} s run, \`callgrind_annotate\`, exclusive, first 15):"
     echo
     echo '```'
-    { callgrind_annotate "$WORK/cg-loads-$long.out" 2>/dev/null || true; } | awk '/file:function/ {on=1; next} on && NF && !/^-/ {print}' \
-      | sed -n '1,15p' | cut -c1-160
+    profile_top "$WORK/cg-loads-$long.out" 15
     echo '```'
   } | report
 }
@@ -539,15 +554,11 @@ bench_wsecho() {
     msgs[loads$h]=$(sed -n 's/^WebSockets:.* \([0-9]*\) messages received.*/\1/p' "$WORK/cgws-loads-$h.txt")
     local tool
     for tool in ref loads; do
-      read -r a v < <(for f in "$WORK/cgws-$tool-$h.out"*; do
-        t=$(callgrind_total "$f")
-        echo "${t:-0}"
-      done | awk '{s += $1; if ($1 > v) v = $1} END {print s, v}')
+      read -r a v < <(thread_totals "$WORK/cgws-$tool-$h.out")
       all[$tool$h]=$a; vu[$tool$h]=$v
     done
     say "$h sockets each: ws-echo ${msgs[ref$h]} messages ${all[ref$h]} Ir; loads ${msgs[loads$h]} messages ${all[loads$h]} Ir (busiest thread ${vu[loads$h]})"
   done
-  per() { awk -v a="$1" -v b="$2" -v c="$3" -v d="$4" 'BEGIN { if (d - c > 0) printf "%.0f", (b - a) / (d - c); else print "n/a" }'; }
   local ra rv la lv
   ra=$(per "${all[ref10]}" "${all[ref30]}" "${msgs[ref10]}" "${msgs[ref30]}")
   rv=$(per "${vu[ref10]}" "${vu[ref30]}" "${msgs[ref10]}" "${msgs[ref30]}")
@@ -596,22 +607,20 @@ bench_wsecho() {
     echo "loads' virtual users' thread (x 30 run), inclusive (\`callgrind_annotate --inclusive=yes\`), the first 20 below the test's own function:"
     echo
     echo '```'
-    { callgrind_annotate --inclusive=yes "$vuf" 2>/dev/null || true; } | awk '/file:function/ {on=1; next} on && NF && !/^-/ {print}' \
-      | awk 'f && !/websocket_echo_loop/ {print} /websocket_echo_loop/ {f=1}' | sed -n '1,20p' | cut -c1-160
+    profile_top "$vuf" 1000 --inclusive=yes \
+      | awk 'f && !/websocket_echo_loop/ {print} /websocket_echo_loop/ {f=1}' | sed -n '1,20p'
     echo '```'
     echo
     echo "The same thread, exclusive (self), first 15:"
     echo
     echo '```'
-    { callgrind_annotate "$vuf" 2>/dev/null || true; } | awk '/file:function/ {on=1; next} on && NF && !/^-/ {print}' \
-      | sed -n '1,15p' | cut -c1-160
+    profile_top "$vuf" 15
     echo '```'
     echo
     echo "ws-echo's thread (x 30 run), exclusive, first 10:"
     echo
     echo '```'
-    { callgrind_annotate "$reff" 2>/dev/null || true; } | awk '/file:function/ {on=1; next} on && NF && !/^-/ {print}' \
-      | sed -n '1,10p' | cut -c1-160
+    profile_top "$reff" 10
     echo '```'
   } | report
 }
