@@ -8,7 +8,8 @@
 //!
 //! The HTTP client is three files: `codec` (bytes in, parsed values out: no sockets, no async),
 //! `connection` (one TCP or TLS stream and its buffers) and `client` (the pool of connections,
-//! redirects, cookies, timeouts).
+//! redirects, cookies, timeouts). `deadline` is the kept timer that bounds each HTTP request
+//! and each WebSocket receive.
 
 pub(crate) mod client;
 mod codec;

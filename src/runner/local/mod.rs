@@ -6,7 +6,8 @@
 //! contends. A driver runtime on the calling thread starts the users of each scenario (a
 //! [`Part`]: a run without `[[scenario]]` tables is one) as its plan's model says ([`cycles`],
 //! [`stages`], [`rate`], with what they share in [`drive`]), the scenarios side by side, each
-//! after its `start-after` delay; it keeps time and handles Ctrl-C. A collector thread ([`collect`]) drains the recorder once a second into an
+//! after its `start-after` delay; it keeps time and handles Ctrl-C, which cancels the run and
+//! so every step ([`cancel`]). A collector thread ([`collect`]) drains the recorder once a second into an
 //! `Event::Batch` for the [`EventSink`] (the [`TestResult`] in a normal run, a relay in a
 //! worker) and ticks it so that live outputs refresh.
 //!
