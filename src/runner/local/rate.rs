@@ -163,16 +163,26 @@ impl Scheduler {
             let waiting_for_end = next.is_none() && !backlog.is_empty();
             tokio::select! {
                 _ = tokio::time::sleep_until(next.unwrap_or(self.end).into()), if next.is_some() => {
-                    if let Some(t) = next {
-                        backlog.push_back(t);
-                        if backlog.len() > backlog_max
-                            && let Some(due) = backlog.pop_front()
-                        {
-                            self.drop_starts(1, due);
+                    // A rate set while this lane slept applies to this arrival too (the top of
+                    // the loop schedules anew): one made at the old rate after a pause would
+                    // start after the pause took effect.
+                    let changed = watch
+                        && control
+                            .load
+                            .rate(self.part)
+                            .is_some_and(|rate| set.is_none_or(|s| s.rate != rate));
+                    if !changed {
+                        if let Some(t) = next {
+                            backlog.push_back(t);
+                            if backlog.len() > backlog_max
+                                && let Some(due) = backlog.pop_front()
+                            {
+                                self.drop_starts(1, due);
+                            }
                         }
+                        k += 1;
+                        next = self.arrival(set, k);
                     }
-                    k += 1;
-                    next = self.arrival(set, k);
                 }
                 Some(u) = back_rx.recv() => {
                     in_flight -= 1;
