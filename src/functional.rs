@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use crate::case::{Hook, Suite, SuiteEntry, TestCase, TestError, TestRef, run_hit, run_hook};
+use crate::case::{
+    FutureSlot, Hook, Suite, SuiteEntry, TestCase, TestError, TestRef, run_hit, run_hook,
+};
 use crate::config::RunArgs;
 use crate::result::{Recorder, Stats, UserRecorder};
 
@@ -109,13 +111,14 @@ pub fn try_run_test<S: Suite>(
             current_user: 1,
         });
         let mut state = (entry.new_user)();
+        let mut slot = FutureSlot::new();
         // One user's whole life: its `on_start`, the hit, its `on_stop` (whose failure fails
         // the test only when the hit itself succeeded, as a tear-down's does).
-        if let Some(started) = run_hook(&mut *state, Hook::Start, &mut case).await {
+        if let Some(started) = run_hook(&mut *state, Hook::Start, &mut case, &mut slot).await {
             started?;
         }
-        let outcome = run_hit(&mut *state, index, &mut case).await;
-        let stopped = run_hook(&mut *state, Hook::Stop, &mut case)
+        let outcome = run_hit(&mut *state, index, &mut case, &mut slot).await;
+        let stopped = run_hook(&mut *state, Hook::Stop, &mut case, &mut slot)
             .await
             .unwrap_or(Ok(()));
         outcome.and(stopped)

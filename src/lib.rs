@@ -88,7 +88,7 @@ pub use result::LoadsStatus;
 /// any release).
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::case::{BoxFuture, SuiteEntry, TestInfo};
+    pub use crate::case::{FutureSlot, Placed, SuiteEntry, TestInfo};
     pub use crate::functional::{Expect, run_test, try_run_test};
     pub use inventory;
 

@@ -296,37 +296,41 @@ fn expand(
         quote! { ::loads::__private::TestInfo { name: #n, doc: #doc, weight: #weight, data: &[#(#data),*] } }
     });
     let arms = tests.iter().enumerate().map(|(i, (ident, _, _, _))| {
-        quote! { #i => ::std::boxed::Box::pin(<#ty>::#ident(self, t)), }
+        quote! { #i => slot.place(<#ty>::#ident(self, t)), }
     });
     let setup = has_setup.then(|| {
         quote! {
-            fn setup<'a>(&'a mut self, t: &'a mut ::loads::TestCase)
-                -> ::core::option::Option<::loads::__private::BoxFuture<'a, ::loads::Outcome>> {
-                ::core::option::Option::Some(::std::boxed::Box::pin(<#ty>::setup(self, t)))
+            fn setup<'a>(&'a mut self, t: &'a mut ::loads::TestCase,
+                slot: &'a mut ::loads::__private::FutureSlot)
+                -> ::core::option::Option<::loads::__private::Placed<'a, ::loads::Outcome>> {
+                ::core::option::Option::Some(slot.place(<#ty>::setup(self, t)))
             }
         }
     });
     let teardown = has_teardown.then(|| {
         quote! {
-            fn teardown<'a>(&'a mut self, t: &'a mut ::loads::TestCase)
-                -> ::core::option::Option<::loads::__private::BoxFuture<'a, ::loads::Outcome>> {
-                ::core::option::Option::Some(::std::boxed::Box::pin(<#ty>::teardown(self, t)))
+            fn teardown<'a>(&'a mut self, t: &'a mut ::loads::TestCase,
+                slot: &'a mut ::loads::__private::FutureSlot)
+                -> ::core::option::Option<::loads::__private::Placed<'a, ::loads::Outcome>> {
+                ::core::option::Option::Some(slot.place(<#ty>::teardown(self, t)))
             }
         }
     });
     let on_start = has_on_start.then(|| {
         quote! {
-            fn on_start<'a>(&'a mut self, t: &'a mut ::loads::TestCase)
-                -> ::core::option::Option<::loads::__private::BoxFuture<'a, ::loads::Outcome>> {
-                ::core::option::Option::Some(::std::boxed::Box::pin(<#ty>::on_start(self, t)))
+            fn on_start<'a>(&'a mut self, t: &'a mut ::loads::TestCase,
+                slot: &'a mut ::loads::__private::FutureSlot)
+                -> ::core::option::Option<::loads::__private::Placed<'a, ::loads::Outcome>> {
+                ::core::option::Option::Some(slot.place(<#ty>::on_start(self, t)))
             }
         }
     });
     let on_stop = has_on_stop.then(|| {
         quote! {
-            fn on_stop<'a>(&'a mut self, t: &'a mut ::loads::TestCase)
-                -> ::core::option::Option<::loads::__private::BoxFuture<'a, ::loads::Outcome>> {
-                ::core::option::Option::Some(::std::boxed::Box::pin(<#ty>::on_stop(self, t)))
+            fn on_stop<'a>(&'a mut self, t: &'a mut ::loads::TestCase,
+                slot: &'a mut ::loads::__private::FutureSlot)
+                -> ::core::option::Option<::loads::__private::Placed<'a, ::loads::Outcome>> {
+                ::core::option::Option::Some(slot.place(<#ty>::on_stop(self, t)))
             }
         }
     });
@@ -373,11 +377,12 @@ fn expand(
             fn new_user() -> Self {
                 <Self as ::core::default::Default>::default()
             }
-            fn run_test<'a>(&'a mut self, index: usize, t: &'a mut ::loads::TestCase)
-                -> ::loads::__private::BoxFuture<'a, ::loads::Outcome> {
+            fn run_test<'a>(&'a mut self, index: usize, t: &'a mut ::loads::TestCase,
+                slot: &'a mut ::loads::__private::FutureSlot)
+                -> ::loads::__private::Placed<'a, ::loads::Outcome> {
                 match index {
                     #(#arms)*
-                    _ => ::std::boxed::Box::pin(async move {
+                    _ => slot.place(async move {
                         ::core::result::Result::Err(::loads::TestError::error(
                             ::std::format!("suite {} has no test number {}", #name, index)))
                     }),

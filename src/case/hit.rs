@@ -11,8 +11,9 @@ use std::sync::Once;
 use std::task::{Context, Poll};
 
 use super::context::TestCase;
-use super::outcome::{BoxFuture, Outcome, TestError};
+use super::outcome::{Outcome, TestError};
 use super::registry::UserState;
+use super::slot::FutureSlot;
 use crate::result::ExcInfo;
 
 thread_local! {
@@ -45,9 +46,9 @@ pub(crate) fn install_panic_hook() {
 }
 
 /// Marks the thread as running test code for the duration of each poll.
-struct InHit<'a>(BoxFuture<'a, Outcome>);
+struct InHit<F>(F);
 
-impl Future for InHit<'_> {
+impl<F: Future<Output = Outcome> + Unpin> Future for InHit<F> {
     type Output = Outcome;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
         struct Reset(bool);
@@ -57,7 +58,7 @@ impl Future for InHit<'_> {
             }
         }
         let _reset = Reset(IN_HIT.with(|f| f.replace(true)));
-        self.0.as_mut().poll(cx)
+        Pin::new(&mut self.0).poll(cx)
     }
 }
 
@@ -72,7 +73,7 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-async fn guarded(fut: BoxFuture<'_, Outcome>) -> Outcome {
+async fn guarded(fut: impl Future<Output = Outcome> + Unpin) -> Outcome {
     match AssertUnwindSafe(InHit(fut)).catch_unwind().await {
         Ok(outcome) => outcome,
         Err(payload) => {
@@ -91,14 +92,19 @@ async fn guarded(fut: BoxFuture<'_, Outcome>) -> Outcome {
 
 /// Runs one hit: set-up, the test, tear-down. Panics become failures. A failing set-up skips
 /// the test; the tear-down runs whenever the set-up succeeded, and its error is reported only
-/// when the test itself succeeded.
-pub async fn run_hit(user: &mut dyn UserState, index: usize, t: &mut TestCase) -> Outcome {
+/// when the test itself succeeded. Each of the three futures is placed in `slot` in turn.
+pub async fn run_hit(
+    user: &mut dyn UserState,
+    index: usize,
+    t: &mut TestCase,
+    slot: &mut FutureSlot,
+) -> Outcome {
     install_panic_hook();
-    if let Some(setup) = user.setup(t) {
+    if let Some(setup) = user.setup(t, slot) {
         guarded(setup).await?;
     }
-    let outcome = guarded(user.run_test(index, t)).await;
-    let teardown = match user.teardown(t) {
+    let outcome = guarded(user.run_test(index, t, slot)).await;
+    let teardown = match user.teardown(t, slot) {
         Some(f) => guarded(f).await,
         None => Ok(()),
     };
@@ -125,12 +131,17 @@ impl Hook {
 }
 
 /// Runs the user's `hook`, if its suite has one (`None` when it has not). Panics become
-/// failures, as in a hit.
-pub async fn run_hook(user: &mut dyn UserState, hook: Hook, t: &mut TestCase) -> Option<Outcome> {
+/// failures, as in a hit. Its future is placed in `slot`.
+pub async fn run_hook(
+    user: &mut dyn UserState,
+    hook: Hook,
+    t: &mut TestCase,
+    slot: &mut FutureSlot,
+) -> Option<Outcome> {
     install_panic_hook();
     let fut = match hook {
-        Hook::Start => user.on_start(t),
-        Hook::Stop => user.on_stop(t),
+        Hook::Start => user.on_start(t, slot),
+        Hook::Stop => user.on_stop(t, slot),
     }?;
     Some(guarded(fut).await)
 }

@@ -8,22 +8,25 @@
 //! [`run_hit`] for every hit; panics are caught there and never take the run down.
 //!
 //! Files: `outcome` (outcomes and assertion macros), `context` ([`TestCase`]), `registry`
-//! (suites, tests by name), `hit` (running one hit).
+//! (suites, tests by name), `hit` (running one hit), `slot` (the block a user's test futures
+//! live in, one at a time).
 
 mod context;
 mod hit;
 mod mix;
 mod outcome;
 mod registry;
+mod slot;
 
 pub use context::TestCase;
 pub(crate) use hit::panic_message;
 pub use hit::{Hook, run_hit, run_hook};
 pub use mix::{Mix, MixError, NamedMix, draw};
-pub use outcome::{BoxFuture, Outcome, TestError};
+pub use outcome::{Outcome, TestError};
 pub use registry::{
     Suite, SuiteEntry, TestInfo, TestRef, UnknownTest, UserState, all_tests, suites,
 };
+pub use slot::{FutureSlot, Placed};
 
 #[cfg(test)]
 mod tests {
@@ -79,8 +82,9 @@ mod tests {
             &'a mut self,
             index: usize,
             _t: &'a mut TestCase,
-        ) -> BoxFuture<'a, Outcome> {
-            Box::pin(async move {
+            slot: &'a mut FutureSlot,
+        ) -> Placed<'a, Outcome> {
+            slot.place(async move {
                 match index {
                     0 => Ok(()),
                     1 => ensure_fails(),
@@ -92,11 +96,19 @@ mod tests {
                 }
             })
         }
-        fn setup<'a>(&'a mut self, _t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>> {
+        fn setup<'a>(
+            &'a mut self,
+            _t: &'a mut TestCase,
+            slot: &'a mut FutureSlot,
+        ) -> Option<Placed<'a, Outcome>> {
             self.setups += 1;
-            Some(Box::pin(async { Ok(()) }))
+            Some(slot.place(async { Ok(()) }))
         }
-        fn teardown<'a>(&'a mut self, _t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>> {
+        fn teardown<'a>(
+            &'a mut self,
+            _t: &'a mut TestCase,
+            _slot: &'a mut FutureSlot,
+        ) -> Option<Placed<'a, Outcome>> {
             self.teardowns += 1;
             None
         }
@@ -111,7 +123,7 @@ mod tests {
         let mut t =
             TestCase::new("demo::x".into(), Arc::new(RunArgs::default()), rec).expect("case");
         let mut user = Demo::default();
-        let out = rt.block_on(run_hit(&mut user, index, &mut t));
+        let out = rt.block_on(run_hit(&mut user, index, &mut t, &mut FutureSlot::new()));
         (out, user)
     }
 

@@ -3,16 +3,11 @@
 //! failures. Values enter from test code; they leave as the outcome the hit runner reports.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 
 use crate::result::ExcInfo;
 
 /// The result of a test, of a set-up or of a tear-down.
 pub type Outcome = Result<(), TestError>;
-
-/// A boxed future, as the suite trait returns them.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Why a hit did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,8 @@
 use std::fmt;
 
 use super::context::TestCase;
-use super::outcome::{BoxFuture, Outcome};
+use super::outcome::Outcome;
+use super::slot::{FutureSlot, Placed};
 
 /// A test of a suite: its name and the first line of its doc comment.
 #[derive(Debug, Clone, Copy)]
@@ -41,29 +42,51 @@ pub trait Suite: Send + 'static {
     fn new_user() -> Self
     where
         Self: Sized;
-    /// Runs test number `index`.
-    fn run_test<'a>(&'a mut self, index: usize, t: &'a mut TestCase) -> BoxFuture<'a, Outcome>;
+    /// Runs test number `index`, its future placed in the user's `slot` (one block per user,
+    /// reused on every hit, instead of a box per hit).
+    fn run_test<'a>(
+        &'a mut self,
+        index: usize,
+        t: &'a mut TestCase,
+        slot: &'a mut FutureSlot,
+    ) -> Placed<'a, Outcome>;
     /// Runs before each hit (the suite's `setup` method, if any).
-    fn setup<'a>(&'a mut self, t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>> {
-        let _ = t;
+    fn setup<'a>(
+        &'a mut self,
+        t: &'a mut TestCase,
+        slot: &'a mut FutureSlot,
+    ) -> Option<Placed<'a, Outcome>> {
+        let _ = (t, slot);
         None
     }
     /// Runs after each hit whose set-up succeeded (the suite's `teardown` method, if any).
-    fn teardown<'a>(&'a mut self, t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>> {
-        let _ = t;
+    fn teardown<'a>(
+        &'a mut self,
+        t: &'a mut TestCase,
+        slot: &'a mut FutureSlot,
+    ) -> Option<Placed<'a, Outcome>> {
+        let _ = (t, slot);
         None
     }
     /// Runs once when a virtual user starts, before its first hit (the suite's `on_start`
     /// method, if any): log in, fetch a token. A user whose `on_start` fails runs no hits.
-    fn on_start<'a>(&'a mut self, t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>> {
-        let _ = t;
+    fn on_start<'a>(
+        &'a mut self,
+        t: &'a mut TestCase,
+        slot: &'a mut FutureSlot,
+    ) -> Option<Placed<'a, Outcome>> {
+        let _ = (t, slot);
         None
     }
     /// Runs once when a virtual user whose `on_start` succeeded ends (the suite's `on_stop`
     /// method, if any): after its last hit, at the end of the duration, at Ctrl-C, or when the
     /// stages remove it.
-    fn on_stop<'a>(&'a mut self, t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>> {
-        let _ = t;
+    fn on_stop<'a>(
+        &'a mut self,
+        t: &'a mut TestCase,
+        slot: &'a mut FutureSlot,
+    ) -> Option<Placed<'a, Outcome>> {
+        let _ = (t, slot);
         None
     }
 }
@@ -71,32 +94,74 @@ pub trait Suite: Send + 'static {
 /// The object-safe face of a suite's per-user state.
 pub trait UserState: Send {
     /// Runs test number `index`.
-    fn run_test<'a>(&'a mut self, index: usize, t: &'a mut TestCase) -> BoxFuture<'a, Outcome>;
+    fn run_test<'a>(
+        &'a mut self,
+        index: usize,
+        t: &'a mut TestCase,
+        slot: &'a mut FutureSlot,
+    ) -> Placed<'a, Outcome>;
     /// The set-up hook, if any.
-    fn setup<'a>(&'a mut self, t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>>;
+    fn setup<'a>(
+        &'a mut self,
+        t: &'a mut TestCase,
+        slot: &'a mut FutureSlot,
+    ) -> Option<Placed<'a, Outcome>>;
     /// The tear-down hook, if any.
-    fn teardown<'a>(&'a mut self, t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>>;
+    fn teardown<'a>(
+        &'a mut self,
+        t: &'a mut TestCase,
+        slot: &'a mut FutureSlot,
+    ) -> Option<Placed<'a, Outcome>>;
     /// The user's start hook, if any.
-    fn on_start<'a>(&'a mut self, t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>>;
+    fn on_start<'a>(
+        &'a mut self,
+        t: &'a mut TestCase,
+        slot: &'a mut FutureSlot,
+    ) -> Option<Placed<'a, Outcome>>;
     /// The user's stop hook, if any.
-    fn on_stop<'a>(&'a mut self, t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>>;
+    fn on_stop<'a>(
+        &'a mut self,
+        t: &'a mut TestCase,
+        slot: &'a mut FutureSlot,
+    ) -> Option<Placed<'a, Outcome>>;
 }
 
 impl<S: Suite> UserState for S {
-    fn run_test<'a>(&'a mut self, index: usize, t: &'a mut TestCase) -> BoxFuture<'a, Outcome> {
-        Suite::run_test(self, index, t)
+    fn run_test<'a>(
+        &'a mut self,
+        index: usize,
+        t: &'a mut TestCase,
+        slot: &'a mut FutureSlot,
+    ) -> Placed<'a, Outcome> {
+        Suite::run_test(self, index, t, slot)
     }
-    fn setup<'a>(&'a mut self, t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>> {
-        Suite::setup(self, t)
+    fn setup<'a>(
+        &'a mut self,
+        t: &'a mut TestCase,
+        slot: &'a mut FutureSlot,
+    ) -> Option<Placed<'a, Outcome>> {
+        Suite::setup(self, t, slot)
     }
-    fn teardown<'a>(&'a mut self, t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>> {
-        Suite::teardown(self, t)
+    fn teardown<'a>(
+        &'a mut self,
+        t: &'a mut TestCase,
+        slot: &'a mut FutureSlot,
+    ) -> Option<Placed<'a, Outcome>> {
+        Suite::teardown(self, t, slot)
     }
-    fn on_start<'a>(&'a mut self, t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>> {
-        Suite::on_start(self, t)
+    fn on_start<'a>(
+        &'a mut self,
+        t: &'a mut TestCase,
+        slot: &'a mut FutureSlot,
+    ) -> Option<Placed<'a, Outcome>> {
+        Suite::on_start(self, t, slot)
     }
-    fn on_stop<'a>(&'a mut self, t: &'a mut TestCase) -> Option<BoxFuture<'a, Outcome>> {
-        Suite::on_stop(self, t)
+    fn on_stop<'a>(
+        &'a mut self,
+        t: &'a mut TestCase,
+        slot: &'a mut FutureSlot,
+    ) -> Option<Placed<'a, Outcome>> {
+        Suite::on_stop(self, t, slot)
     }
 }
 

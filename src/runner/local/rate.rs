@@ -81,11 +81,11 @@ struct Scheduler {
     cancel: Cancel,
 }
 
-/// A virtual user of the open model's pool, with its test context and state.
+/// A virtual user of the open model's pool, with its test context and code.
 struct PoolUser {
     vu: VirtualUser,
     case: TestCase,
-    state: Box<dyn crate::case::UserState>,
+    code: super::user::Code,
     hits: u64,
     /// Its `on_start` succeeded.
     started: bool,
@@ -204,10 +204,10 @@ impl Scheduler {
                         let vu = self.template.clone_for(self.first_user + created);
                         vu.recorder.set_lag(Some(0));
                         match vu.prepare() {
-                            Some((case, state)) => PoolUser {
+                            Some((case, code)) => PoolUser {
                                 vu,
                                 case,
-                                state,
+                                code,
                                 hits: 0,
                                 started: false,
                             },
@@ -226,14 +226,14 @@ impl Scheduler {
                     let PoolUser {
                         vu,
                         case,
-                        state,
+                        code,
                         hits,
                         started,
                     } = &mut user;
                     // A new user starts (its `on_start`) when the first arrival it serves is
                     // due: that hit starts late by as much, and its lag says so.
                     if !*started {
-                        if !vu.hook(case, &mut **state, Hook::Start).await {
+                        if !vu.hook(case, code, Hook::Start).await {
                             // No hit for this arrival: a dropped start (and the user's failed
                             // `on_start` is in the results); a new user may come.
                             let second = crate::result::recorder::unix_second_at(intended);
@@ -250,8 +250,7 @@ impl Scheduler {
                     vu.recorder.set_lag(Some(lag_us));
                     *hits += 1;
                     let mut cancel = CancelWatch::new(&vu.cancel);
-                    if let Some(end) = vu.hit(case, &mut **state, 0, *hits, now, &mut cancel).await
-                    {
+                    if let Some(end) = vu.hit(case, code, 0, *hits, now, &mut cancel).await {
                         let took = micros(end.saturating_duration_since(now));
                         vu.recorder.record(|s| s.record_hit_time(took, lag_us));
                     }
@@ -285,10 +284,8 @@ impl Scheduler {
         }
         for mut user in idle.into_iter().filter(|u| u.started) {
             hits.spawn(async move {
-                let PoolUser {
-                    vu, case, state, ..
-                } = &mut user;
-                vu.hook(case, &mut **state, Hook::Stop).await;
+                let PoolUser { vu, case, code, .. } = &mut user;
+                vu.hook(case, code, Hook::Stop).await;
             });
         }
         while hits.join_next().await.is_some() {}

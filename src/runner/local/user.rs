@@ -17,7 +17,9 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::cancel::Cancel;
 
-use crate::case::{Hook, Mix, Outcome, TestCase, TestError, draw, run_hit, run_hook};
+use crate::case::{
+    FutureSlot, Hook, Mix, Outcome, TestCase, TestError, UserState, draw, run_hit, run_hook,
+};
 use crate::config::RunArgs;
 use crate::config::plan::Stop;
 use crate::result::{
@@ -75,6 +77,13 @@ impl Drop for Active<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// A virtual user's code: its suite's per-user state, and the slot the futures of its tests
+/// and hooks run in (one block per user, reused on every hit).
+pub(super) struct Code {
+    state: Box<dyn UserState>,
+    slot: FutureSlot,
 }
 
 /// One virtual user.
@@ -232,8 +241,8 @@ impl VirtualUser {
             .is_some_and(|r| r.load(Ordering::Relaxed))
     }
 
-    /// The user's test context and state, or `None` after recording why they could not be made.
-    pub(super) fn prepare(&self) -> Option<(TestCase, Box<dyn crate::case::UserState>)> {
+    /// The user's test context and code, or `None` after recording why they could not be made.
+    pub(super) fn prepare(&self) -> Option<(TestCase, Code)> {
         let name = &*self.mix.entries()[0].name;
         let mut case = match TestCase::new(
             self.mix.entries()[0].name.clone(),
@@ -267,7 +276,13 @@ impl VirtualUser {
                 return None;
             }
         };
-        Some((case, state))
+        Some((
+            case,
+            Code {
+                state,
+                slot: FutureSlot::new(),
+            },
+        ))
     }
 
     /// Whether the user must stop making hits: the run is stopping or the step was cancelled.
@@ -296,21 +311,21 @@ impl VirtualUser {
                 _ = self.cancel.cancelled() => return,
             }
         }
-        let Some((mut case, mut state)) = self.prepare() else {
+        let Some((mut case, mut code)) = self.prepare() else {
             return;
         };
         let _active = self.control.active_users.alive();
-        if !self.hook(&mut case, &mut *state, Hook::Start).await {
+        if !self.hook(&mut case, &mut code, Hook::Start).await {
             return;
         }
-        self.hits(&mut case, &mut *state).await;
-        self.hook(&mut case, &mut *state, Hook::Stop).await;
+        self.hits(&mut case, &mut code).await;
+        self.hook(&mut case, &mut code, Hook::Stop).await;
     }
 
     /// Runs the user's hits until its plan, deadline, retirement or the run says stop. Without
     /// think time, a hit starts at the instant the previous one ended (one reading of the clock
     /// per hit, not three).
-    async fn hits(&self, case: &mut TestCase, state: &mut dyn crate::case::UserState) {
+    async fn hits(&self, case: &mut TestCase, code: &mut Code) {
         let mut cancel = CancelWatch::new(&self.cancel);
         let mut now = Instant::now();
         match &self.stop {
@@ -323,7 +338,7 @@ impl VirtualUser {
                         if i > 1 && self.think.is_some() && self.think(i).await {
                             now = Instant::now();
                         }
-                        match self.hit(case, state, h, i, now, &mut cancel).await {
+                        match self.hit(case, code, h, i, now, &mut cancel).await {
                             Some(end) => now = end,
                             None => break 'steps,
                         }
@@ -341,7 +356,7 @@ impl VirtualUser {
                             break;
                         }
                     }
-                    match self.hit(case, state, 0, i, now, &mut cancel).await {
+                    match self.hit(case, code, 0, i, now, &mut cancel).await {
                         Some(end) => now = end,
                         None => break,
                     }
@@ -355,12 +370,7 @@ impl VirtualUser {
     /// user then runs no hits and no `on_stop`) or was abandoned (the step was cancelled while
     /// it ran). An `on_stop` runs even after the step was cancelled; the driver aborts it
     /// [`STOP_GRACE`](super::STOP_GRACE) later.
-    pub(super) async fn hook(
-        &self,
-        case: &mut TestCase,
-        state: &mut dyn crate::case::UserState,
-        hook: Hook,
-    ) -> bool {
+    pub(super) async fn hook(&self, case: &mut TestCase, code: &mut Code, hook: Hook) -> bool {
         let name: Arc<str> = Arc::from(format!("{}::{}", self.mix.suite().name, hook.method()));
         let test = case.test_name_arc();
         case.set_test(name.clone());
@@ -375,7 +385,7 @@ impl VirtualUser {
         };
         let outcome = tokio::select! {
             biased;
-            o = run_hook(state, hook, case) => o,
+            o = run_hook(&mut *code.state, hook, case, &mut code.slot) => o,
             _ = cut_off => Some(Err(TestError::error(match hook {
                 Hook::Start => "on_start abandoned: the run stopped while it ran".to_owned(),
                 Hook::Stop => format!(
@@ -406,7 +416,7 @@ impl VirtualUser {
     pub(super) async fn hit(
         &self,
         case: &mut TestCase,
-        state: &mut dyn crate::case::UserState,
+        code: &mut Code,
         hits: u64,
         i: u64,
         started: Instant,
@@ -428,7 +438,14 @@ impl VirtualUser {
             test: entry.name.to_string(),
             loads_status,
         });
-        let outcome = cancel.run(run_hit(state, entry.test.index, case)).await?;
+        let outcome = cancel
+            .run(run_hit(
+                &mut *code.state,
+                entry.test.index,
+                case,
+                &mut code.slot,
+            ))
+            .await?;
         if case.data_stopped() {
             // A `queue-stop` source ran out: the hit is not counted, and the user stops.
             return None;
