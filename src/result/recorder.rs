@@ -326,14 +326,24 @@ impl UserRecorder {
 
     /// Sends `event` in raw mode (and says whether it did): the caller records into the shard
     /// otherwise.
+    /// (Inlined, so that outside raw mode it costs the caller one test; the event is made
+    /// and sent out of line.)
+    #[inline]
     pub fn send_raw(&self, event: impl FnOnce(LoadsStatus) -> Event) -> bool {
         match self.raw() {
             Some(tx) => {
-                let _ = tx.send(event(self.status()));
+                self.send_event(tx, event);
                 true
             }
             None => false,
         }
+    }
+
+    /// Makes the event and sends it (raw mode).
+    #[cold]
+    #[inline(never)]
+    fn send_event(&self, tx: &SyncSender<Event>, event: impl FnOnce(LoadsStatus) -> Event) {
+        let _ = tx.send(event(self.status()));
     }
 
     /// The user's current loads_status.
